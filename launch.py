@@ -1,0 +1,16 @@
+"""avatar-prep entry point: compose conf/config.yaml and run one job (see README)."""
+
+import hydra
+from omegaconf import DictConfig
+
+import prep.config  # noqa: F401  (registers the typed schema)
+from prep.app import main as run_job
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    return run_job(cfg)
+
+
+if __name__ == "__main__":
+    main()

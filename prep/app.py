@@ -1,0 +1,125 @@
+"""Run one Hydra job: resolve the subject, run the plan, print a summary; errors become one line.
+
+Library code raises `PrepError` subclasses; this module is the only place that turns them into a
+single `error: ...` line on stderr (the full traceback with debug=true). In a multirun a failed
+subject does not stop the sweep: its error is recorded in the job's folder (`status.json`) and
+`prep.hydra_callbacks.SweepSummary` lists the failures at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from prep.config import Config, to_typed
+from prep.errors import BadConfigError, PrepError
+from prep.io.files import write_json
+from prep.subject import SubjectDir
+
+log = logging.getLogger("prep")
+
+_BAD_NAME = re.compile(r"[/\\\x00]|^\.{1,2}$")
+
+
+def subject_name(cfg: Config) -> str:
+    """The subject's name: `subject`, the dataset default, or the custom video's file stem."""
+    name = cfg.subject or cfg.dataset.default_subject
+    if not name and cfg.dataset.name == "custom":
+        src = cfg.dataset.video or cfg.dataset.images
+        name = Path(src).stem if src else None
+        if not name:
+            raise BadConfigError(
+                "dataset=custom needs dataset.video=<file> or dataset.images=<folder>"
+            )
+    if not name:
+        raise BadConfigError(f"dataset={cfg.dataset.name} needs subject=<name>")
+    if _BAD_NAME.search(name):
+        raise BadConfigError(f"subject name {name!r} must not contain path separators")
+    return name
+
+
+def subject_dir(cfg: Config) -> SubjectDir:
+    return SubjectDir(Path(cfg.work_dir) / cfg.dataset.name / subject_name(cfg))
+
+
+def validate(cfg: Config) -> None:
+    """Checks across sections that the schema types cannot express."""
+    for key in ("fx", "fy"):
+        v = getattr(cfg, key)
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            raise BadConfigError(f"{key}={v} must be a positive focal length in pixels")
+    if cfg.frames.fps is not None and not cfg.frames.fps > 0:
+        raise BadConfigError(f"frames.fps={cfg.frames.fps} must be positive (or null = native)")
+
+
+def run(cfg: Config) -> float | None:
+    """Run the configured stage(s) on the configured subject; returns the headline metric."""
+    from prep.runner import asset_waiting_lines, run_plan
+
+    validate(cfg)
+    if cfg.stage.name == "assets":
+        print_asset_table(cfg)
+        return None
+    subject = subject_dir(cfg)
+    with subject.lock(wait=cfg.lock_wait):
+        outcome = run_plan(cfg, subject)
+    log.info(
+        "subject %s: ran %s; skipped %s", subject.root, outcome.ran or "-", outcome.skipped or "-"
+    )
+    for line in asset_waiting_lines(outcome):
+        log.warning("waiting  %s", line)
+    return outcome.headline()
+
+
+def print_asset_table(cfg: Config) -> None:
+    from prep.assets import asset_table
+
+    rows = asset_table(cfg)
+    width = max(len(r[0]) for r in rows)
+    print(f"{'asset':<{width}}  {'status':<8}  path  (used by)")
+    for name, status, path, used_by in rows:
+        print(f"{name:<{width}}  {status:<8}  {path}  ({used_by})")
+
+
+def main(dcfg: DictConfig) -> float | None:
+    """Entry from launch.py. Returns the headline metric (a multirun sweeper minimises it)."""
+    multirun = _is_multirun()
+    debug = bool(dcfg.get("debug", False))
+    try:
+        cfg = to_typed(dcfg)
+        value = run(cfg)
+        _record_status(ok=True, value=value)
+        return value
+    except PrepError as e:
+        _record_status(ok=False, error=str(e))
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        if multirun:
+            return math.inf
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; finished outputs are kept and the next run resumes", file=sys.stderr)
+        sys.exit(130)
+
+
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _record_status(ok: bool, value: float | None = None, error: str = "") -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    hc = HydraConfig.get()
+    status = {"ok": ok, "value": value, "error": error, "overrides": list(hc.overrides.task)}
+    write_json(Path(hc.runtime.output_dir) / "status.json", status)

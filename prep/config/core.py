@@ -1,0 +1,83 @@
+"""Schemas of the run-level sections: dataset, frames, logger, assets (owned by the foundation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import MISSING
+
+
+@dataclass
+class DatasetConfig:
+    """Where a subject's input comes from and which stages `stage=all` runs."""
+
+    name: str = MISSING  # dataset kind: custom | insta | hdtf | demo
+    video: str | None = None  # custom: a video file (any container FFmpeg reads)
+    images: str | None = None  # custom: a folder of images instead of a video
+    root: str | None = None  # insta/hdtf: the dataset release folder holding subjects
+    default_subject: str | None = None  # subject used when `subject` is not given
+    fx: float | None = None  # dataset default focal length (original pixels), when known
+    fy: float | None = None
+    cx: float | None = None
+    cy: float | None = None
+    plan: list[str] = field(default_factory=list)  # stage order for stage=all
+
+
+@dataclass
+class FramesConfig:
+    """Frame extraction (stage extract_frames)."""
+
+    fps: float | None = None  # resample to this rate by timestamps; null = native rate
+    ext: str = "jpg"  # jpg | png
+    jpeg_quality: int = 95  # 1-100
+    max_frames: int | None = None  # stop after this many frames (null = all)
+    start_s: float | None = None  # first timestamp to keep, seconds
+    end_s: float | None = None  # last timestamp to keep (exclusive), seconds
+    audio: bool = True  # write audio.wav when the source has audio
+    audio_rate: int | None = None  # resample audio to this rate (Hz); null = native
+    workers: int = 2  # JPEG/PNG encoder threads
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment logging (W&B offline by default; csv or none)."""
+
+    backend: str = "wandb"  # wandb | csv | none
+    project: str = "avatar-prep"
+    entity: str | None = None
+    mode: str = "offline"  # offline | online | disabled (wandb)
+    dir: str = "outputs/wandb"  # where offline runs and csv logs go
+    tags: list[str] = field(default_factory=list)
+    init_timeout_s: float = 20.0  # online init gives up and falls back to offline after this
+
+
+@dataclass
+class AssetsConfig:
+    """Paths of every external, user-supplied file (see `prep.assets` and `stage=assets`)."""
+
+    root: str = "${oc.env:AVATAR_PREP_ASSETS,${oc.env:HOME}/.cache/avatar-prep/assets}"
+    flame2020: str = "${.root}/flame/generic_model.pkl"
+    flame2023: str = "${.root}/flame/flame2023.pkl"
+    flame_lmk_embedding: str = "${.root}/flame/landmark_embedding.npy"
+    flame_lmk_embedding_eyes: str = "${.root}/flame/landmark_embedding_with_eyes.npy"
+    flame_mediapipe_embedding: str = "${.root}/flame/mediapipe_landmark_embedding.npz"
+    flame_masks: str = "${.root}/flame/FLAME_masks.pkl"
+    bfm_front: str = "${.root}/bfm/BFM_model_front.mat"
+    bfm_2009: str = "${.root}/bfm/01_MorphableModel.mat"
+    bfm_exp_pca: str = "${.root}/bfm/Exp_Pca.bin"
+    bfm_adnerf: str = "${.root}/bfm/3DMM_info.npy"
+    rvm_mobilenetv3: str = "${.root}/matting/rvm_mobilenetv3.pth"
+    rvm_resnet50: str = "${.root}/matting/rvm_resnet50.pth"
+    modnet: str = "${.root}/matting/modnet_webcam_portrait_matting.ckpt"
+    bisenet: str = "${.root}/parsing/79999_iter.pth"
+    deca: str = "${.root}/deca/deca_model.tar"
+    deep3dface: str = "${.root}/deep3dface/epoch_20.pth"
+    fan_dir: str = "${oc.env:TORCH_HOME,${oc.env:HOME}/.cache/torch}/hub/checkpoints"
+    intrinsic_anything_dir: str = "${.root}/IntrinsicAnything"
+
+
+@dataclass
+class StageSelect:
+    """Which stage to run (conf/stage/<name>.yaml)."""
+
+    name: str = "all"  # a stage name, or all = the dataset's plan

@@ -1,0 +1,143 @@
+"""Atomic file helpers: every write goes to a temp file in the same folder, then `os.replace`.
+
+A killed run therefore never leaves a half-written file under a final name; leftover temp files
+carry the `.tmp-` prefix and are ignored (and cleaned) by readers and resumers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+TMP_PREFIX = ".tmp-"
+
+
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success rename it onto `path`, else delete it.
+
+    The temp name keeps the suffix so writers that dispatch on it (cv2, numpy) still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: Path | str, data: bytes) -> None:
+    """Write `data` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(path: Path | str, obj: Any, indent: int | None = 1) -> None:
+    """Write `obj` as JSON atomically (numpy scalars and arrays are converted)."""
+    text = json.dumps(obj, indent=indent, default=_json_default)
+    write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: Path | str) -> Any:
+    """Read a JSON file."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def save_npz(path: Path | str, **arrays: Any) -> None:
+    """Save arrays to an uncompressed .npz atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes(path, buf.getvalue())
+
+
+def load_npz(path: Path | str) -> dict[str, np.ndarray]:
+    """Load every array of an .npz into a dict (the file is closed on return)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def encode_image(img: np.ndarray, suffix: str, jpeg_quality: int = 95) -> bytes:
+    """Encode an RGB/RGBA/gray uint8 image to PNG or JPEG bytes.
+
+    Args:
+        img: (H,W), (H,W,3) RGB or (H,W,4) RGBA, uint8 (or uint16 for PNG depth maps).
+        suffix: ".png", ".jpg" or ".jpeg".
+        jpeg_quality: JPEG quality 1-100.
+    """
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA)
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if suffix in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(suffix, img, params)
+    if not ok:
+        raise ValueError(f"could not encode image of shape {img.shape} as {suffix}")
+    return buf.tobytes()
+
+
+def write_image(path: Path | str, img: np.ndarray, jpeg_quality: int = 95) -> None:
+    """Write an RGB/RGBA/gray image atomically; format from the suffix."""
+    path = Path(path)
+    write_bytes(path, encode_image(img, path.suffix.lower(), jpeg_quality))
+
+
+def read_image(path: Path | str, mode: str = "rgb") -> np.ndarray:
+    """Read an image as uint8 in RGB order.
+
+    Args:
+        path: image file.
+        mode: "rgb" (H,W,3), "rgba" (H,W,4; opaque alpha added when absent), "gray" (H,W),
+            or "unchanged" (as stored, channels converted to RGB order).
+    """
+    flags = {"gray": cv2.IMREAD_GRAYSCALE, "rgb": cv2.IMREAD_COLOR}.get(mode, cv2.IMREAD_UNCHANGED)
+    img = cv2.imread(str(path), flags)
+    if img is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    if mode == "gray":
+        return img
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if mode == "rgba":
+            img = np.concatenate([img, np.full(img.shape[:2] + (1,), 255, img.dtype)], axis=2)
+        return img
+    img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    return img[..., :3].copy() if mode == "rgb" else img
+
+
+def clean_temp_files(folder: Path | str) -> int:
+    """Delete leftover temp files of killed runs in `folder`; returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    n = 0
+    for p in folder.glob(TMP_PREFIX + "*"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n

@@ -1,0 +1,342 @@
+"""Stage registry and engine: dependency order, skip-if-done manifests, resume helpers.
+
+A stage is a function ``run(ctx) -> StageResult`` registered with `register_stage`, declaring the
+stages it needs, the config sections that change its output, and the paths it writes. Stages talk
+only through files in the subject directory, so any stage can be re-run alone or resumed.
+
+A finished stage leaves ``.manifests/<stage>.json`` recording the hash of its config sections, the
+fingerprints of its inputs (the manifests of the stages it needs, or the source file), its version
+and the file count of each folder it wrote. A later run skips the stage when all of these still
+match; it re-runs on any difference, when a written folder lost files, or with ``force=true``. The
+manifest is deleted before a stage starts, so a run killed halfway is never taken as done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from prep import __version__
+from prep.errors import BadConfigError, MissingAssetError, MissingInputError
+from prep.io.files import TMP_PREFIX, load_npz, read_json, save_npz, write_json
+from prep.subject import SubjectDir
+
+if TYPE_CHECKING:
+    from prep.config import Config
+    from prep.logger import ExperimentLogger
+
+log = logging.getLogger(__name__)
+
+# Sections every stage's output depends on, besides its own.
+COMMON_SECTIONS = ("dataset", "fx", "fy", "cx", "cy")
+
+
+@dataclass
+class StageResult:
+    """What a stage reports when it finishes.
+
+    Attributes:
+        n_frames: frames the stage covered.
+        n_skipped: frames skipped because their outputs already existed (resume).
+        n_flagged: frames flagged invalid (no face, occluded, ...).
+        metrics: scalar metrics; saved in the manifest and logged.
+        headline: key of `metrics` that a sweep minimises (e.g. "lmk_rmse_px").
+    """
+
+    n_frames: int = 0
+    n_skipped: int = 0
+    n_flagged: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    headline: str | None = None
+
+
+@dataclass
+class StageContext:
+    """Everything a stage receives: typed config, the subject's paths, the logger."""
+
+    cfg: Config
+    subject: SubjectDir
+    stage: str
+    force: bool = False
+    logger: ExperimentLogger | None = None
+
+    @property
+    def device(self) -> str:
+        return self.cfg.device
+
+    def asset(self, name: str) -> Path:
+        """Resolve the path of an external asset, raising MissingAssetError when absent."""
+        from prep.assets import resolve_asset
+
+        return resolve_asset(self.cfg, name)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A registered stage (see `register_stage`)."""
+
+    name: str
+    run: Callable[[StageContext], StageResult]
+    needs: tuple[str, ...] = ()
+    config: tuple[str, ...] = ()
+    version: int = 1
+    writes: Callable[[SubjectDir], list[Path]] | None = None
+    assets: Callable[[Config], list[str]] | None = None
+    fingerprint: Callable[[Config], dict[str, Any]] | None = None
+
+
+_REGISTRY: dict[str, Stage] = {}
+
+
+def register_stage(
+    name: str,
+    needs: tuple[str, ...] = (),
+    config: tuple[str, ...] = (),
+    version: int = 1,
+    writes: Callable[[SubjectDir], list[Path]] | None = None,
+    assets: Callable[[Config], list[str]] | None = None,
+    fingerprint: Callable[[Config], dict[str, Any]] | None = None,
+) -> Callable[[Callable[[StageContext], StageResult]], Callable[[StageContext], StageResult]]:
+    """Register ``run(ctx) -> StageResult`` as stage `name`.
+
+    Args:
+        name: stage name, as typed in ``stage=<name>``.
+        needs: stages whose outputs this stage reads.
+        config: top-level config sections that change this stage's output.
+        version: bump when the stage's output changes for the same inputs and config.
+        writes: paths (files or folders) the stage writes; folders' file counts are checked
+            before a finished stage is skipped, so a deleted output file triggers a re-run.
+        assets: asset names (see `prep.assets`) the stage needs for a given config; checked
+            before any stage of the plan starts.
+        fingerprint: extra input fingerprint for stages that read outside the subject folder
+            (the source video's size and mtime).
+    """
+
+    def deco(fn: Callable[[StageContext], StageResult]) -> Callable[[StageContext], StageResult]:
+        _REGISTRY[name] = Stage(name, fn, tuple(needs), tuple(config), version, writes, assets,
+                                fingerprint)
+        return fn
+
+    return deco
+
+
+def registered_stages() -> dict[str, Stage]:
+    """All registered stages by name (importing `prep.stages` registers the built-in ones)."""
+    import prep.stages  # noqa: F401  (registers the stages)
+
+    return dict(_REGISTRY)
+
+
+def get_stage(name: str) -> Stage:
+    stages = registered_stages()
+    if name not in stages:
+        raise BadConfigError(f"unknown stage {name!r}; known: {', '.join(sorted(stages))}")
+    return stages[name]
+
+
+def upstream_closure(target: str) -> list[str]:
+    """`target` and every stage it transitively needs, in dependency order."""
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            raise BadConfigError(f"stage dependency cycle through {name!r}")
+        visiting.add(name)
+        for dep in get_stage(name).needs:
+            visit(dep)
+        visiting.discard(name)
+        order.append(name)
+
+    visit(target)
+    return order
+
+
+# ---- manifests ------------------------------------------------------------------------------
+
+
+def _section_value(cfg: Config, key: str) -> Any:
+    value = getattr(cfg, key)
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+
+
+def config_hash(cfg: Config, stage: Stage) -> str:
+    """Hash of the config sections that change `stage`'s output (plan lists excluded)."""
+    values = {k: _section_value(cfg, k) for k in COMMON_SECTIONS + stage.config}
+    values["dataset"] = {k: v for k, v in values["dataset"].items() if k != "plan"}
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def input_fingerprints(cfg: Config, subject: SubjectDir, stage: Stage) -> dict[str, Any]:
+    """Fingerprints of a stage's inputs: its upstream manifests, plus any external source."""
+    fps: dict[str, Any] = {}
+    for dep in stage.needs:
+        path = subject.manifest_path(dep)
+        fps[dep] = hashlib.sha1(path.read_bytes()).hexdigest()[:16] if path.exists() else None
+    if stage.fingerprint is not None:
+        fps.update(stage.fingerprint(cfg))
+    return fps
+
+
+def file_fingerprint(path: Path | str) -> dict[str, Any]:
+    """Cheap fingerprint of an external file: path, size and modification time."""
+    p = Path(path)
+    st = p.stat()
+    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _count_files(folder: Path) -> int:
+    return sum(1 for e in os.scandir(folder) if e.is_file() and not e.name.startswith(TMP_PREFIX))
+
+
+def _written_counts(subject: SubjectDir, stage: Stage) -> dict[str, int]:
+    if stage.writes is None:
+        return {}
+    counts = {}
+    for p in stage.writes(subject):
+        counts[str(p.relative_to(subject.root))] = (
+            _count_files(p) if p.is_dir() else int(p.exists())
+        )
+    return counts
+
+
+def read_manifest(subject: SubjectDir, stage: str) -> dict[str, Any] | None:
+    path = subject.manifest_path(stage)
+    try:
+        return read_json(path)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def is_done(cfg: Config, subject: SubjectDir, stage: Stage) -> tuple[bool, str]:
+    """Whether `stage` finished with the current config and inputs; else why not."""
+    man = read_manifest(subject, stage.name)
+    if man is None:
+        return False, "not run yet"
+    if man.get("version") != stage.version:
+        return False, "stage code changed"
+    if man.get("config_hash") != config_hash(cfg, stage):
+        return False, "config changed"
+    if man.get("inputs") != input_fingerprints(cfg, subject, stage):
+        return False, "inputs changed"
+    if man.get("written", {}) != _written_counts(subject, stage):
+        return False, "outputs missing"
+    return True, "done"
+
+
+def write_manifest(
+    cfg: Config, subject: SubjectDir, stage: Stage, result: StageResult, started: float
+) -> dict[str, Any]:
+    man = {
+        "stage": stage.name,
+        "version": stage.version,
+        "code_version": __version__,
+        "config_hash": config_hash(cfg, stage),
+        "config": {k: _section_value(cfg, k) for k in stage.config},
+        "inputs": input_fingerprints(cfg, subject, stage),
+        "written": _written_counts(subject, stage),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "duration_s": round(time.time() - started, 3),
+        "n_frames": result.n_frames,
+        "n_skipped": result.n_skipped,
+        "n_flagged": result.n_flagged,
+        "metrics": result.metrics,
+        "headline": result.headline,
+    }
+    write_json(subject.manifest_path(stage.name), man)
+    return man
+
+
+# ---- resume helpers for per-frame stages ----------------------------------------------------
+
+
+def frame_chunks(
+    n_frames: int, chunk: int = 256, done: Callable[[int, int], bool] | None = None
+) -> Iterator[tuple[int, int]]:
+    """Yield ``(i0, i1)`` ranges covering ``range(n_frames)``, skipping those `done` reports."""
+    for i0 in range(0, n_frames, chunk):
+        i1 = min(i0 + chunk, n_frames)
+        if done is None or not done(i0, i1):
+            yield i0, i1
+
+
+class ChunkStore:
+    """Per-chunk npz files under one folder, so a killed per-frame stage resumes by chunk.
+
+    Every chunk ``[i0, i1)`` is written atomically as ``<dir>/<i0:06d>-<i1:06d>.npz``; `merge`
+    concatenates the chunks' arrays along axis 0 in frame order.
+    """
+
+    def __init__(self, folder: Path | str):
+        self.folder = Path(folder)
+
+    def _path(self, i0: int, i1: int) -> Path:
+        return self.folder / f"{i0:06d}-{i1:06d}.npz"
+
+    def has(self, i0: int, i1: int) -> bool:
+        return self._path(i0, i1).exists()
+
+    def write(self, i0: int, i1: int, **arrays: np.ndarray) -> None:
+        for k, a in arrays.items():
+            if len(a) != i1 - i0:
+                raise ValueError(f"chunk array {k!r} has {len(a)} rows for frames {i0}:{i1}")
+        save_npz(self._path(i0, i1), **arrays)
+
+    def clear(self) -> None:
+        if self.folder.is_dir():
+            for p in self.folder.glob("*.npz"):
+                p.unlink()
+
+    def merge(self, n_frames: int | None = None) -> dict[str, np.ndarray]:
+        """Concatenate all chunks in order; checks they tile ``range(n_frames)`` without gaps."""
+        paths = sorted(p for p in self.folder.glob("*.npz") if not p.name.startswith(TMP_PREFIX))
+        parts: dict[str, list[np.ndarray]] = {}
+        expect = 0
+        for p in paths:
+            i0, i1 = (int(x) for x in p.stem.split("-"))
+            if i0 != expect:
+                raise ValueError(f"chunk store {self.folder} has a gap at frame {expect}")
+            expect = i1
+            for k, a in load_npz(p).items():
+                parts.setdefault(k, []).append(a)
+        if n_frames is not None and expect != n_frames:
+            raise ValueError(f"chunk store {self.folder} covers {expect} of {n_frames} frames")
+        return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
+
+
+# ---- running a plan -------------------------------------------------------------------------
+
+
+def missing_assets(cfg: Config, stage: Stage) -> list[MissingAssetError]:
+    """Assets `stage` needs under `cfg` that are absent, as errors ready to raise or report."""
+    from prep.assets import resolve_asset
+
+    errors = []
+    for name in stage.assets(cfg) if stage.assets else []:
+        try:
+            resolve_asset(cfg, name)
+        except MissingAssetError as e:
+            errors.append(e)
+    return errors
+
+
+def check_inputs(subject: SubjectDir, stage: Stage) -> None:
+    """Raise MissingInputError naming the upstream stage whose output is missing."""
+    for dep in stage.needs:
+        if read_manifest(subject, dep) is None:
+            raise MissingInputError(
+                dep, subject.manifest_path(dep), f"stage {stage.name} needs the output of {dep}"
+            )

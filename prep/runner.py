@@ -1,0 +1,128 @@
+"""Run a plan of stages on one subject: order, skip-if-done, asset checks, timing, summaries."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from prep.config import Config
+from prep.errors import BadConfigError, MissingAssetError
+from prep.logger import make_logger
+from prep.pipeline import (
+    Stage,
+    StageContext,
+    StageResult,
+    check_inputs,
+    get_stage,
+    is_done,
+    missing_assets,
+    registered_stages,
+    upstream_closure,
+    write_manifest,
+)
+from prep.subject import SubjectDir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlanOutcome:
+    """What happened to each stage of a plan."""
+
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)  # stage -> missing asset message
+    results: dict[str, StageResult] = field(default_factory=dict)
+
+    def headline(self) -> float | None:
+        """Headline metric of the last stage that reported one (what a sweep minimises)."""
+        for result in reversed(list(self.results.values())):
+            if result.headline and result.headline in result.metrics:
+                return float(result.metrics[result.headline])
+        return None
+
+
+def plan_stages(cfg: Config) -> list[str]:
+    """Stages to consider, in order: the dataset plan for stage=all, else the target's upstream."""
+    target = cfg.stage.name
+    if target == "all":
+        plan = list(cfg.dataset.plan)
+        for name in plan:
+            get_stage(name)
+        return plan
+    get_stage(target)
+    if cfg.only:
+        return [target]
+    skip = set(registered_stages()) - set(cfg.dataset.plan) if cfg.dataset.plan else set()
+    # Upstream stages the dataset plan leaves out (INSTA has no crop/matting) are not run.
+    return [s for s in upstream_closure(target) if s == target or s not in skip]
+
+
+def run_plan(cfg: Config, subject: SubjectDir) -> PlanOutcome:
+    """Run `cfg.stage` (with its missing upstream stages) on `subject`.
+
+    Assets are checked for the whole plan before any work. With an explicit stage a missing
+    asset is an error; with stage=all the stages that need it (and their dependents) wait and
+    the rest run.
+    """
+    names = plan_stages(cfg)
+    stages = [get_stage(n) for n in names]
+    outcome = PlanOutcome()
+    blocked: set[str] = set()
+    for st in stages:
+        errors = missing_assets(cfg, st)
+        if errors and cfg.stage.name != "all":
+            raise errors[0]
+        if errors or any(dep in blocked for dep in st.needs):
+            blocked.add(st.name)
+            outcome.waiting[st.name] = str(errors[0]) if errors else "waits for an upstream stage"
+    for st in stages:
+        if st.name in blocked:
+            continue
+        forced = cfg.force and (cfg.stage.name in ("all", st.name))
+        done, why = is_done(cfg, subject, st)
+        if done and not forced:
+            log.info("%-16s done, skipped (force=true re-runs it)", st.name)
+            outcome.skipped.append(st.name)
+            continue
+        log.info("%-16s running (%s)", st.name, "forced" if forced else why)
+        outcome.results[st.name] = run_stage(cfg, subject, st, forced)
+        outcome.ran.append(st.name)
+    for name, why in outcome.waiting.items():
+        log.warning("%-16s waiting: %s", name, why)
+    return outcome
+
+
+def run_stage(cfg: Config, subject: SubjectDir, st: Stage, force: bool) -> StageResult:
+    """Run one stage whose inputs exist, then record its manifest and print its summary."""
+    check_inputs(subject, st)
+    subject.manifest_path(st.name).unlink(missing_ok=True)
+    started = time.time()
+    logger = make_logger(cfg, subject, st.name)
+    try:
+        result = st.run(StageContext(cfg, subject, st.name, force, logger))
+        if not isinstance(result, StageResult):
+            raise BadConfigError(f"stage {st.name} returned {type(result).__name__}")
+        man = write_manifest(cfg, subject, st, result, started)
+        logger.summary({**result.metrics, "duration_s": man["duration_s"]})
+    finally:
+        logger.finish()
+    log.info(
+        "%-16s %d frames, %d skipped, %d flagged, %.1f s -> %s",
+        st.name,
+        result.n_frames,
+        result.n_skipped,
+        result.n_flagged,
+        man["duration_s"],
+        subject.root,
+    )
+    return result
+
+
+def asset_waiting_lines(outcome: PlanOutcome) -> list[str]:
+    """One line per waiting stage, for the end-of-run summary."""
+    return [f"{name}: {why}" for name, why in outcome.waiting.items()]
+
+
+__all__ = ["PlanOutcome", "plan_stages", "run_plan", "run_stage", "MissingAssetError"]
