@@ -123,8 +123,9 @@ def register_stage(
     """
 
     def deco(fn: Callable[[StageContext], StageResult]) -> Callable[[StageContext], StageResult]:
-        _REGISTRY[name] = Stage(name, fn, tuple(needs), tuple(config), version, writes, assets,
-                                fingerprint)
+        _REGISTRY[name] = Stage(
+            name, fn, tuple(needs), tuple(config), version, writes, assets, fingerprint
+        )
         return fn
 
     return deco
@@ -333,10 +334,17 @@ def missing_assets(cfg: Config, stage: Stage) -> list[MissingAssetError]:
     return errors
 
 
-def check_inputs(subject: SubjectDir, stage: Stage) -> None:
-    """Raise MissingInputError naming the upstream stage whose output is missing."""
+def check_inputs(subject: SubjectDir, stage: Stage, provided: frozenset[str] = frozenset()) -> None:
+    """Raise MissingInputError naming the upstream stage whose output is missing.
+
+    Args:
+        subject: the subject directory.
+        stage: the stage about to run.
+        provided: stages whose outputs the dataset's ingest writes itself (INSTA frames are
+            already cropped and matted), so they have no manifest of their own.
+    """
     for dep in stage.needs:
-        if read_manifest(subject, dep) is None:
+        if dep not in provided and read_manifest(subject, dep) is None:
             raise MissingInputError(
                 dep, subject.manifest_path(dep), f"stage {stage.name} needs the output of {dep}"
             )

@@ -54,9 +54,16 @@ def plan_stages(cfg: Config) -> list[str]:
     get_stage(target)
     if cfg.only:
         return [target]
-    skip = set(registered_stages()) - set(cfg.dataset.plan) if cfg.dataset.plan else set()
     # Upstream stages the dataset plan leaves out (INSTA has no crop/matting) are not run.
+    skip = provided_by_ingest(cfg)
     return [s for s in upstream_closure(target) if s == target or s not in skip]
+
+
+def provided_by_ingest(cfg: Config) -> frozenset[str]:
+    """Stages the dataset plan leaves out because its ingest already did their work."""
+    if not cfg.dataset.plan:
+        return frozenset()
+    return frozenset(set(registered_stages()) - set(cfg.dataset.plan))
 
 
 def run_plan(cfg: Config, subject: SubjectDir) -> PlanOutcome:
@@ -96,7 +103,7 @@ def run_plan(cfg: Config, subject: SubjectDir) -> PlanOutcome:
 
 def run_stage(cfg: Config, subject: SubjectDir, st: Stage, force: bool) -> StageResult:
     """Run one stage whose inputs exist, then record its manifest and print its summary."""
-    check_inputs(subject, st)
+    check_inputs(subject, st, provided_by_ingest(cfg))
     subject.manifest_path(st.name).unlink(missing_ok=True)
     started = time.time()
     logger = make_logger(cfg, subject, st.name)

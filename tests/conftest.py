@@ -51,3 +51,26 @@ def flame_public() -> Path:
 def tmp_subject(tmp_path: Path) -> SubjectDir:
     """An empty subject directory in a temp folder."""
     return SubjectDir(tmp_path / "subject")
+
+
+def compose(*overrides: str):
+    """Compose conf/config.yaml with `overrides` (Hydra syntax) into the typed `Config`."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import prep.config
+    from prep.config import to_typed
+
+    prep.config.register_configs()
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return to_typed(hydra_compose("config", overrides=list(overrides)))
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path):
+    """Build a typed Config from overrides, with work_dir in tmp and logging off."""
+
+    def make(*overrides: str):
+        return compose(f"work_dir={tmp_path / 'work'}", "logger=none", *overrides)
+
+    return make

@@ -1,0 +1,156 @@
+"""Stage engine: dependency order, skip-if-done, re-run on change, force, resume helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prep.errors import BadConfigError, MissingAssetError, MissingInputError
+from prep.io.files import read_json, write_image
+from prep.pipeline import ChunkStore, StageResult, frame_chunks, register_stage
+from prep.runner import plan_stages, run_plan
+from prep.subject import SubjectDir
+
+CALLS: list[str] = []
+
+
+@register_stage(
+    "toy_src", config=("frames",), writes=lambda s: [s.frames_dir], version=1
+)
+def _toy_src(ctx):
+    CALLS.append("toy_src")
+    n = 5
+    for i in range(n):
+        p = ctx.subject.frame_path(i)
+        if not p.exists():
+            write_image(p, np.full((8, 8, 3), i, np.uint8))
+    return StageResult(n_frames=n, metrics={"value": 1.0}, headline="value")
+
+
+@register_stage("toy_sink", needs=("toy_src",), config=("detect",))
+def _toy_sink(ctx):
+    CALLS.append("toy_sink")
+    return StageResult(n_frames=len(ctx.subject.frame_names()), metrics={"err": 0.5},
+                       headline="err")
+
+
+@register_stage("toy_gated", needs=("toy_src",), assets=lambda cfg: ["flame2020"])
+def _toy_gated(ctx):
+    CALLS.append("toy_gated")
+    return StageResult()
+
+
+PLAN = "dataset.plan=[toy_src,toy_sink,toy_gated]"
+
+
+@pytest.fixture
+def make(compose_cfg, tmp_path):
+    CALLS.clear()
+
+    def build(*overrides):
+        cfg = compose_cfg("dataset=custom", "subject=s1", PLAN,
+                          f"assets.root={tmp_path / 'assets'}", *overrides)
+        return cfg, SubjectDir(tmp_path / "work" / "custom" / "s1")
+
+    return build
+
+
+def test_target_runs_missing_upstream_then_skips(make):
+    cfg, subject = make("stage.name=toy_sink")
+    out = run_plan(cfg, subject)
+    assert out.ran == ["toy_src", "toy_sink"]
+    assert out.headline() == 0.5
+    CALLS.clear()
+    out = run_plan(cfg, subject)
+    assert out.ran == [] and out.skipped == ["toy_src", "toy_sink"] and CALLS == []
+    man = read_json(subject.manifest_path("toy_src"))
+    assert man["written"] == {"frames": 5} and man["n_frames"] == 5
+
+
+def test_deleted_output_reruns_stage_and_downstream(make):
+    cfg, subject = make("stage.name=toy_sink")
+    run_plan(cfg, subject)
+    subject.frame_path(2).unlink()
+    CALLS.clear()
+    out = run_plan(cfg, subject)
+    assert out.ran == ["toy_src", "toy_sink"]
+    assert subject.frame_path(2).exists()
+
+
+def test_config_change_reruns_only_affected_stage(make):
+    cfg, subject = make("stage.name=toy_sink")
+    run_plan(cfg, subject)
+    cfg2, _ = make("stage.name=toy_sink", "detect.backend=dlib")
+    assert run_plan(cfg2, subject).ran == ["toy_sink"]
+
+
+def test_force_reruns_target_only(make):
+    cfg, subject = make("stage.name=toy_sink")
+    run_plan(cfg, subject)
+    cfg2, _ = make("stage.name=toy_sink", "force=true")
+    assert run_plan(cfg2, subject).ran == ["toy_sink"]
+
+
+def test_only_names_missing_upstream_stage(make):
+    cfg, subject = make("stage.name=toy_sink", "only=true")
+    with pytest.raises(MissingInputError, match="stage=toy_src"):
+        run_plan(cfg, subject)
+
+
+def test_unknown_stage_is_config_error(make):
+    cfg, _ = make("stage.name=toy_sink")
+    cfg.stage.name = "nope"
+    with pytest.raises(BadConfigError, match="unknown stage 'nope'"):
+        plan_stages(cfg)
+
+
+def test_missing_asset_fails_before_any_work(make):
+    cfg, subject = make("stage.name=toy_gated")
+    with pytest.raises(MissingAssetError) as e:
+        run_plan(cfg, subject)
+    assert CALLS == []
+    msg = str(e.value)
+    assert "generic_model.pkl" in msg and "assets.flame2020" in msg and "flame.is.tue" in msg
+
+
+def test_stage_all_defers_gated_stages(make):
+    cfg, subject = make("stage=all")
+    out = run_plan(cfg, subject)
+    assert out.ran == ["toy_src", "toy_sink"]
+    assert "toy_gated" in out.waiting and "flame2020" in out.waiting["toy_gated"]
+
+
+def test_killed_stage_is_not_taken_as_done(make):
+    cfg, subject = make("stage.name=toy_src")
+    run_plan(cfg, subject)
+    # A re-run that dies leaves no manifest, so the next run repeats the stage.
+    cfg2, _ = make("stage.name=toy_src", "force=true")
+    CALLS.clear()
+    from prep import pipeline
+
+    original = pipeline._REGISTRY["toy_src"]
+
+    def boom(ctx):
+        raise KeyboardInterrupt
+
+    pipeline._REGISTRY["toy_src"] = original.__class__(**{**original.__dict__, "run": boom})
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_plan(cfg2, subject)
+    finally:
+        pipeline._REGISTRY["toy_src"] = original
+    assert not subject.manifest_path("toy_src").exists()
+    assert run_plan(cfg, subject).ran == ["toy_src"]
+
+
+def test_chunk_store_resume_and_merge(tmp_path):
+    store = ChunkStore(tmp_path / "chunks")
+    todo = list(frame_chunks(10, chunk=4, done=store.has))
+    assert todo == [(0, 4), (4, 8), (8, 10)]
+    for i0, i1 in todo[:2]:
+        store.write(i0, i1, x=np.arange(i0, i1))
+    assert list(frame_chunks(10, chunk=4, done=store.has)) == [(8, 10)]
+    with pytest.raises(ValueError, match="covers 8 of 10"):
+        store.merge(10)
+    store.write(8, 10, x=np.arange(8, 10))
+    np.testing.assert_array_equal(store.merge(10)["x"], np.arange(10))
