@@ -103,6 +103,15 @@ def main(dcfg: DictConfig) -> float | None:
         if multirun:
             return math.inf
         sys.exit(2)
+    except OSError as e:  # read-only folder, full disk: say which path, keep what is done
+        _record_status(ok=False, error=str(e))
+        if debug:
+            raise
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"error: cannot write output{where}: {e.strerror or e}", file=sys.stderr)
+        if multirun:
+            return math.inf
+        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted; finished outputs are kept and the next run resumes", file=sys.stderr)
         sys.exit(130)
@@ -121,5 +130,7 @@ def _record_status(ok: bool, value: float | None = None, error: str = "") -> Non
     if not HydraConfig.initialized():
         return
     hc = HydraConfig.get()
+    if not hc.runtime.output_dir:
+        return
     status = {"ok": ok, "value": value, "error": error, "overrides": list(hc.overrides.task)}
     write_json(Path(hc.runtime.output_dir) / "status.json", status)
