@@ -1,0 +1,299 @@
+"""Camera conversions from our canonical camera to the conventions of the avatar trainers.
+
+Canonical convention (what flame/tracking.npz stores): OpenCV camera axes (x right, y down,
+z forward); ``w2c`` (4,4) maps world points (FLAME space, after ``transl``) to camera points;
+``K`` (3,3) is in crop pixels with pixel centres at integer coordinates (pixel (0,0) covers
+[-0.5, 0.5]). A world point X lands on pixel ``K @ (w2c @ X)`` after division by depth.
+
+Target conventions (FORMATS.md), each converted here and nowhere else:
+
+- IMAvatar / HRAvatar: ``world_mat`` is world-to-camera in OpenGL camera axes (x right, y up,
+  z backward) with identity rotation; the head rotation lives in the FLAME global pose; FLAME
+  vertices are multiplied by 4; ``intrinsics = [-fx/w, fy/h, cx/w, cy/h]`` (fx stored negated, so
+  ``u = fx_s * x / z + cx`` with z < 0 gives the usual pixel). Integer pixel centres.
+- INSTA (instant-ngp lineage): ``transform_matrix`` is camera-to-world in OpenCV axes; rays go
+  through pixel centres at ``x + 0.5``, so the principal point is shifted by +0.5 px.
+- GaussianAvatars / VHAP: camera-to-world in OpenGL axes (flip y and z of OpenCV); integer pixel
+  centres (the rasteriser maps NDC to pixels with ``((v + 1) * S - 1) / 2``).
+- AD-NeRF (BFM path): the face tracker gives ``euler`` (R = Rx(a) Ry(b) Rz(c)) and ``trans`` for
+  x = R X + t in an OpenGL camera (``u = -f x / z + cx``, ``v = f y / z + cy``); the NeRF pose is
+  the camera-to-world inverse of ``[R | t / 10]``. Integer pixel centres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+# Flips y and z: OpenCV camera axes <-> OpenGL camera axes (an involution).
+CV_TO_GL = np.diag([1.0, -1.0, -1.0])
+INSTA_PIXEL_OFFSET = 0.5  # instant-ngp samples rays at (x + 0.5) / w
+IMAVATAR_SCALE = 4.0  # IMAvatar multiplies FLAME vertices by 4
+ADNERF_TRANS_SCALE = 10.0  # AD-NeRF divides the tracker translation by 10
+
+
+def rigid_inverse(m: np.ndarray) -> np.ndarray:
+    """Invert rigid transforms.
+
+    Args:
+        m: (..., 4, 4) rotation + translation matrices.
+
+    Returns:
+        (..., 4, 4) inverses.
+    """
+    r = m[..., :3, :3]
+    t = m[..., :3, 3:]
+    out = np.zeros_like(m)
+    rt = np.swapaxes(r, -1, -2)
+    out[..., :3, :3] = rt
+    out[..., :3, 3:] = -rt @ t
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def c2w_opencv_to_opengl(c2w: np.ndarray) -> np.ndarray:
+    """Camera-to-world with OpenCV camera axes -> OpenGL camera axes (and back): (...,4,4)."""
+    out = np.array(c2w, dtype=np.float64, copy=True)
+    out[..., :3, :3] = out[..., :3, :3] @ CV_TO_GL
+    return out
+
+
+c2w_opengl_to_opencv = c2w_opencv_to_opengl
+
+
+def project_opencv(points_w: np.ndarray, w2c: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Project world points with the canonical camera.
+
+    Args:
+        points_w: (..., N, 3) world points.
+        w2c: (..., 4, 4) world-to-camera, OpenCV axes.
+        K: (..., 3, 3) intrinsics in pixels (integer pixel centres).
+
+    Returns:
+        (..., N, 2) pixel coordinates.
+    """
+    x_cam = points_w @ np.swapaxes(w2c[..., :3, :3], -1, -2) + w2c[..., None, :3, 3]
+    uvw = x_cam @ np.swapaxes(K, -1, -2)
+    return uvw[..., :2] / uvw[..., 2:3]
+
+
+def intrinsics_of(K: np.ndarray) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) of a (3,3) pinhole matrix."""
+    return float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+
+
+def k_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """(3,3) pinhole matrix."""
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+# ---- INSTA and GaussianAvatars: camera-to-world ------------------------------------------------
+
+
+@dataclass
+class NerfCamera:
+    """A camera-to-world camera as nerf-style transforms.json files store it.
+
+    Attributes:
+        c2w: (T,4,4) camera-to-world in the target's camera axes.
+        fl_x, fl_y, cx, cy: intrinsics in pixels, in the target's pixel-centre convention.
+        w, h: image size in pixels.
+        opengl: camera axes are OpenGL (x right, y up, z backward) rather than OpenCV.
+        pixel_offset: target pixel coordinate minus canonical pixel coordinate of the same point.
+    """
+
+    c2w: np.ndarray
+    fl_x: float
+    fl_y: float
+    cx: float
+    cy: float
+    w: int
+    h: int
+    opengl: bool
+    pixel_offset: float
+
+    @property
+    def camera_angle_x(self) -> float:
+        """Horizontal field of view in radians."""
+        return float(2.0 * np.arctan(self.w / (2.0 * self.fl_x)))
+
+    @property
+    def camera_angle_y(self) -> float:
+        """Vertical field of view in radians."""
+        return float(2.0 * np.arctan(self.h / (2.0 * self.fl_y)))
+
+
+def _nerf_camera(w2c, K, image_size, opengl: bool, offset: float) -> NerfCamera:
+    h, w = (int(v) for v in image_size)
+    fx, fy, cx, cy = intrinsics_of(K)
+    c2w = rigid_inverse(np.asarray(w2c, dtype=np.float64))
+    if opengl:
+        c2w = c2w_opencv_to_opengl(c2w)
+    return NerfCamera(c2w, fx, fy, cx + offset, cy + offset, w, h, opengl, offset)
+
+
+def to_insta(w2c: np.ndarray, K: np.ndarray, image_size) -> NerfCamera:
+    """Canonical (w2c (T,4,4), K (3,3), image_size (h,w)) -> INSTA camera (c2w, OpenCV)."""
+    return _nerf_camera(w2c, K, image_size, opengl=False, offset=INSTA_PIXEL_OFFSET)
+
+
+def to_gaussianavatars(w2c: np.ndarray, K: np.ndarray, image_size) -> NerfCamera:
+    """Canonical -> GaussianAvatars/VHAP camera (c2w, OpenGL axes)."""
+    return _nerf_camera(w2c, K, image_size, opengl=True, offset=0.0)
+
+
+def nerf_camera_to_canonical(cam: NerfCamera) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of `to_insta` / `to_gaussianavatars`: returns (w2c (T,4,4) OpenCV, K (3,3))."""
+    c2w = c2w_opengl_to_opencv(cam.c2w) if cam.opengl else np.asarray(cam.c2w, np.float64)
+    off = cam.pixel_offset
+    return rigid_inverse(c2w), k_matrix(cam.fl_x, cam.fl_y, cam.cx - off, cam.cy - off)
+
+
+def project_nerf_camera(points_w: np.ndarray, cam: NerfCamera) -> np.ndarray:
+    """Project (T,N,3) world points the way the target tool does: (T,N,2) target pixels."""
+    w2c = rigid_inverse(cam.c2w)
+    x = points_w @ np.swapaxes(w2c[..., :3, :3], -1, -2) + w2c[..., None, :3, 3]
+    if cam.opengl:  # camera looks down -z, y up
+        u = cam.cx + cam.fl_x * x[..., 0] / -x[..., 2]
+        v = cam.cy - cam.fl_y * x[..., 1] / -x[..., 2]
+    else:
+        u = cam.cx + cam.fl_x * x[..., 0] / x[..., 2]
+        v = cam.cy + cam.fl_y * x[..., 1] / x[..., 2]
+    return np.stack([u, v], axis=-1)
+
+
+# ---- IMAvatar / HRAvatar -------------------------------------------------------------------
+
+
+@dataclass
+class ImavatarCamera:
+    """IMAvatar-convention cameras and the FLAME rigid pose they imply.
+
+    Attributes:
+        world_mat: (3,4) shared world-to-camera, OpenGL axes, identity rotation, x4 units.
+        intrinsics: (4,) ``[-fx/w, fy/h, cx/w, cy/h]``.
+        global_pose: (T,3) FLAME global rotation (axis-angle) with the camera rotation folded in.
+        transl: (T,3) FLAME-unit translation left after the shared camera translation
+            (HRAvatar stores it per frame; IMAvatar has no such field and needs it ~0).
+    """
+
+    world_mat: np.ndarray
+    intrinsics: np.ndarray
+    global_pose: np.ndarray
+    transl: np.ndarray
+
+
+def imavatar_intrinsics(K: np.ndarray, image_size) -> np.ndarray:
+    """(3,3) K in pixels -> IMAvatar's normalised ``[-fx/w, fy/h, cx/w, cy/h]``."""
+    h, w = (float(v) for v in image_size)
+    fx, fy, cx, cy = intrinsics_of(K)
+    return np.array([-fx / w, fy / h, cx / w, cy / h])
+
+
+def imavatar_K(intrinsics: np.ndarray, image_size) -> np.ndarray:
+    """Inverse of `imavatar_intrinsics`: (3,3) K in pixels (positive fx)."""
+    h, w = (float(v) for v in image_size)
+    return k_matrix(-intrinsics[0] * w, intrinsics[1] * h, intrinsics[2] * w, intrinsics[3] * h)
+
+
+def to_imavatar(
+    w2c: np.ndarray,
+    K: np.ndarray,
+    image_size,
+    global_pose: np.ndarray,
+    transl: np.ndarray,
+    root_joint: np.ndarray,
+) -> ImavatarCamera:
+    """Re-express canonical cameras as IMAvatar's identity-rotation camera.
+
+    The per-frame camera rotation and translation are folded into the FLAME rigid motion: the
+    root joint rotation becomes ``R_gl @ R_root`` and the translation is chosen so that every
+    posed vertex v satisfies ``R_gl v + t_gl = v' + t_shared``. The shared camera translation is
+    the mean over frames (IMAvatar's optimisation shares it too).
+
+    Args:
+        w2c: (T,4,4) canonical world-to-camera (OpenCV).
+        K: (3,3) crop-pixel intrinsics.
+        image_size: (h, w) of the crop.
+        global_pose: (T,3) canonical FLAME global rotation, axis-angle.
+        transl: (T,3) canonical FLAME translation (metres).
+        root_joint: (3,) FLAME root joint of the shaped template (rotation centre).
+
+    Returns:
+        ImavatarCamera.
+    """
+    w2c = np.asarray(w2c, np.float64)
+    r_gl = CV_TO_GL @ w2c[:, :3, :3]  # (T,3,3)
+    t_gl = w2c[:, :3, 3] @ CV_TO_GL  # CV_TO_GL is diagonal, so this is CV_TO_GL @ t
+    r_root = Rotation.from_rotvec(np.asarray(global_pose, np.float64)).as_matrix()
+    new_pose = Rotation.from_matrix(r_gl @ r_root).as_rotvec()
+    j = np.asarray(root_joint, np.float64)
+    # v = R_root (v_loc - J) + J + transl  ->  R_gl v + t_gl = (R_gl R_root)(v_loc - J) + J + T'
+    moved = np.einsum("tij,tj->ti", r_gl, j[None] + np.asarray(transl, np.float64)) + t_gl - j
+    t_shared = moved.mean(axis=0)
+    world_mat = np.concatenate([np.eye(3), IMAVATAR_SCALE * t_shared[:, None]], axis=1)
+    return ImavatarCamera(world_mat, imavatar_intrinsics(K, image_size), new_pose, moved - t_shared)
+
+
+def project_imavatar(points_flame: np.ndarray, cam: ImavatarCamera, image_size) -> np.ndarray:
+    """Project FLAME-space points the way IMAvatar does.
+
+    Args:
+        points_flame: (T,N,3) posed FLAME points (with `cam.transl` added, before the x4 scale).
+        cam: ImavatarCamera.
+        image_size: (h, w).
+
+    Returns:
+        (T,N,2) pixels.
+    """
+    h, w = (float(v) for v in image_size)
+    x = IMAVATAR_SCALE * points_flame @ cam.world_mat[:, :3].T + cam.world_mat[:, 3]
+    fx, fy, cx, cy = cam.intrinsics * np.array([w, h, w, h])
+    return np.stack([fx * x[..., 0] / x[..., 2] + cx, fy * x[..., 1] / x[..., 2] + cy], -1)
+
+
+# ---- AD-NeRF (BFM path) --------------------------------------------------------------------
+
+
+def euler_to_matrix(euler: np.ndarray) -> np.ndarray:
+    """AD-NeRF Euler angles (T,3) radians -> rotations (T,3,3), R = Rx(a) Ry(b) Rz(c)."""
+    return Rotation.from_euler("XYZ", np.asarray(euler, np.float64)).as_matrix()
+
+
+def matrix_to_euler(r: np.ndarray) -> np.ndarray:
+    """Inverse of `euler_to_matrix`: (T,3,3) -> (T,3)."""
+    return Rotation.from_matrix(np.asarray(r, np.float64)).as_euler("XYZ")
+
+
+def adnerf_to_opencv(euler, trans, focal: float, cx: float, cy: float):
+    """AD-NeRF tracker camera -> canonical (w2c (T,4,4) OpenCV, K (3,3))."""
+    n = len(euler)
+    w2c = np.tile(np.eye(4), (n, 1, 1))
+    w2c[:, :3, :3] = CV_TO_GL @ euler_to_matrix(euler)
+    w2c[:, :3, 3] = np.asarray(trans, np.float64) @ CV_TO_GL
+    # AD-NeRF's u = -f x_gl / z_gl + cx equals f x_cv / z_cv + cx.
+    return w2c, k_matrix(focal, focal, cx, cy)
+
+
+def adnerf_poses(euler: np.ndarray, trans: np.ndarray) -> np.ndarray:
+    """AD-NeRF ``transform_matrix``: c2w (T,4,4), OpenGL axes, translation divided by 10."""
+    n = len(euler)
+    w2c = np.tile(np.eye(4), (n, 1, 1))
+    w2c[:, :3, :3] = euler_to_matrix(euler)
+    w2c[:, :3, 3] = np.asarray(trans, np.float64) / ADNERF_TRANS_SCALE
+    return rigid_inverse(w2c)
+
+
+def adnerf_from_poses(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of `adnerf_poses`: (euler (T,3), trans (T,3) in tracker units)."""
+    w2c = rigid_inverse(np.asarray(c2w, np.float64))
+    return matrix_to_euler(w2c[:, :3, :3]), w2c[:, :3, 3] * ADNERF_TRANS_SCALE
+
+
+def project_adnerf(points: np.ndarray, c2w: np.ndarray, focal: float, cx: float, cy: float):
+    """Project (T,N,3) points (scaled by 1/10, as the NeRF sees them) through AD-NeRF poses."""
+    w2c = rigid_inverse(c2w)
+    x = points @ np.swapaxes(w2c[:, :3, :3], -1, -2) + w2c[:, None, :3, 3]
+    return np.stack([-focal * x[..., 0] / x[..., 2] + cx, focal * x[..., 1] / x[..., 2] + cy], -1)
