@@ -1,10 +1,13 @@
 """avatar-prep entry point: compose conf/config.yaml and run one job (see README)."""
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
 import prep.config  # noqa: F401  (registers the typed schema)
 from prep.app import main as run_job
+from prep.cli import precheck
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -13,4 +16,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    precheck(Path(__file__).parent / "conf")
     main()

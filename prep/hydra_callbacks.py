@@ -25,8 +25,9 @@ class SweepSummary(Callback):
         if not rows:
             return
         failed = [(name, s) for name, s in rows if not s["ok"]]
-        log.info("multirun: %d jobs, %d ok, %d failed", len(rows), len(rows) - len(failed),
-                 len(failed))
+        log.info(
+            "multirun: %d jobs, %d ok, %d failed", len(rows), len(rows) - len(failed), len(failed)
+        )
         for name, s in failed:
             log.error("  failed %s: %s", " ".join(s["overrides"]) or name, s["error"])
         summary = [{"job": name, **s} for name, s in rows]
