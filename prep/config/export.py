@@ -7,16 +7,46 @@ from dataclasses import dataclass, field
 
 @dataclass
 class ExportConfig:
-    """Exporters (stage export)."""
+    """Exporters (stage export): one folder per format under <subject>/export/<format>/."""
 
-    formats: list[str] = field(default_factory=lambda: ["imavatar"])
+    formats: list[str] = field(
+        default_factory=lambda: ["imavatar"]
+    )  # imavatar|insta|gaussianavatars|nerf
+    only_valid: bool = True  # export only frames the tracker marked valid
+    background: list[int] = field(default_factory=lambda: [255, 255, 255])  # RGB behind the matte
+    imavatar_target: str = (
+        "imavatar"  # imavatar (frames 1.png, 2.png ...) | hravatar (00000.png ...)
+    )
+    imavatar_semantic: bool = True  # write semantic/ from parsing labels when they exist
+    remove_cloth: bool = False  # zero the mask where parsing says cloth (label 16), as HRAvatar
+    insta_test_frames: int = 350  # INSTA test split = the last N frames (clamped to T/4 when short)
+    insta_val_frames: int = 20  # INSTA val split = the last N frames
+    insta_meshes: bool = True  # write meshes/*.obj through the FLAME layer (needs the FLAME asset)
+    ga_train_fraction: float = 0.7  # GaussianAvatars: first 70% of timesteps train, rest val/test
+    nerf_val_fraction: float = 0.0909  # AD-NeRF: last 1/11 of the frames are the val split
 
 
 @dataclass
 class ReportConfig:
-    """QA report (stage report)."""
+    """QA report (stage report): <subject>/report/index.html + <work_dir>/<dataset>/index.html."""
+
+    max_flagged_thumbs: int = 24  # thumbnails of flagged frames shown on the page
+    thumb_px: int = 128  # thumbnail edge length
+    jitter_flag_px: float = 3.0  # a frame is flagged when its landmark jitter exceeds this
+    lmk_flag_px: float = 5.0  # a frame is flagged when its landmark RMSE exceeds this
+    embed_video_mb: float = 8.0  # overlay mp4s up to this size are embedded, bigger ones linked
+    index: bool = True  # (re)write the dataset index page across subjects
 
 
 @dataclass
 class DownloadConfig:
-    """HDTF acquisition (stage download)."""
+    """HDTF acquisition (stage download, dataset=hdtf): annotations -> <dataset.root>/<clip>.mp4."""
+
+    annotations: str | None = None  # folder holding *_video_url.txt etc. (null: <root>/annotations)
+    url_override: str | None = None  # use this URL for every video (mirrors, tests); null = list's
+    retries: int = 3  # download attempts per video (yt-dlp resumes the .part file between them)
+    socket_timeout_s: float = 20.0  # yt-dlp network timeout
+    max_height: int = 1080  # best stream up to this height (the release lists 720/1080)
+    size: int = 512  # cropped clips are resized to size x size (HDTF's release convention)
+    keep_raw: bool = True  # keep the full downloaded video under <root>/raw/
+    crf: int = 18  # H.264 quality of the cut clips

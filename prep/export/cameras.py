@@ -15,7 +15,8 @@ Target conventions (FORMATS.md), each converted here and nowhere else:
   through pixel centres at ``x + 0.5``, so the principal point is shifted by +0.5 px.
 - GaussianAvatars / VHAP: camera-to-world in OpenGL axes (flip y and z of OpenCV); integer pixel
   centres (the rasteriser maps NDC to pixels with ``((v + 1) * S - 1) / 2``).
-- AD-NeRF (BFM path): the face tracker gives ``euler`` (R = Rx(a) Ry(b) Rz(c)) and ``trans`` for
+- AD-NeRF (BFM path): the face tracker gives ``euler`` (its ``euler2rot`` builds
+  R = Rx(e0) Ry(e1) Rz(-e2): its z matrix is the transpose of the usual one) and ``trans`` for
   x = R X + t in an OpenGL camera (``u = -f x / z + cx``, ``v = f y / z + cy``); the NeRF pose is
   the camera-to-world inverse of ``[R | t / 10]``. Integer pixel centres.
 """
@@ -258,13 +259,14 @@ def project_imavatar(points_flame: np.ndarray, cam: ImavatarCamera, image_size) 
 
 
 def euler_to_matrix(euler: np.ndarray) -> np.ndarray:
-    """AD-NeRF Euler angles (T,3) radians -> rotations (T,3,3), R = Rx(a) Ry(b) Rz(c)."""
-    return Rotation.from_euler("XYZ", np.asarray(euler, np.float64)).as_matrix()
+    """AD-NeRF Euler angles (T,3) radians -> rotations (T,3,3), R = Rx(e0) Ry(e1) Rz(-e2)."""
+    e = np.asarray(euler, np.float64) * [1.0, 1.0, -1.0]
+    return Rotation.from_euler("XYZ", e).as_matrix()
 
 
 def matrix_to_euler(r: np.ndarray) -> np.ndarray:
     """Inverse of `euler_to_matrix`: (T,3,3) -> (T,3)."""
-    return Rotation.from_matrix(np.asarray(r, np.float64)).as_euler("XYZ")
+    return Rotation.from_matrix(np.asarray(r, np.float64)).as_euler("XYZ") * [1.0, 1.0, -1.0]
 
 
 def adnerf_to_opencv(euler, trans, focal: float, cx: float, cy: float):

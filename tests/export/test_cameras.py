@@ -112,11 +112,22 @@ def test_adnerf_poses_project_like_the_tracker(seed):
     np.testing.assert_allclose(t2, trans, atol=1e-10)
 
 
-def test_euler_convention_is_rx_ry_rz():
+def test_euler_convention_matches_adnerf_euler2rot():
+    # AD-NeRF's rot_z concatenates columns (c, -s, 0), (s, c, 0): that is Rz(-psi).
     a, b, c = 0.3, -0.2, 0.5
     rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
     ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
-    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    rz = np.array([[np.cos(c), np.sin(c), 0], [-np.sin(c), np.cos(c), 0], [0, 0, 1]])
     np.testing.assert_allclose(
         cam.euler_to_matrix(np.array([[a, b, c]]))[0], rx @ ry @ rz, atol=1e-12
     )
+
+
+def test_adnerf_matches_the_bfm_model_convention():
+    torch = pytest.importorskip("torch")
+    bfm = pytest.importorskip("prep.models.bfm")
+    euler = np.array([[0.3, -0.2, 0.5], [0.1, 0.4, -0.3]])
+    trans = np.array([[0.1, 0.2, -9.0], [0.0, -0.1, -11.0]])
+    ours, _ = cam.adnerf_to_opencv(euler, trans, 1000.0, 256.0, 256.0)
+    theirs = bfm.adnerf_w2c(torch.tensor(euler), torch.tensor(trans)).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-10)
