@@ -10,11 +10,26 @@ class LandmarksConfig:
     """68-point landmarks (stage landmarks); backend group conf/landmarks/."""
 
     backend: str = "mediapipe"  # mediapipe | dlib | fan
+    static_image_mode: bool = False  # mediapipe: detect on every frame instead of tracking
+    min_detection_confidence: float = 0.5  # mediapipe: face detector threshold
+    min_tracking_confidence: float = 0.5  # mediapipe: below this the tracker re-detects
+    dlib_upsample: int = 0  # dlib: detector upsampling when no face box is known
+    fan_model: str = "2DFAN4"  # fan: checkpoint prefix expected in assets.fan_dir
+    chunk: int = 128  # frames per resumable chunk
+    smooth: bool = True  # One-Euro temporal filter on the 68 points (off: raw detections)
+    min_cutoff_hz: float = 1.5  # One-Euro cutoff at rest (lower = smoother, more lag)
+    beta: float = 2.0  # One-Euro speed gain, per inter-ocular distance per second
+    d_cutoff_hz: float = 1.0  # One-Euro cutoff of the speed estimate
+    overlay: bool = True  # write overlays/landmarks (contact sheet + mp4)
 
 
 @dataclass
 class IrisConfig:
-    """Iris centres (stage iris)."""
+    """Iris centres (stage iris) from MediaPipe's refined points 468-477."""
+
+    ear_closed: float = 0.12  # eye aspect ratio below this = closed eye (iris invalid)
+    min_eye_width_ratio: float = 0.45  # eye narrower than this x the other eye = turned away
+    overlay: bool = True  # write overlays/iris (contact sheet + mp4)
 
 
 @dataclass
@@ -23,3 +38,9 @@ class ParsingConfig:
 
     backend: str = "mesh"  # mesh | bisenet
     mask_clothes: bool = True  # remove the cloth label from the final mask, as HRAvatar does
+    alpha_threshold: float = 0.5  # matte value above which a pixel is foreground for labels
+    neck_length: float = 0.55  # mesh: neck ends this many face heights below the chin
+    neck_half_width: float = 0.42  # mesh: neck half width in face widths (around the chin)
+    bisenet_size: int = 512  # bisenet: network input size (pixels, square)
+    batch_size: int = 4  # bisenet: frames per forward pass
+    overlay: bool = True  # write overlays/parsing (contact sheet + mp4)
