@@ -2,21 +2,69 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
 class BfmConfig:
-    """Which BFM variant to load."""
+    """Which BFM variant to load (assets bfm_front / bfm_adnerf)."""
 
-    variant: str = "front"  # front (Deep3DFaceRecon) | adnerf
+    variant: str = "front"  # front (Deep3DFaceRecon, id 80 exp 64 tex 80) | adnerf (100/79/100)
+    build_front: bool = True  # front missing: build it from bfm_2009 + bfm_exp_pca (+ index files)
+
+
+@dataclass
+class CoarseConfig:
+    """Per-frame coarse 3DMM fit (stage fit_3dmm_coarse), Deep3DFaceRecon conventions."""
+
+    backend: str = "landmarks"  # landmarks (no weights, fits 68 points) | deep3dface (epoch_20.pth)
+    focal: float = 1015.0  # focal of the 224x224 aligned image, pixels (Deep3DFaceRecon default)
+    camera_distance: float = 10.0  # camera centre on +z at this distance (BFM units)
+    target_size: int = 224  # side of the aligned image, pixels
+    rescale_factor: float = 102.0  # Deep3DFaceRecon align_img: scale = rescale_factor / POS scale
+    iters_rigid: int = 80  # landmarks backend: Adam steps on pose only
+    iters: int = 200  # landmarks backend: Adam steps on pose + identity + expression
+    lr: float = 0.05  # Adam learning rate (coefficients are unit-variance)
+    w_id: float = 1e-3  # prior on identity coefficients (per coefficient, squared)
+    w_exp: float = 1e-3  # prior on expression coefficients
+    batch: int = 512  # frames optimised together (vectorised)
+    min_score: float = 0.3  # landmark score below this counts as a missing frame
+
+
+@dataclass
+class FineWeights:
+    """Loss weights of the fine (per-video) tracker."""
+
+    lmk: float = 1.0  # landmark L2, pixels^2 at the crop resolution
+    photo: float = 1.0  # photometric L2 on sampled vertex colours (RGB in [0,1])
+    smooth_rigid: float = 1e3  # temporal Laplacian on euler and trans (AD-NeRF uses 1e5 on pixels)
+    smooth_exp: float = 1.0  # temporal Laplacian on expression
+    reg_id: float = 1e-3  # prior on identity coefficients
+    reg_exp: float = 1e-3  # prior on expression coefficients
+    reg_tex: float = 1e-3  # prior on texture coefficients
 
 
 @dataclass
 class Fit3dmmConfig:
     """3DMM coarse and fine trackers (stages fit_3dmm_coarse, fit_3dmm_fine)."""
 
-    coarse_backend: str = "landmarks"  # landmarks | deep3dface
+    coarse_backend: str = "landmarks"  # landmarks | deep3dface (alias of coarse.backend)
+    coarse: CoarseConfig = field(default_factory=CoarseConfig)
+    focal_mode: str = "search"  # search (grid, AD-NeRF) | optimise (joint) | fixed (= focal)
+    focal: float = 1100.0  # fixed focal, pixels of the crop image (OTAvatar: 1100 at 512)
+    focal_search: list[float] = field(
+        default_factory=lambda: [600.0, 700.0, 800.0, 900.0, 1000.0, 1100.0, 1200.0, 1300.0, 1400.0]
+    )  # candidate focals, pixels of the crop image (AD-NeRF grid)
+    focal_search_frames: int = 64  # frames used by the focal search
+    size: int = 256  # fine fit resolution: crop frames resized to this side, pixels
+    iters_focal: int = 150  # Adam steps per focal candidate
+    iters_lmk: int = 300  # landmark phase steps over all frames
+    iters_photo: int = 100  # photometric phase steps (0 = landmark phase only)
+    lr: float = 0.02  # Adam learning rate
+    n_photo_vertices: int = 2000  # vertices sampled for the photometric term
+    w: FineWeights = field(default_factory=FineWeights)
+    overlay: bool = True  # write overlays/fit_3dmm_fine/fit.mp4 (landmarks drawn on frames)
+    overlay_size: int = 256  # overlay video side, pixels
 
 
 @dataclass
@@ -24,3 +72,7 @@ class LmdbConfig:
     """PIRenderer/OTAvatar LMDB packing (stage pack_lmdb)."""
 
     size: int = 256  # JPEG side, 256 or 512
+    jpeg_quality: int = 95  # 1-100
+    video_name: str | None = None  # key prefix of this subject's video (null = subject name)
+    split: str = "train"  # train | test: which list file (train_list.txt, test_list.txt) names it
+    map_size_gb: float = 8.0  # LMDB map size; the write fails cleanly when it is too small
