@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -213,7 +213,10 @@ class VideoInfo:
 
 
 class Frame(NamedTuple):
-    """One decoded frame: output index, presentation time (s) and RGB pixels (H, W, 3) uint8."""
+    """One decoded frame: output index, presentation time (s) and RGB pixels (H, W, 3) uint8.
+
+    Consecutive frames repeated by resampling share one array: copy before modifying it.
+    """
 
     index: int
     pts_s: float
@@ -356,8 +359,8 @@ def _raw_frames(path: Path, start_s: float | None) -> Iterator[tuple[float, av.V
             raise BadInputError(f"video {path} has no decodable frames")
 
 
-def _to_rgb(frame: av.VideoFrame, rot: int) -> np.ndarray:
-    rgb = frame.to_ndarray(format="rgb24")
+def _to_rgb(frame: av.VideoFrame, rot: int, pix_fmt: str = "rgb24") -> np.ndarray:
+    rgb = frame.to_ndarray(format=pix_fmt)
     if rot:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=rot // 90))
     return rgb
@@ -369,6 +372,8 @@ def iter_frames(
     start_s: float | None = None,
     end_s: float | None = None,
     max_frames: int | None = None,
+    skip: Callable[[int], bool] | None = None,
+    pix_fmt: str = "rgb24",
 ) -> Iterator[Frame]:
     """Stream a video's frames in display orientation, optionally resampled to `fps`.
 
@@ -382,6 +387,9 @@ def iter_frames(
         start_s: drop frames before this time (s).
         end_s: drop frames at or after this time (s).
         max_frames: stop after this many output frames.
+        skip: ``skip(index) -> True`` leaves that frame's pixels unconverted (``rgb=None``),
+            for resuming: decoding still runs, so timestamps stay exact.
+        pix_fmt: "rgb24", or "bgr24" to hand frames straight to OpenCV.
 
     Yields:
         Frame(index, pts_s, rgb): output index from 0, time in seconds (the sampling time when
@@ -395,7 +403,11 @@ def iter_frames(
     if hi <= lo:
         raise BadInputError(f"empty time range [{lo}, {hi}) s for {p}")
     raw = ((t, f, r) for t, f, r in _raw_frames(p, start_s) if t < hi)
-    out = _native(raw, lo) if fps is None else _resampled(raw, lo, hi, fps)
+
+    def convert(i: int, frame: av.VideoFrame, rot: int) -> np.ndarray | None:
+        return None if skip is not None and skip(i) else _to_rgb(frame, rot, pix_fmt)
+
+    out = _native(raw, lo, convert) if fps is None else _resampled(raw, lo, hi, fps, convert)
     n = 0
     for frame in out:
         if max_frames is not None and n >= max_frames:
@@ -406,16 +418,16 @@ def iter_frames(
         raise BadInputError(f"no frames of {p} fall in the time range [{lo}, {hi}) s")
 
 
-def _native(raw, lo: float) -> Iterator[Frame]:
+def _native(raw, lo: float, convert) -> Iterator[Frame]:
     i = 0
     for t, frame, rot in raw:
         if t < lo - 1e-6:
             continue
-        yield Frame(i, float(t), _to_rgb(frame, rot))
+        yield Frame(i, float(t), convert(i, frame, rot))
         i += 1
 
 
-def _resampled(raw, lo: float, hi: float, fps: float) -> Iterator[Frame]:
+def _resampled(raw, lo: float, hi: float, fps: float, convert) -> Iterator[Frame]:
     """Nearest-timestamp resampling of a frame stream.
 
     Target k (time ``lo + k / fps``) takes the source frame nearest in time: a source frame
@@ -428,12 +440,12 @@ def _resampled(raw, lo: float, hi: float, fps: float) -> Iterator[Frame]:
     for cur in raw:
         if prev is not None:
             dt = cur[0] - prev[0] if cur[0] > prev[0] else dt
-            yield from _serve(prev, 0.5 * (prev[0] + cur[0]), lo, hi, fps, k)
+            yield from _serve(prev, 0.5 * (prev[0] + cur[0]), lo, hi, fps, k, convert)
             k = _n_before(0.5 * (prev[0] + cur[0]), lo, hi, fps, k)
         prev = cur
     if prev is not None:
         end = prev[0] + dt
-        yield from _serve(prev, end, lo, hi, fps, k)
+        yield from _serve(prev, end, lo, hi, fps, k, convert)
 
 
 def _n_before(until: float, lo: float, hi: float, fps: float, k: int) -> int:
@@ -443,13 +455,14 @@ def _n_before(until: float, lo: float, hi: float, fps: float, k: int) -> int:
     return k
 
 
-def _serve(src, until: float, lo: float, hi: float, fps: float, k: int) -> Iterator[Frame]:
+def _serve(src, until, lo, hi, fps, k, convert) -> Iterator[Frame]:
     """Yield source frame `src` for every target from index `k` up to time `until`."""
     k_end = _n_before(until, lo, hi, fps, k)
-    if k_end > k:
-        rgb = _to_rgb(src[1], src[2])
-        for j in range(k, k_end):
-            yield Frame(j, lo + j / fps, rgb)
+    rgb = None
+    for j in range(k, k_end):
+        if rgb is None:
+            rgb = convert(j, src[1], src[2])
+        yield Frame(j, lo + j / fps, rgb)
 
 
 def count_frames(path: Path | str) -> int:
