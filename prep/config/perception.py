@@ -7,17 +7,37 @@ from dataclasses import dataclass
 
 @dataclass
 class DetectConfig:
-    """Face detection and tracking (stage detect)."""
+    """Face detection and single-subject tracking (stage detect); backend group conf/detect/."""
 
     backend: str = "mediapipe"  # mediapipe | dlib
+    model: str = "auto"  # mediapipe: short | full | auto (short range, full range when it misses)
+    min_score: float = 0.5  # detections scoring below this are ignored
+    max_side: int = 960  # frames larger than this are downscaled before detection (4K input)
+    dlib_upsample: int = 1  # dlib HOG: image upsampling steps (finds smaller faces, slower)
+    min_iou: float = 0.1  # a candidate continues the track when its IoU with the last box is above
+    max_jump: float = 0.5  # ... or when its centre moved less than this times the last box side
+    max_gap: int = 8  # gaps up to this many frames are interpolated and marked; longer: invalid
+    reacquire_after: int = 25  # frames without a match before the track may restart elsewhere
+    chunk: int = 128  # frames per resumable chunk
 
 
 @dataclass
 class CropConfig:
-    """Square face crop (stage crop)."""
+    """Square face crop (stage crop); transforms recorded in crop/crop.npz."""
 
-    mode: str = "static"  # static | smooth
+    mode: str = "static"  # static (one box per clip) | smooth (per-frame box, temporally smoothed)
     image_size: int = 512  # output side, pixels
+    scale: float = 2.3  # crop side = scale x detected face box side (2.2-2.5 in the public tools)
+    increase_area: float = 0.0  # OTAvatar-style extra margin: side *= 1 + increase_area
+    shift_y: float = -0.1  # vertical shift of the centre, in face-box sides (negative = up, hair)
+    static_size_quantile: float = 0.9  # static: box side = this quantile of the track's sides
+    smooth_sigma: float = 5.0  # smooth: Gaussian sigma of the centre track, frames
+    smooth_sigma_size: float = 15.0  # smooth: Gaussian sigma of the box side, frames
+    drop_outside: bool = False  # fail (drop the clip) when the static box leaves the frame
+    pad: str = "replicate"  # replicate | constant: fill outside the original frame
+    pad_value: int = 0  # constant padding grey level, 0-255
+    matting_first: bool = False  # matte the full frame, then crop the alpha (OTAvatar order)
+    jpeg_quality: int = 95  # crop/frames JPEG quality
 
 
 @dataclass
@@ -25,3 +45,15 @@ class MattingConfig:
     """Soft alpha matting (stage matting); backend group conf/matting/."""
 
     backend: str = "selfie"  # selfie | rvm | modnet
+    variant: str = "mobilenetv3"  # rvm: mobilenetv3 | resnet50
+    selfie_model: int = 0  # mediapipe selfie: 0 general (256x256), 1 landscape (144x256)
+    refine: str = "guided"  # guided (edge-aware, colour guide) | none
+    guided_radius: int = 6  # guided filter radius, pixels at 512
+    guided_eps: float = 1e-3  # guided filter regulariser (intensities in [0,1])
+    temporal: float = 0.3  # weight of the previous frame's alpha (0 = no temporal smoothing)
+    clip_low: float = 0.02  # alpha below this becomes 0 (removes haze)
+    clip_high: float = 0.98  # alpha above this becomes 1
+    downsample_ratio: float | None = None  # rvm: null = auto (network input side ~512)
+    ref_size: int = 512  # modnet: input short side
+    warmup: int = 8  # frames re-run before a resumed chunk to re-warm recurrent/temporal state
+    chunk: int = 64  # frames per resumable chunk

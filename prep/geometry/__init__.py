@@ -1,0 +1,1 @@
+"""Camera and image-space geometry helpers."""

@@ -1,0 +1,253 @@
+"""Square face crops: boxes from a detection track, the orig<->crop transforms, intrinsics.
+
+Convention (stated once for the project's image space): OpenCV axes (x right, y down), pixel
+centres at INTEGER coordinates; pixel (0, 0) covers [-0.5, 0.5]^2, so a W x H image spans
+[-0.5, W - 0.5] x [-0.5, H - 0.5]. A crop box (x0, y0, x1, y1) is given by its edges in original
+pixels and maps onto an N x N crop whose edges are -0.5 and N - 0.5:
+
+    u = a * (x - x0) - 0.5,  a = N / (x1 - x0)        (same for v, y)
+
+so `orig_to_crop` = [[a, 0, -a x0 - 0.5], [0, a, -a y0 - 0.5], [0, 0, 1]]. This is the convention
+cv2.warpAffine uses, so warping with it is exact. Intrinsics (pinhole, same convention) follow
+by matrix product: K_crop = orig_to_crop @ K_orig and K_orig = crop_to_orig @ K_crop, exactly.
+
+crop/crop.npz keys (T frames):
+    orig_to_crop (T,3,3) float64   original pixels -> crop pixels
+    crop_to_orig (T,3,3) float64   its inverse
+    box_xyxy (T,4) float64         crop box edges, original pixels (may extend past the frame)
+    image_size int                 N, side of the square crop
+    valid (T,) bool                the subject's face was detected (or interpolated) there
+    orig_hw (2,) int               (h, w) of the original frames
+    frame_names (T,) str           original frame file names
+    mode str                       static | smooth
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from prep.config.perception import CropConfig
+from prep.errors import BadConfigError, NoUsableFramesError
+
+
+@dataclass
+class CropTransforms:
+    """Per-frame crop transforms of one clip (see the module docstring for the keys)."""
+
+    orig_to_crop: np.ndarray
+    crop_to_orig: np.ndarray
+    box_xyxy: np.ndarray
+    image_size: int
+    valid: np.ndarray
+    orig_hw: np.ndarray
+    frame_names: np.ndarray
+    mode: str
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "orig_to_crop": self.orig_to_crop,
+            "crop_to_orig": self.crop_to_orig,
+            "box_xyxy": self.box_xyxy,
+            "image_size": np.asarray(self.image_size),
+            "valid": self.valid,
+            "orig_hw": np.asarray(self.orig_hw),
+            "frame_names": np.asarray(self.frame_names, dtype=str),
+            "mode": np.asarray(self.mode),
+        }
+
+    @staticmethod
+    def from_arrays(d: dict[str, np.ndarray]) -> CropTransforms:
+        return CropTransforms(
+            d["orig_to_crop"],
+            d["crop_to_orig"],
+            d["box_xyxy"],
+            int(d["image_size"]),
+            d["valid"].astype(bool),
+            d["orig_hw"],
+            d["frame_names"],
+            str(d["mode"]),
+        )
+
+
+def box_to_orig_to_crop(box_xyxy: np.ndarray, size: int) -> np.ndarray:
+    """Affine maps of square boxes onto an N x N crop.
+
+    Args:
+        box_xyxy: (T, 4) box edges, original pixels (x1 - x0 == y1 - y0 expected).
+        size: N, crop side in pixels.
+
+    Returns:
+        (T, 3, 3) float64 orig_to_crop.
+    """
+    box = np.asarray(box_xyxy, np.float64)
+    a = size / (box[:, 2] - box[:, 0])
+    b = size / (box[:, 3] - box[:, 1])
+    M = np.zeros((len(box), 3, 3))
+    M[:, 0, 0], M[:, 0, 2] = a, -a * box[:, 0] - 0.5
+    M[:, 1, 1], M[:, 1, 2] = b, -b * box[:, 1] - 0.5
+    M[:, 2, 2] = 1.0
+    return M
+
+
+def invert_affine(M: np.ndarray) -> np.ndarray:
+    """Exact inverse of (..., 3, 3) axis-aligned scale+translation maps."""
+    inv = np.zeros_like(M)
+    inv[..., 0, 0] = 1.0 / M[..., 0, 0]
+    inv[..., 1, 1] = 1.0 / M[..., 1, 1]
+    inv[..., 0, 2] = -M[..., 0, 2] / M[..., 0, 0]
+    inv[..., 1, 2] = -M[..., 1, 2] / M[..., 1, 1]
+    inv[..., 2, 2] = 1.0
+    return inv
+
+
+def K_from_fxfycxcy(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """(3, 3) pinhole intrinsics."""
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def intrinsics_to_crop(K_orig: np.ndarray, orig_to_crop: np.ndarray) -> np.ndarray:
+    """K in original pixels (3,3) or (T,3,3) -> K in crop pixels (T,3,3)."""
+    return np.asarray(orig_to_crop) @ np.asarray(K_orig, np.float64)
+
+
+def intrinsics_to_orig(K_crop: np.ndarray, crop_to_orig: np.ndarray) -> np.ndarray:
+    """K in crop pixels (3,3) or (T,3,3) -> K in original pixels (T,3,3)."""
+    return np.asarray(crop_to_orig) @ np.asarray(K_crop, np.float64)
+
+
+def transform_points(M: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Apply (T,3,3) maps to (T,K,2) points."""
+    return xy @ np.swapaxes(M[..., :2, :2], -1, -2) + M[..., None, :2, 2]
+
+
+def _fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Linearly interpolate (T, D) rows where `valid` is False (held at the ends)."""
+    idx = np.flatnonzero(valid)
+    t = np.arange(len(x))
+    return np.stack([np.interp(t, idx, x[idx, k]) for k in range(x.shape[1])], axis=1)
+
+
+def crop_boxes(face_box: np.ndarray, valid: np.ndarray, cfg: CropConfig) -> np.ndarray:
+    """Square crop boxes from a face track.
+
+    Args:
+        face_box: (T, 4) detected face boxes, original pixels (nan where invalid).
+        valid: (T,) frames with a usable face box.
+        cfg: crop settings (mode, scale, increase_area, shift_y, smoothing).
+
+    Returns:
+        (T, 4) float64 square boxes; invalid frames get interpolated (or held) boxes.
+
+    Raises:
+        NoUsableFramesError: no frame has a face.
+    """
+    if not valid.any():
+        raise NoUsableFramesError("no frame has a detected face, so there is nothing to crop")
+    box = _fill_invalid(np.asarray(face_box, np.float64), valid)
+    side = np.sqrt((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]))
+    centre = (box[:, :2] + box[:, 2:]) / 2
+    centre[:, 1] += cfg.shift_y * side
+    grow = cfg.scale * (1.0 + cfg.increase_area)
+    if cfg.mode == "static":
+        c = np.median(centre[valid], axis=0)
+        s = np.quantile(side[valid], cfg.static_size_quantile) * grow
+        centre = np.broadcast_to(c, centre.shape)
+        side = np.full(len(box), s)
+    elif cfg.mode == "smooth":
+        if cfg.smooth_sigma > 0:
+            centre = gaussian_filter1d(centre, cfg.smooth_sigma, axis=0, mode="nearest")
+        if cfg.smooth_sigma_size > 0:
+            side = gaussian_filter1d(side, cfg.smooth_sigma_size, mode="nearest")
+        side = side * grow
+    else:
+        raise BadConfigError(f"crop.mode={cfg.mode!r}: use static or smooth")
+    half = side[:, None] / 2
+    return np.concatenate([centre - half, centre + half], axis=1)
+
+
+def overflow_px(box_xyxy: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
+    """(T,) how far (pixels) each box reaches outside the [-0.5, W-0.5] x [-0.5, H-0.5] frame."""
+    h, w = orig_hw
+    lo = -0.5 - box_xyxy[:, :2]
+    hi = box_xyxy[:, 2:] - (np.array([w, h]) - 0.5)
+    return np.clip(np.concatenate([lo, hi], axis=1), 0, None).max(axis=1)
+
+
+def make_crop(
+    face_box: np.ndarray,
+    valid: np.ndarray,
+    orig_hw: tuple[int, int],
+    frame_names: list[str],
+    cfg: CropConfig,
+) -> CropTransforms:
+    """Crop boxes and their transforms for a clip (see `crop_boxes`)."""
+    box = crop_boxes(face_box, valid, cfg)
+    M = box_to_orig_to_crop(box, cfg.image_size)
+    return CropTransforms(
+        M,
+        invert_affine(M),
+        box,
+        cfg.image_size,
+        valid.copy(),
+        np.asarray(orig_hw),
+        np.asarray(frame_names, dtype=str),
+        cfg.mode,
+    )
+
+
+def warp_to_crop(
+    img: np.ndarray,
+    orig_to_crop: np.ndarray,
+    size: int,
+    pad: str = "replicate",
+    pad_value: int = 0,
+    nearest: bool = False,
+) -> np.ndarray:
+    """Resample an image into its N x N crop.
+
+    Strong downscaling (a 4K frame to 512) first area-averages by an integer factor so the
+    bilinear warp does not alias; the transform is adjusted so the result stays exact.
+
+    Args:
+        img: (H, W) or (H, W, C) image in original pixels.
+        orig_to_crop: (3, 3) map of this frame.
+        size: N.
+        pad: "replicate" or "constant" outside the original frame.
+        pad_value: grey level for constant padding.
+        nearest: nearest-neighbour sampling (label maps).
+
+    Returns:
+        (N, N[, C]) image of the same dtype.
+    """
+    if pad not in ("replicate", "constant"):
+        raise BadConfigError(f"crop.pad={pad!r}: use replicate or constant")
+    M = np.asarray(orig_to_crop, np.float64)
+    k = int(1.0 / M[0, 0]) if not nearest else 1
+    if k >= 2:
+        h, w = img.shape[:2]
+        dw, dh = max(1, round(w / k)), max(1, round(h / k))
+        img = cv2.resize(img, (dw, dh), interpolation=cv2.INTER_AREA)
+        sx, sy = dw / w, dh / h
+        # Centre convention: x_small = sx * (x + 0.5) - 0.5.
+        D = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
+        M = M @ np.linalg.inv(D)
+    border = cv2.BORDER_REPLICATE if pad == "replicate" else cv2.BORDER_CONSTANT
+    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    value = (pad_value,) * 4
+    return cv2.warpAffine(
+        img, M[:2], (size, size), flags=flags, borderMode=border, borderValue=value
+    )
+
+
+def jitter_px(box_xyxy: np.ndarray, size: int) -> float:
+    """Mean |second difference| of the crop centre, in crop pixels (0 for a static crop)."""
+    if len(box_xyxy) < 3:
+        return 0.0
+    c = (box_xyxy[:, :2] + box_xyxy[:, 2:]) / 2
+    scale = size / (box_xyxy[:, 2] - box_xyxy[:, 0])
+    acc = np.linalg.norm(c[2:] - 2 * c[1:-1] + c[:-2], axis=1) * scale[1:-1]
+    return float(acc.mean())

@@ -1,0 +1,106 @@
+"""Stage detect: every face of every frame, then one box per frame for the subject.
+
+Candidates are written per chunk (detect/chunks/) so a killed run resumes; the subject track
+(`prep.vision.detect.track_subject`) is computed from all of them and written to
+detect/detections.npz (keys in `prep.vision.detect`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from prep.errors import BadInputError
+from prep.io.files import read_image, save_npz
+from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
+from prep.progress import progress
+from prep.vision.detect import track_subject
+from prep.vision.detect_backends import N_KPS, FaceCandidates, make_detector
+from prep.vision.resume import outputs_for
+
+log = logging.getLogger(__name__)
+
+MAX_FACES = 8  # candidates kept per frame (largest first)
+
+
+def _pad(c: FaceCandidates) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    order = np.argsort(
+        -(c.box_xyxy[:, 2] - c.box_xyxy[:, 0]) * (c.box_xyxy[:, 3] - c.box_xyxy[:, 1])
+    )
+    order = order[:MAX_FACES]
+    n = len(order)
+    box = np.full((MAX_FACES, 4), np.nan, np.float32)
+    score = np.zeros(MAX_FACES, np.float32)
+    kps = np.full((MAX_FACES, N_KPS, 2), np.nan, np.float32)
+    box[:n], score[:n], kps[:n] = c.box_xyxy[order], c.score[order], c.kps_px[order]
+    return box, score, kps, n
+
+
+def _read_frame(ctx: StageContext, i: int, hw: tuple[int, int] | None) -> np.ndarray:
+    path = ctx.subject.frame_path(i)
+    try:
+        img = read_image(path, "rgb")
+    except FileNotFoundError as e:
+        raise BadInputError(
+            f"frame {path} is missing or unreadable; re-run stage=extract_frames"
+        ) from e
+    if hw is not None and img.shape[:2] != hw:
+        raise BadInputError(
+            f"frame {path} is {img.shape[1]}x{img.shape[0]}, expected {hw[1]}x{hw[0]} like frame 0"
+        )
+    return img
+
+
+@register_stage(
+    "detect",
+    needs=("extract_frames",),
+    config=("detect",),
+    version=1,
+    writes=lambda s: [s.detections],
+)
+def run(ctx: StageContext) -> StageResult:
+    cfg, subject = ctx.cfg.detect, ctx.subject
+    n = subject.n_frames
+    chunks = subject.ensure(subject.detect_dir / "chunks")
+    outputs_for(
+        subject.detect_dir / "chunks.json", dataclasses.asdict(cfg) | {"n": n}, [chunks], ctx.force
+    )
+    store = ChunkStore(chunks)
+    hw = _read_frame(ctx, 0, None).shape[:2] if n else (0, 0)
+    todo = list(frame_chunks(n, cfg.chunk, done=store.has))
+    n_skipped = n - sum(i1 - i0 for i0, i1 in todo)
+    if todo:
+        with make_detector(cfg) as det:
+            for i0, i1 in progress(todo, desc="detect"):
+                rows = [_pad(det.detect(_read_frame(ctx, i, hw))) for i in range(i0, i1)]
+                box, score, kps, count = (np.stack(x) for x in zip(*rows, strict=True))
+                store.write(i0, i1, box=box, score=score, kps=kps, count=count.astype(np.int32))
+    raw = store.merge(n)
+    track = track_subject(raw["box"], raw["score"], raw["kps"], raw["count"], cfg)
+    save_npz(
+        subject.detections,
+        frame_names=np.asarray(subject.frame_names(), dtype=str),
+        image_hw=np.asarray(hw),
+        backend=np.asarray(cfg.backend),
+        **track.to_arrays(),
+    )
+    n_ok = int((track.reason == "ok").sum())
+    metrics = {
+        "detected_frac": n_ok / max(n, 1),
+        "valid_frac": float(track.valid.mean()) if n else 0.0,
+        "interpolated": float(track.interpolated.sum()),
+        "multi_face_frames": float((track.n_faces > 1).sum()),
+        "mean_score": float(track.score[track.reason == "ok"].mean()) if n_ok else 0.0,
+    }
+    if ctx.logger:
+        ctx.logger.log_metrics(metrics)
+    log.info(
+        "detect: %d/%d frames detected, %d interpolated, %d invalid",
+        n_ok,
+        n,
+        int(track.interpolated.sum()),
+        int((~track.valid).sum()),
+    )
+    return StageResult(n_frames=n, n_skipped=n_skipped, n_flagged=n - n_ok, metrics=metrics)
