@@ -132,7 +132,7 @@ class BfmModel(torch.nn.Module):
 
 
 def vertex_normals(verts: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals (outward for counter-clockwise triangles seen from outside).
+    """Area-weighted unit vertex normals (outward for triangles counter-clockwise from outside).
 
     Args:
         verts: (B, N, 3) vertices.
