@@ -1,0 +1,78 @@
+"""Builders of a synthetic subject with everything the exporters and the report read."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from prep.export import cameras as cam
+from prep.io.files import save_npz, write_image, write_json
+from prep.subject import SubjectDir, frame_stem
+
+T, H, W = 12, 48, 40
+INVALID = (3, 7)
+
+
+def make_tracking(t: int = T, seed: int = 0, n_shape: int = 20, n_expr: int = 10) -> dict:
+    """Arrays of flame/tracking.npz for t frames with moving cameras and heads."""
+    rng = np.random.default_rng(seed)
+    w2c = np.tile(np.eye(4), (t, 1, 1))
+    w2c[:, :3, :3] = cam.CV_TO_GL @ Rotation.from_rotvec(rng.normal(0, 0.1, (t, 3))).as_matrix()
+    w2c[:, :3, 3] = rng.normal(0, 0.01, (t, 3)) + [0, 0, 0.6]
+    valid = np.ones(t, bool)
+    valid[list(INVALID)] = False
+    return dict(
+        frame_names=np.array([f"{frame_stem(i)}.png" for i in range(t)]),
+        valid=valid,
+        lmk_rmse_px=np.where(valid, rng.uniform(0.5, 2, t), np.nan).astype(np.float32),
+        shape=rng.normal(0, 1, n_shape).astype(np.float32),
+        expr=rng.normal(0, 1, (t, n_expr)).astype(np.float32),
+        eyelids=np.zeros((t, 2), np.float32),
+        global_pose=rng.normal(0, 0.1, (t, 3)).astype(np.float32),
+        neck_pose=rng.normal(0, 0.05, (t, 3)).astype(np.float32),
+        jaw_pose=rng.normal(0, 0.05, (t, 3)).astype(np.float32),
+        eyes_pose=rng.normal(0, 0.05, (t, 6)).astype(np.float32),
+        transl=rng.normal(0, 0.01, (t, 3)).astype(np.float32),
+        w2c=w2c,
+        K=cam.k_matrix(60.0, 61.0, W / 2 - 0.3, H / 2 + 0.2),
+        image_size=np.array([H, W]),
+        crop_to_orig=np.tile(np.eye(3), (t, 1, 1)),
+        model=np.array("flame2020"),
+        n_shape=np.array(n_shape),
+        n_expr=np.array(n_expr),
+    )
+
+
+def make_subject(root, t: int = T, seed: int = 0) -> SubjectDir:
+    """Write image/, mask/, parsing/labels/, crop/frames/, flame/*, bfm/fine.npz for t frames."""
+    rng = np.random.default_rng(seed)
+    s = SubjectDir(root)
+    track = make_tracking(t, seed)
+    save_npz(s.flame_tracking, **track)
+    frames = []
+    for i in range(t):
+        rgba = rng.integers(0, 256, (H, W, 4), dtype=np.uint8)
+        rgba[..., 3] = np.where(rng.random((H, W)) > 0.3, 255, 0)
+        write_image(s.image_path(i), rgba)
+        write_image(s.mask_path(i), rgba[..., 3].copy())
+        write_image(s.parsing_path(i), rng.integers(0, 19, (H, W), dtype=np.uint8))
+        write_image(s.crop_frame_path(i), np.ascontiguousarray(rgba[..., :3]))
+        frames.append({
+            "file_path": f"./image/{frame_stem(i)}",
+            "world_mat": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -4.0]],
+            "expression": track["expr"][i].tolist(),
+            "pose": np.concatenate([track["global_pose"][i], track["neck_pose"][i],
+                                    track["jaw_pose"][i], track["eyes_pose"][i]]).tolist(),
+            "bbox": [-0.5, -0.5, 0.5, 0.5],
+            "flame_keypoints": rng.uniform(-1, 1, (70, 2)).tolist(),
+        })  # fmt: skip
+    write_json(s.flame_params_json, {
+        "frames": frames,
+        "intrinsics": cam.imavatar_intrinsics(track["K"], (H, W)).tolist(),
+        "shape_params": track["shape"].tolist(),
+    })  # fmt: skip
+    euler = rng.normal(0, 0.1, (t, 3))
+    trans = rng.normal(0, 0.1, (t, 3)) + [0, 0, -10.0]
+    save_npz(s.bfm_fine, euler=euler, trans=trans, focal=np.array(1100.0),
+             id=rng.normal(size=(1, 100)), exp=rng.normal(size=(t, 79)))  # fmt: skip
+    return s
