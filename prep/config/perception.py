@@ -38,6 +38,7 @@ class CropConfig:
     pad_value: int = 0  # constant padding grey level, 0-255
     matting_first: bool = False  # matte the full frame, then crop the alpha (OTAvatar order)
     jpeg_quality: int = 95  # crop/frames JPEG quality
+    workers: int = 2  # threads decoding, warping and encoding frames
 
 
 @dataclass

@@ -61,15 +61,20 @@ class CropTransforms:
 
     @staticmethod
     def from_arrays(d: dict[str, np.ndarray]) -> CropTransforms:
+        """Read the arrays back; optional keys (orig_hw, frame_names, mode) get defaults."""
+        size = np.asarray(d["image_size"]).reshape(-1)
+        box = np.asarray(d["box_xyxy"], np.float64)
+        hw = d.get("orig_hw", np.array([box[0, 3] - box[0, 1], box[0, 2] - box[0, 0]]).round())
+        names = d.get("frame_names", np.array([f"{i:06d}" for i in range(len(box))]))
         return CropTransforms(
-            d["orig_to_crop"],
-            d["crop_to_orig"],
-            d["box_xyxy"],
-            int(d["image_size"]),
+            np.asarray(d["orig_to_crop"], np.float64),
+            np.asarray(d["crop_to_orig"], np.float64),
+            box,
+            int(size[0]),
             d["valid"].astype(bool),
-            d["orig_hw"],
-            d["frame_names"],
-            str(d["mode"]),
+            np.asarray(hw).astype(int),
+            names,
+            str(d.get("mode", "static")),
         )
 
 

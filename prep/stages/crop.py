@@ -1,0 +1,92 @@
+"""Stage crop: square face crops of every frame and their transforms (crop/crop.npz).
+
+The crop boxes come from the detection track (`prep.geometry.crop.make_crop`); the transforms are
+written first, then every frame is warped to crop/frames/%06d.jpg. Frames already written for the
+same transforms are kept, so a killed run resumes. Invalid frames (long detection gaps) still get a
+crop (from the interpolated box) so every per-frame folder has every frame; crop.npz `valid` marks
+them.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from prep.errors import BadInputError, MissingInputError
+from prep.geometry.crop import CropTransforms, jitter_px, make_crop, overflow_px, warp_to_crop
+from prep.io.files import load_npz, read_image, save_npz, write_image
+from prep.pipeline import StageContext, StageResult, register_stage
+from prep.progress import progress
+from prep.subject import SubjectDir
+from prep.vision.resume import array_digest, outputs_for
+
+log = logging.getLogger(__name__)
+
+
+def load_crop(subject: SubjectDir) -> CropTransforms:
+    """Read crop/crop.npz (raises MissingInputError naming stage crop when absent)."""
+    if not subject.crop_npz.exists():
+        raise MissingInputError("crop", subject.crop_npz)
+    return CropTransforms.from_arrays(load_npz(subject.crop_npz))
+
+
+def _check_inside(ct: CropTransforms, drop_outside: bool) -> float:
+    over = overflow_px(ct.box_xyxy, tuple(ct.orig_hw))
+    frac = float((over > 0.5).mean())
+    if drop_outside and frac > 0:
+        raise BadInputError(
+            f"the crop box leaves the frame by up to {over.max():.0f} px in {frac:.0%} of frames; "
+            "this clip is dropped (crop.drop_outside=true); lower crop.scale or allow padding"
+        )
+    return frac
+
+
+@register_stage(
+    "crop",
+    needs=("detect",),
+    config=("crop",),
+    version=1,
+    writes=lambda s: [s.crop_npz, s.crop_dir],
+)
+def run(ctx: StageContext) -> StageResult:
+    cfg, subject = ctx.cfg.crop, ctx.subject
+    det = load_npz(subject.detections)
+    hw = tuple(int(v) for v in det["image_hw"])
+    ct = make_crop(det["box_xyxy"], det["valid"].astype(bool), hw, list(det["frame_names"]), cfg)
+    outside = _check_inside(ct, cfg.drop_outside)
+    save_npz(subject.crop_npz, **ct.to_arrays())
+    key = {
+        "M": array_digest(ct.orig_to_crop),
+        "pad": cfg.pad,
+        "value": cfg.pad_value,
+        "q": cfg.jpeg_quality,
+        "n": cfg.image_size,
+    }
+    out_dir = subject.ensure(subject.crop_dir)
+    outputs_for(subject.root / "crop" / "frames.json", key, [out_dir], ctx.force)
+    n = len(ct.valid)
+    todo = [i for i in range(n) if not subject.crop_frame_path(i).exists()]
+
+    def one(i: int) -> None:
+        img = read_image(subject.frame_path(i), "rgb")
+        out = warp_to_crop(img, ct.orig_to_crop[i], cfg.image_size, cfg.pad, cfg.pad_value)
+        write_image(subject.crop_frame_path(i), out, cfg.jpeg_quality)
+
+    with ThreadPoolExecutor(max(1, cfg.workers)) as pool:
+        for _ in progress(pool.map(one, todo), total=len(todo), desc="crop"):
+            pass
+    side = ct.box_xyxy[:, 2] - ct.box_xyxy[:, 0]
+    metrics = {
+        "jitter_px": jitter_px(ct.box_xyxy, cfg.image_size),
+        "outside_frac": outside,
+        "box_side_px": float(np.median(side)),
+        "valid_frac": float(ct.valid.mean()),
+    }
+    if ctx.logger and n:
+        ctx.logger.log_metrics(metrics)
+        ctx.logger.log_image("crop/first", read_image(subject.crop_frame_path(0), "rgb"))
+    return StageResult(
+        n_frames=n, n_skipped=n - len(todo), n_flagged=int((~ct.valid).sum()), metrics=metrics
+    )
