@@ -450,7 +450,7 @@ def _resampled(raw, lo: float, hi: float, fps: float, convert) -> Iterator[Frame
 
 def _n_before(until: float, lo: float, hi: float, fps: float, k: int) -> int:
     """Index of the first target at or after `until` (or `hi`), counting on from `k`."""
-    while lo + k / fps < min(until, hi):
+    while lo + k / fps < min(until, hi) - 1e-7:  # a target on a boundary goes to the later frame
         k += 1
     return k
 
