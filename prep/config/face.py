@@ -16,9 +16,10 @@ class LandmarksConfig:
     dlib_upsample: int = 0  # dlib: detector upsampling when no face box is known
     fan_model: str = "2DFAN4"  # fan: checkpoint prefix expected in assets.fan_dir
     chunk: int = 128  # frames per resumable chunk
+    max_gap: int = 5  # bridge interior gaps up to this many frames by interpolation (0 = off)
     smooth: bool = True  # One-Euro temporal filter on the 68 points (off: raw detections)
-    min_cutoff_hz: float = 1.5  # One-Euro cutoff at rest (lower = smoother, more lag)
-    beta: float = 2.0  # One-Euro speed gain, per inter-ocular distance per second
+    min_cutoff_hz: float = 1.0  # One-Euro cutoff at rest (lower = smoother, more lag)
+    beta: float = 4.0  # One-Euro speed gain, per inter-ocular distance per second
     d_cutoff_hz: float = 1.0  # One-Euro cutoff of the speed estimate
     overlay: bool = True  # write overlays/landmarks (contact sheet + mp4)
 

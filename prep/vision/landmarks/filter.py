@@ -20,8 +20,8 @@ def one_euro(
     points_px: np.ndarray,
     valid: np.ndarray,
     fps: float,
-    min_cutoff_hz: float = 1.5,
-    beta: float = 2.0,
+    min_cutoff_hz: float = 1.0,
+    beta: float = 4.0,
     d_cutoff_hz: float = 1.0,
     scale_px: np.ndarray | None = None,
 ) -> np.ndarray:

@@ -1,0 +1,222 @@
+"""Stage landmarks: 68 iBUG points (+ dense MediaPipe mesh) per crop frame, and keypoint.json.
+
+Reads crop/frames (or, for datasets whose ingest already cropped, frames/) and writes
+landmarks/landmarks.npz with keys (T frames):
+    frame_names (T,) str           image names ("000000.png", as in image/ and keypoint.json)
+    points_px (T,68,2) float32     crop pixels, smoothed when landmarks.smooth; NaN where missing
+    points_raw_px (T,68,2)         the detector's points before the temporal filter
+    scores (T,68) float32          per-point confidence (0 on invalid or interpolated frames)
+    valid (T,) bool                a face was detected in this frame
+    interpolated (T,) bool         not detected, bridged from neighbours (gap <= max_gap)
+    reason (T,) str                "" | no_face | unreadable_frame
+    dense_px (T,478,3) float32     MediaPipe mesh (x, y px, z), mediapipe backend only
+    image_hw (2,) int, backend str, fps float
+and landmarks/keypoint.json ``{"000000.png": [[x, y] x 68], ...}`` (IMAvatar layout) for every
+valid or bridged frame. Pixel convention: OpenCV, pixel centres at integer coordinates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from prep.errors import NoUsableFramesError
+from prep.io.files import load_npz, read_image, read_json, save_npz, write_json
+from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
+from prep.progress import progress
+from prep.report import overlay
+from prep.subject import SubjectDir, frame_stem
+from prep.vision.landmarks import LandmarkResult, make_backend
+from prep.vision.landmarks.filter import inter_ocular_px, one_euro
+from prep.vision.landmarks.metrics import jitter_px, lag_frames, window_by_speed
+from prep.vision.resume import outputs_for
+
+log = logging.getLogger(__name__)
+
+
+# ---- helpers shared by the landmarks, iris and parsing stages --------------------------------
+
+
+def face_frame_path(subject: SubjectDir, i: int) -> Path:
+    """The image the face stages work on: the crop frame, or the frame itself when uncropped."""
+    p = subject.crop_frame_path(i)
+    return p if subject.crop_dir.is_dir() else subject.frame_path(i)
+
+
+def orig_to_crop(subject: SubjectDir, n: int) -> np.ndarray:
+    """(T, 3, 3) maps original-frame pixels to face-frame pixels (identity when uncropped)."""
+    if subject.crop_npz.exists() and subject.crop_dir.is_dir():
+        return load_npz(subject.crop_npz)["orig_to_crop"].astype(np.float64)
+    return np.repeat(np.eye(3)[None], n, axis=0)
+
+
+def video_fps(subject: SubjectDir, default: float = 25.0) -> float:
+    """Frame rate recorded by extract_frames."""
+    if subject.video_json.exists():
+        fps = read_json(subject.video_json).get("fps")
+        if fps:
+            return float(fps)
+    return default
+
+
+def face_boxes_crop(subject: SubjectDir, n: int) -> np.ndarray | None:
+    """(T, 4) detect-stage face boxes mapped into face-frame pixels (NaN where invalid)."""
+    if not subject.detections.exists():
+        return None
+    det = load_npz(subject.detections)
+    box, ok = det["box_xyxy"].astype(np.float64), det["valid"].astype(bool)
+    x0, y0, x1, y1 = box.T
+    corners = np.stack(
+        [
+            np.stack([x0, y0], 1),
+            np.stack([x1, y0], 1),
+            np.stack([x0, y1], 1),
+            np.stack([x1, y1], 1),
+        ],
+        axis=1,
+    )  # (T, 4, 2)
+    m = orig_to_crop(subject, n)
+    pts = np.einsum("tij,tkj->tki", m[:, :2, :2], corners) + m[:, None, :2, 2]
+    out = np.concatenate([pts.min(1), pts.max(1)], axis=1)
+    out[~ok] = np.nan
+    return out
+
+
+def bridge_gaps(
+    points: np.ndarray, valid: np.ndarray, max_gap: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linearly interpolate interior gaps of at most `max_gap` invalid frames.
+
+    Args:
+        points: (T, ...) per-frame arrays (NaN where invalid).
+        valid: (T,) bool.
+        max_gap: longest gap bridged.
+
+    Returns:
+        (points with bridged frames filled, (T,) bool bridged mask).
+    """
+    out = points.copy()
+    bridged = np.zeros(len(valid), bool)
+    idx = np.flatnonzero(valid)
+    for a, b in zip(idx[:-1], idx[1:], strict=True):
+        gap = b - a - 1
+        if 0 < gap <= max_gap:
+            w = (np.arange(1, gap + 1) / (gap + 1)).reshape(-1, *([1] * (points.ndim - 1)))
+            out[a + 1 : b] = (1 - w) * points[a] + w * points[b]
+            bridged[a + 1 : b] = True
+    return out, bridged
+
+
+# ---- the stage ----------------------------------------------------------------------------------
+
+
+def _detect_all(ctx: StageContext, n: int) -> tuple[dict[str, np.ndarray], int]:
+    cfg, subject = ctx.cfg.landmarks, ctx.subject
+    chunks = subject.ensure(subject.landmarks_dir / "chunks")
+    key = {
+        k: v
+        for k, v in dataclasses.asdict(cfg).items()
+        if k not in ("smooth", "min_cutoff_hz", "beta", "d_cutoff_hz", "overlay", "max_gap")
+    }
+    outputs_for(subject.landmarks_dir / "chunks.json", key | {"n": n}, [chunks], ctx.force)
+    store = ChunkStore(chunks)
+    todo = list(frame_chunks(n, cfg.chunk, done=store.has))
+    boxes = face_boxes_crop(subject, n) if cfg.backend != "mediapipe" else None
+    if todo:
+        backend = make_backend(cfg)
+        if cfg.backend == "fan":
+            backend.fan_dir, backend.device = ctx.asset("fan_dir"), ctx.device
+        with backend:
+            for i0, i1 in progress(todo, desc="landmarks"):
+                paths = [face_frame_path(subject, i) for i in range(i0, i1)]
+                res = backend.detect(paths, None if boxes is None else boxes[i0:i1])
+                store.write(i0, i1, **res.to_arrays())
+    n_done = n - sum(i1 - i0 for i0, i1 in todo)
+    return store.merge(n), n_done
+
+
+def _metrics(raw: np.ndarray, smooth: np.ndarray, valid: np.ndarray) -> dict[str, float]:
+    still = window_by_speed(raw, valid, 50, fastest=False)
+    fast = window_by_speed(raw, valid, 25, fastest=True)
+    return {
+        "valid_frac": float(valid.mean()),
+        "jitter_raw_px": jitter_px(raw[still], valid[still]),
+        "jitter_px": jitter_px(smooth[still], valid[still]),
+        "fast_lag_frames": float(lag_frames(raw[fast], smooth[fast])),
+        "fast_dev_px": float(np.nanmean(np.linalg.norm(raw[fast] - smooth[fast], axis=-1))),
+    }
+
+
+def _overlay(subject: SubjectDir, raw: np.ndarray, points: np.ndarray, fps: float) -> None:
+    """Raw detections (red) and the final, filtered points (green) over the face frames."""
+
+    def render(i: int) -> np.ndarray:
+        img = read_image(face_frame_path(subject, i), "rgb")
+        img = overlay.draw_points(img, raw[i], overlay.RED, 1.5)
+        return overlay.draw_landmarks68(img, points[i], overlay.GREEN, 1.2)
+
+    overlay.write_overlays(subject.overlay_dir("landmarks"), "landmarks", len(points), render, fps)
+
+
+@register_stage(
+    "landmarks",
+    needs=("crop",),
+    config=("landmarks",),
+    version=1,
+    writes=lambda s: [s.landmarks_npz, s.keypoint_json],
+    assets=lambda cfg: ["fan_dir"] if cfg.landmarks.backend == "fan" else [],
+)
+def run(ctx: StageContext) -> StageResult:
+    cfg, subject = ctx.cfg.landmarks, ctx.subject
+    n = subject.n_frames
+    arrays, n_skipped = _detect_all(ctx, n)
+    res = LandmarkResult.from_arrays(arrays)
+    if not res.valid.any():
+        raise NoUsableFramesError(f"no face found in any of {n} frames of {subject.root}")
+    fps = video_fps(subject)
+    raw = res.points_px
+    smooth = (
+        one_euro(
+            raw, res.valid, fps, cfg.min_cutoff_hz, cfg.beta, cfg.d_cutoff_hz, inter_ocular_px(raw)
+        )
+        if cfg.smooth
+        else raw.copy()
+    )
+    points, bridged = bridge_gaps(smooth, res.valid, cfg.max_gap)
+    names = np.array([f"{frame_stem(i)}.png" for i in range(n)])
+    hw = read_image(face_frame_path(subject, 0), "rgb").shape[:2]
+    out = res.to_arrays() | {
+        "frame_names": names,
+        "points_px": points,
+        "points_raw_px": raw,
+        "interpolated": bridged,
+        "image_hw": np.asarray(hw),
+        "backend": np.asarray(cfg.backend),
+        "fps": np.asarray(fps),
+    }
+    save_npz(subject.landmarks_npz, **out)
+    usable = res.valid | bridged
+    write_json(
+        subject.keypoint_json,
+        {str(nm): np.round(points[i], 3).tolist() for i, nm in enumerate(names) if usable[i]},
+        indent=None,
+    )
+    metrics = _metrics(raw, smooth, res.valid) | {"bridged": float(bridged.sum())}
+    if ctx.logger:
+        ctx.logger.log_metrics(metrics)
+    if cfg.overlay:
+        _overlay(subject, raw, points, fps)
+    log.info(
+        "landmarks: %d/%d frames with a face, %d bridged, jitter %.3f px (raw %.3f)",
+        int(res.valid.sum()),
+        n,
+        int(bridged.sum()),
+        metrics["jitter_px"],
+        metrics["jitter_raw_px"],
+    )
+    return StageResult(
+        n_frames=n, n_skipped=n_skipped, n_flagged=int((~res.valid).sum()), metrics=metrics
+    )
