@@ -346,7 +346,7 @@ def load_landmark_embedding(path: Path | str) -> LandmarkEmbedding:
         shape, _, dtype = np.lib.format._read_array_header(fh, version)
     except ValueError as e:
         raise BadInputError(f"landmark embedding {path}: not an .npy file ({e})") from None
-    if dtype != object:
+    if dtype != np.dtype(object):
         raise BadInputError(f"landmark embedding {path}: expected a pickled dict, got {dtype}")
     obj = safe_pickle_load(fh, path)
     d = obj[()] if isinstance(obj, np.ndarray) else obj

@@ -28,7 +28,7 @@ def blend(base: torch.Tensor, dirs: torch.Tensor, coeffs: torch.Tensor) -> torch
 
 
 def pose_features(rot_mats: torch.Tensor) -> torch.Tensor:
-    """Pose-corrective features ``(R_j - I)`` of the non-root joints: (B, J, 3, 3) -> (B, 9(J-1))."""
+    """Pose-corrective features ``(R_j - I)`` of non-root joints: (B, J, 3, 3) -> (B, 9(J-1))."""
     eye = torch.eye(3, dtype=rot_mats.dtype, device=rot_mats.device)
     return (rot_mats[:, 1:] - eye).reshape(rot_mats.shape[0], -1)
 

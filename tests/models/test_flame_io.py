@@ -20,7 +20,7 @@ from tests.fixtures.synthetic_flame import build_tiny_flame_dict, write_flame_pi
 
 
 def test_chumpy_pickle_loads_without_chumpy(tiny_flame_assets):
-    raw = open(tiny_flame_assets["flame2020"], "rb").read()
+    raw = tiny_flame_assets["flame2020"].read_bytes()
     assert b"chumpy.ch" in raw and b"csc_matrix" in raw
     data = load_flame_model(tiny_flame_assets["flame2020"], use_cache=False)
     ref = build_tiny_flame_dict()
