@@ -1,0 +1,105 @@
+"""Stage matting: a soft alpha per crop frame, matting/alpha/%06d.png (uint8, 255 = subject).
+
+By default the crop frames are matted. With ``crop.matting_first=true`` (OTAvatar's order) the
+full original frame is matted and the alpha is cropped with the same transform as the frame.
+Frames are processed in order because temporal smoothing (and RVM's recurrent state) carry across
+frames; a resumed run re-runs `matting.warmup` frames before the first missing one, without
+writing them, to re-warm that state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from prep.geometry.crop import warp_to_crop
+from prep.io.files import read_image, write_image
+from prep.pipeline import StageContext, StageResult, register_stage
+from prep.progress import progress
+from prep.stages.crop import load_crop
+from prep.vision.matting import asset_name, make_matter
+from prep.vision.matting.refine import MattePostprocess
+from prep.vision.resume import array_digest, outputs_for
+
+log = logging.getLogger(__name__)
+
+
+def _assets(cfg) -> list[str]:
+    name = asset_name(cfg.matting)
+    return [name] if name else []
+
+
+def _plan(done: np.ndarray, warmup: int) -> list[tuple[int, bool]]:
+    """(frame, write?) in processing order: missing frames, each run preceded by its warm-up."""
+    order: list[tuple[int, bool]] = []
+    last = -1
+    for i in np.flatnonzero(~done):
+        if i != last + 1:
+            order += [(j, False) for j in range(max(0, i - warmup, last + 1), i)]
+        order.append((int(i), True))
+        last = int(i)
+    return order
+
+
+@register_stage(
+    "matting",
+    needs=("crop",),
+    config=("matting",),
+    version=1,
+    writes=lambda s: [s.alpha_dir],
+    assets=_assets,
+)
+def run(ctx: StageContext) -> StageResult:
+    cfg, crop_cfg, subject = ctx.cfg.matting, ctx.cfg.crop, ctx.subject
+    ct = load_crop(subject)
+    n, size = len(ct.valid), ct.image_size
+    key = {
+        "cfg": dataclasses.asdict(cfg),
+        "crop": array_digest(ct.orig_to_crop),
+        "first": crop_cfg.matting_first,
+    }
+    out_dir = subject.ensure(subject.alpha_dir)
+    outputs_for(subject.root / "matting" / "alpha.json", key, [out_dir], ctx.force)
+    done = np.array([subject.alpha_path(i).exists() for i in range(n)], bool)
+    name = asset_name(cfg)
+    weights = ctx.asset(name) if name else None
+    post = MattePostprocess(
+        cfg.refine, cfg.guided_radius, cfg.guided_eps, cfg.temporal, cfg.clip_low, cfg.clip_high
+    )
+    coverage, flicker, prev = [], [], None
+    plan = _plan(done, cfg.warmup)
+    with make_matter(cfg, weights) as matter:
+        for i, write in progress(plan, desc="matting"):
+            if crop_cfg.matting_first:
+                rgb = read_image(subject.frame_path(i), "rgb")
+                alpha = post(rgb, matter.matte(rgb))
+                alpha = warp_to_crop(alpha, ct.orig_to_crop[i], size, "constant", 0)
+            else:
+                rgb = read_image(subject.crop_frame_path(i), "rgb")
+                alpha = post(rgb, matter.matte(rgb))
+            if not write:
+                continue
+            a8 = np.round(alpha * 255).astype(np.uint8)
+            write_image(subject.alpha_path(i), a8)
+            coverage.append(float(alpha.mean()))
+            if prev is not None and prev[0] == i - 1:
+                flicker.append(float(np.abs(alpha - prev[1]).mean()))
+            prev = (i, alpha)
+    empty = sum(c < 0.01 for c in coverage)
+    metrics = {
+        "coverage": float(np.mean(coverage)) if coverage else 0.0,
+        "flicker": float(np.mean(flicker)) if flicker else 0.0,
+        "empty_frames": float(empty),
+    }
+    if ctx.logger and n:
+        ctx.logger.log_metrics(metrics)
+        ctx.logger.log_image("matting/first", read_image(subject.alpha_path(0), "rgb"))
+    log.info(
+        "matting: %d frames written, mean coverage %.2f, flicker %.4f",
+        len(coverage),
+        metrics["coverage"],
+        metrics["flicker"],
+    )
+    return StageResult(n_frames=n, n_skipped=int(done.sum()), n_flagged=empty, metrics=metrics)

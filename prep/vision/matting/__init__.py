@@ -1,0 +1,168 @@
+"""Soft alpha matting backends behind one interface.
+
+Every backend is opened with ``with make_matter(cfg, asset_path) as m:`` (MediaPipe graphs and
+networks are created there, in the process that uses them), then ``m.matte(rgb)`` maps an
+(H, W, 3) uint8 RGB frame to an (H, W) float32 alpha in [0, 1]. Backends with temporal state
+(RVM's recurrent state) carry it across calls until ``m.reset()``.
+
+- selfie: MediaPipe selfie segmentation (ships with mediapipe; the default). Its output is a
+  coarse person probability; `prep.vision.matting.refine` turns it into a soft matte.
+- rvm: Robust Video Matting (`rvm.MattingNetwork`, user-supplied weights).
+- modnet: MODNet webcam portrait matting (`modnet.MODNet`, user-supplied weights).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from prep.assets import ASSETS
+from prep.config.perception import MattingConfig
+from prep.errors import BadConfigError, MissingAssetError
+
+log = logging.getLogger(__name__)
+
+
+def asset_name(cfg: MattingConfig) -> str | None:
+    """Registry name of the weights the configured backend needs (None for selfie)."""
+    if cfg.backend == "selfie":
+        return None
+    if cfg.backend == "rvm":
+        if cfg.variant not in ("mobilenetv3", "resnet50"):
+            raise BadConfigError(f"matting.variant={cfg.variant!r}: use mobilenetv3 or resnet50")
+        return f"rvm_{cfg.variant}"
+    if cfg.backend == "modnet":
+        return "modnet"
+    raise BadConfigError(f"matting.backend={cfg.backend!r}: use selfie, rvm or modnet")
+
+
+def load_state_dict(net: torch.nn.Module, path: Path, asset: str) -> None:
+    """Load published weights into `net` strictly; a broken file becomes MissingAssetError.
+
+    Accepts a bare state dict or one wrapped as {"state_dict": ...}, and strips the
+    ``module.`` prefix nn.DataParallel checkpoints carry. Missing BatchNorm
+    ``num_batches_tracked`` counters (absent from old checkpoints) are tolerated.
+    """
+    info = ASSETS[asset]
+    key = f"assets.{asset}"
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        reason = f"unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:80]})"
+        raise MissingAssetError(asset, path, info.url, key, reason=reason) from None
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise MissingAssetError(asset, path, info.url, key, reason="not a state dict")
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    res = net.load_state_dict(sd, strict=False)
+    missing = [k for k in res.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing or res.unexpected_keys:
+        bad = (missing + res.unexpected_keys)[:2]
+        reason = (
+            f"checkpoint does not match the {asset} layout ({len(missing)} missing, "
+            f"{len(res.unexpected_keys)} unexpected keys, e.g. {bad})"
+        )
+        raise MissingAssetError(asset, path, info.url, key, reason=reason)
+
+
+class SelfieMatter:
+    """MediaPipe selfie segmentation (general 256x256 or landscape 144x256 model)."""
+
+    def __init__(self, cfg: MattingConfig):
+        self.cfg = cfg
+        self._graph = None
+
+    def __enter__(self) -> SelfieMatter:
+        from mediapipe.python.solutions import selfie_segmentation
+
+        self._graph = selfie_segmentation.SelfieSegmentation(model_selection=self.cfg.selfie_model)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._graph is not None:
+            self._graph.close()
+        self._graph = None
+
+    def reset(self) -> None:
+        """The graph smooths nothing across frames we rely on; state lives in MattePostprocess."""
+
+    def matte(self, rgb: np.ndarray) -> np.ndarray:
+        mask = self._graph.process(np.ascontiguousarray(rgb)).segmentation_mask
+        return np.clip(mask, 0.0, 1.0).astype(np.float32)
+
+
+class RvmMatter:
+    """Robust Video Matting with its recurrent state carried from frame to frame."""
+
+    def __init__(self, cfg: MattingConfig, weights: Path):
+        self.cfg, self.weights = cfg, weights
+        self.rec: list[torch.Tensor | None] = [None] * 4
+
+    def __enter__(self) -> RvmMatter:
+        from prep.vision.matting.rvm import MattingNetwork
+
+        self.net = MattingNetwork(self.cfg.variant).eval()
+        load_state_dict(self.net, self.weights, f"rvm_{self.cfg.variant}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.net = None
+
+    def reset(self) -> None:
+        self.rec = [None] * 4
+
+    @torch.inference_mode()
+    def matte(self, rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        ratio = self.cfg.downsample_ratio or min(512 / max(h, w), 1.0)
+        src = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+        _, pha, self.rec = self.net(src, self.rec, ratio)
+        return pha[0, 0].numpy()
+
+
+class ModnetMatter:
+    """MODNet: short side resized to `ref_size`, both sides rounded down to multiples of 32."""
+
+    def __init__(self, cfg: MattingConfig, weights: Path):
+        self.cfg, self.weights = cfg, weights
+
+    def __enter__(self) -> ModnetMatter:
+        from prep.vision.matting.modnet import MODNet
+
+        self.net = MODNet().eval()
+        load_state_dict(self.net, self.weights, "modnet")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.net = None
+
+    def reset(self) -> None:
+        """MODNet is per-frame."""
+
+    @torch.inference_mode()
+    def matte(self, rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        f = self.cfg.ref_size / min(h, w)
+        rh, rw = max(32, round(h * f) // 32 * 32), max(32, round(w * f) // 32 * 32)
+        small = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA)
+        x = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+        matte = self.net(x)[0, 0].numpy()
+        return cv2.resize(matte, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def make_matter(
+    cfg: MattingConfig, weights: Path | None
+) -> SelfieMatter | RvmMatter | ModnetMatter:
+    """The configured backend (open it with ``with``); `weights` from `asset_name(cfg)`."""
+    name = asset_name(cfg)
+    if name is None:
+        return SelfieMatter(cfg)
+    assert weights is not None
+    return RvmMatter(cfg, weights) if cfg.backend == "rvm" else ModnetMatter(cfg, weights)

@@ -1,0 +1,120 @@
+"""Face parsing from the MediaPipe mesh and the person matte (backend ``parsing=mesh``).
+
+Face regions are polygons of mesh vertices (outlines in `prep.vision.landmarks.mapping`), filled
+back to front: skin (face oval), nose (convex hull), brows, eyes (irises included: the BiSeNet
+classes have no iris label), upper and lower lips, mouth interior. Outside the face, foreground
+pixels (matte >= threshold) are split with head-aligned coordinates (``down`` = forehead 10 ->
+chin 152 direction, origin at the chin, face height H and width W from the mesh):
+
+- neck: below the jaw angle (vertices 172/397), within ``neck_half_width * W`` of the chin's
+  vertical, down to ``neck_length * H`` below the chin, and skin-coloured (Cr/Cb within 3 sigma of
+  the face's skin pixels); this is what stops the neck at a collar;
+- cloth: every other foreground pixel below the chin (shoulders, collar, shirt);
+- hair: the remaining foreground above the chin (hair, ears, hats are not told apart).
+
+Pixel convention: OpenCV, pixel centres at integer coordinates; all inputs in crop pixels.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from prep.vision.landmarks import mapping as mp_idx
+from prep.vision.parsing import LABEL
+
+_SHIFT = 4
+_REGIONS = [  # (label, polygon vertex ids), drawn in this order
+    ("l_brow", mp_idx.closed_loop(mp_idx.RIGHT_BROW_UPPER, mp_idx.RIGHT_BROW_LOWER)),
+    ("r_brow", mp_idx.closed_loop(mp_idx.LEFT_BROW_UPPER, mp_idx.LEFT_BROW_LOWER)),
+    ("l_eye", mp_idx.closed_loop(mp_idx.RIGHT_EYE_UPPER, mp_idx.RIGHT_EYE_LOWER)),
+    ("r_eye", mp_idx.closed_loop(mp_idx.LEFT_EYE_UPPER, mp_idx.LEFT_EYE_LOWER)),
+    ("u_lip", mp_idx.closed_loop(mp_idx.LIPS_OUTER_UPPER, mp_idx.LIPS_INNER_UPPER)),
+    ("l_lip", mp_idx.closed_loop(mp_idx.LIPS_OUTER_LOWER, mp_idx.LIPS_INNER_LOWER)),
+    ("mouth", mp_idx.closed_loop(mp_idx.LIPS_INNER_UPPER, mp_idx.LIPS_INNER_LOWER)),
+]
+
+
+def _fill(canvas: np.ndarray, pts_px: np.ndarray, value: int) -> None:
+    poly = np.round(pts_px * (1 << _SHIFT)).astype(np.int32)
+    cv2.fillPoly(canvas, [poly], int(value), cv2.LINE_8, _SHIFT)
+
+
+def face_regions(dense_px: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8 labels of the face interior (0 outside the face oval)."""
+    xy = dense_px[:, :2].astype(np.float64)
+    lab = np.zeros(hw, np.uint8)
+    _fill(lab, xy[mp_idx.FACE_OVAL], LABEL["skin"])
+    hull = cv2.convexHull(xy[mp_idx.NOSE_HULL].astype(np.float32))[:, 0]
+    _fill(lab, hull, LABEL["nose"])
+    for name, idx in _REGIONS:
+        _fill(lab, xy[idx], LABEL[name])
+    return lab
+
+
+def _skin_like(rgb: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels whose Cr/Cb lie within 3 sigma of the `skin` pixels' colour."""
+    crcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)[..., 1:].astype(np.float64)
+    samples = crcb[skin]
+    if len(samples) < 50:
+        return np.ones(rgb.shape[:2], bool)
+    mu = samples.mean(0)
+    cov = np.cov(samples.T) + np.eye(2) * 4.0
+    d = crcb - mu
+    m2 = np.einsum("hwi,ij,hwj->hw", d, np.linalg.inv(cov), d)
+    return m2 < 9.0
+
+
+def mesh_parsing(
+    dense_px: np.ndarray | None,
+    alpha: np.ndarray,
+    rgb: np.ndarray,
+    alpha_threshold: float = 0.5,
+    neck_length: float = 0.55,
+    neck_half_width: float = 0.42,
+) -> np.ndarray:
+    """Label map of one frame.
+
+    Args:
+        dense_px: (478, 3) MediaPipe points in the frame's pixels, or None when no face was found
+            (then the whole foreground is labelled hair; nothing is guessed for the face).
+        alpha: (H, W) uint8 matte.
+        rgb: (H, W, 3) uint8 frame (for the neck's skin colour test).
+        alpha_threshold: matte fraction above which a pixel is foreground.
+        neck_length: neck end below the chin, in face heights.
+        neck_half_width: neck half width, in face widths.
+
+    Returns:
+        (H, W) uint8 labels (BiSeNet classes).
+    """
+    hw = alpha.shape[:2]
+    fg = alpha >= alpha_threshold * 255.0
+    labels = np.where(fg, LABEL["hair"], LABEL["background"]).astype(np.uint8)
+    if dense_px is None or not np.isfinite(dense_px).all():
+        return labels
+    xy = dense_px[:, :2].astype(np.float64)
+    face = face_regions(dense_px, hw)
+    chin, top = xy[152], xy[10]
+    down = (chin - top) / max(np.linalg.norm(chin - top), 1e-6)
+    across = np.array([-down[1], down[0]])
+    face_h = np.linalg.norm(chin - top)
+    face_w = np.linalg.norm(xy[454] - xy[234])
+    ys, xs = np.mgrid[0 : hw[0], 0 : hw[1]]
+    rel_x, rel_y = xs - chin[0], ys - chin[1]
+    v = rel_x * down[0] + rel_y * down[1]
+    u = rel_x * across[0] + rel_y * across[1]
+    v_jaw = float(np.dot(0.5 * (xy[172] + xy[397]) - chin, down))
+    outside = fg & (face == 0)
+    band = (
+        outside
+        & (v > v_jaw)
+        & (v <= neck_length * face_h)
+        & (np.abs(u) <= neck_half_width * face_w)
+    )
+    neck = band & _skin_like(rgb, face == LABEL["skin"])
+    cloth = outside & ~neck & (v > 0)
+    labels[cloth] = LABEL["cloth"]
+    labels[neck] = LABEL["neck"]
+    inside = face > 0
+    labels[inside] = face[inside]
+    return labels
