@@ -127,16 +127,34 @@ def _start_wandb(cfg: Config, subject: SubjectDir, stage: str):
         reinit="finish_previous",
     )
     mode = cfg.logger.mode
+    if mode == "online" and not _server_reachable(cfg.logger.init_timeout_s):
+        log.warning("W&B server unreachable; logging offline to %s (sync later)", folder)
+        mode = "offline"
     if mode == "online":
         try:
             return wandb.init(
-                mode="online", settings=wandb.Settings(init_timeout=cfg.logger.init_timeout_s),
+                mode="online",
+                settings=wandb.Settings(init_timeout=cfg.logger.init_timeout_s),
                 **kwargs,
             )
         except Exception as e:  # network or auth failure: keep the run, locally
             log.warning("W&B online init failed (%s); logging offline to %s", e, folder)
     os.environ.setdefault("WANDB_SILENT", "true")
     return wandb.init(mode="offline" if mode != "disabled" else "disabled", **kwargs)
+
+
+def _server_reachable(timeout_s: float) -> bool:
+    """Whether the W&B server accepts a TCP connection (wandb itself retries for minutes)."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=min(timeout_s, 5.0)):
+            return True
+    except OSError:
+        return False
 
 
 def make_logger(cfg: Config, subject: SubjectDir, stage: str) -> ExperimentLogger:
