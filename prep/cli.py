@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+# Native libraries (mediapipe's TFLite/absl) print info and warnings to stderr; keep errors only.
+NATIVE_QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def check_group_choices(argv: list[str], conf_dir: Path) -> str | None:
@@ -29,6 +33,8 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> str | None:
 
 def precheck(conf_dir: Path) -> None:
     """Exit with a one-line error when the command line names an unknown group option."""
+    for key, value in NATIVE_QUIET_ENV.items():
+        os.environ.setdefault(key, value)
     error = check_group_choices(sys.argv[1:], conf_dir)
     if error:
         print(f"error: {error}", file=sys.stderr)
