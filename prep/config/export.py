@@ -48,5 +48,5 @@ class DownloadConfig:
     socket_timeout_s: float = 20.0  # yt-dlp network timeout
     max_height: int = 1080  # best stream up to this height (the release lists 720/1080)
     size: int = 512  # cropped clips are resized to size x size (HDTF's release convention)
-    keep_raw: bool = True  # keep the full downloaded video under <root>/raw/
     crf: int = 18  # H.264 quality of the cut clips
+    all_videos: bool = False  # acquire every listed video, not just the subject's

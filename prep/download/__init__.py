@@ -1,0 +1,1 @@
+"""HDTF acquisition: release annotation tables -> yt-dlp downloads -> cut, cropped 512x512 clips."""
