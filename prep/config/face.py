@@ -41,7 +41,7 @@ class ParsingConfig:
     mask_clothes: bool = True  # remove the cloth label from the final mask, as HRAvatar does
     alpha_threshold: float = 0.5  # matte value above which a pixel is foreground for labels
     neck_length: float = 0.55  # mesh: neck ends this many face heights below the chin
-    neck_half_width: float = 0.42  # mesh: neck half width in face widths (around the chin)
+    neck_half_width: float = 1.2  # mesh: neck half width, face heights (colour test does the rest)
     bisenet_size: int = 512  # bisenet: network input size (pixels, square)
     batch_size: int = 4  # bisenet: frames per forward pass
     overlay: bool = True  # write overlays/parsing (contact sheet + mp4)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prep.errors import NoUsableFramesError
+from prep.errors import MissingInputError, NoUsableFramesError
 from prep.io.files import load_npz, read_image, read_json, save_npz, write_json
 from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
 from prep.progress import progress
@@ -220,3 +220,35 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult(
         n_frames=n, n_skipped=n_skipped, n_flagged=int((~res.valid).sum()), metrics=metrics
     )
+
+
+def load_landmarks(subject: SubjectDir) -> dict[str, np.ndarray]:
+    """landmarks/landmarks.npz (raises MissingInputError naming stage landmarks when absent)."""
+    if not subject.landmarks_npz.exists():
+        raise MissingInputError("landmarks", subject.landmarks_npz)
+    return load_npz(subject.landmarks_npz)
+
+
+def dense_mesh(ctx: StageContext) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 478, 3) MediaPipe mesh and (T,) validity of every face frame.
+
+    Taken from landmarks.npz when the landmarks backend was mediapipe; otherwise MediaPipe runs
+    once here and its result is cached in landmarks/dense.npz (iris and mesh parsing need it).
+    """
+    subject = ctx.subject
+    lm = load_landmarks(subject)
+    if "dense_px" in lm:
+        return lm["dense_px"], lm["valid"].astype(bool)
+    cache = subject.landmarks_dir / "dense.npz"
+    n = subject.n_frames
+    if cache.exists() and not ctx.force:
+        d = load_npz(cache)
+        if len(d["valid"]) == n:
+            return d["dense_px"], d["valid"].astype(bool)
+    from prep.vision.landmarks.mediapipe_backend import MediapipeLandmarks
+
+    mp_cfg = dataclasses.replace(ctx.cfg.landmarks, backend="mediapipe")
+    with MediapipeLandmarks(mp_cfg) as backend:
+        res = backend.detect([face_frame_path(subject, i) for i in range(n)])
+    save_npz(cache, dense_px=res.dense_px, valid=res.valid)
+    return res.dense_px, res.valid

@@ -4,13 +4,15 @@ Face regions are polygons of mesh vertices (outlines in `prep.vision.landmarks.m
 back to front: skin (face oval), nose (convex hull), brows, eyes (irises included: the BiSeNet
 classes have no iris label), upper and lower lips, mouth interior. Outside the face, foreground
 pixels (matte >= threshold) are split with head-aligned coordinates (``down`` = forehead 10 ->
-chin 152 direction, origin at the chin, face height H and width W from the mesh):
+chin 152 direction, origin at the chin; face height H = |forehead - chin|, which unlike the width
+does not shrink when the head turns):
 
-- neck: below the jaw angle (vertices 172/397), within ``neck_half_width * W`` of the chin's
-  vertical, down to ``neck_length * H`` below the chin, and skin-coloured (Cr/Cb within 3 sigma of
-  the face's skin pixels); this is what stops the neck at a collar;
+- neck: below the jaw angle (vertices 172/397), within ``neck_half_width * H`` of the chin's
+  vertical, down to ``neck_length * H`` below the chin, and skin-coloured (robust chroma and luma
+  statistics of the face's skin pixels); the colour test is what stops the neck at a collar;
 - cloth: every other foreground pixel below the chin (shoulders, collar, shirt);
-- hair: the remaining foreground above the chin (hair, ears, hats are not told apart).
+- hair: the remaining foreground above the chin (hair, ears, hats are not told apart), plus
+  non-skin-coloured pixels of the face oval above the brows (the oval reaches into the hairline).
 
 Pixel convention: OpenCV, pixel centres at integer coordinates; all inputs in crop pixels.
 """
@@ -52,17 +54,21 @@ def face_regions(dense_px: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return lab
 
 
-def _skin_like(rgb: np.ndarray, skin: np.ndarray) -> np.ndarray:
-    """(H, W) bool: pixels whose Cr/Cb lie within 3 sigma of the `skin` pixels' colour."""
-    crcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)[..., 1:].astype(np.float64)
-    samples = crcb[skin]
+def _skin_like(ycrcb: np.ndarray, skin: np.ndarray, min_luma: float = 0.4) -> np.ndarray:
+    """(H, W) bool: pixels coloured like the `skin` pixels.
+
+    Robust statistics (median, MAD) of the face's skin pixels, so hair or shadow inside the
+    face oval do not widen the model: Cr and Cb within 3 robust sigmas (at least 6 levels), and
+    luma above `min_luma` times the skin's (dark clothes have neutral chroma but low luma).
+    """
+    samples = ycrcb[skin].astype(np.float32)
     if len(samples) < 50:
-        return np.ones(rgb.shape[:2], bool)
-    mu = samples.mean(0)
-    cov = np.cov(samples.T) + np.eye(2) * 4.0
-    d = crcb - mu
-    m2 = np.einsum("hwi,ij,hwj->hw", d, np.linalg.inv(cov), d)
-    return m2 < 9.0
+        return np.ones(ycrcb.shape[:2], bool)
+    med = np.median(samples, axis=0)
+    mad = np.median(np.abs(samples - med), axis=0) * 1.4826
+    tol = np.maximum(3.0 * mad, 6.0)
+    d = np.abs(ycrcb.astype(np.float32) - med)
+    return (d[..., 1] < tol[1]) & (d[..., 2] < tol[2]) & (ycrcb[..., 0] > min_luma * med[0])
 
 
 def mesh_parsing(
@@ -71,7 +77,7 @@ def mesh_parsing(
     rgb: np.ndarray,
     alpha_threshold: float = 0.5,
     neck_length: float = 0.55,
-    neck_half_width: float = 0.42,
+    neck_half_width: float = 1.2,
 ) -> np.ndarray:
     """Label map of one frame.
 
@@ -98,7 +104,6 @@ def mesh_parsing(
     down = (chin - top) / max(np.linalg.norm(chin - top), 1e-6)
     across = np.array([-down[1], down[0]])
     face_h = np.linalg.norm(chin - top)
-    face_w = np.linalg.norm(xy[454] - xy[234])
     ys, xs = np.mgrid[0 : hw[0], 0 : hw[1]]
     rel_x, rel_y = xs - chin[0], ys - chin[1]
     v = rel_x * down[0] + rel_y * down[1]
@@ -109,9 +114,15 @@ def mesh_parsing(
         outside
         & (v > v_jaw)
         & (v <= neck_length * face_h)
-        & (np.abs(u) <= neck_half_width * face_w)
+        & (np.abs(u) <= neck_half_width * face_h)
     )
-    neck = band & _skin_like(rgb, face == LABEL["skin"])
+    ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
+    is_skin = face == LABEL["skin"]
+    skin_like = _skin_like(ycrcb, is_skin)
+    neck = band & skin_like
+    # the oval's top reaches into the hairline: non-skin pixels above the brows are hair
+    v_brow = float(np.dot(0.5 * (xy[105] + xy[334]) - chin, down))
+    face[is_skin & (v < v_brow) & ~_skin_like(ycrcb, is_skin, min_luma=0.65)] = 0
     cloth = outside & ~neck & (v > 0)
     labels[cloth] = LABEL["cloth"]
     labels[neck] = LABEL["neck"]

@@ -1,0 +1,164 @@
+"""Stage parsing: per-frame label maps, and the final RGBA images and masks trainers load.
+
+Writes, per face frame i (crop pixels):
+    parsing/labels/%06d.png  uint8 BiSeNet 19-class labels (`prep.vision.parsing.LABELS`)
+    mask/%06d.png            uint8 final mask = matte, with cloth (16) removed when
+                             parsing.mask_clothes (HRAvatar's clothes masking)
+    image/%06d.png           RGBA: the crop frame with the final mask as alpha
+Frames already written under the same inputs and settings are kept (resume after a kill).
+Backends: ``parsing=mesh`` (MediaPipe mesh + matte heuristics) or ``parsing=bisenet``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+
+import numpy as np
+
+from prep.errors import BadConfigError, MissingInputError
+from prep.io.files import read_image, write_image
+from prep.pipeline import StageContext, StageResult, register_stage
+from prep.progress import progress
+from prep.report import overlay
+from prep.stages.landmarks import dense_mesh, face_frame_path, video_fps
+from prep.subject import SubjectDir
+from prep.vision.parsing import LABEL, final_mask
+from prep.vision.resume import outputs_for
+
+log = logging.getLogger(__name__)
+
+
+def read_alpha(subject: SubjectDir, i: int, hw: tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8 matte of frame i (MissingInputError naming stage matting when absent)."""
+    path = subject.alpha_path(i)
+    if not path.exists():
+        raise MissingInputError("matting", path, f"matte of frame {i} is missing")
+    alpha = read_image(path, "gray")
+    if alpha.shape != hw:
+        raise MissingInputError("matting", path, f"matte {path} is {alpha.shape}, frame is {hw}")
+    return alpha
+
+
+def _manifest_digest(subject: SubjectDir, stages: tuple[str, ...]) -> dict[str, str | None]:
+    out = {}
+    for s in stages:
+        p = subject.manifest_path(s)
+        out[s] = hashlib.sha1(p.read_bytes()).hexdigest()[:16] if p.exists() else None
+    return out
+
+
+class _Labeller:
+    """Label maps of frames with the configured backend."""
+
+    def __init__(self, ctx: StageContext):
+        self.cfg = ctx.cfg.parsing
+        self.device = ctx.device
+        if self.cfg.backend == "mesh":
+            self.dense, self.valid = dense_mesh(ctx)
+        elif self.cfg.backend == "bisenet":
+            from prep.vision.parsing.bisenet import load_bisenet
+
+            self.net = load_bisenet(ctx.asset("bisenet"), ctx.device)
+        else:
+            raise BadConfigError(f"parsing.backend={self.cfg.backend!r}: use mesh or bisenet")
+
+    def labels(self, idx: list[int], rgbs: list[np.ndarray], alphas: list[np.ndarray]) -> list:
+        c = self.cfg
+        if c.backend == "bisenet":
+            from prep.vision.parsing.bisenet import parse_images
+
+            maps = parse_images(self.net, rgbs, c.bisenet_size, self.device)
+            fg = [a >= c.alpha_threshold * 255 for a in alphas]
+            return [np.where(f, m, 0).astype(np.uint8) for m, f in zip(maps, fg, strict=True)]
+        from prep.vision.parsing.mesh import mesh_parsing
+
+        return [
+            mesh_parsing(
+                self.dense[i] if self.valid[i] else None,
+                a,
+                rgb,
+                c.alpha_threshold,
+                c.neck_length,
+                c.neck_half_width,
+            )
+            for i, rgb, a in zip(idx, rgbs, alphas, strict=True)
+        ]
+
+
+def _done(subject: SubjectDir, i: int) -> bool:
+    return all(
+        p.exists() for p in (subject.parsing_path(i), subject.mask_path(i), subject.image_path(i))
+    )
+
+
+def _write(subject: SubjectDir, i: int, rgb, alpha, labels, mask_clothes: bool) -> np.ndarray:
+    mask = final_mask(alpha, labels, mask_clothes)
+    write_image(subject.parsing_path(i), labels)
+    write_image(subject.mask_path(i), mask)
+    write_image(subject.image_path(i), np.dstack([rgb, mask]))
+    return np.bincount(labels.ravel(), minlength=len(overlay.LABEL_COLORS))
+
+
+@register_stage(
+    "parsing",
+    needs=("landmarks", "matting"),
+    config=("parsing",),
+    version=1,
+    writes=lambda s: [s.parsing_dir, s.mask_dir, s.image_dir],
+    assets=lambda cfg: ["bisenet"] if cfg.parsing.backend == "bisenet" else [],
+)
+def run(ctx: StageContext) -> StageResult:
+    cfg, subject = ctx.cfg.parsing, ctx.subject
+    n = subject.n_frames
+    folders = [
+        subject.ensure(d) for d in (subject.parsing_dir, subject.mask_dir, subject.image_dir)
+    ]
+    key = dataclasses.asdict(cfg) | {
+        "n": n,
+        "inputs": _manifest_digest(subject, ("landmarks", "matting")),
+    }
+    outputs_for(subject.root / "parsing" / "outputs.json", key, folders, ctx.force)
+    todo = [i for i in range(n) if not _done(subject, i)]
+    counts = np.zeros(len(overlay.LABEL_COLORS), np.int64)
+    labeller = _Labeller(ctx) if todo else None
+    step = max(1, cfg.batch_size)
+    for k in progress(
+        range(0, len(todo), step), total=(len(todo) + step - 1) // step, desc="parsing"
+    ):
+        idx = todo[k : k + step]
+        rgbs = [read_image(face_frame_path(subject, i), "rgb") for i in idx]
+        alphas = [read_alpha(subject, i, r.shape[:2]) for i, r in zip(idx, rgbs, strict=True)]
+        for i, rgb, a, lab in zip(
+            idx, rgbs, alphas, labeller.labels(idx, rgbs, alphas), strict=True
+        ):
+            counts += _write(subject, i, rgb, a, lab, cfg.mask_clothes)
+    fg = max(int(counts[1:].sum()), 1)
+    metrics = {
+        f"frac_{name}": float(counts[LABEL[name]] / fg)
+        for name in ("skin", "hair", "neck", "cloth")
+    }
+    flagged = (
+        int((~labeller.valid[todo]).sum()) if labeller is not None and cfg.backend == "mesh" else 0
+    )
+    if ctx.logger and todo:
+        ctx.logger.log_metrics(metrics)
+    if cfg.overlay:
+        _overlay(subject, n)
+    log.info("parsing: %d frames labelled (%d kept from a previous run)", len(todo), n - len(todo))
+    return StageResult(
+        n_frames=n, n_skipped=n - len(todo), n_flagged=flagged, metrics=metrics if todo else {}
+    )
+
+
+def _overlay(subject: SubjectDir, n: int) -> None:
+    """Label colours over the face frames, and the final mask's outline."""
+
+    def render(i: int) -> np.ndarray:
+        img = read_image(face_frame_path(subject, i), "rgb")
+        labels = read_image(subject.parsing_path(i), "gray")
+        mask = read_image(subject.mask_path(i), "gray")
+        return overlay.tint_matte(overlay.blend_labels(img, labels, 0.45), mask, (40, 40, 40), 0.6)
+
+    overlay.write_overlays(subject.overlay_dir("parsing"), "parsing", n, render, video_fps(subject))
