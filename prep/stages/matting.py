@@ -70,7 +70,7 @@ def run(ctx: StageContext) -> StageResult:
     )
     coverage, flicker, prev = [], [], None
     plan = _plan(done, cfg.warmup)
-    with make_matter(cfg, weights) as matter:
+    with make_matter(cfg, weights, ctx.device) as matter:
         for i, write in progress(plan, desc="matting"):
             if crop_cfg.matting_first:
                 rgb = read_image(subject.frame_path(i), "rgb")

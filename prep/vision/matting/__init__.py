@@ -101,15 +101,17 @@ class SelfieMatter:
 class RvmMatter:
     """Robust Video Matting with its recurrent state carried from frame to frame."""
 
-    def __init__(self, cfg: MattingConfig, weights: Path):
-        self.cfg, self.weights = cfg, weights
+    def __init__(self, cfg: MattingConfig, weights: Path, device: str = "cpu"):
+        self.cfg, self.weights, self.device = cfg, weights, torch.device(device)
         self.rec: list[torch.Tensor | None] = [None] * 4
+        self._hw: tuple[int, int] | None = None
 
     def __enter__(self) -> RvmMatter:
         from prep.vision.matting.rvm import MattingNetwork
 
         self.net = MattingNetwork(self.cfg.variant).eval()
         load_state_dict(self.net, self.weights, f"rvm_{self.cfg.variant}")
+        self.net.to(self.device)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -122,22 +124,26 @@ class RvmMatter:
     def matte(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
         ratio = self.cfg.downsample_ratio or min(512 / max(h, w), 1.0)
-        src = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+        if (h, w) != self._hw:  # the recurrent state only fits frames of one size
+            self.reset()
+            self._hw = (h, w)
+        src = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float() / 255
         _, pha, self.rec = self.net(src, self.rec, ratio)
-        return pha[0, 0].numpy()
+        return pha[0, 0].cpu().numpy()
 
 
 class ModnetMatter:
     """MODNet: short side resized to `ref_size`, both sides rounded down to multiples of 32."""
 
-    def __init__(self, cfg: MattingConfig, weights: Path):
-        self.cfg, self.weights = cfg, weights
+    def __init__(self, cfg: MattingConfig, weights: Path, device: str = "cpu"):
+        self.cfg, self.weights, self.device = cfg, weights, torch.device(device)
 
     def __enter__(self) -> ModnetMatter:
         from prep.vision.matting.modnet import MODNet
 
         self.net = MODNet().eval()
         load_state_dict(self.net, self.weights, "modnet")
+        self.net.to(self.device)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -152,17 +158,18 @@ class ModnetMatter:
         f = self.cfg.ref_size / min(h, w)
         rh, rw = max(32, round(h * f) // 32 * 32), max(32, round(w * f) // 32 * 32)
         small = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA)
-        x = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-        matte = self.net(x)[0, 0].numpy()
+        x = torch.from_numpy(small).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1
+        matte = self.net(x)[0, 0].cpu().numpy()
         return cv2.resize(matte, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def make_matter(
-    cfg: MattingConfig, weights: Path | None
+    cfg: MattingConfig, weights: Path | None, device: str = "cpu"
 ) -> SelfieMatter | RvmMatter | ModnetMatter:
     """The configured backend (open it with ``with``); `weights` from `asset_name(cfg)`."""
     name = asset_name(cfg)
     if name is None:
         return SelfieMatter(cfg)
     assert weights is not None
-    return RvmMatter(cfg, weights) if cfg.backend == "rvm" else ModnetMatter(cfg, weights)
+    cls = RvmMatter if cfg.backend == "rvm" else ModnetMatter
+    return cls(cfg, weights, device)
