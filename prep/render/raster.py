@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from prep.models.camera import project, transform_points
+
 # Candidate (pixel, triangle) pairs processed at once; bounds peak memory to a few hundred MB.
 DEFAULT_CHUNK = 1 << 22
 
@@ -57,31 +59,14 @@ class Fragments:
 
 
 def camera_to_pixels(verts_cam: Tensor, K: Tensor) -> Tensor:
-    """Project camera-space points to pixels.
-
-    Args:
-        verts_cam: (B,V,3) OpenCV camera coordinates.
-        K: (3,3) or (B,3,3) intrinsics in pixels.
-
-    Returns:
-        (B,V,2) pixel coordinates (x right, y down; integer = pixel centre).
-    """
+    """Project camera-space points (B,V,3) with (3,3) or (B,3,3) intrinsics -> (B,V,2) pixels."""
     K = K.to(verts_cam).expand(verts_cam.shape[0], 3, 3)
-    z = verts_cam[..., 2:3]
-    z_safe = torch.where(z.abs() > 1e-12, z, torch.full_like(z, 1e-12))
-    xy = verts_cam[..., :2] / z_safe
-    fx, fy = K[:, 0, 0, None], K[:, 1, 1, None]
-    cx, cy = K[:, 0, 2, None], K[:, 1, 2, None]
-    skew = K[:, 0, 1, None]
-    u = fx * xy[..., 0] + skew * xy[..., 1] + cx
-    v = fy * xy[..., 1] + cy
-    return torch.stack([u, v], dim=-1)
+    return project(verts_cam, K)[0]
 
 
 def world_to_camera(verts_world: Tensor, w2c: Tensor) -> Tensor:
     """Apply (B,4,4) or (4,4) world-to-camera transforms to (B,V,3) points."""
-    w2c = w2c.to(verts_world).expand(verts_world.shape[0], 4, 4)
-    return verts_world @ w2c[:, :3, :3].transpose(1, 2) + w2c[:, None, :3, 3]
+    return transform_points(w2c.to(verts_world).expand(verts_world.shape[0], 4, 4), verts_world)
 
 
 def sanitize_vertices(verts: Tensor) -> tuple[Tensor, Tensor]:
