@@ -65,6 +65,20 @@ def split_coeff(coeff: torch.Tensor) -> Coeffs:
     return Coeffs(**{k: coeff[..., s] for k, s in COEFF_SLICES.items()})
 
 
+@dataclass
+class SubsetShape:
+    """Mean (K, 3) and transposed bases (n, 3K) of a vertex subset; call with coefficients."""
+
+    mean: torch.Tensor
+    id_t: torch.Tensor
+    exp_t: torch.Tensor
+
+    def __call__(self, id_coeff: torch.Tensor, exp_coeff: torch.Tensor) -> torch.Tensor:
+        """(B, n_id), (B, n_exp) -> (B, K, 3) vertices (id broadcasts from (1, n_id))."""
+        offset = id_coeff @ self.id_t + exp_coeff @ self.exp_t
+        return self.mean + offset.reshape(offset.shape[0], -1, 3)
+
+
 class BfmModel(torch.nn.Module):
     """Linear BFM: ``shape = mean + id_base @ id + exp_base @ exp`` (unit-variance coefficients)."""
 
@@ -113,22 +127,34 @@ class BfmModel(torch.nn.Module):
         mean, idb, exb = self.mean_shape, self.id_base, self.exp_base
         if idx is not None:
             mean, idb, exb = mean[idx], idb[idx], exb[idx]
-        return (
-            mean
-            + torch.einsum("vck,bk->bvc", idb, id_coeff)
-            + torch.einsum("vck,bk->bvc", exb, exp_coeff)
-        )
+        return mean + _apply_basis(idb, id_coeff) + _apply_basis(exb, exp_coeff)
 
     def keypoints_3d(self, id_coeff: torch.Tensor, exp_coeff: torch.Tensor) -> torch.Tensor:
         """(B, 68, 3) model-space landmark vertices."""
         return self.shape(id_coeff, exp_coeff, self.keypoints)
+
+    def subset(self, idx: torch.Tensor | np.ndarray) -> SubsetShape:
+        """Geometry of a fixed vertex subset, gathered once (for loops evaluating it often)."""
+        idx = torch.as_tensor(idx, dtype=torch.long, device=self.mean_shape.device)
+        k = len(idx)
+        return SubsetShape(
+            self.mean_shape[idx],
+            self.id_base[idx].reshape(3 * k, -1).T.contiguous(),
+            self.exp_base[idx].reshape(3 * k, -1).T.contiguous(),
+        )
 
     def texture(self, tex_coeff: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
         """(B, K or N, 3) albedo in [0, 1] (unclamped)."""
         mean, tb = self.mean_tex, self.tex_base
         if idx is not None:
             mean, tb = mean[idx], tb[idx]
-        return (mean + torch.einsum("vck,bk->bvc", tb, tex_coeff)) / 255.0
+        return (mean + _apply_basis(tb, tex_coeff)) / 255.0
+
+
+def _apply_basis(basis: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
+    """(V, 3, k) basis times (B, k) coefficients -> (B, V, 3), as one matrix product."""
+    V, _, k = basis.shape
+    return (coeff @ basis.reshape(V * 3, k).T).reshape(-1, V, 3)
 
 
 def vertex_normals(verts: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:

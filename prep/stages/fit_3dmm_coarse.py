@@ -1,0 +1,163 @@
+"""Stage fit_3dmm_coarse: per-frame Deep3DFaceRecon-style 3DMM coefficients (PIRenderer layout).
+
+Reads landmarks/landmarks.npz (68 points in face-frame pixels) and, for the deep3dface backend,
+the face frames; writes bfm/coarse.npz (T frames):
+
+    frame_names (T,) str
+    coeff (T, 257) float32        id 0:80, exp 80:144, tex 144:224, angles 224:227,
+                                  gamma 227:254, trans 254:257 (Deep3DFaceRecon, front BFM)
+    trans_params (T, 5) float32   alignment [w0, h0, s, t0, t1] (PIRenderer's crop parameters;
+                                  the LMDB keeps [s, t0, t1])
+    valid (T,) bool               fitted from a detected face; invalid frames are interpolated
+    lmk_rmse_px (T,) float32      landmark RMSE in aligned 224 pixels (NaN where invalid)
+    image_hw (2,) int, backend str
+
+Backends: ``landmarks`` (no weights: fits the 68 landmarks, texture/light zero) and
+``deep3dface`` (the published ResNet-50 regressor, asset ``deep3dface``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from prep.assets import asset_path
+from prep.errors import BadConfigError, MissingInputError, NoUsableFramesError
+from prep.io.files import load_npz, save_npz
+from prep.models.bfm import N_COEFF, BfmModel
+from prep.models.bfm_io import build_front_model, load_bfm, write_front_mat
+from prep.pipeline import StageContext, StageResult, register_stage
+from prep.track.bfm_align import aligned_from_source, apply_affine, five_points, pos_align
+from prep.track.bfm_coarse import LandmarkFitSettings, fit_landmarks
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("landmarks", "deep3dface")
+
+
+def coarse_backend(cfg) -> str:
+    """The coarse backend: ``fit3dmm.coarse.backend`` unless the short alias says otherwise."""
+    alias, full = cfg.fit3dmm.coarse_backend, cfg.fit3dmm.coarse.backend
+    backend = alias if alias != "landmarks" else full
+    if backend not in BACKENDS:
+        raise BadConfigError(f"fit3dmm.coarse_backend={backend!r}; use one of {BACKENDS}")
+    return backend
+
+
+def front_assets(cfg) -> list[str]:
+    """BFM assets needed: the front model, or the BFM2009 files it can be built from."""
+    if cfg.bfm.build_front and not asset_path(cfg, "bfm_front").is_file():
+        return ["bfm_2009", "bfm_exp_pca"]
+    return ["bfm_front"]
+
+
+def load_front_bfm(ctx: StageContext) -> BfmModel:
+    """The front BFM, built once from BFM2009 + Exp_Pca.bin when only those are present."""
+    front = asset_path(ctx.cfg, "bfm_front")
+    if ctx.cfg.bfm.build_front and not front.is_file():
+        log.info("building %s from BFM2009 (once)", front)
+        content = build_front_model(ctx.asset("bfm_2009"), ctx.asset("bfm_exp_pca"))
+        write_front_mat(front, content)
+    return BfmModel(load_bfm("front", ctx.asset("bfm_front")))
+
+
+def read_landmarks(ctx: StageContext) -> dict[str, np.ndarray]:
+    """landmarks.npz with `weights` (T, 68): point scores on valid frames, 0 elsewhere."""
+    path = ctx.subject.landmarks_npz
+    if not path.exists():
+        raise MissingInputError("landmarks", path)
+    lm = load_npz(path)
+    pts = lm["points_px"].astype(np.float64)
+    valid = lm["valid"].astype(bool) & np.isfinite(pts).all(axis=(1, 2))
+    scores = lm.get("scores", np.ones(pts.shape[:2], np.float32)).astype(np.float64)
+    valid &= scores.mean(1) >= ctx.cfg.fit3dmm.coarse.min_score
+    if not valid.any():
+        raise NoUsableFramesError(f"{path}: no frame has usable landmarks for the 3DMM fit")
+    lm["points_px"], lm["valid"] = np.where(np.isfinite(pts), pts, 0.0), valid
+    lm["weights"] = np.where(valid[:, None], np.clip(scores, 0, 1), 0.0)
+    return lm
+
+
+def interpolate_invalid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Fill rows of (T, ...) `values` where not `valid` by linear interpolation over frames."""
+    t = np.arange(len(values))
+    flat = values.reshape(len(values), -1)
+    out = np.stack([np.interp(t, t[valid], col[valid]) for col in flat.T], 1)
+    return out.reshape(values.shape).astype(values.dtype)
+
+
+def _settings(cfg) -> LandmarkFitSettings:
+    c = cfg.fit3dmm.coarse
+    return LandmarkFitSettings(
+        c.focal,
+        c.camera_distance,
+        c.target_size,
+        c.iters_rigid,
+        c.iters,
+        c.lr,
+        c.w_id,
+        c.w_exp,
+        c.batch,
+    )
+
+
+def _fit_with_landmarks(model: BfmModel, lm: dict, tp: np.ndarray, cfg):
+    s = _settings(cfg)
+    lmk_al = apply_affine(aligned_from_source(tp, s.target_size), lm["points_px"])
+    fit = fit_landmarks(model, lmk_al, lm["weights"], s)
+    T = len(tp)
+    coeff = np.zeros((T, N_COEFF), np.float32)
+    coeff[:, 0:80], coeff[:, 80:144] = fit.id, fit.exp
+    coeff[:, 224:227], coeff[:, 254:257] = fit.angles, fit.trans
+    return coeff, fit.lmk_rmse_px
+
+
+@register_stage(
+    "fit_3dmm_coarse",
+    needs=("landmarks",),
+    config=("bfm", "fit3dmm"),
+    version=1,
+    writes=lambda s: [s.bfm_coarse],
+    assets=lambda cfg: (
+        front_assets(cfg) + (["deep3dface"] if coarse_backend(cfg) == "deep3dface" else [])
+    ),
+)
+def run(ctx: StageContext) -> StageResult:
+    cfg = ctx.cfg
+    backend = coarse_backend(cfg)
+    lm = read_landmarks(ctx)
+    valid = lm["valid"]
+    model = load_front_bfm(ctx)
+    h0, w0 = (int(v) for v in lm["image_hw"])
+    lm3d_5 = five_points(model.mean_shape[model.keypoints].cpu().numpy().astype(np.float64))
+    tp = pos_align(lm["points_px"], (h0, w0), lm3d_5, cfg.fit3dmm.coarse.rescale_factor)
+    tp[~valid] = interpolate_invalid(tp, valid)[~valid]
+    if backend == "landmarks":
+        coeff, rmse = _fit_with_landmarks(model, lm, tp, cfg)
+    else:
+        from prep.vision.deep3dface import regress_frames
+
+        coeff, rmse = regress_frames(ctx, model, lm, tp)
+    rmse = np.where(valid, rmse, np.nan).astype(np.float32)
+    coeff = interpolate_invalid(coeff, valid)
+    save_npz(
+        ctx.subject.bfm_coarse,
+        frame_names=lm["frame_names"],
+        coeff=coeff.astype(np.float32),
+        trans_params=tp.astype(np.float32),
+        valid=valid,
+        lmk_rmse_px=rmse,
+        image_hw=np.array([h0, w0]),
+        backend=np.array(backend),
+    )
+    metrics = {
+        "lmk_rmse_px": float(np.nanmean(rmse)) if np.isfinite(rmse).any() else float("nan"),
+        "lmk_rmse_px_p95": float(np.nanpercentile(rmse, 95)) if np.isfinite(rmse).any() else 0.0,
+        "valid_fraction": float(valid.mean()),
+    }
+    if ctx.logger is not None:
+        ctx.logger.log_metrics({f"coarse/{k}": v for k, v in metrics.items()})
+    return StageResult(
+        n_frames=len(valid), n_flagged=int((~valid).sum()), metrics=metrics, headline="lmk_rmse_px"
+    )
