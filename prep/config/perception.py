@@ -49,7 +49,7 @@ class MattingConfig:
     variant: str = "mobilenetv3"  # rvm: mobilenetv3 | resnet50
     selfie_model: int = 0  # mediapipe selfie: 0 general (256x256), 1 landscape (144x256)
     refine: str = "guided"  # guided (edge-aware, colour guide) | none
-    guided_radius: int = 6  # guided filter radius, pixels at 512
+    guided_radius: int = 8  # guided filter radius, pixels at 512
     guided_eps: float = 1e-3  # guided filter regulariser (intensities in [0,1])
     temporal: float = 0.3  # weight of the previous frame's alpha (0 = no temporal smoothing)
     clip_low: float = 0.02  # alpha below this becomes 0 (removes haze)
