@@ -1,8 +1,8 @@
-"""Schemas of albedo and photometric refinement (owned by the renderer engineer)."""
+"""Schemas of albedo extraction and photometric refinement (owned by the renderer engineer)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -10,3 +10,50 @@ class AlbedoConfig:
     """Albedo extraction (stage albedo); backend group conf/albedo/."""
 
     backend: str = "shading"  # shading | intrinsic_anything
+    # Face-parsing labels (BiSeNet numbering) whose pixels get albedo; others follow `outside`.
+    region: list[int] = field(default_factory=lambda: [1, 2, 3, 7, 8, 10, 11, 12, 13, 14])
+    outside: str = "keep"  # keep | black: what the albedo image holds outside the region
+    use_mesh: bool = True  # shading: divide out the fitted FLAME mesh's SH shading when tracked
+    retinex_sigmas: list[float] = field(default_factory=lambda: [0.02, 0.06, 0.15])  # x image size
+    sh_ridge: float = 0.01  # shading: ridge weight of the per-frame SH fit (higher bands)
+    min_shading: float = 0.2  # shading never divides by less than this x the region's mean
+    batch_size: int = 8  # frames rendered together (mesh shading)
+    # intrinsic_anything: a user's IntrinsicAnything checkout (inference.py) and its weights
+    ia_python: str = "python"  # interpreter of the IntrinsicAnything environment
+    ia_script: str = "${assets.intrinsic_anything_dir}/inference.py"
+    ia_model_dir: str = "${assets.intrinsic_anything_dir}/weights/albedo"
+    ia_ddim: int = 100  # diffusion steps (HRAvatar's setting)
+    ia_batch_size: int = 10
+    ia_image_interval: int = 3  # process every n-th frame; the rest are filled by interpolation
+    ia_timeout_s: float | None = None  # kill the subprocess after this long (null = no limit)
+
+
+@dataclass
+class PhotometricWeights:
+    """Loss weights of the photometric refinement (after the landmark fit)."""
+
+    photo: float = 1.0  # masked L1 colour error inside the face-parsing skin/face region
+    lmk: float = 1.0  # landmark term kept from the landmark fit (x the tracker's own weight)
+    albedo_smooth: float = 1.0  # Laplacian smoothness of the per-vertex albedo
+    albedo_mean: float = 0.1  # pull of the albedo towards its mean colour
+    sh_reg: float = 0.01  # keeps SH bands above the ambient small
+    expr_reg: float = 1e-3  # expression prior
+    pose_smooth: float = 10.0  # temporal smoothness of rotations and translation (per frame^2)
+
+
+@dataclass
+class PhotometricConfig:
+    """Photometric refinement of a FLAME fit (tracker.photometric=true)."""
+
+    enabled: bool = False  # run the phase after the landmark fit
+    w: PhotometricWeights = field(default_factory=PhotometricWeights)
+    sizes: list[int] = field(default_factory=lambda: [128, 256])  # coarse-to-fine render sizes
+    steps: list[int] = field(default_factory=lambda: [30, 30])  # optimiser steps per size
+    lr: float = 5e-3  # Adam learning rate of pose/expression/translation
+    lr_albedo: float = 2e-2  # Adam learning rate of albedo and lighting
+    sh_per_frame: bool = False  # one SH lighting per frame instead of one per subject
+    batch_frames: int = 16  # frames per optimisation window (sliding over the sequence)
+    region: list[int] = field(default_factory=lambda: [1, 2, 3, 10, 11, 12, 13])  # parsing labels
+    refine: list[str] = field(
+        default_factory=lambda: ["expr", "jaw_pose", "global_pose", "neck_pose", "transl"]
+    )  # parameters the photometric loss may change (others stay fixed)

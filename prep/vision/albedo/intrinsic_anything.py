@@ -1,0 +1,119 @@
+"""IntrinsicAnything backend: a user's install run as a subprocess, as HRAvatar does.
+
+HRAvatar runs ``python IntrinsicAnything/inference.py --input_dir <subject>/image --model_dir
+<weights>/albedo --output_dir <subject>/albedo --ddim 100 --batch_size 10 --image_interval 3``:
+the diffusion model decomposes every `image_interval`-th frame. We run the same command (the
+install lives outside our environment: its own interpreter, `albedo.ia_python`), read back whatever
+images it wrote (matched to frames by the number in their file names, resized to the frame size)
+and fill the skipped frames by blending the nearest decomposed frames before and after in linear
+RGB, weighted by distance in time.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from prep.errors import MissingAssetError, PrepError
+from prep.io.files import read_image
+from prep.vision.albedo.decompose import linear_to_srgb, srgb_to_linear
+
+log = logging.getLogger(__name__)
+
+IA_URL = "https://github.com/zju3dv/IntrinsicAnything (weights: HF LittleFrog/IntrinsicAnything)"
+_NUMBER = re.compile(r"(\d+)")
+
+
+def ia_command(cfg, input_dir: Path, output_dir: Path) -> list[str]:
+    """The subprocess command line (HRAvatar's arguments) for `cfg` (an AlbedoConfig)."""
+    return [
+        cfg.ia_python, str(Path(cfg.ia_script).expanduser()),
+        "--input_dir", str(input_dir),
+        "--model_dir", str(Path(cfg.ia_model_dir).expanduser()),
+        "--output_dir", str(output_dir),
+        "--ddim", str(cfg.ia_ddim),
+        "--batch_size", str(cfg.ia_batch_size),
+        "--image_interval", str(cfg.ia_image_interval),
+    ]  # fmt: skip
+
+
+def check_install(cfg) -> None:
+    """Raise MissingAssetError when the IntrinsicAnything script or weights are absent."""
+    for path in (Path(cfg.ia_script).expanduser(), Path(cfg.ia_model_dir).expanduser()):
+        if not path.exists():
+            raise MissingAssetError(
+                "intrinsic_anything_dir", path, IA_URL, "assets.intrinsic_anything_dir"
+            )
+
+
+def run_install(cfg, input_dir: Path, output_dir: Path) -> None:
+    """Run IntrinsicAnything on `input_dir`, writing into `output_dir`."""
+    check_install(cfg)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    cmd = ia_command(cfg, input_dir, output_dir)
+    log.info("running IntrinsicAnything: %s", " ".join(cmd))
+    try:
+        proc = subprocess.run(
+            cmd, cwd=Path(cfg.ia_script).expanduser().parent, capture_output=True, text=True,
+            timeout=cfg.ia_timeout_s,
+        )  # fmt: skip
+    except FileNotFoundError as e:
+        raise PrepError(
+            f"cannot start IntrinsicAnything ({cmd[0]}): {e}; set albedo.ia_python"
+        ) from e
+    except subprocess.TimeoutExpired as e:
+        raise PrepError(f"IntrinsicAnything ran past albedo.ia_timeout_s={cfg.ia_timeout_s}") from e
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["(no output)"]
+        raise PrepError(f"IntrinsicAnything failed (exit {proc.returncode}): {tail[0]}")
+
+
+def produced_frames(output_dir: Path) -> dict[int, Path]:
+    """Frame index -> image the install wrote (last number in the file name)."""
+    found: dict[int, Path] = {}
+    for p in sorted(output_dir.rglob("*")):
+        if p.suffix.lower() in (".png", ".jpg", ".jpeg") and not p.name.startswith("."):
+            nums = _NUMBER.findall(p.stem)
+            if nums:
+                found.setdefault(int(nums[-1]), p)
+    return found
+
+
+def fill_plan(n_frames: int, have: list[int]) -> list[tuple[int, int, float]]:
+    """For every frame: (before, after, weight of after) among decomposed frames `have`."""
+    if not have:
+        raise PrepError("IntrinsicAnything wrote no albedo images")
+    have_a = np.asarray(sorted(have))
+    plan = []
+    for i in range(n_frames):
+        k = int(np.searchsorted(have_a, i))
+        if k < len(have_a) and have_a[k] == i:
+            plan.append((i, i, 0.0))
+        elif k == 0:
+            plan.append((int(have_a[0]), int(have_a[0]), 0.0))
+        elif k == len(have_a):
+            plan.append((int(have_a[-1]), int(have_a[-1]), 0.0))
+        else:
+            a, b = int(have_a[k - 1]), int(have_a[k])
+            plan.append((a, b, (i - a) / (b - a)))
+    return plan
+
+
+def load_albedo(path: Path, size_hw: tuple[int, int]) -> np.ndarray:
+    """An albedo image as (H,W,3) uint8 at the frame size."""
+    img = read_image(path, "rgb")
+    if img.shape[:2] != tuple(size_hw):
+        img = cv2.resize(img, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def blend(a: np.ndarray, b: np.ndarray, w_b: float) -> np.ndarray:
+    """Blend two sRGB images in linear RGB."""
+    if w_b == 0.0:
+        return a
+    return linear_to_srgb((1 - w_b) * srgb_to_linear(a) + w_b * srgb_to_linear(b))
