@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 
@@ -50,3 +51,13 @@ class DownloadConfig:
     size: int = 512  # cropped clips are resized to size x size (HDTF's release convention)
     crf: int = 18  # H.264 quality of the cut clips
     all_videos: bool = False  # acquire every listed video, not just the subject's
+
+
+# conf/hydra/launcher/{joblib,submitit_*}.yaml share their names with the plugins' schemas on
+# purpose: Hydra validates our values against them. Its deprecation notice about that matching
+# would print on every multirun, so it is silenced for those three files only.
+warnings.filterwarnings(
+    "ignore",
+    message=r"\s*'hydra/launcher/(joblib|submitit_local|submitit_slurm)' is validated against",
+    category=UserWarning,
+)
