@@ -75,7 +75,8 @@ def run(ctx: StageContext) -> StageResult:
             if crop_cfg.matting_first:
                 rgb = read_image(subject.frame_path(i), "rgb")
                 alpha = post(rgb, matter.matte(rgb))
-                alpha = warp_to_crop(alpha, ct.orig_to_crop[i], size, "constant", 0)
+                # Pad the alpha the way the frame was padded, so image and matte agree.
+                alpha = warp_to_crop(alpha, ct.orig_to_crop[i], size, crop_cfg.pad, 0)
             else:
                 rgb = read_image(subject.crop_frame_path(i), "rgb")
                 alpha = post(rgb, matter.matte(rgb))

@@ -1,0 +1,179 @@
+"""Stages detect, crop and matting on real frames, including broken and awkward inputs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from prep.errors import BadInputError
+from prep.io.files import load_npz, read_image
+from prep.stages import crop, detect, matting
+from prep.vision.detect import box_centre
+from tests.vision.perception_data import clip_frames, make_ctx, photo, write_subject
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def c03(clip_c03) -> list[np.ndarray]:
+    return clip_frames(clip_c03, 48)
+
+
+def _run(subject, stages=("detect", "crop", "matting"), force=False, **sections):
+    mods = {"detect": detect, "crop": crop, "matting": matting}
+    return {s: mods[s].run(make_ctx(subject, force=force, **sections)) for s in stages}
+
+
+def test_black_frames_are_flagged_bridged_or_invalid(tmp_subject, c03):
+    frames = list(c03)
+    black = np.zeros_like(frames[0])
+    for t in (10, 11, 12, *range(25, 41)):
+        frames[t] = black
+    write_subject(tmp_subject, frames)
+    res = _run(tmp_subject)
+    det = load_npz(tmp_subject.detections)
+    assert (det["reason"][[10, 11, 12]] == "interpolated").all() and det["valid"][10:13].all()
+    assert not det["valid"][25:41].any() and (det["reason"][25:41] == "no_face").all()
+    assert det["valid"][:10].all() and det["valid"][41:].all()
+    assert res["detect"].n_flagged == 19
+    ct = load_npz(tmp_subject.crop_npz)
+    for k in ("orig_to_crop", "crop_to_orig", "box_xyxy", "image_size", "valid"):
+        assert k in ct
+    assert ct["orig_to_crop"].shape == (48, 3, 3) and int(ct["image_size"]) == 512
+    np.testing.assert_array_equal(ct["valid"], det["valid"])
+    assert len(os.listdir(tmp_subject.crop_dir)) == 48
+    assert len(os.listdir(tmp_subject.alpha_dir)) == 48
+    a_face = read_image(tmp_subject.alpha_path(5), "gray") / 255.0
+    a_black = read_image(tmp_subject.alpha_path(30), "gray") / 255.0
+    assert 0.2 < a_face.mean() < 0.8 and a_face[256, 256] > 0.95
+    assert a_black.mean() < 0.05
+
+
+def _two_faces(shared_data) -> list[np.ndarray]:
+    """Subject (p02) on the left; a second person (p08) on the right grows past its size."""
+    a = cv2.resize(photo(shared_data, "p02"), (300, 300), interpolation=cv2.INTER_AREA)
+    b_full = photo(shared_data, "p08")
+    frames = []
+    for t in range(10):
+        img = np.full((420, 860, 3), 120, np.uint8)
+        img[60:360, 20 + 2 * t : 320 + 2 * t] = a
+        s = 200 + 25 * t
+        b = cv2.resize(b_full, (s * b_full.shape[1] // b_full.shape[0], s))[:, :s]
+        img[:s, 860 - s :] = b[: min(s, 420)]
+        frames.append(img)
+    return frames
+
+
+def test_two_faces_keep_the_subject(tmp_subject, shared_data):
+    write_subject(tmp_subject, _two_faces(shared_data))
+    _run(tmp_subject, ("detect", "crop"))
+    det = load_npz(tmp_subject.detections)
+    assert (det["n_faces"] >= 2).sum() >= 5  # the bystander is really detected
+    assert det["valid"].all()
+    assert (box_centre(det["box_xyxy"])[:, 0] < 330).all()
+    ct = load_npz(tmp_subject.crop_npz)
+    assert box_centre(ct["box_xyxy"])[0, 0] < 330
+
+
+def test_face_cut_by_the_border(tmp_subject, shared_data):
+    img = cv2.resize(photo(shared_data, "p02"), (512, 512), interpolation=cv2.INTER_AREA)
+    frame = np.full_like(img, 50)
+    frame[:, :320] = img[:, 192:]  # the left ~third of the face is outside the frame
+    write_subject(tmp_subject, [frame] * 6)
+    res = _run(tmp_subject, ("detect", "crop"), crop={"pad": "constant"})
+    assert load_npz(tmp_subject.detections)["valid"].all()
+    assert res["crop"].metrics["outside_frac"] == 1.0
+    out = read_image(tmp_subject.crop_frame_path(0), "rgb")
+    assert (out[:, :5] < 8).all()  # constant padding where the crop leaves the frame
+    with pytest.raises(BadInputError, match="drop_outside"):
+        _run(tmp_subject, ("crop",), crop={"drop_outside": True})
+
+
+def test_grayscale_and_224_video(tmp_path, c03):
+    from prep.subject import SubjectDir
+
+    gray = [np.repeat(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[..., None], 3, 2) for f in c03[:12]]
+    small = [cv2.resize(f, (224, 224), interpolation=cv2.INTER_AREA) for f in c03[:12]]
+    boxes = {}
+    for name, frames in (("gray", gray), ("small", small)):
+        subject = write_subject(SubjectDir(tmp_path / name), frames)
+        _run(subject)
+        det = load_npz(subject.detections)
+        assert det["valid"].all() and (det["reason"] == "ok").all(), name
+        boxes[name] = load_npz(subject.crop_npz)["box_xyxy"]
+        assert read_image(subject.crop_frame_path(0), "rgb").shape == (512, 512, 3)
+        assert read_image(subject.alpha_path(0), "gray")[300, 256] > 200, name
+    np.testing.assert_allclose(boxes["small"][0] * 512 / 224, boxes["gray"][0], atol=25)
+
+
+def test_4k_frame(tmp_subject, shared_data):
+    img = photo(shared_data, "p08")  # 2444 x 1718
+    big = np.full((2160, 3840, 3), 80, np.uint8)
+    big[200 : 200 + img.shape[0], 1200 : 1200 + img.shape[1]] = img
+    write_subject(tmp_subject, [big, big])
+    _run(tmp_subject, ("detect", "crop"), crop={"shift_y": 0.0})
+    ct = load_npz(tmp_subject.crop_npz)
+    det = load_npz(tmp_subject.detections)
+    c = box_centre(det["box_xyxy"][0])
+    uv = ct["orig_to_crop"][0] @ [c[0], c[1], 1.0]
+    np.testing.assert_allclose(uv[:2], [255.5, 255.5], atol=0.5)  # face centred in the crop
+    assert read_image(tmp_subject.crop_frame_path(1), "rgb").shape == (512, 512, 3)
+
+
+def test_crop_resumes_and_redoes_outputs_when_settings_change(tmp_subject, c03):
+    write_subject(tmp_subject, c03[:8])
+    _run(tmp_subject, ("detect", "crop"))
+    for i in (2, 5):
+        tmp_subject.crop_frame_path(i).unlink()
+    keep = tmp_subject.crop_frame_path(0).stat().st_mtime_ns
+    assert _run(tmp_subject, ("crop",))["crop"].n_skipped == 6
+    assert tmp_subject.crop_frame_path(0).stat().st_mtime_ns == keep
+    assert _run(tmp_subject, ("crop",), crop={"scale": 2.0})["crop"].n_skipped == 0
+
+
+def test_matting_first_matches_crop_first(tmp_subject, c03):
+    write_subject(tmp_subject, c03[:4])
+    _run(tmp_subject)
+    a = read_image(tmp_subject.alpha_path(3), "gray") > 127
+    _run(tmp_subject, ("crop", "matting"), crop={"matting_first": True})
+    b = read_image(tmp_subject.alpha_path(3), "gray") > 127
+    assert (a & b).sum() / (a | b).sum() > 0.95
+
+
+@pytest.mark.slow
+def test_launch_end_to_end_and_missing_matting_weights(tmp_path, clip_c01):
+    base = [
+        sys.executable,
+        "launch.py",
+        "dataset=custom",
+        f"dataset.video={clip_c01}",
+        "logger=none",
+        f"work_dir={tmp_path}",
+        "frames.max_frames=12",
+    ]
+    env = {**os.environ, "AVATAR_PREP_ASSETS": str(tmp_path / "assets")}
+    ok = subprocess.run(
+        [*base, "stage=matting"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    subject = tmp_path / "custom" / clip_c01.stem
+    assert len(os.listdir(subject / "matting" / "alpha")) == 12
+    bad = subprocess.run(
+        [*base, "stage=matting", "matting=rvm"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode != 0
+    lines = [ln for ln in bad.stderr.splitlines() if ln.startswith("error:")]
+    assert (
+        len(lines) == 1 and "rvm_mobilenetv3" in lines[0] and "assets.rvm_mobilenetv3" in lines[0]
+    )
