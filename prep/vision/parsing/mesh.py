@@ -54,21 +54,33 @@ def face_regions(dense_px: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return lab
 
 
-def _skin_like(ycrcb: np.ndarray, skin: np.ndarray, min_luma: float = 0.4) -> np.ndarray:
-    """(H, W) bool: pixels coloured like the `skin` pixels.
+class _SkinModel:
+    """Colour model of the face's skin pixels, tested only where asked.
 
-    Robust statistics (median, MAD) of the face's skin pixels, so hair or shadow inside the
-    face oval do not widen the model: Cr and Cb within 3 robust sigmas (at least 6 levels), and
-    luma above `min_luma` times the skin's (dark clothes have neutral chroma but low luma).
+    Robust statistics (median, MAD) of the skin pixels, so hair or shadow inside the face oval do
+    not widen the model: Cr and Cb within 3 robust sigmas (at least 6 levels), and luma above
+    `min_luma` times the skin's (dark clothes have neutral chroma but low luma).
     """
-    samples = ycrcb[skin].astype(np.float32)
-    if len(samples) < 50:
-        return np.ones(ycrcb.shape[:2], bool)
-    med = np.median(samples, axis=0)
-    mad = np.median(np.abs(samples - med), axis=0) * 1.4826
-    tol = np.maximum(3.0 * mad, 6.0)
-    d = np.abs(ycrcb.astype(np.float32) - med)
-    return (d[..., 1] < tol[1]) & (d[..., 2] < tol[2]) & (ycrcb[..., 0] > min_luma * med[0])
+
+    def __init__(self, ycrcb: np.ndarray, skin: np.ndarray):
+        self.ycrcb = ycrcb
+        samples = ycrcb[skin][::4].astype(np.float32)  # every 4th pixel is plenty for a median
+        self.ok = len(samples) >= 50
+        if self.ok:
+            self.med = np.median(samples, axis=0)
+            self.tol = np.maximum(3.0 * np.median(np.abs(samples - self.med), axis=0) * 1.4826, 6.0)
+
+    def like(self, where: np.ndarray, min_luma: float = 0.4) -> np.ndarray:
+        """(H, W) bool: pixels of `where` coloured like skin (all of `where` without a model)."""
+        out = where.copy()
+        if not self.ok:
+            return out
+        px = self.ycrcb[where].astype(np.float32)
+        d = np.abs(px - self.med)
+        out[where] = (
+            (d[:, 1] < self.tol[1]) & (d[:, 2] < self.tol[2]) & (px[:, 0] > min_luma * self.med[0])
+        )
+        return out
 
 
 def mesh_parsing(
@@ -88,7 +100,7 @@ def mesh_parsing(
         rgb: (H, W, 3) uint8 frame (for the neck's skin colour test).
         alpha_threshold: matte fraction above which a pixel is foreground.
         neck_length: neck end below the chin, in face heights.
-        neck_half_width: neck half width, in face widths.
+        neck_half_width: neck half width, in face heights.
 
     Returns:
         (H, W) uint8 labels (BiSeNet classes).
@@ -104,8 +116,8 @@ def mesh_parsing(
     down = (chin - top) / max(np.linalg.norm(chin - top), 1e-6)
     across = np.array([-down[1], down[0]])
     face_h = np.linalg.norm(chin - top)
-    ys, xs = np.mgrid[0 : hw[0], 0 : hw[1]]
-    rel_x, rel_y = xs - chin[0], ys - chin[1]
+    rel_y = np.arange(hw[0], dtype=np.float32)[:, None] - np.float32(chin[1])
+    rel_x = np.arange(hw[1], dtype=np.float32)[None, :] - np.float32(chin[0])
     v = rel_x * down[0] + rel_y * down[1]
     u = rel_x * across[0] + rel_y * across[1]
     v_jaw = float(np.dot(0.5 * (xy[172] + xy[397]) - chin, down))
@@ -116,13 +128,13 @@ def mesh_parsing(
         & (v <= neck_length * face_h)
         & (np.abs(u) <= neck_half_width * face_h)
     )
-    ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
     is_skin = face == LABEL["skin"]
-    skin_like = _skin_like(ycrcb, is_skin)
-    neck = band & skin_like
+    model = _SkinModel(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb), is_skin)
+    neck = model.like(band)
     # the oval's top reaches into the hairline: non-skin pixels above the brows are hair
     v_brow = float(np.dot(0.5 * (xy[105] + xy[334]) - chin, down))
-    face[is_skin & (v < v_brow) & ~_skin_like(ycrcb, is_skin, min_luma=0.65)] = 0
+    forehead = is_skin & (v < v_brow)
+    face[forehead & ~model.like(forehead, min_luma=0.65)] = 0
     cloth = outside & ~neck & (v > 0)
     labels[cloth] = LABEL["cloth"]
     labels[neck] = LABEL["neck"]
