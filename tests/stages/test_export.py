@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from prep.errors import BadConfigError
@@ -9,6 +10,7 @@ from prep.io.files import write_json
 from prep.runner import run_plan
 from prep.subject import SubjectDir
 from tests.export.synthetic_subject import INVALID, T, make_subject
+from tests.fixtures.flame_fixtures import tiny_flame_assets  # noqa: F401
 
 ALL = "export.formats=[imavatar,insta,gaussianavatars,nerf]"
 
@@ -54,3 +56,39 @@ def test_bfm_rerun_reexports_nerf(compose_cfg, subject):
 def test_unknown_format_is_a_config_error(compose_cfg, subject):
     with pytest.raises(BadConfigError, match="export.formats"):
         run_plan(_cfg(compose_cfg, "export.formats=[colmap]"), subject)
+
+
+def test_insta_meshes_through_the_flame_layer(compose_cfg, subject, tiny_flame_assets):  # noqa: F811
+    torch = pytest.importorskip("torch")
+    from prep.export.common import load_tracking, read_obj
+    from prep.export.insta import read_insta
+    from prep.models.flame import FlameModel
+    from prep.models.flame_io import load_flame_model
+
+    cfg = _cfg(compose_cfg, "export.formats=[insta]", "export.insta_meshes=true",
+               f"assets.flame2020={tiny_flame_assets['flame2020']}")  # fmt: skip
+    run_plan(cfg, subject)
+    ex = read_insta(subject.export_dir("insta"))
+    track = load_tracking(subject)
+    model = FlameModel(load_flame_model(tiny_flame_assets["flame2020"]), 20, 10,
+                       dtype=torch.float64)  # fmt: skip
+    i = 4  # export index 3 is frame 4 (frame 3 is invalid and skipped)
+    verts, faces = read_obj(subject.export_dir("insta") / ex.frames[3]["mesh_path"])
+
+    def t(a):
+        return torch.as_tensor(np.asarray(a, np.float64))
+
+    ref = model(t(track.shape), t(track.expr[i : i + 1]), t(track.global_pose[i : i + 1]),
+                t(track.neck_pose[i : i + 1]), t(track.jaw_pose[i : i + 1]),
+                t(track.eyes_pose[i : i + 1]), transl=t(track.transl[i : i + 1]))  # fmt: skip
+    np.testing.assert_allclose(verts, ref.vertices[0].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(faces, model.faces.numpy())
+
+
+def test_missing_flame_model_for_meshes_names_the_asset(compose_cfg, subject, tmp_path):
+    from prep.errors import MissingAssetError
+
+    cfg = _cfg(compose_cfg, "export.formats=[insta]", "export.insta_meshes=true",
+               f"assets.root={tmp_path / 'no-assets'}")  # fmt: skip
+    with pytest.raises(MissingAssetError, match="flame2020"):
+        run_plan(cfg, subject)
