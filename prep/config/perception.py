@@ -51,6 +51,7 @@ class MattingConfig:
     refine: str = "guided"  # guided (edge-aware, colour guide) | none
     guided_radius: int = 8  # guided filter radius, pixels at 512
     guided_eps: float = 1e-3  # guided filter regulariser (intensities in [0,1])
+    guided_subsample: int = 4  # guided filter coefficients solved at 1/this resolution
     temporal: float = 0.3  # weight of the previous frame's alpha (0 = no temporal smoothing)
     clip_low: float = 0.02  # alpha below this becomes 0 (removes haze)
     clip_high: float = 0.98  # alpha above this becomes 1

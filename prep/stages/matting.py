@@ -66,7 +66,13 @@ def run(ctx: StageContext) -> StageResult:
     name = asset_name(cfg)
     weights = ctx.asset(name) if name else None
     post = MattePostprocess(
-        cfg.refine, cfg.guided_radius, cfg.guided_eps, cfg.temporal, cfg.clip_low, cfg.clip_high
+        cfg.refine,
+        cfg.guided_radius,
+        cfg.guided_eps,
+        cfg.temporal,
+        cfg.clip_low,
+        cfg.clip_high,
+        cfg.guided_subsample,
     )
     coverage, flicker, prev = [], [], None
     plan = _plan(done, cfg.warmup)

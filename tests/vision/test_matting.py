@@ -40,7 +40,13 @@ def test_guided_refinement_snaps_blocky_mask_to_edges():
     blocky = cv2.resize(small, (512, 512), interpolation=cv2.INTER_LINEAR)
     cfg = MattingConfig()
     post = MattePostprocess(
-        "guided", cfg.guided_radius, cfg.guided_eps, 0.0, cfg.clip_low, cfg.clip_high
+        "guided",
+        cfg.guided_radius,
+        cfg.guided_eps,
+        0.0,
+        cfg.clip_low,
+        cfg.clip_high,
+        cfg.guided_subsample,
     )
     refined = post(img, blocky)
     wrong = lambda a: (np.abs(a - truth) > 0.1).mean()  # noqa: E731

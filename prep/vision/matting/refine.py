@@ -80,10 +80,19 @@ class MattePostprocess:
     while real motion is followed without ghosting.
     """
 
-    def __init__(self, refine: str, radius: int, eps: float, temporal: float, lo: float, hi: float):
+    def __init__(
+        self,
+        refine: str,
+        radius: int,
+        eps: float,
+        temporal: float,
+        lo: float,
+        hi: float,
+        subsample: int = 4,
+    ):
         if refine not in ("guided", "none"):
             raise ValueError(f"matting.refine={refine!r}: use guided or none")
-        self.refine, self.radius, self.eps = refine, radius, eps
+        self.refine, self.radius, self.eps, self.subsample = refine, radius, eps, subsample
         self.temporal, self.lo, self.hi = temporal, lo, hi
         self.prev: np.ndarray | None = None
 
@@ -95,7 +104,13 @@ class MattePostprocess:
         a = alpha.astype(np.float32)
         if self.refine == "guided":
             r = max(1, round(self.radius * max(a.shape) / 512))
-            a = guided_filter(rgb, a, r, self.eps)
+            raw = a
+            a = guided_filter(rgb, raw, r, self.eps, self.subsample)
+            # Refine only the uncertain band: far inside / outside the raw matte stays 1 / 0,
+            # so dark hair on a bright background does not turn translucent.
+            k = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+            a[cv2.erode((raw > 0.9).astype(np.uint8), k) > 0] = 1.0
+            a[cv2.erode((raw < 0.1).astype(np.uint8), k) > 0] = 0.0
         a = np.clip(a, 0.0, 1.0)
         if self.temporal > 0 and self.prev is not None and self.prev.shape == a.shape:
             wgt = self.temporal * np.exp(-np.square((a - self.prev) / 0.1))
