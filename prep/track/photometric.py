@@ -1,0 +1,313 @@
+"""Photometric refinement of a FLAME fit: a phase after the landmark fit (tracker.photometric).
+
+Camera convention: OpenCV (x right, y down, z forward); `K` in crop pixels, pixel centres at
+integers; ``x_cam = w2c @ (FLAME vertices + transl)``.
+
+Model of a frame: ``image = albedo(vertex colour) * SH irradiance(camera-space normal)`` inside the
+face-parsing region (skin, brows, nose, mouth, lips by default). Per-frame parameters (expression,
+jaw/neck/global pose, translation) are refined so the render matches the frame, while the
+landmark term of the landmark fit stays in the loss (so landmark accuracy does not degrade).
+Shared parameters: per-vertex albedo (Laplacian-smooth) and SH lighting (per subject, or per frame
+with `sh_per_frame`).
+
+Schedule: albedo and light are initialised in closed form from a few key frames (vertex colours
+sampled where visible, then a least-squares SH fit); the sequence is then processed in windows of
+`batch_frames` frames, each optimised coarse-to-fine over `sizes` with `steps` Adam steps per size.
+Shared parameters keep their optimiser state across windows. Frames are read per window, so memory
+does not grow with the sequence length.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from prep.config.render import PhotometricConfig
+from prep.models.flame import FlameModel
+from prep.progress import progress
+from prep.render import (
+    camera_to_pixels,
+    fit_sh,
+    interpolate,
+    rasterize,
+    sh_irradiance,
+    vertex_normals,
+    world_to_camera,
+)
+from prep.render.silhouette import mesh_edges
+
+log = logging.getLogger(__name__)
+
+POSE_KEYS = ("global_pose", "neck_pose", "jaw_pose", "eyes_pose")
+FRAME_KEYS = ("expr", *POSE_KEYS, "transl")
+
+# load_frames(frame indices, (h, w)) -> (rgb (B,h,w,3) float in [0,1], region (B,h,w) bool)
+FrameLoader = Callable[[list[int], tuple[int, int]], tuple[Tensor, Tensor]]
+
+
+@dataclass
+class PhotometricProblem:
+    """Everything the refinement reads.
+
+    Attributes:
+        params: per-frame FLAME parameters (T, ...) from the landmark fit, keys of FRAME_KEYS
+            (transl (T,3)), plus "shape" (n_shape,) and optionally "eyelids" (T,2).
+        w2c: (T,4,4) world-to-camera. K: (3,3) crop intrinsics at `image_size` (h, w).
+        lmk_px: (T,L,2) landmark targets in crop pixels; lmk_w: (T,L) confidences (0 = ignore).
+        valid: (T,) frames to refine (others are left untouched).
+        load_frames: reads frames and their face regions at a given size.
+        lmk_weight: weight of the landmark term in the landmark fit (the phase multiplies it).
+    """
+
+    params: dict[str, Tensor]
+    w2c: Tensor
+    K: Tensor
+    image_size: tuple[int, int]
+    lmk_px: Tensor
+    lmk_w: Tensor
+    valid: Tensor
+    load_frames: FrameLoader
+    lmk_weight: float = 1.0
+
+
+@dataclass
+class PhotometricResult:
+    """Refined parameters (same keys and shapes as the input), albedo, light and metrics."""
+
+    params: dict[str, Tensor]
+    albedo: Tensor  # (V,3) per-vertex albedo in [0,1]
+    sh: Tensor  # (9,3) or (T,9,3)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def scale_K(K: Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> Tensor:
+    """Intrinsics for a resized image (pixel centres at integers)."""
+    K = K.clone()
+    for r, s in ((0, to_hw[1] / from_hw[1]), (1, to_hw[0] / from_hw[0])):
+        K[r, r] = K[r, r] * s
+        K[r, 2] = s * (K[r, 2] + 0.5) - 0.5
+    return K
+
+
+class _Renderer:
+    """FLAME -> shaded image and landmarks for a window of frames."""
+
+    def __init__(self, model: FlameModel, prob: PhotometricProblem):
+        self.model, self.prob = model, prob
+        self.faces = model.faces
+        edges, _ = mesh_edges(self.faces)
+        self.edges = edges
+
+    def verts(self, p: dict[str, Tensor], idx: Tensor) -> Tensor:
+        eyelids = p.get("eyelids")
+        out = self.model(
+            p["shape"], p["expr"], p["global_pose"], p["neck_pose"], p["jaw_pose"], p["eyes_pose"],
+            transl=p["transl"], eyelids=eyelids if self.model.has_eyelids else None,
+        )  # fmt: skip
+        return world_to_camera(out.vertices, self.prob.w2c[idx])
+
+    def landmarks_px(self, p: dict[str, Tensor], idx: Tensor, K: Tensor) -> Tensor:
+        eyelids = p.get("eyelids") if self.model.has_eyelids else None
+        lmk, _, _ = self.model.landmarks(
+            p["shape"], p["expr"], p["global_pose"], p["neck_pose"], p["jaw_pose"], p["eyes_pose"],
+            transl=p["transl"], eyelids=eyelids,
+        )  # fmt: skip
+        return camera_to_pixels(world_to_camera(lmk, self.prob.w2c[idx]), K)
+
+    def shade(self, verts_cam: Tensor, albedo: Tensor, sh: Tensor, K: Tensor, hw):
+        frags = rasterize(verts_cam, self.faces, K, hw)
+        normals = vertex_normals(verts_cam, self.faces)
+        n_pix = F.normalize(interpolate(normals, self.faces, frags), dim=-1, eps=1e-12)
+        alb = interpolate(albedo, self.faces, frags)
+        return alb * sh_irradiance(n_pix, sh), frags.mask
+
+
+def _window_params(prob: PhotometricProblem, idx: Tensor, refine: list[str]) -> dict[str, Tensor]:
+    p = {"shape": prob.params["shape"]}
+    for k in (*FRAME_KEYS, "eyelids"):
+        if k in prob.params:
+            v = prob.params[k][idx].clone()
+            p[k] = v.requires_grad_(k in refine)
+    return p
+
+
+def _photo_error(render: Tensor, mask: Tensor, rgb: Tensor, region: Tensor) -> Tensor:
+    """Mean L1 colour error per frame over region & rendered pixels -> (B,)."""
+    m = (mask & region).to(rgb.dtype)
+    err = (render - rgb).abs().sum(-1) * m
+    return err.flatten(1).sum(1) / (3 * m.flatten(1).sum(1).clamp(min=1))
+
+
+def init_albedo_and_light(
+    r: _Renderer, prob: PhotometricProblem, frames: list[int], size_hw: tuple[int, int],
+    per_frame_sh: bool, n_frames: int,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Closed-form start from key frames.
+
+    Light: SH fitted to the region's pixels assuming one albedo (their mean colour). Albedo: each
+    visible pixel's colour divided by that irradiance, splatted onto the triangle's vertices with
+    its barycentric weights; vertices never seen get the mean.
+    """
+    V = r.model.n_vertices
+    idx = torch.as_tensor(frames)
+    K = scale_K(prob.K, prob.image_size, size_hw)
+    rgb, region = prob.load_frames(frames, size_hw)
+    with torch.no_grad():
+        vc = r.verts(_window_params(prob, idx, []), idx)
+        frags = rasterize(vc, r.faces, K, size_hw)
+        b, yy, xx = (frags.mask & region).nonzero(as_tuple=True)
+        if len(b) < 20:
+            return torch.full((V, 3), 0.5, dtype=rgb.dtype), _ambient(per_frame_sh, n_frames)
+        normals = vertex_normals(vc, r.faces)
+        n_pix = F.normalize(interpolate(normals, r.faces, frags), dim=-1)[b, yy, xx]
+        col = rgb[b, yy, xx]
+        mean = col.mean(0)
+        sh = fit_sh(n_pix.double(), col.double(), mean.double().clamp(min=0.05)).to(rgb.dtype)
+        alb_pix = (col / sh_irradiance(n_pix, sh).clamp(min=0.1)).clamp(0, 1)
+        tri = r.faces[frags.tri_id[b, yy, xx]].reshape(-1)  # (3M,)
+        w = frags.bary[b, yy, xx].reshape(-1)
+        acc = torch.zeros(V, 3, dtype=rgb.dtype).index_add(
+            0, tri, w[:, None] * alb_pix.repeat_interleave(3, 0)
+        )
+        wsum = torch.zeros(V, dtype=rgb.dtype).index_add(0, tri, w)
+        albedo = torch.where((wsum > 1e-3)[:, None], acc / wsum.clamp(min=1e-6)[:, None], mean)
+    if per_frame_sh:
+        sh = sh[None].repeat(n_frames, 1, 1)
+    return albedo, sh
+
+
+def _ambient(per_frame: bool, n_frames: int) -> Tensor:
+    sh = torch.zeros(9, 3)
+    sh[0] = 1.0
+    return sh[None].repeat(n_frames, 1, 1) if per_frame else sh
+
+
+class _Losses:
+    """The refinement objective for one window (weights from PhotometricConfig.w)."""
+
+    def __init__(self, r: _Renderer, prob: PhotometricProblem, cfg: PhotometricConfig):
+        self.r, self.prob, self.cfg = r, prob, cfg
+        h, w = prob.image_size
+        self.lmk_unit = 0.01 * max(h, w)  # landmark error measured in 1% of the image size
+
+    def lmk_sq(self, p: dict[str, Tensor], idx: Tensor) -> Tensor:
+        """(B,) confidence-weighted mean squared landmark error in full-resolution pixels."""
+        pred = self.r.landmarks_px(p, idx, self.prob.K)
+        tgt, w = self.prob.lmk_px[idx], self.prob.lmk_w[idx]
+        d2 = ((pred - tgt) ** 2).sum(-1)
+        return (w * d2).sum(1) / w.sum(1).clamp(min=1e-6)
+
+    def __call__(self, p, idx, albedo, sh, rgb, region, K, hw, prev) -> tuple[Tensor, dict]:
+        W = self.cfg.w
+        vc = self.r.verts(p, idx)
+        sh_w = sh[idx] if sh.ndim == 3 else sh
+        render, mask = self.r.shade(vc, albedo, sh_w, K, hw)
+        photo = _photo_error(render, mask, rgb, region).mean()
+        lmk = self.lmk_sq(p, idx).mean() / self.lmk_unit**2
+        e = self.r.edges
+        smooth_alb = ((albedo[e[:, 0]] - albedo[e[:, 1]]) ** 2).sum(-1).mean()
+        alb_mean = ((albedo - albedo.mean(0)) ** 2).sum(-1).mean()
+        sh_reg = (sh_w[..., 1:, :] ** 2).mean()
+        expr_reg = (p["expr"] ** 2).mean()
+        smooth = p["expr"].new_zeros(())
+        for k in ("global_pose", "neck_pose", "jaw_pose", "transl"):
+            seq = p[k] if prev is None else torch.cat([prev[k][None], p[k]])
+            if len(seq) > 1:
+                smooth = smooth + ((seq[1:] - seq[:-1]) ** 2).sum(-1).mean()
+        lmk_w = W.lmk * self.prob.lmk_weight
+        loss = (W.photo * photo + lmk_w * lmk + W.albedo_smooth * smooth_alb
+                + W.albedo_mean * alb_mean + W.sh_reg * sh_reg + W.expr_reg * expr_reg
+                + W.pose_smooth * smooth)  # fmt: skip
+        return loss, {"photo": float(photo.detach()), "lmk": float(lmk.detach())}
+
+
+def _sizes(
+    cfg: PhotometricConfig, image_size: tuple[int, int]
+) -> list[tuple[tuple[int, int], int]]:
+    h, w = image_size
+    out = []
+    for size, steps in zip(cfg.sizes, cfg.steps, strict=True):
+        s = min(1.0, size / max(h, w))
+        out.append(((max(8, round(h * s)), max(8, round(w * s))), int(steps)))
+    return out
+
+
+def refine_photometric(
+    model: FlameModel, prob: PhotometricProblem, cfg: PhotometricConfig
+) -> PhotometricResult:
+    """Refine a landmark fit photometrically (see the module docstring).
+
+    Args:
+        model: FLAME layer (with the landmark embedding the landmark fit used).
+        prob: the sequence, its landmark-fit parameters and a frame loader.
+        cfg: weights, schedule and which parameters to refine.
+
+    Returns:
+        PhotometricResult with refined parameters (invalid frames unchanged) and metrics
+        ``photo_err_before/after`` (mean L1, colours in [0,1]) and ``lmk_rmse_px_before/after``.
+    """
+    T = len(prob.valid)
+    frames = prob.valid.nonzero(as_tuple=True)[0]
+    r = _Renderer(model, prob)
+    sched = _sizes(cfg, prob.image_size)
+    refine = [k for k in cfg.refine if k in FRAME_KEYS or k == "eyelids"]
+    out = {k: v.detach().clone() for k, v in prob.params.items()}
+    if len(frames) == 0:
+        return PhotometricResult(out, torch.full((model.n_vertices, 3), 0.5), _ambient(False, 1))
+    keys = frames[torch.linspace(0, len(frames) - 1, min(8, len(frames))).round().long()]
+    albedo, sh = init_albedo_and_light(r, prob, keys.tolist(), sched[-1][0], cfg.sh_per_frame, T)
+    albedo.requires_grad_(True)
+    sh.requires_grad_(True)
+    opt_shared = torch.optim.Adam([albedo, sh], lr=cfg.lr_albedo)
+    losses = _Losses(r, prob, cfg)
+    stats = {"photo_before": [], "photo_after": [], "lmk_before": [], "lmk_after": []}
+    windows = list(torch.split(frames, max(1, cfg.batch_frames)))
+    for idx in progress(windows, desc="photometric"):
+        p = _window_params(prob, idx, refine)
+        prev = None
+        if int(idx[0]) > 0:
+            prev = {k: out[k][int(idx[0]) - 1] for k in ("global_pose", "neck_pose", "jaw_pose",
+                                                          "transl")}  # fmt: skip
+        opt = torch.optim.Adam([p[k] for k in refine if k in p], lr=cfg.lr)
+        _evaluate(losses, p, idx, albedo, sh, sched[-1][0], stats, "before")
+        for hw, steps in sched:
+            K = scale_K(prob.K, prob.image_size, hw)
+            rgb, region = prob.load_frames(idx.tolist(), hw)
+            for _ in range(steps):
+                loss, _ = losses(p, idx, albedo, sh, rgb, region, K, hw, prev)
+                opt.zero_grad()
+                opt_shared.zero_grad()
+                loss.backward()
+                opt.step()
+                opt_shared.step()
+                with torch.no_grad():
+                    albedo.clamp_(0, 1)
+        _evaluate(losses, p, idx, albedo, sh, sched[-1][0], stats, "after")
+        for k in refine:
+            if k in p:
+                out[k][idx] = p[k].detach()
+    metrics = {
+        "photo_err_before": float(np.mean(stats["photo_before"])),
+        "photo_err_after": float(np.mean(stats["photo_after"])),
+        "lmk_rmse_px_before": float(np.sqrt(np.mean(stats["lmk_before"]))),
+        "lmk_rmse_px_after": float(np.sqrt(np.mean(stats["lmk_after"]))),
+    }
+    log.info("photometric refinement: %s", metrics)
+    return PhotometricResult(out, albedo.detach(), sh.detach(), metrics)
+
+
+def _evaluate(losses: _Losses, p, idx, albedo, sh, hw, stats, when: str) -> None:
+    """Per-frame photometric error (finest size) and landmark error of the window's parameters."""
+    with torch.no_grad():
+        K = scale_K(losses.prob.K, losses.prob.image_size, hw)
+        rgb, region = losses.prob.load_frames(idx.tolist(), hw)
+        vc = losses.r.verts(p, idx)
+        render, mask = losses.r.shade(vc, albedo, sh[idx] if sh.ndim == 3 else sh, K, hw)
+        stats[f"photo_{when}"] += _photo_error(render, mask, rgb, region).tolist()
+        stats[f"lmk_{when}"] += losses.lmk_sq(p, idx).tolist()
