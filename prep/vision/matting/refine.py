@@ -66,10 +66,12 @@ def guided_filter(
             sig[f"{i}{j}"] = v + eps if i == j else v
     a = _solve3_sym(sig, cov)
     b = mean_p - a[0] * mean_I[..., 0] - a[1] * mean_I[..., 1] - a[2] * mean_I[..., 2]
-    coef = [_box(x, r) for x in (*a, b)]
+    coef = _box(cv2.merge([*a, b]), r)  # one 4-channel filter and resize instead of four
     if s > 1:
-        coef = [cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR) for x in coef]
-    return coef[0] * I[..., 0] + coef[1] * I[..., 1] + coef[2] * I[..., 2] + coef[3]
+        coef = cv2.resize(coef, (w, h), interpolation=cv2.INTER_LINEAR)
+    c0, c1, c2, c3 = cv2.split(coef)
+    i0, i1, i2 = cv2.split(I)
+    return c0 * i0 + c1 * i1 + c2 * i2 + c3
 
 
 class MattePostprocess:
