@@ -86,8 +86,18 @@ def print_asset_table(cfg: Config) -> None:
         print(f"{name:<{width}}  {status:<8}  {path}  ({used_by})")
 
 
+def _spawn_safe_start_method() -> None:
+    """In a joblib (loky) worker the default start method is "loky", which a process started
+    with spawn cannot restore (it crashes before running); reset it so stages may use pools."""
+    import multiprocessing
+
+    if multiprocessing.get_start_method(allow_none=True) == "loky":
+        multiprocessing.set_start_method("spawn", force=True)
+
+
 def main(dcfg: DictConfig) -> float | None:
     """Entry from launch.py. Returns the headline metric (a multirun sweeper minimises it)."""
+    _spawn_safe_start_method()
     multirun = _is_multirun()
     debug = bool(dcfg.get("debug", False))
     try:
