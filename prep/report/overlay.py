@@ -113,10 +113,11 @@ def tint_matte(
     img: np.ndarray, alpha: np.ndarray, color=MAGENTA, strength: float = 0.45
 ) -> np.ndarray:
     """Tint the background (1 - alpha) with `color`; alpha (H, W) uint8 0..255 or float 0..1."""
-    a = alpha.astype(np.float32) / (255.0 if alpha.dtype == np.uint8 else 1.0)
-    w = (strength * (1.0 - a))[..., None]
-    out = img.astype(np.float32) * (1.0 - w) + np.asarray(color, np.float32) * w
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    a = alpha.astype(np.float32) * (1.0 / 255.0 if alpha.dtype == np.uint8 else 1.0)
+    w = strength * (1.0 - a)
+    solid = np.empty_like(img)
+    solid[:] = np.asarray(color, np.uint8)
+    return cv2.blendLinear(img, solid, 1.0 - w, w)
 
 
 def colorize_labels(labels: np.ndarray) -> np.ndarray:
@@ -126,10 +127,8 @@ def colorize_labels(labels: np.ndarray) -> np.ndarray:
 
 def blend_labels(img: np.ndarray, labels: np.ndarray, strength: float = 0.5) -> np.ndarray:
     """Label colours over the image (background pixels left untouched)."""
-    col = colorize_labels(labels).astype(np.float32)
-    w = np.where(labels[..., None] > 0, strength, 0.0)
-    out = img.astype(np.float32) * (1.0 - w) + col * w
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    mixed = cv2.addWeighted(img, 1.0 - strength, colorize_labels(labels), strength, 0.0)
+    return np.where(labels[..., None] > 0, mixed, img)
 
 
 def sample_indices(n: int, k: int) -> np.ndarray:
