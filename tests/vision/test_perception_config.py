@@ -1,0 +1,39 @@
+"""Every detect/matting config group composes into typed settings the stages accept."""
+
+from __future__ import annotations
+
+import pytest
+
+from prep.errors import BadConfigError
+from prep.pipeline import get_stage
+from tests.conftest import compose
+
+
+@pytest.mark.parametrize(
+    ("overrides", "assets"),
+    [
+        ([], []),
+        (["matting=rvm"], ["rvm_mobilenetv3"]),
+        (["matting=rvm", "matting.variant=resnet50"], ["rvm_resnet50"]),
+        (["matting=modnet"], ["modnet"]),
+        (["matting=selfie", "detect=dlib"], []),
+    ],
+)
+def test_matting_groups_compose_and_declare_their_weights(overrides, assets):
+    cfg = compose("logger=none", *overrides)
+    assert get_stage("matting").assets(cfg) == assets
+    assert cfg.crop.image_size == 512 and cfg.crop.mode == "static"
+
+
+def test_group_values_reach_typed_config():
+    cfg = compose("logger=none", "detect=dlib", "matting=modnet", "crop.mode=smooth")
+    assert cfg.detect.backend == "dlib" and cfg.matting.backend == "modnet"
+    assert cfg.matting.refine == "none" and cfg.crop.mode == "smooth"
+    cfg = compose("logger=none")
+    assert cfg.detect.backend == "mediapipe" and cfg.matting.refine == "guided"
+
+
+def test_unknown_variant_is_a_config_error():
+    cfg = compose("logger=none", "matting=rvm", "matting.variant=mobilenetv2")
+    with pytest.raises(BadConfigError, match="matting.variant"):
+        get_stage("matting").assets(cfg)
