@@ -40,7 +40,7 @@ def test_joblib_runs_subjects_in_worker_processes(tmp_path, clip_c01):
         v.symlink_to(clip_c01)  # s3.mp4 does not exist: that subject fails
     # (subdir=job number: the default override_dirname would nest folders at the '/' of paths)
     proc = launch("-m", "dataset=custom", "dataset.video=" + ",".join(map(str, videos)),
-                  "stage=detect", "frames.max_frames=8", "logger=none", f"work_dir={work}",
+                  "stage=landmarks", "frames.max_frames=8", "logger=none", f"work_dir={work}",
                   "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
                   "hydra.sweep.subdir=${hydra.job.num}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -49,8 +49,8 @@ def test_joblib_runs_subjects_in_worker_processes(tmp_path, clip_c01):
     assert len(summary) == 3 and len(failed) == 1 and "s3.mp4" in failed[0]["error"]
     out = proc.stdout + proc.stderr
     assert "1 failed" in out and "failed" in out.split("1 failed")[1]  # the end-of-sweep summary
-    for s in ("s1", "s2"):  # MediaPipe ran inside the loky workers
-        assert SubjectDir(work / "custom" / s).detections.exists(), s
+    for s in ("s1", "s2"):  # MediaPipe (and its spawn pool) ran inside the loky workers
+        assert SubjectDir(work / "custom" / s).landmarks_npz.exists(), s
 
 
 @pytest.mark.slow
