@@ -59,7 +59,8 @@ class Fit3dmmConfig:
     size: int = 256  # fine fit resolution: crop frames resized to this side, pixels
     iters_focal: int = 150  # Adam steps per focal candidate
     iters_lmk: int = 300  # landmark phase steps over all frames
-    iters_photo: int = 100  # photometric phase steps (0 = landmark phase only)
+    photo_epochs: int = 1  # photometric passes over all frames (0 = landmark phase only)
+    photo_batch: int = 16  # frames per photometric step
     lr: float = 0.02  # Adam learning rate
     n_photo_vertices: int = 2000  # vertices sampled for the photometric term
     w: FineWeights = field(default_factory=FineWeights)

@@ -1,0 +1,148 @@
+"""Stages fit_3dmm_coarse -> fit_3dmm_fine -> pack_lmdb through the engine on a rendered subject."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from prep.errors import MissingAssetError, NoUsableFramesError
+from prep.export.lmdb import LmdbReader
+from prep.io.files import load_npz, save_npz
+from prep.models.bfm import adnerf_rotation
+from prep.models.rotations import rotation_angle_deg
+from prep.runner import run_plan
+from prep.subject import SubjectDir
+from tests.stages.bfm_subject import make_bfm_subject
+
+T = 12
+FAST = [
+    "fit3dmm.coarse.iters_rigid=40", "fit3dmm.coarse.iters=80",
+    "fit3dmm.size=128", "fit3dmm.iters_focal=60", "fit3dmm.iters_lmk=150",
+    "fit3dmm.focal_search=[200,275,350]", "fit3dmm.focal_search_frames=8",
+    "fit3dmm.n_photo_vertices=400", "fit3dmm.photo_batch=6", "lmdb.size=64",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """Rendered once per module (the rasteriser is the slow part), copied per test."""
+    root = tmp_path_factory.mktemp("bfm_subject")
+    make_bfm_subject(root / "s1", root / "assets", T=T)
+    return root
+
+
+@pytest.fixture
+def setup(tmp_path, compose_cfg, template):
+    assets = tmp_path / "assets"
+    shutil.copytree(template / "assets", assets)
+    shutil.copytree(template / "s1", tmp_path / "work" / "custom" / "s1")
+    subject = SubjectDir(tmp_path / "work" / "custom" / "s1")
+
+    def cfg(stage: str, *extra: str):
+        return compose_cfg("dataset=custom", "subject=s1", f"stage={stage}", "only=true",
+                           f"assets.root={assets}", *FAST, *extra)  # fmt: skip
+
+    return subject, cfg
+
+
+def test_coarse_fine_and_lmdb_on_a_clip_shorter_than_a_batch(setup):
+    subject, cfg = setup
+    out = run_plan(cfg("fit_3dmm_coarse"), subject)
+    assert out.ran == ["fit_3dmm_coarse"]
+    c = load_npz(subject.bfm_coarse)
+    assert c["coeff"].shape == (T, 257) and c["trans_params"].shape == (T, 5)
+    assert not c["valid"][4] and np.isnan(c["lmk_rmse_px"][4]) and c["valid"].sum() == T - 1
+    # the invalid frame is bridged from its neighbours, not left at zero
+    np.testing.assert_allclose(c["coeff"][4], (c["coeff"][3] + c["coeff"][5]) / 2, atol=1e-5)
+    assert out.results["fit_3dmm_coarse"].metrics["lmk_rmse_px"] < 1.0
+
+    out = run_plan(cfg("fit_3dmm_fine"), subject)
+    f = load_npz(subject.bfm_fine)
+    truth = np.load(subject.root / "truth.npz")
+    assert f["exp"].shape == (T, 64) and f["id"].shape == (1, 80) and f["gamma"].shape == (T, 27)
+    assert np.isclose(float(f["focal"]), [200.0, 275.0, 350.0]).any()  # a searched candidate
+    ok = f["valid"]
+    err = rotation_angle_deg(
+        adnerf_rotation(torch.tensor(f["euler"][ok]).double()),
+        adnerf_rotation(torch.tensor(truth["euler"][ok])),
+    )
+    assert err.mean() < 4.0
+    assert np.nanmean(f["lmk_rmse_px"]) < 1.0
+    assert (subject.overlay_dir("fit_3dmm_fine") / "fit.mp4").stat().st_size > 0
+    assert set(out.results["fit_3dmm_fine"].metrics) >= {"sec_per_1000_frames", "focal_px"}
+
+    run_plan(cfg("pack_lmdb"), subject)
+    with LmdbReader(subject.lmdb_dir, 64) as r:
+        assert r.videos("train") == ["s1"] and r.length("s1") == T
+        coeff = r.array("s1", "coeff_3dmm")
+        np.testing.assert_allclose(coeff[:, :257], c["coeff"], atol=1e-6)
+        np.testing.assert_allclose(coeff[:, 257:], c["trans_params"][:, 2:], rtol=1e-6)
+        cond = r.array("s1", "condition")
+        np.testing.assert_allclose(cond[:, :3], -f["euler"], atol=1e-6)
+        np.testing.assert_allclose(cond[:, 6], float(f["focal"]) * 64 / 128, rtol=1e-5)
+        kp = r.array("s1", "keypoint")
+        assert kp.shape == (T, 68, 2) and np.isfinite(kp).all()
+        assert r.frame("s1", 0).shape == (64, 64, 3)
+    assert run_plan(cfg("pack_lmdb"), subject).skipped == ["pack_lmdb"]
+
+
+def test_existing_lmdb_is_refused_then_replaced_with_force(setup):
+    subject, cfg = setup
+    for stage in ("fit_3dmm_coarse", "fit_3dmm_fine", "pack_lmdb"):
+        run_plan(
+            cfg(
+                stage, "fit3dmm.photo_epochs=0", "fit3dmm.focal_mode=fixed", "fit3dmm.overlay=false"
+            ),
+            subject,
+        )
+    from prep.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="already exists.*force=true"):
+        run_plan(cfg("pack_lmdb", "lmdb.video_name=other"), subject)
+    run_plan(cfg("pack_lmdb", "lmdb.video_name=other", "force=true"), subject)
+    with LmdbReader(subject.lmdb_dir, 64) as r:
+        assert r.videos() == ["other"] and r.n_videos() == 1
+
+
+def test_missing_bfm_names_the_asset_and_where_to_get_it(setup, tmp_path):
+    subject, cfg = setup
+    with pytest.raises(
+        MissingAssetError, match=r"bfm_front.*faces.dmi.unibas.ch.*assets.bfm_front"
+    ):
+        run_plan(
+            cfg(
+                "fit_3dmm_coarse", f"assets.bfm_front={tmp_path}/none.mat", "bfm.build_front=false"
+            ),
+            subject,
+        )
+
+
+def test_front_model_is_built_from_bfm2009_when_only_that_is_present(setup, tmp_path):
+    from tests.fixtures.synthetic_bfm import write_bfm2009_inputs
+
+    subject, cfg = setup
+    folder = tmp_path / "bfm09"
+    write_bfm2009_inputs(folder)
+    front = tmp_path / "built" / "BFM_model_front.mat"
+    run_plan(
+        cfg(
+            "fit_3dmm_coarse",
+            f"assets.bfm_front={front}",
+            f"assets.bfm_2009={folder}/01_MorphableModel.mat",
+            f"assets.bfm_exp_pca={folder}/Exp_Pca.bin",
+        ),
+        subject,
+    )
+    assert front.is_file() and load_npz(subject.bfm_coarse)["coeff"].shape == (T, 257)
+
+
+def test_no_frame_with_landmarks_is_a_clear_error(setup):
+    subject, cfg = setup
+    lm = load_npz(subject.landmarks_npz)
+    lm["valid"][:] = False
+    save_npz(subject.landmarks_npz, **lm)
+    with pytest.raises(NoUsableFramesError, match="no frame has usable landmarks"):
+        run_plan(cfg("fit_3dmm_coarse"), subject)
