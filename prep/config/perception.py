@@ -13,7 +13,7 @@ class DetectConfig:
     model: str = "auto"  # mediapipe: short | full | auto (short range, full range when it misses)
     min_score: float = 0.5  # detections scoring below this are ignored
     max_side: int = 960  # frames larger than this are downscaled before detection (4K input)
-    dlib_upsample: int = 1  # dlib HOG: image upsampling steps (finds smaller faces, slower)
+    dlib_upsample: int = 1  # dlib HOG: upsampling steps tried when a frame shows no face
     min_iou: float = 0.1  # a candidate continues the track when its IoU with the last box is above
     max_jump: float = 0.5  # ... or when its centre moved less than this times the last box side
     max_gap: int = 8  # gaps up to this many frames are interpolated and marked; longer: invalid
