@@ -172,6 +172,7 @@ def _overlay(subject: SubjectDir, raw: np.ndarray, points: np.ndarray, fps: floa
 def run(ctx: StageContext) -> StageResult:
     cfg, subject = ctx.cfg.landmarks, ctx.subject
     n = subject.n_frames
+    (subject.landmarks_dir / "dense.npz").unlink(missing_ok=True)  # mesh cache of older frames
     arrays, n_skipped = _detect_all(ctx, n)
     res = LandmarkResult.from_arrays(arrays)
     if not res.valid.any():

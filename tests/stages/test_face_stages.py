@@ -88,3 +88,35 @@ def test_frame_without_face_is_flagged_bridged_and_left_out_of_iris(chain):
     run_plan(_cfg(work, clip, "stage=iris"), s)
     assert "000007.png" not in json.loads(s.iris_json.read_text())
     assert load_npz(s.iris_npz)["reason"][7].tolist() == ["no_face", "no_face"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("landmarks=dlib",),
+        ("landmarks=fan",),
+        ("parsing=bisenet",),
+        ("parsing=mesh", "landmarks=mediapipe"),
+    ],
+)
+def test_backend_groups_compose(tmp_path, overrides):
+    cfg = compose(f"work_dir={tmp_path}", "logger=none", *overrides)
+    picked = dict(o.split("=") for o in overrides)
+    assert cfg.landmarks.backend == picked.get("landmarks", "mediapipe")
+    assert cfg.parsing.backend == picked.get("parsing", "mesh")
+    assert cfg.parsing.mask_clothes is True
+
+
+def test_bisenet_without_weights_fails_before_any_work(tmp_path, clip_c01):
+    from prep.errors import MissingAssetError
+
+    cfg = _cfg(
+        tmp_path,
+        clip_c01,
+        "stage=parsing",
+        "parsing=bisenet",
+        f"assets.bisenet={tmp_path}/absent.pth",
+    )
+    with pytest.raises(MissingAssetError, match="bisenet"):
+        run_plan(cfg, subject_dir(cfg))
+    assert not subject_dir(cfg).frames_dir.exists()
