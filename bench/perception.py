@@ -105,6 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=10_000, help="frames per clip (default: all)")
     ap.add_argument("--detect", default="mediapipe", choices=["mediapipe", "dlib"])
+    ap.add_argument("--face", action="store_true", help="also run bench/face.py")
     args = ap.parse_args()
     import logging
     import os
@@ -134,6 +135,11 @@ def main() -> None:
             f"flicker {r['matte_flicker']:.4f}"
         )
     out = {"machine": platform.platform(), "cpus": os.cpu_count(), "clips": rows}
+    if args.face:  # landmarks + iris timing and landmark jitter: section owned by bench/face.py
+        from bench.face import run_face_bench
+
+        out["face"] = run_face_bench(min(args.frames, 400))
+        print(json.dumps(out["face"], indent=1))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=1))
     print(f"wrote {RESULTS}")
