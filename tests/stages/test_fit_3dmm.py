@@ -146,3 +146,29 @@ def test_no_frame_with_landmarks_is_a_clear_error(setup):
     save_npz(subject.landmarks_npz, **lm)
     with pytest.raises(NoUsableFramesError, match="no frame has usable landmarks"):
         run_plan(cfg("fit_3dmm_coarse"), subject)
+
+
+@pytest.mark.slow
+def test_deep3dface_backend_runs_the_regressor_on_aligned_frames(setup, tmp_path):
+    from prep.vision.deep3dface import Deep3dFaceNet
+
+    subject, cfg = setup
+    torch.manual_seed(0)
+    net = Deep3dFaceNet()
+    with torch.no_grad():
+        for layer, bias in zip(
+            net.final_layers, (0.1, -0.2, 0.0, 0.05, 0.0, 0.01, 0.2), strict=True
+        ):
+            layer.weight.zero_()
+            layer.bias.fill_(bias)
+    ckpt = tmp_path / "epoch_20.pth"
+    torch.save({"net_recon": net.state_dict()}, ckpt)
+    out = run_plan(
+        cfg("fit_3dmm_coarse", "fit3dmm.coarse_backend=deep3dface", f"assets.deep3dface={ckpt}"),
+        subject,
+    )
+    c = load_npz(subject.bfm_coarse)
+    assert str(c["backend"]) == "deep3dface"
+    np.testing.assert_allclose(c["coeff"][:, 0:80], 0.1, atol=1e-5)  # the heads' constant output
+    np.testing.assert_allclose(c["coeff"][:, 224:227], 0.05, atol=1e-5)
+    assert np.isfinite(out.results["fit_3dmm_coarse"].metrics["lmk_rmse_px"])

@@ -1,0 +1,189 @@
+"""Deep3DFaceRecon's coefficient regressor: a ResNet-50 whose published checkpoint loads as is.
+
+The network (``ReconNetWrapper`` in Deep3DFaceRecon_pytorch) is a torchvision-layout ResNet-50
+without its classifier (``backbone.*`` keys) followed by seven 1x1 convolutions on the pooled
+2048-d feature (``final_layers.{0..6}``: id 80, exp 64, tex 80, angles 3, gamma 27, txy 2,
+tz 1), concatenated into the 257-d vector. ``epoch_20.pth`` stores its state dict under
+``net_recon``. Input: the 224x224 image aligned by `prep.track.bfm_align`, RGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from prep.errors import MissingAssetError
+
+log = logging.getLogger(__name__)
+
+HEAD_DIMS = (80, 64, 80, 3, 27, 2, 1)
+INPUT_SIZE = 224
+
+
+class Bottleneck(nn.Module):
+    """torchvision's ResNet v1.5 bottleneck (stride on the 3x3 convolution)."""
+
+    expansion = 4
+
+    def __init__(self, c_in: int, width: int, stride: int = 1):
+        super().__init__()
+        c_out = width * self.expansion
+        self.conv1 = nn.Conv2d(c_in, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, c_out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or c_in != c_out:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        skip = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + skip)
+
+
+class ResNet50Features(nn.Module):
+    """ResNet-50 up to global average pooling: (B, 3, H, W) -> (B, 2048, 1, 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        c = 64
+        for i, (width, blocks, stride) in enumerate(
+            ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))
+        ):
+            layers = []
+            for b in range(blocks):
+                layers.append(Bottleneck(c, width, stride if b == 0 else 1))
+                c = width * Bottleneck.expansion
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.avgpool(x)
+
+
+class Deep3dFaceNet(nn.Module):
+    """Deep3DFaceRecon ReconNetWrapper (resnet50, use_last_fc=False)."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = ResNet50Features()
+        self.final_layers = nn.ModuleList([nn.Conv2d(2048, d, 1, bias=True) for d in HEAD_DIMS])
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 224, 224) RGB in [0, 1] -> (B, 257) coefficients."""
+        if img.shape[1:] != (3, INPUT_SIZE, INPUT_SIZE):
+            raise ValueError(f"expected (B, 3, 224, 224) images, got {tuple(img.shape)}")
+        feat = self.backbone(img)
+        return torch.cat([layer(feat) for layer in self.final_layers], 1).flatten(1)
+
+
+def load_deep3dface(path: Path | str, device: str = "cpu") -> Deep3dFaceNet:
+    """Load ``epoch_20.pth`` (a dict with ``net_recon``) or a bare state dict.
+
+    Raises:
+        MissingAssetError: unreadable file or keys that do not match the network.
+    """
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise MissingAssetError(
+            "deep3dface",
+            path,
+            config_key="assets.deep3dface",
+            reason=f"unreadable checkpoint ({type(e).__name__}: {e})",
+        ) from None
+    state = ckpt.get("net_recon", ckpt) if isinstance(ckpt, dict) else None
+    net = Deep3dFaceNet()
+    if not isinstance(state, dict):
+        raise MissingAssetError(
+            "deep3dface",
+            path,
+            config_key="assets.deep3dface",
+            reason="no net_recon state dict in the checkpoint",
+        )
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise MissingAssetError(
+            "deep3dface",
+            path,
+            config_key="assets.deep3dface",
+            reason=f"not a Deep3DFaceRecon resnet50 checkpoint ({len(missing)} keys missing, "
+            f"{len(unexpected)} unexpected, e.g. {(missing or unexpected)[0]})",
+        )
+    return net.eval().to(device)
+
+
+def aligned_batch(images: list[np.ndarray], M: np.ndarray) -> torch.Tensor:
+    """Warp face frames to the 224 aligned crop: (B, 3, 224, 224) float in [0, 1].
+
+    Args:
+        images: B RGB uint8 frames.
+        M: (B, 2, 3) source -> aligned affine maps (`prep.track.bfm_align.aligned_from_source`).
+    """
+    out = [
+        cv2.warpAffine(
+            img,
+            m.astype(np.float64),
+            (INPUT_SIZE, INPUT_SIZE),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+        )
+        for img, m in zip(images, M, strict=True)
+    ]
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def regress_frames(ctx, model, lm: dict, trans_params: np.ndarray, batch: int = 32):
+    """Run the regressor on every face frame; returns (coeff (T, 257), lmk_rmse_px (T,)).
+
+    The landmark RMSE compares the regressed model's projected keypoints with the detected
+    landmarks in the aligned 224 image.
+    """
+    from prep.io.files import read_image
+    from prep.progress import progress
+    from prep.stages.fit_3dmm_coarse import _settings
+    from prep.stages.landmarks import face_frame_path
+    from prep.track.bfm_align import aligned_from_source, apply_affine
+    from prep.track.bfm_coarse import project_keypoints
+
+    net = load_deep3dface(ctx.asset("deep3dface"), ctx.device)
+    s = _settings(ctx.cfg)
+    M = aligned_from_source(trans_params, INPUT_SIZE)
+    T = len(trans_params)
+    coeff = np.zeros((T, 257), np.float32)
+    for i0 in progress(range(0, T, batch), total=(T + batch - 1) // batch, desc="deep3dface"):
+        i1 = min(i0 + batch, T)
+        imgs = [read_image(face_frame_path(ctx.subject, i)) for i in range(i0, i1)]
+        with torch.no_grad():
+            coeff[i0:i1] = net(aligned_batch(imgs, M[i0:i1]).to(ctx.device)).cpu().numpy()
+    c = torch.from_numpy(coeff)
+    with torch.no_grad():
+        xy = project_keypoints(
+            model.subset(model.keypoints), c[:, :80], c[:, 80:144], c[:, 224:227], c[:, 254:257], s
+        ).numpy()
+    target = apply_affine(M, lm["points_px"])
+    w = lm["weights"]
+    sq = ((xy - target) ** 2).sum(-1)
+    rmse = np.sqrt((sq * w).sum(1) / np.maximum(w.sum(1), 1e-6))
+    return coeff, rmse.astype(np.float32)
