@@ -125,6 +125,8 @@ def _detect_all(ctx: StageContext, n: int) -> tuple[dict[str, np.ndarray], int]:
     store = ChunkStore(chunks)
     todo = list(frame_chunks(n, cfg.chunk, done=store.has))
     boxes = face_boxes_crop(subject, n) if cfg.backend != "mediapipe" else None
+    if cfg.static_image_mode is None:  # unrelated photos: detect each; a video: track
+        cfg = dataclasses.replace(cfg, static_image_mode=ctx.cfg.dataset.images is not None)
     if todo:
         backend = make_backend(cfg)
         if cfg.backend == "fan":
