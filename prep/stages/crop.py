@@ -20,7 +20,7 @@ from prep.io.files import load_npz, read_image, save_npz, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.subject import SubjectDir
-from prep.vision.resume import array_digest, outputs_for
+from prep.vision.resume import array_digest, manifest_digest, outputs_for
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def run(ctx: StageContext) -> StageResult:
         "value": cfg.pad_value,
         "q": cfg.jpeg_quality,
         "n": cfg.image_size,
+        "frames": manifest_digest(subject.manifest_path("extract_frames")),
     }
     out_dir = subject.ensure(subject.crop_dir)
     outputs_for(subject.root / "crop" / "frames.json", key, [out_dir], ctx.force)

@@ -18,7 +18,7 @@ from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, r
 from prep.progress import progress
 from prep.vision.detect import track_subject
 from prep.vision.detect_backends import N_KPS, FaceCandidates, make_detector
-from prep.vision.resume import outputs_for
+from prep.vision.resume import manifest_digest, outputs_for
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,11 @@ def run(ctx: StageContext) -> StageResult:
     cfg, subject = ctx.cfg.detect, ctx.subject
     n = subject.n_frames
     chunks = subject.ensure(subject.detect_dir / "chunks")
-    outputs_for(
-        subject.detect_dir / "chunks.json", dataclasses.asdict(cfg) | {"n": n}, [chunks], ctx.force
-    )
+    key = dataclasses.asdict(cfg) | {
+        "n": n,
+        "frames": manifest_digest(subject.manifest_path("extract_frames")),
+    }
+    outputs_for(subject.detect_dir / "chunks.json", key, [chunks], ctx.force)
     store = ChunkStore(chunks)
     hw = _read_frame(ctx, 0, None).shape[:2] if n else (0, 0)
     todo = list(frame_chunks(n, cfg.chunk, done=store.has))

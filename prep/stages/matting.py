@@ -21,7 +21,7 @@ from prep.progress import progress
 from prep.stages.crop import load_crop
 from prep.vision.matting import asset_name, make_matter
 from prep.vision.matting.refine import MattePostprocess
-from prep.vision.resume import array_digest, outputs_for
+from prep.vision.resume import array_digest, manifest_digest, outputs_for
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ def run(ctx: StageContext) -> StageResult:
         "cfg": dataclasses.asdict(cfg),
         "crop": array_digest(ct.orig_to_crop),
         "first": crop_cfg.matting_first,
+        "pad": crop_cfg.pad,
+        "frames": manifest_digest(subject.manifest_path("extract_frames")),
+        "crop_frames": manifest_digest(subject.manifest_path("crop")),
     }
     out_dir = subject.ensure(subject.alpha_dir)
     outputs_for(subject.root / "matting" / "alpha.json", key, [out_dir], ctx.force)

@@ -54,3 +54,11 @@ def outputs_for(marker: Path, key: dict[str, Any], folders: list[Path], force: b
             log.info("removed %d outputs made with other inputs or settings", n)
     write_json(marker, key)
     return n
+
+
+def manifest_digest(manifest: Path) -> str | None:
+    """Short hash of an upstream stage's manifest (None when absent): changes whenever that
+    stage re-ran, so outputs derived from its files are not reused across its runs."""
+    if not manifest.exists():
+        return None
+    return hashlib.sha1(manifest.read_bytes()).hexdigest()[:16]

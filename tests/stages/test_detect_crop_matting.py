@@ -177,3 +177,18 @@ def test_launch_end_to_end_and_missing_matting_weights(tmp_path, clip_c01):
     assert (
         len(lines) == 1 and "rvm_mobilenetv3" in lines[0] and "assets.rvm_mobilenetv3" in lines[0]
     )
+
+
+def test_matting_resume_rewarms_temporal_state(tmp_subject, c03):
+    write_subject(tmp_subject, c03[:16])
+    _run(tmp_subject)
+    before = [read_image(tmp_subject.alpha_path(i), "gray").astype(int) for i in (9, 10)]
+    for i in (9, 10):
+        tmp_subject.alpha_path(i).unlink()
+    res = _run(tmp_subject, ("matting",))["matting"]
+    assert res.n_skipped == 14
+    for i, old in zip((9, 10), before, strict=True):
+        new = read_image(tmp_subject.alpha_path(i), "gray").astype(int)
+        assert np.abs(new - old).max() <= 2  # same as an uninterrupted run
+    # Changed settings never mix with old outputs: everything is redone.
+    assert _run(tmp_subject, ("matting",), matting={"temporal": 0.0})["matting"].n_skipped == 0
