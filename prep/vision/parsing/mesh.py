@@ -11,8 +11,9 @@ does not shrink when the head turns):
   vertical, down to ``neck_length * H`` below the chin, and skin-coloured (robust chroma and luma
   statistics of the face's skin pixels); the colour test is what stops the neck at a collar;
 - cloth: every other foreground pixel below the chin (shoulders, collar, shirt);
-- hair: the remaining foreground above the chin (hair, ears, hats are not told apart), plus
-  non-skin-coloured pixels of the face oval above the brows (the oval reaches into the hairline).
+- hair: the remaining foreground above the chin (hair, ears, hats are not told apart);
+- hairline: above the brows the oval and the hairline disagree both ways, so non-skin pixels
+  inside the oval become hair and skin-coloured foreground above it (a high forehead) skin.
 
 Pixel convention: OpenCV, pixel centres at integer coordinates; all inputs in crop pixels.
 """
@@ -131,10 +132,14 @@ def mesh_parsing(
     is_skin = face == LABEL["skin"]
     model = _SkinModel(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb), is_skin)
     neck = model.like(band)
-    # the oval's top reaches into the hairline: non-skin pixels above the brows are hair
+    # Above the brows the oval and the hairline disagree both ways: non-skin pixels inside the
+    # oval are hair, skin-coloured foreground above it (a high forehead) is skin.
     v_brow = float(np.dot(0.5 * (xy[105] + xy[334]) - chin, down))
     forehead = is_skin & (v < v_brow)
     face[forehead & ~model.like(forehead, min_luma=0.65)] = 0
+    u_oval = (xy[mp_idx.FACE_OVAL] - chin) @ across
+    above = outside & (v < v_brow) & (u >= u_oval.min()) & (u <= u_oval.max())
+    face[model.like(above, min_luma=0.65)] = LABEL["skin"]
     cloth = outside & ~neck & (v > 0)
     labels[cloth] = LABEL["cloth"]
     labels[neck] = LABEL["neck"]
