@@ -183,7 +183,7 @@ def _extract_video(ctx: StageContext, src: Source, ext, params, keep: bool) -> d
     try:
         expect = _expected(info, cfg, lo, hi)
         for fr in progress(frames, total=expect, desc="extract_frames"):
-            ts.append(fr.pts_s)
+            ts.append(fr.pts_s - lo)  # on the clip clock: frame 0 and audio.wav start at 0
             if fr.rgb is None:
                 n_skipped += 1
                 continue

@@ -114,6 +114,15 @@ def test_resampling_constant_rate(clip):
     assert len(up) == 60 and up[::2] == list(range(30)) and up[1::2] == list(range(1, 30)) + [29]
 
 
+def test_start_far_into_the_clip_seeks(tmp_path):
+    path = make_clip(tmp_path / "long.mp4", n_frames=150, size=(64, 48))  # 6 s
+    frames = list(iter_frames(path, start_s=3.0, end_s=4.0))
+    assert [read_index(f.rgb) for f in frames] == list(range(75, 100))
+    assert np.allclose([f.pts_s for f in frames], np.arange(75, 100) / 25)
+    frames = list(iter_frames(path, fps=10, start_s=3.0, end_s=4.0))
+    assert [read_index(f.rgb) for f in frames] == [75 + int(np.ceil(k * 2.5)) for k in range(10)]
+
+
 def test_time_range_max_frames_and_skip(clip):
     frames = list(iter_frames(clip, start_s=0.4, end_s=0.8))
     assert [read_index(f.rgb) for f in frames] == list(range(10, 20))

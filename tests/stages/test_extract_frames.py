@@ -241,6 +241,7 @@ def test_hdtf_clip_range_and_crop_box(compose_cfg, tmp_path):
     meta = read_json(subject.video_json)
     assert meta["n_frames"] == 38 and meta["crop_xywh"] == [8, 4, 20, 20]
     assert meta["source_start_s"] == 1.0 and meta["source_end_s"] == 2.5
+    assert np.allclose(meta["timestamps_s"], np.arange(38) / 25)  # on the clip's own clock
     first = read_image(subject.frame_path(0))
     assert first.shape == (20, 20, 3)
     full = pattern_frame(25, 64, 48)[4:24, 8:28]
