@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 import tempfile
@@ -402,18 +403,23 @@ def iter_frames(
     hi = end_s if end_s is not None else float("inf")
     if hi <= lo:
         raise BadInputError(f"empty time range [{lo}, {hi}) s for {p}")
-    raw = ((t, f, r) for t, f, r in _raw_frames(p, start_s) if t < hi)
+    decoded = _raw_frames(p, start_s)
+    # Decoders return frames in presentation order: stop decoding at the end of the range.
+    raw = itertools.takewhile(lambda item: item[0] < hi, decoded)
 
     def convert(i: int, frame: av.VideoFrame, rot: int) -> np.ndarray | None:
         return None if skip is not None and skip(i) else _to_rgb(frame, rot, pix_fmt)
 
     out = _native(raw, lo, convert) if fps is None else _resampled(raw, lo, hi, fps, convert)
     n = 0
-    for frame in out:
-        if max_frames is not None and n >= max_frames:
-            break
-        yield frame
-        n += 1
+    try:
+        for frame in out:
+            if max_frames is not None and n >= max_frames:
+                break
+            yield frame
+            n += 1
+    finally:
+        decoded.close()  # closes the container now, not at garbage collection
     if n == 0:
         raise BadInputError(f"no frames of {p} fall in the time range [{lo}, {hi}) s")
 
