@@ -119,6 +119,7 @@ def collect(subject: SubjectDir, cfg: ReportConfig) -> SubjectSummary:
         _flag(flagged, np.nan_to_num(jit) > cfg.jitter_flag_px, "landmark jitter")
         _flag(flagged, ~valid, "no landmarks")
         headline["jitter_px_median"] = _nanmedian(jit)
+    _collect_iris(subject, series, flagged, headline)
     _collect_flame(subject, cfg, series, flagged, headline)
     _collect_bfm(subject, series)
     overlays = sorted(
@@ -149,6 +150,22 @@ def _collect_flame(subject, cfg, series, flagged, headline) -> None:
                          ["x", "y", "z"], invalid=~valid))  # fmt: skip
     headline["lmk_rmse_px_median"] = _nanmedian(rmse)
     headline["tracked_frac"] = float(valid.mean()) if len(valid) else 0.0
+
+
+def _collect_iris(subject, series, flagged, headline) -> None:
+    if not subject.iris_npz.exists():
+        return
+    z = load_npz(subject.iris_npz)
+    valid = z["valid"].astype(bool)  # (T, 2): subject's left, right eye
+    if "ear" in z:
+        ear = np.where(valid, z["ear"], np.nan)
+        series.append(Series("Eye aspect ratio (iris stage)", "EAR", ear, ["left eye", "right eye"],
+                             invalid=~valid.any(axis=1)))  # fmt: skip
+    reasons = z["reason"].astype(str) if "reason" in z else None
+    for i in np.flatnonzero(~valid.all(axis=1)):
+        why = sorted({r for r in reasons[i] if r and r != "ok"}) if reasons is not None else []
+        flagged.setdefault(int(i), []).append("iris: " + (", ".join(why) or "invalid"))
+    headline["iris_valid_frac"] = float(valid.all(axis=1).mean()) if len(valid) else 0.0
 
 
 def _collect_bfm(subject, series) -> None:

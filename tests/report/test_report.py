@@ -30,6 +30,15 @@ def _perception(s: SubjectDir, t: int = T) -> None:
     pts[9] += 10.0  # a jittery frame
     save_npz(s.landmarks_npz, points_px=pts.astype(np.float32), valid=valid,
              scores=np.ones((t, 68), np.float32))  # fmt: skip
+    iris_ok = np.ones((t, 2), bool)
+    iris_ok[2, 1] = False
+    save_npz(
+        s.iris_npz,
+        iris_px=np.zeros((t, 2, 2), np.float32),
+        valid=iris_ok,
+        reason=np.where(iris_ok, "ok", "closed"),
+        ear=np.full((t, 2), 0.3, np.float32),
+    )
     write_json(s.video_json, {"n_frames": t, "fps": 25.0})
     for stage, sec in (("extract_frames", 1.5), ("detect", 3.0), ("landmarks", 2.0)):
         write_json(s.manifest_path(stage), {
@@ -63,7 +72,8 @@ def test_report_degrades_to_what_ran(tmp_path):
     s = SubjectDir(tmp_path / "perc")
     _perception(s)
     summary = collect(s, ReportConfig())
-    assert [x.title.split()[0] for x in summary.series] == ["Face", "Landmark"]
+    assert [x.title.split()[0] for x in summary.series] == ["Face", "Landmark", "Eye"]
+    assert summary.flagged[2] == ["iris: closed"]
     assert "no face detected" in summary.flagged[5]
     assert "landmark jitter" in summary.flagged[9] and "lmk_rmse_px_median" not in summary.headline
     full = make_subject(tmp_path / "full")
