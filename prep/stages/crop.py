@@ -1,6 +1,7 @@
 """Stage crop: square face crops of every frame and their transforms (crop/crop.npz).
 
-The crop boxes come from the detection track (`prep.geometry.crop.make_crop`); the transforms are
+The crop boxes come from the detection track (`prep.geometry.crop.make_crop`, which documents the
+crop.npz keys and the pixel convention); the transforms are
 written first, then every frame is warped to crop/frames/%06d.jpg. Frames already written for the
 same transforms are kept, so a killed run resumes. Invalid frames (long detection gaps) still get a
 crop (from the interpolated box) so every per-frame folder has every frame; crop.npz `valid` marks
