@@ -21,6 +21,17 @@ import numpy as np
 TMP_PREFIX = ".tmp-"
 
 
+def _process_umask() -> int:
+    """The umask, read once (os.umask can only be read by setting it, which races threads)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files 0600; outputs get the usual permissions (0666 minus the umask).
+_FILE_MODE = 0o666 & ~_process_umask()
+
+
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success rename it onto `path`, else delete it.
@@ -30,6 +41,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
