@@ -385,9 +385,11 @@ def fit_video(
         k: getattr(module, k).detach().cpu().numpy()
         for k in ("id", "tex", "exp", "euler", "trans", "gamma")
     }
+    if focal_mode == "optimise":  # otherwise keep the exact value (exp(log f) is not exact)
+        focal = float(module.focal.detach())
     return FineResult(
         **p,
-        focal=float(module.focal.detach()),
+        focal=focal,
         lmk_rmse_px=module.lmk_rmse_px(),
         focal_losses=losses,
         history=module.history,
