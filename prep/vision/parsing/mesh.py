@@ -9,8 +9,12 @@ does not shrink when the head turns):
 
 - neck: below the jaw angle (vertices 172/397), within ``neck_half_width * H`` of the chin's
   vertical, down to ``neck_length * H`` below the chin, and skin-coloured (robust chroma and luma
-  statistics of the face's skin pixels); the colour test is what stops the neck at a collar;
-- cloth: every other foreground pixel below the chin (shoulders, collar, shirt);
+  statistics of the face's skin pixels), then closed morphologically (shadow under the chin);
+  the colour test is what stops the neck at a collar;
+- cloth: every other foreground pixel below the chin, in head or image coordinates, or beside
+  the head (> 0.75 H from the chin's vertical) below the jaw angle (shoulders, collar, shirt).
+  Limitation: long hair hanging below the chin is labelled cloth too (use ``parsing=bisenet``
+  for such subjects);
 - hair: the remaining foreground above the chin (hair, ears, hats are not told apart);
 - hairline: above the brows the oval and the hairline disagree both ways, so non-skin pixels
   inside the oval become hair and skin-coloured foreground above it (a high forehead) skin.
@@ -84,6 +88,18 @@ class _SkinModel:
         return out
 
 
+def _smooth_neck(neck: np.ndarray, band: np.ndarray, face_h: float) -> np.ndarray:
+    """Close the skin-coloured neck mask (shadows under the chin, specular spots) within its band.
+
+    A morphological closing with a disk of 0.08 face heights fills small holes and gaps; the
+    result never leaves the candidate band.
+    """
+    k = max(3, int(round(0.08 * face_h)) | 1)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    closed = cv2.morphologyEx(neck.astype(np.uint8), cv2.MORPH_CLOSE, disk) > 0
+    return closed & band
+
+
 def mesh_parsing(
     dense_px: np.ndarray | None,
     alpha: np.ndarray,
@@ -131,7 +147,7 @@ def mesh_parsing(
     )
     is_skin = face == LABEL["skin"]
     model = _SkinModel(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb), is_skin)
-    neck = model.like(band)
+    neck = _smooth_neck(model.like(band), band, face_h)
     # Above the brows the oval and the hairline disagree both ways: non-skin pixels inside the
     # oval are hair, skin-coloured foreground above it (a high forehead) is skin.
     v_brow = float(np.dot(0.5 * (xy[105] + xy[334]) - chin, down))
@@ -140,7 +156,10 @@ def mesh_parsing(
     u_oval = (xy[mp_idx.FACE_OVAL] - chin) @ across
     above = outside & (v < v_brow) & (u >= u_oval.min()) & (u <= u_oval.max())
     face[model.like(above, min_luma=0.65)] = LABEL["skin"]
-    cloth = outside & ~neck & (v > 0)
+    # below the chin in head or image coordinates (a bowed head puts the collar above its chin line)
+    # and shoulders: beside the head (> 0.75 H from the chin's vertical) below the jaw angle
+    below = (v > 0) | (rel_y > 0) | ((v > v_jaw) & (np.abs(u) > 0.75 * face_h))
+    cloth = outside & ~neck & below
     labels[cloth] = LABEL["cloth"]
     labels[neck] = LABEL["neck"]
     inside = face > 0
