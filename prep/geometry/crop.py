@@ -124,6 +124,25 @@ def intrinsics_to_orig(K_crop: np.ndarray, crop_to_orig: np.ndarray) -> np.ndarr
     return np.asarray(crop_to_orig) @ np.asarray(K_crop, np.float64)
 
 
+def fxfycxcy_to_crop(fxfycxcy: np.ndarray, orig_to_crop: np.ndarray) -> np.ndarray:
+    """(fx, fy, cx, cy) in original pixels -> (T, 4) in crop pixels (same convention)."""
+    fx, fy, cx, cy = np.asarray(fxfycxcy, np.float64)
+    return _K_to_fxfycxcy(intrinsics_to_crop(K_from_fxfycxcy(fx, fy, cx, cy), orig_to_crop))
+
+
+def fxfycxcy_to_orig(fxfycxcy_crop: np.ndarray, crop_to_orig: np.ndarray) -> np.ndarray:
+    """(T, 4) or (4,) (fx, fy, cx, cy) in crop pixels -> (T, 4) in original pixels."""
+    v = np.atleast_2d(np.asarray(fxfycxcy_crop, np.float64))
+    K = np.zeros((len(v), 3, 3))
+    K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2] = v.T
+    K[:, 2, 2] = 1.0
+    return _K_to_fxfycxcy(intrinsics_to_orig(K, crop_to_orig))
+
+
+def _K_to_fxfycxcy(K: np.ndarray) -> np.ndarray:
+    return np.stack([K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2]], -1)
+
+
 def transform_points(M: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """Apply (T,3,3) maps to (T,K,2) points."""
     return xy @ np.swapaxes(M[..., :2, :2], -1, -2) + M[..., None, :2, 2]

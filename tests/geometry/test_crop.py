@@ -11,6 +11,8 @@ from prep.geometry.crop import (
     K_from_fxfycxcy,
     box_to_orig_to_crop,
     crop_boxes,
+    fxfycxcy_to_crop,
+    fxfycxcy_to_orig,
     intrinsics_to_crop,
     intrinsics_to_orig,
     invert_affine,
@@ -47,6 +49,17 @@ def test_intrinsics_round_trip_and_projection_agree():
         np.testing.assert_allclose(
             transform_points(M[t : t + 1], uv_orig[None])[0], uv_crop, atol=1e-9
         )
+
+
+def test_fxfycxcy_round_trip():
+    box = np.array([[100.0, 50.0, 700.0, 650.0], [-20.0, 10.0, 380.0, 410.0]])
+    M = box_to_orig_to_crop(box, 512)
+    crop = fxfycxcy_to_crop([1200.0, 1210.0, 639.5, 359.5], M)
+    a = 512 / 600  # u = a (x - x0) - 0.5
+    np.testing.assert_allclose(crop[0], [1200 * a, 1210 * a, a * 539.5 - 0.5, a * 309.5 - 0.5])
+    np.testing.assert_allclose(
+        fxfycxcy_to_orig(crop, invert_affine(M)), [[1200.0, 1210.0, 639.5, 359.5]] * 2, rtol=1e-14
+    )
 
 
 def test_warp_is_exact_for_integer_boxes_and_pads():
