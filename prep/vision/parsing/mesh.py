@@ -96,7 +96,10 @@ def _smooth_neck(neck: np.ndarray, band: np.ndarray, face_h: float) -> np.ndarra
     """
     k = max(3, int(round(0.08 * face_h)) | 1)
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    closed = cv2.morphologyEx(neck.astype(np.uint8), cv2.MORPH_CLOSE, disk) > 0
+    # pad with zeros: cv2's erosion treats outside-the-image as set, which would let the closing
+    # grow the neck along the image border
+    padded = cv2.copyMakeBorder(neck.astype(np.uint8), k, k, k, k, cv2.BORDER_CONSTANT, value=0)
+    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, disk)[k:-k, k:-k] > 0
     return closed & band
 
 
