@@ -192,3 +192,21 @@ def test_matting_resume_rewarms_temporal_state(tmp_subject, c03):
         assert np.abs(new - old).max() <= 2  # same as an uninterrupted run
     # Changed settings never mix with old outputs: everything is redone.
     assert _run(tmp_subject, ("matting",), matting={"temporal": 0.0})["matting"].n_skipped == 0
+
+
+def test_detect_resumes_by_chunk(tmp_subject, c03):
+    write_subject(tmp_subject, c03[:12])
+    first = _run(tmp_subject, ("detect",), detect={"chunk": 4})["detect"]
+    assert first.n_skipped == 0
+    ref = load_npz(tmp_subject.detections)
+    chunks = sorted((tmp_subject.detect_dir / "chunks").glob("*.npz"))
+    assert len(chunks) == 3
+    chunks[1].unlink()  # as if killed while detecting frames 4-7
+    again = _run(tmp_subject, ("detect",), detect={"chunk": 4})["detect"]
+    assert again.n_skipped == 8
+    np.testing.assert_allclose(load_npz(tmp_subject.detections)["box_xyxy"], ref["box_xyxy"])
+    # Another detector setting recomputes every chunk.
+    assert (
+        _run(tmp_subject, ("detect",), detect={"chunk": 4, "model": "full"})["detect"].n_skipped
+        == 0
+    )
