@@ -250,6 +250,7 @@ def test_hdtf_clip_range_and_crop_box(compose_cfg, tmp_path):
         assert abs(w.getnframes() / w.getframerate() - 1.5) < 0.01  # the annotated range
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_clear_line(tmp_path):
     (tmp_path / "notes.mp4").write_text("hello\n" * 50)
     r = _cli(tmp_path, "dataset=custom", f"dataset.video={tmp_path / 'notes.mp4'}")
@@ -264,3 +265,30 @@ def test_demo_dataset(compose_cfg):
     meta = read_json(subject.video_json)
     assert meta["n_frames"] == 120 and (meta["width"], meta["height"]) == (176, 144)
     assert len(os.listdir(subject.frames_dir)) == 120 and meta["audio"] is None
+
+
+def _vm_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_with_video_length(compose_cfg, tmp_path):
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets the peak-RSS mark (Linux)
+    except OSError:
+        pytest.skip("cannot reset the peak RSS mark here")
+    growth = {}
+    for n in (40, 400):
+        clip = make_clip(tmp_path / f"c{n}.mp4", n_frames=n, size=(480, 360), preset="ultrafast")
+        cfg = compose_cfg("stage=extract_frames", "dataset=custom", f"dataset.video={clip}")
+        subject = subject_dir(cfg)
+        registered_stages()
+        Path("/proc/self/clear_refs").write_text("5")
+        base = _vm_kb("VmRSS")
+        run_plan(cfg, subject)
+        growth[n] = (_vm_kb("VmHWM") - base) / 1024
+        assert read_json(subject.video_json)["n_frames"] == n
+    print("peak RSS growth (MB) by clip length:", growth)
+    # Holding the frames would cost 400 * 0.5 MB = 200 MB; streaming keeps the peak flat.
+    assert growth[400] < growth[40] + 40, growth
