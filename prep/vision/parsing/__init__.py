@@ -24,6 +24,8 @@ CLOTH = LABEL["cloth"]
 def final_mask(alpha: np.ndarray, labels: np.ndarray, mask_clothes: bool) -> np.ndarray:
     """The mask avatar trainers get: the matte, with cloth removed when asked (as HRAvatar does).
 
+    Removing cloth also clears the matte's soft edge within 3 pixels of the cloth region.
+
     Args:
         alpha: (H, W) uint8 matte.
         labels: (H, W) uint8 label map.
@@ -34,4 +36,11 @@ def final_mask(alpha: np.ndarray, labels: np.ndarray, mask_clothes: bool) -> np.
     """
     if not mask_clothes:
         return alpha.copy()
-    return np.where(labels == CLOTH, 0, alpha).astype(np.uint8)
+    import cv2
+
+    cloth = (labels == CLOTH).astype(np.uint8)
+    # the matte's soft edge around the clothes is labelled background (below the foreground
+    # threshold); remove it too, or a faint outline of the shoulders stays in the mask
+    near = cv2.dilate(cloth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))) > 0
+    drop = (cloth > 0) | (near & (labels == LABEL["background"]))
+    return np.where(drop, 0, alpha).astype(np.uint8)

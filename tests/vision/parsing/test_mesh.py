@@ -70,10 +70,11 @@ def test_no_face_labels_foreground_only_and_mask_drops_cloth(photo):
     alpha[100:200, 100:200] = 200
     lab = mesh_parsing(None, alpha, rgb)
     assert set(np.unique(lab).tolist()) == {0, LABEL["hair"]}
-    labels = np.zeros((4, 4), np.uint8)
-    labels[2:] = CLOTH
-    a = np.full((4, 4), 180, np.uint8)
-    assert (final_mask(a, labels, True)[2:] == 0).all() and (
-        final_mask(a, labels, True)[:2] == 180
-    ).all()
+    labels = np.zeros((12, 12), np.uint8)
+    labels[3:6] = LABEL["skin"]
+    labels[8:] = CLOTH  # rows 6-7: the matte's soft edge above the clothes (background label)
+    a = np.full((12, 12), 180, np.uint8)
+    mask = final_mask(a, labels, True)
+    assert (mask[8:] == 0).all() and (mask[6:8] == 0).all()
+    assert (mask[:6] == 180).all()  # skin and far background keep the matte
     np.testing.assert_array_equal(final_mask(a, labels, False), a)
