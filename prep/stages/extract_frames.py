@@ -84,6 +84,12 @@ class FrameSink:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _workers(cfg: Config) -> int:
+    """Encoder threads: frames.workers, or every core this process may use when <= 0."""
+    n = int(cfg.frames.workers)
+    return n if n > 0 else len(os.sched_getaffinity(0))
+
+
 def _encode_write(path: Path, bgr: np.ndarray, params: list[int]) -> None:
     ok, buf = cv2.imencode(path.suffix, bgr, params)
     if not ok:
@@ -179,7 +185,7 @@ def _extract_video(ctx: StageContext, src: Source, ext, params, keep: bool) -> d
         src.video, cfg.frames.fps, lo, hi, cfg.frames.max_frames, skip=skip, pix_fmt="bgr24"
     )
     ts, n_skipped, size = [], 0, None
-    sink = FrameSink(cfg.frames.workers)
+    sink = FrameSink(_workers(cfg))
     try:
         expect = _expected(info, cfg, lo, hi)
         for fr in progress(frames, total=expect, desc="extract_frames"):
@@ -251,7 +257,7 @@ def _extract_images(ctx: StageContext, src: Source, ext, params, keep: bool) -> 
     for d in out_dirs:
         subject.ensure(d)
     n_skipped = 0
-    sink = FrameSink(cfg.frames.workers)
+    sink = FrameSink(_workers(cfg))
     try:
         for j, (_, p) in enumerate(progress(images, desc="extract_frames")):
             out = subject.frames_dir / f"{frame_stem(j)}{ext}"
