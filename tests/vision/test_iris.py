@@ -65,3 +65,16 @@ def test_iris_needs_dense_refined_mesh():
     with pytest.raises(ValueError, match="478"):
         iris_from_mesh(np.zeros((2, 468, 3)), np.ones(2, bool))
     assert iris_mod.eye_aspect_ratio(np.zeros((1, 478, 3))).shape == (1, 2)
+
+
+def test_profile_photo_far_eye_turned_away_and_far_jaw_down_weighted(shared_data):
+    from prep.config.face import LandmarksConfig
+    from prep.vision.landmarks import make_backend
+
+    with make_backend(LandmarksConfig(static_image_mode=True)) as be:
+        res = be.detect([shared_data / "photos" / "p11_profile_aflw00181.jpg"])
+    assert res.valid[0]
+    iris = iris_from_mesh(res.dense_px, res.valid)
+    assert sorted(iris.reason[0].tolist()) == ["", "turned_away"]
+    far_jaw = slice(0, 8) if iris.reason[0, 1] == "turned_away" else slice(9, 17)
+    assert res.scores[0, far_jaw].max() < 0.8 and res.scores[0, 17:].min() == 1.0
