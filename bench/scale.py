@@ -4,7 +4,9 @@ N copies of a shared clip become N subjects of one multirun (``hydra/launcher=jo
 ``n_jobs`` workers). For each N it measures the wall time of the whole sweep, the throughput in
 frames per second over all subjects, the speed-up against N=1, and the peak resident memory of
 every worker process (sampled from /proc while the sweep runs; VmHWM, the kernel's high-water
-mark). Each subject runs the perception stages up to ``--stage`` on ``--frames`` frames.
+mark; with one job joblib runs it inside the main process). Each subject runs the
+perception stages up to ``--stage`` on ``--frames`` frames. The 1-minute load average
+before and after each sweep is recorded: on a shared machine it bounds the speed-up.
 
 Usage::
 
@@ -77,7 +79,7 @@ class PeakSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            for pid in _descendants(self.pid):
+            for pid in [self.pid, *_descendants(self.pid)]:
                 got = _hwm_mb(pid)
                 if got and got[1] > self.peaks.get(pid, ("", 0.0))[1]:
                     self.peaks[pid] = got
@@ -98,6 +100,7 @@ def run_sweep(n: int, args, tmp: Path) -> dict:
            f"hydra.sweep.dir={tmp / f'sweep{n}'}",
            "hydra.sweep.subdir=${hydra.job.num}"]  # fmt: skip
     env = {**os.environ, "AVATAR_PREP_PROGRESS": "0"}
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -111,10 +114,14 @@ def run_sweep(n: int, args, tmp: Path) -> dict:
         raise SystemExit(f"sweep N={n} failed:\n{out[-3000:]}")
     summary = json.loads((tmp / f"sweep{n}" / "summary.json").read_text())
     n_ok = sum(r["ok"] for r in summary)
-    workers = [mb for pid, (name, mb) in sampler.peaks.items() if name.startswith("python")]
+    launcher = sampler.peaks.get(proc.pid, ("", float("nan")))[1]
+    workers = [mb for pid, (name, mb) in sampler.peaks.items()
+               if pid != proc.pid and name.startswith("python")]  # fmt: skip
     return {
+        "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "n_subjects": n, "n_ok": n_ok, "n_jobs": min(args.jobs, n), "wall_s": round(wall, 2),
         "frames_per_s": round(n * args.frames / wall, 2),
+        "launcher_peak_rss_mb": round(launcher, 1),
         "worker_peak_rss_mb": sorted(round(m, 1) for m in workers),
     }  # fmt: skip
 
@@ -137,10 +144,14 @@ def main() -> None:
     base = next((r for r in rows if r["n_subjects"] == 1), rows[0])
     for r in rows:
         r["speedup_vs_n1"] = round(r["frames_per_s"] / base["frames_per_s"], 2)
-    print(f"{'N':>3} {'jobs':>4} {'wall s':>7} {'frames/s':>9} {'speed-up':>8}  worker peak RSS MB")
+    print(
+        f"{'N':>3} {'jobs':>4} {'wall s':>7} {'frames/s':>9} {'speed-up':>8} {'main MB':>8}"
+        "  other processes' peak RSS MB (loky workers, spawn pools)"
+    )
     for r in rows:
         print(f"{r['n_subjects']:>3} {r['n_jobs']:>4} {r['wall_s']:>7} {r['frames_per_s']:>9} "
-              f"{r['speedup_vs_n1']:>8}  {r['worker_peak_rss_mb']}")  # fmt: skip
+              f"{r['speedup_vs_n1']:>8} {r['launcher_peak_rss_mb']:>8}  "
+              f"{r['worker_peak_rss_mb']}")  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
