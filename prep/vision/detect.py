@@ -4,7 +4,8 @@ Pixel convention (as in `prep.vision.detect_backends`): pixel centres at integer
 pixel (0, 0) covers [-0.5, 0.5]^2; boxes are (x0, y0, x1, y1) edges in ORIGINAL pixels.
 
 `track_subject` turns every frame's candidates into one box per frame for one person:
-- the track starts on the largest face of the first frame with a face;
+- the track starts on a face of the first frame with faces: each is followed through the clip and
+  the one whose track covers the most face area is the subject;
 - a candidate continues it when it overlaps the last box (IoU) or its centre moved little; among
   those the best-overlapping one wins, so a bystander is never taken while the subject is visible;
 - when nothing matches the frame is a miss; only after `reacquire_after` misses may the track
@@ -120,10 +121,41 @@ def _pick(boxes: np.ndarray, last: np.ndarray | None, misses: int, cfg: DetectCo
     return None
 
 
+def _follow(
+    boxes: np.ndarray,
+    n_faces: np.ndarray,
+    cfg: DetectConfig,
+    start: tuple[int, int] | None,
+    reacquire: bool = True,
+) -> np.ndarray:
+    """(T,) index of the chosen candidate per frame (-1 = miss), optionally seeded at `start`;
+    without `reacquire` the track ends once lost for good (used to score seeds)."""
+    T = len(n_faces)
+    pick = np.full(T, -1, np.int64)
+    last, misses, t0 = None, 0, 0
+    if start is not None:
+        t0, j0 = start
+        pick[t0], last, t0 = j0, boxes[t0, j0], t0 + 1
+    for t in range(t0, T):
+        n = int(n_faces[t])
+        j = _pick(boxes[t, :n], last, misses, cfg)
+        if j is None:
+            misses += 1
+            if not reacquire and misses >= cfg.reacquire_after:
+                break
+            continue
+        pick[t], last, misses = j, boxes[t, j], 0
+    return pick
+
+
 def track_subject(
     boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray, n_faces: np.ndarray, cfg: DetectConfig
 ) -> DetectionTrack:
     """Select the subject in every frame, then bridge short gaps.
+
+    When the first frame with faces shows several, each is followed through the clip and the
+    one whose track covers the most face area wins (the subject, not a passer-by who happened
+    to be largest at the start).
 
     Args:
         boxes: (T, M, 4) candidate boxes per frame (padded; only the first n_faces[t] are real).
@@ -136,22 +168,24 @@ def track_subject(
         The subject's track.
     """
     T = len(n_faces)
+    first = np.flatnonzero(n_faces > 0)
+    pick = np.full(T, -1, np.int64)
+    if len(first):
+        t0 = int(first[0])
+        areas = []
+        for j0 in range(int(n_faces[t0])):
+            cand = _follow(boxes, n_faces, cfg, (t0, j0), reacquire=False)
+            hit = np.flatnonzero(cand >= 0)
+            areas.append(float((box_side(boxes[hit, cand[hit]]) ** 2).sum()))
+        pick = _follow(boxes, n_faces, cfg, (t0, int(np.argmax(areas))))
+    found = pick >= 0
+    t_idx = np.flatnonzero(found)
     out_box = np.full((T, 4), np.nan, np.float32)
     out_score = np.zeros(T, np.float32)
-    out_kps = np.full((T, kps.shape[2] if kps.ndim == 4 else 6, 2), np.nan, np.float32)
-    found = np.zeros(T, bool)
-    reason = np.full(T, "no_face", dtype="<U12")
-    last, misses = None, 0
-    for t in range(T):
-        n = int(n_faces[t])
-        j = _pick(boxes[t, :n], last, misses, cfg)
-        if j is None:
-            misses += 1
-            if n:
-                reason[t] = "no_match"
-            continue
-        out_box[t], out_score[t], out_kps[t] = boxes[t, j], scores[t, j], kps[t, j]
-        found[t], reason[t], last, misses = True, "ok", boxes[t, j], 0
+    out_kps = np.full((T, kps.shape[2], 2), np.nan, np.float32)
+    out_box[t_idx], out_score[t_idx] = boxes[t_idx, pick[t_idx]], scores[t_idx, pick[t_idx]]
+    out_kps[t_idx] = kps[t_idx, pick[t_idx]]
+    reason = np.where(found, "ok", np.where(n_faces > 0, "no_match", "no_face")).astype("<U12")
     interp = _fill_short_gaps(out_box, found, cfg.max_gap)
     reason[interp] = "interpolated"
     return DetectionTrack(

@@ -13,8 +13,9 @@ import pytest
 
 from prep.errors import BadInputError
 from prep.io.files import load_npz, read_image
+from prep.pipeline import ChunkStore
 from prep.stages import crop, detect, matting
-from prep.vision.detect import box_centre
+from prep.vision.detect import box_centre, box_side
 from tests.vision.perception_data import clip_frames, make_ctx, photo, write_subject
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,14 +57,15 @@ def test_black_frames_are_flagged_bridged_or_invalid(tmp_subject, c03):
 
 
 def _two_faces(shared_data) -> list[np.ndarray]:
-    """Subject (p02) on the left; a second person (p08) on the right grows past its size."""
+    """Subject (p02) on the left; a second person (p08) on the right grows past the subject's
+    size in the last frames (the subject still dominates the clip)."""
     a = cv2.resize(photo(shared_data, "p02"), (300, 300), interpolation=cv2.INTER_AREA)
     b_full = photo(shared_data, "p08")
     frames = []
     for t in range(10):
         img = np.full((420, 860, 3), 120, np.uint8)
         img[60:360, 20 + 2 * t : 320 + 2 * t] = a
-        s = 200 + 25 * t
+        s = 200 + 12 * t
         b = cv2.resize(b_full, (s * b_full.shape[1] // b_full.shape[0], s))[:, :s]
         img[:s, 860 - s :] = b[: min(s, 420)]
         frames.append(img)
@@ -75,6 +77,8 @@ def test_two_faces_keep_the_subject(tmp_subject, shared_data):
     _run(tmp_subject, ("detect", "crop"))
     det = load_npz(tmp_subject.detections)
     assert (det["n_faces"] >= 2).sum() >= 5  # the bystander is really detected
+    raw = ChunkStore(tmp_subject.detect_dir / "chunks").merge()
+    assert box_side(raw["box"][-1, :2]).max() > 1.05 * box_side(det["box_xyxy"][-1])  # larger
     assert det["valid"].all()
     assert (box_centre(det["box_xyxy"])[:, 0] < 330).all()
     ct = load_npz(tmp_subject.crop_npz)

@@ -95,3 +95,10 @@ def test_mediapipe_grayscale_small_and_4k(shared_data):
 def test_black_frame_has_no_face():
     with make_detector(DetectConfig()) as det:
         assert len(det.detect(np.zeros((256, 256, 3), np.uint8))) == 0
+
+
+def test_subject_is_the_dominant_track_not_the_largest_first_face():
+    # Frame 0: a passer-by close to the camera is larger; he leaves after 3 frames.
+    frames = [[[400, 0, 700, 300], SUBJECT]] * 3 + [[SUBJECT]] * 30
+    tr = track_subject(*_cands(frames), DetectConfig())
+    np.testing.assert_allclose(tr.box_xyxy, np.tile(SUBJECT, (33, 1)))
