@@ -61,6 +61,7 @@ class Fit3dmmConfig:
     iters_lmk: int = 300  # landmark phase steps over all frames
     photo_epochs: int = 1  # photometric passes over all frames (0 = landmark phase only)
     photo_batch: int = 16  # frames per photometric step
+    photo_frame_lr_scale: float = 0.1  # per-frame step size in the photometric phase, x lr
     lr: float = 0.02  # Adam learning rate
     n_photo_vertices: int = 2000  # vertices sampled for the photometric term
     w: FineWeights = field(default_factory=FineWeights)

@@ -65,6 +65,7 @@ def _settings(cfg) -> FineSettings:
         photo_epochs=f.photo_epochs,
         photo_batch=f.photo_batch,
         n_photo_vertices=f.n_photo_vertices,
+        photo_frame_lr_scale=f.photo_frame_lr_scale,
         w=w,
     )
 

@@ -63,6 +63,7 @@ class FineSettings:
     photo_epochs: int = 1
     photo_batch: int = 16
     n_photo_vertices: int = 2000
+    photo_frame_lr_scale: float = 0.1
     w: dict[str, float] = field(default_factory=lambda: {
         "lmk": 1.0, "photo": 1.0, "smooth_rigid": 1e3, "smooth_exp": 1.0,
         "reg_id": 1e-3, "reg_exp": 1e-3, "reg_tex": 1e-3,
@@ -236,9 +237,16 @@ class BfmFineModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        names = ["exp", "euler", "trans", "id"] + (["tex"] if self.phase == "photo" else [])
-        groups = [{"params": [getattr(self, n) for n in names], "lr": self.s.lr}]
-        if self.optimise_focal and self.phase == "lmk":
+        per_frame = [self.exp, self.euler, self.trans]
+        if self.phase == "photo":
+            # Each frame is visited once per epoch: no momentum (it would keep moving frames
+            # outside the batch) and a small step (Adam's first step is ~lr whatever the gradient).
+            return torch.optim.Adam([
+                {"params": [self.id, self.tex], "lr": self.s.lr},
+                {"params": per_frame, "lr": self.s.lr * self.s.photo_frame_lr_scale},
+            ], betas=(0.0, 0.999))  # fmt: skip
+        groups = [{"params": per_frame + [self.id], "lr": self.s.lr}]
+        if self.optimise_focal:
             groups.append({"params": [self.log_focal], "lr": self.s.lr * 0.5})
         return torch.optim.Adam(groups)
 
