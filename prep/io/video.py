@@ -255,7 +255,8 @@ def _rotation_of(stream, first_frame: av.VideoFrame | None) -> int:
         deg = float(first_frame.rotation or 0)
     if deg == 0:
         # Older muxers wrote a clockwise `rotate` tag instead of a display matrix.
-        tag = stream.metadata.get("rotate")
+        tags = {k.lower(): v for k, v in stream.metadata.items()}  # Matroska upper-cases
+        tag = tags.get("rotate")
         if tag:
             try:
                 deg = -float(tag)

@@ -79,6 +79,24 @@ def test_rotation_from_display_matrix(tmp_path, rotation):
     assert corner == {0: (True, False), 1: (True, True), 2: (False, True), 3: (False, False)}[k]
 
 
+def test_rotation_from_legacy_rotate_tag(tmp_path):
+    # Old phone files carry `rotate=90` (clockwise) as a tag instead of a display matrix.
+    path = tmp_path / "tag.mkv"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.metadata["rotate"] = "90"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(pattern_frame(i, 64, 48), format="rgb24")
+            for p in s.encode(frame):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    assert probe(path).rotation_deg == 270  # 90 clockwise = 270 counter-clockwise
+    rgb = next(iter_frames(path)).rgb
+    assert np.abs(rgb.astype(int) - np.rot90(pattern_frame(0, 64, 48), -1)).mean() < 4
+
+
 def test_native_keeps_variable_frame_rate_timestamps(vfr_clip):
     frames = list(iter_frames(vfr_clip))
     assert [f.index for f in frames] == list(range(len(VFR_TIMES)))
