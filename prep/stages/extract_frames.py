@@ -19,6 +19,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,20 @@ def _subject_name(cfg: Config) -> str:
 
 def _fingerprint(cfg: Config) -> dict[str, Any]:
     return {"source": resolve_source(cfg, _subject_name(cfg)).fingerprint()}
+
+
+@dataclass
+class Extracted:
+    """What decoding a source produced (before audio and metadata)."""
+
+    timestamps_s: list[float]  # per frame, on the clip clock (first kept time = 0)
+    n_skipped: int  # frames already on disk from an interrupted run
+    size_wh: tuple[int, int]  # size of the written frames
+    start_s: float  # kept range in source seconds: [start_s, end_s)
+    end_s: float | None
+    box_xywh: tuple[int, int, int, int] | None = None  # crop cut from every frame (source px)
+    info: VideoInfo | None = None  # probe of a video source
+    fps: float | None = None  # frame rate of an image sequence
 
 
 class FrameSink:
@@ -174,7 +189,7 @@ def _scaled_box(src: Source, info: VideoInfo) -> tuple[int, int, int, int] | Non
     return box
 
 
-def _extract_video(ctx: StageContext, src: Source, ext, params, keep: bool) -> dict[str, Any]:
+def _extract_video(ctx: StageContext, src: Source, ext, params, keep: bool) -> Extracted:
     cfg, subject = ctx.cfg, ctx.subject
     info = probe(src.video)
     lo, hi = _time_range(cfg, src)
@@ -200,15 +215,7 @@ def _extract_video(ctx: StageContext, src: Source, ext, params, keep: bool) -> d
         sink.close()
     if size is None:  # every frame was already on disk
         size = (box[2], box[3]) if box else (info.width, info.height)
-    return {
-        "info": info,
-        "timestamps": ts,
-        "n_skipped": n_skipped,
-        "size": size,
-        "lo": lo,
-        "hi": hi,
-        "box": box,
-    }
+    return Extracted(ts, n_skipped, size, lo, hi, box, info)
 
 
 def _expected(info: VideoInfo, cfg: Config, lo: float, hi: float | None) -> int | None:
@@ -242,7 +249,7 @@ def _write_image_frame(subject, i, path, src, ext, params, frame_out) -> None:
         _encode_write(subject.crop_frame_path(i), bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
 
 
-def _extract_images(ctx: StageContext, src: Source, ext, params, keep: bool) -> dict[str, Any]:
+def _extract_images(ctx: StageContext, src: Source, ext, params, keep: bool) -> Extracted:
     cfg, subject = ctx.cfg, ctx.subject
     rate = float(cfg.frames.image_fps)
     if cfg.frames.fps:
@@ -270,16 +277,7 @@ def _extract_images(ctx: StageContext, src: Source, ext, params, keep: bool) -> 
         sink.close()
     w, h = display_size(images[0][1])
     ts = [(i / rate) - lo for i, _ in images]
-    return {
-        "info": None,
-        "timestamps": ts,
-        "n_skipped": n_skipped,
-        "size": (w, h),
-        "lo": lo,
-        "hi": hi,
-        "box": None,
-        "fps": rate,
-    }
+    return Extracted(ts, n_skipped, (w, h), lo, hi, fps=rate)
 
 
 def _write_identity_crop(subject: SubjectDir, n: int, size: tuple[int, int]) -> None:
@@ -303,16 +301,16 @@ def _state_key(cfg: Config, src: Source) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def _audio(ctx: StageContext, src: Source, res: dict[str, Any], n: int) -> dict | None:
-    info: VideoInfo | None = res["info"]
+def _audio(ctx: StageContext, src: Source, res: Extracted) -> dict | None:
+    info = res.info
     ctx.subject.audio_wav.unlink(missing_ok=True)
     if not ctx.cfg.frames.audio or info is None or info.audio is None:
         return None
-    # Audio covers exactly the frames kept: from lo to one frame after the last timestamp.
+    # Audio covers exactly the frames kept: from start to one frame after the last timestamp.
     fps = ctx.cfg.frames.fps or info.fps or 25.0
-    end = res["lo"] + res["timestamps"][-1] + 1.0 / fps
-    end = min(end, res["hi"]) if res["hi"] else end
-    a = extract_audio(src.video, ctx.subject.audio_wav, ctx.cfg.frames.audio_rate, res["lo"], end)
+    end = res.start_s + res.timestamps_s[-1] + 1.0 / fps
+    end = min(end, res.end_s) if res.end_s else end
+    a = extract_audio(src.video, ctx.subject.audio_wav, ctx.cfg.frames.audio_rate, res.start_s, end)
     if a is None:
         return None
     return {
@@ -324,11 +322,11 @@ def _audio(ctx: StageContext, src: Source, res: dict[str, Any], n: int) -> dict 
     }
 
 
-def _meta(ctx: StageContext, src: Source, res: dict[str, Any], ext: str, audio) -> dict:
-    info: VideoInfo | None = res["info"]
-    n = len(res["timestamps"])
-    fps = res.get("fps") or ctx.cfg.frames.fps or (info.fps if info else None)
-    w, h = res["size"]
+def _meta(ctx: StageContext, src: Source, res: Extracted, ext: str, audio) -> dict:
+    info = res.info
+    n = len(res.timestamps_s)
+    fps = res.fps or ctx.cfg.frames.fps or (info.fps if info else None)
+    w, h = res.size_wh
     return {
         "fps": fps,
         "width": w,
@@ -336,10 +334,10 @@ def _meta(ctx: StageContext, src: Source, res: dict[str, Any], ext: str, audio) 
         "n_frames": n,
         "frame_ext": ext,
         "rotation_deg": info.rotation_deg if info else 0,
-        "timestamps_s": [round(t, 6) for t in res["timestamps"]],
-        "source_start_s": res["lo"],
-        "source_end_s": res["hi"],
-        "crop_xywh": list(res["box"]) if res["box"] else None,
+        "timestamps_s": [round(t, 6) for t in res.timestamps_s],
+        "source_start_s": res.start_s,
+        "source_end_s": res.end_s,
+        "crop_xywh": list(res.box_xywh) if res.box_xywh else None,
         "intrinsics": vars(src.intrinsics) if src.intrinsics else None,
         "source": {**src.describe(), "fingerprint": src.fingerprint()},
         "probe": info.to_json() if info else None,
@@ -370,24 +368,24 @@ def run(ctx: StageContext) -> StageResult:
         res = _extract_video(ctx, src, ext, params, keep)
     else:
         res = _extract_images(ctx, src, ext, params, keep)
-    n = len(res["timestamps"])
+    n = len(res.timestamps_s)
     for d in dirs:
         _remove_beyond(d, n)
     if src.provides_crop:
-        _write_identity_crop(subject, n, res["size"])
-    audio = _audio(ctx, src, res, n)
+        _write_identity_crop(subject, n, res.size_wh)
+    audio = _audio(ctx, src, res)
     write_json(subject.video_json, _meta(ctx, src, res, ext, audio))
     subject.__dict__.pop("frame_ext", None)  # cached from an earlier meta/video.json
     seconds = time.perf_counter() - started
-    written = n - res["n_skipped"]
+    written = n - res.n_skipped
     log.info(
         "extract_frames: %d frames (%d kept from a previous run) in %.1f s",
         n,
-        res["n_skipped"],
+        res.n_skipped,
         seconds,
     )
     return StageResult(
         n_frames=n,
-        n_skipped=res["n_skipped"],
+        n_skipped=res.n_skipped,
         metrics={"n_frames": float(n), "write_fps": written / seconds if seconds > 0 else 0.0},
     )
