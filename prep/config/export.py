@@ -23,6 +23,7 @@ class ExportConfig:
     insta_test_frames: int = 350  # INSTA test split = the last N frames (clamped to T/4 when short)
     insta_val_frames: int = 20  # INSTA val split = the last N frames
     insta_meshes: bool = True  # write meshes/*.obj through the FLAME layer (needs the FLAME asset)
+    insta_depth: bool = True  # with meshes: depth/*.png, uint16 mm rendered from the mesh
     ga_train_fraction: float = 0.7  # GaussianAvatars: first 70% of timesteps train, rest val/test
     nerf_val_fraction: float = 0.0909  # AD-NeRF: last 1/11 of the frames are the val split
 

@@ -6,6 +6,7 @@ Layout under ``export/insta/``::
     seg_mask/<id>.png          parsing labels (when parsing ran)
     flame/exp/<id>.txt         100 expression coefficients (zero-padded), one per line
     meshes/<id>.obj            tracked FLAME mesh in world space (when the FLAME layer is given)
+    depth/<id>.png             uint16 millimetres of camera-space z of that mesh (0 = no mesh)
     transforms.json            every frame; transforms_{train,val,test}.json: INSTA's split
 
 ``<id>`` is the 0-based export index, five digits. ``transform_matrix`` is camera-to-world in
@@ -33,7 +34,7 @@ from prep.export.common import (
     write_if_needed,
     write_obj,
 )
-from prep.io.files import read_image, read_json, write_bytes, write_json
+from prep.io.files import read_image, read_json, write_bytes, write_image, write_json
 from prep.progress import progress
 from prep.subject import SubjectDir
 
@@ -85,8 +86,11 @@ def export_insta(
             ("\n".join(f"{x:.8f}" for x in exp) + "\n").encode(),
         )
     if vertices_fn is not None:
-        _write_meshes(out, idx, ids, vertices_fn, force)
-    frames = [_frame(cam, j, ids[j], seg, vertices_fn is not None) for j in range(len(idx))]
+        depth = (track.w2c[idx], track.K, track.image_size) if cfg.insta_depth else None
+        _write_meshes(out, idx, ids, vertices_fn, depth, force)
+    meshes = vertices_fn is not None
+    frames = [_frame(cam, j, ids[j], seg, meshes, meshes and cfg.insta_depth)
+              for j in range(len(idx))]  # fmt: skip
     header = _header(cam)
     write_json(out / "transforms.json", {**header, "frames": frames})
     split = insta_split(len(idx), cfg.insta_test_frames, cfg.insta_val_frames)
@@ -95,18 +99,40 @@ def export_insta(
     return len(idx)
 
 
-def _write_meshes(out: Path, idx, ids, vertices_fn: VerticesFn, force: bool, chunk: int = 64):
+def _write_meshes(out: Path, idx, ids, vertices_fn: VerticesFn, depth, force: bool, chunk=16):
+    """Meshes (and depth maps when `depth` = (w2c (n,4,4), K, (h,w)) is given), by chunks."""
+
+    def done(k: int) -> bool:
+        ok = (out / "meshes" / f"{ids[k]}.obj").exists()
+        return ok and (depth is None or (out / "depth" / f"{ids[k]}.png").exists())
+
     for c0 in range(0, len(idx), chunk):
-        todo = [
-            k
-            for k in range(c0, min(c0 + chunk, len(idx)))
-            if force or not (out / "meshes" / f"{ids[k]}.obj").exists()
-        ]
+        todo = [k for k in range(c0, min(c0 + chunk, len(idx))) if force or not done(k)]
         if not todo:
             continue
         verts, faces = vertices_fn(np.asarray(idx)[todo])
         for k, v in zip(todo, verts, strict=True):
             write_obj(out / "meshes" / f"{ids[k]}.obj", v, faces)
+        if depth is not None:
+            w2c, K, size = depth
+            for k, d in zip(todo, depth_mm(verts, faces, w2c[todo], K, size), strict=True):
+                write_image(out / "depth" / f"{ids[k]}.png", d)
+
+
+def depth_mm(verts, faces, w2c, K, image_size) -> np.ndarray:
+    """(n,H,W) uint16 camera-space depth in millimetres of meshes (n,V,3); 0 where uncovered."""
+    import torch
+
+    from prep.render.raster import rasterize, world_to_camera
+
+    with torch.no_grad():
+        v_cam = world_to_camera(torch.as_tensor(np.asarray(verts, np.float32)),
+                                torch.as_tensor(np.asarray(w2c, np.float32)))  # fmt: skip
+        frags = rasterize(v_cam, torch.as_tensor(np.asarray(faces), dtype=torch.long),
+                          torch.as_tensor(np.asarray(K, np.float32)),
+                          (int(image_size[0]), int(image_size[1])))  # fmt: skip
+    mm = np.where(frags.mask.numpy(), np.round(frags.depth.numpy() / DEPTH_SCALE), 0)
+    return np.clip(mm, 0, 65535).astype(np.uint16)
 
 
 def _header(cam: NerfCamera) -> dict:
@@ -118,7 +144,7 @@ def _header(cam: NerfCamera) -> dict:
     }  # fmt: skip
 
 
-def _frame(cam: NerfCamera, j: int, fid: str, seg: bool, meshes: bool) -> dict:
+def _frame(cam: NerfCamera, j: int, fid: str, seg: bool, meshes: bool, depth: bool) -> dict:
     f = {
         "file_path": f"images/{fid}.png",
         "exp_path": f"flame/exp/{fid}.txt",
@@ -126,6 +152,8 @@ def _frame(cam: NerfCamera, j: int, fid: str, seg: bool, meshes: bool) -> dict:
     }
     if meshes:
         f["mesh_path"] = f"meshes/{fid}.obj"
+    if depth:
+        f["depth_path"] = f"depth/{fid}.png"
     if seg:
         f["seg_mask_path"] = f"seg_mask/{fid}.png"
     return f

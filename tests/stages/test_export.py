@@ -83,6 +83,14 @@ def test_insta_meshes_through_the_flame_layer(compose_cfg, subject, tiny_flame_a
                 t(track.eyes_pose[i : i + 1]), transl=t(track.transl[i : i + 1]))  # fmt: skip
     np.testing.assert_allclose(verts, ref.vertices[0].numpy(), atol=1e-5)
     np.testing.assert_array_equal(faces, model.faces.numpy())
+    # depth/ is uint16 mm of the same mesh seen by the tracked camera
+    import cv2
+
+    depth = cv2.imread(str(subject.export_dir("insta") / ex.frames[3]["depth_path"]), -1)
+    assert depth.dtype == np.uint16 and depth.shape == tuple(track.image_size)
+    z_mm = (verts @ track.w2c[i, :3, :3].T + track.w2c[i, :3, 3])[:, 2] * 1000
+    covered = depth[depth > 0]
+    assert covered.size > 20 and z_mm.min() - 1 <= covered.min() <= covered.max() <= z_mm.max() + 1
 
 
 def test_missing_flame_model_for_meshes_names_the_asset(compose_cfg, subject, tmp_path):
