@@ -48,9 +48,9 @@ class PhotometricConfig:
     enabled: bool = False  # run the phase after the landmark fit
     w: PhotometricWeights = field(default_factory=PhotometricWeights)
     sizes: list[int] = field(default_factory=lambda: [128, 256])  # coarse-to-fine render sizes
-    steps: list[int] = field(default_factory=lambda: [30, 30])  # optimiser steps per size
-    lr: float = 5e-3  # Adam learning rate of pose/expression/translation
-    lr_albedo: float = 2e-2  # Adam learning rate of albedo and lighting
+    steps: list[int] = field(default_factory=lambda: [12, 6])  # optimiser steps per size
+    lr: float = 5e-3  # Adam step of expression; poses x0.2 (rad), translation x0.04 (m)
+    lr_albedo: float = 5e-3  # Adam learning rate of albedo and lighting
     sh_per_frame: bool = False  # one SH lighting per frame instead of one per subject
     batch_frames: int = 16  # frames per optimisation window (sliding over the sequence)
     region: list[int] = field(default_factory=lambda: [1, 2, 3, 10, 11, 12, 13])  # parsing labels

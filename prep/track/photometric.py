@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 POSE_KEYS = ("global_pose", "neck_pose", "jaw_pose", "eyes_pose")
 FRAME_KEYS = ("expr", *POSE_KEYS, "transl")
+# Adam moves every parameter by about lr per step whatever its units: scale the step to each
+# parameter's natural size (expression units, radians, metres).
+LR_SCALE = {"expr": 1.0, "eyelids": 1.0, "global_pose": 0.2, "neck_pose": 0.2, "jaw_pose": 0.2,
+            "eyes_pose": 0.2, "transl": 0.04}  # fmt: skip
 
 # load_frames(frame indices, (h, w)) -> (rgb (B,h,w,3) float in [0,1], region (B,h,w) bool)
 FrameLoader = Callable[[list[int], tuple[int, int]], tuple[Tensor, Tensor]]
@@ -104,20 +108,20 @@ class _Renderer:
         edges, _ = mesh_edges(self.faces)
         self.edges = edges
 
-    def verts(self, p: dict[str, Tensor], idx: Tensor) -> Tensor:
+    def world(self, p: dict[str, Tensor]) -> Tensor:
+        """(B,V,3) posed FLAME vertices (world space, after transl)."""
         eyelids = p.get("eyelids")
-        out = self.model(
+        return self.model(
             p["shape"], p["expr"], p["global_pose"], p["neck_pose"], p["jaw_pose"], p["eyes_pose"],
             transl=p["transl"], eyelids=eyelids if self.model.has_eyelids else None,
-        )  # fmt: skip
-        return world_to_camera(out.vertices, self.prob.w2c[idx])
+        ).vertices  # fmt: skip
 
-    def landmarks_px(self, p: dict[str, Tensor], idx: Tensor, K: Tensor) -> Tensor:
-        eyelids = p.get("eyelids") if self.model.has_eyelids else None
-        lmk, _, _ = self.model.landmarks(
-            p["shape"], p["expr"], p["global_pose"], p["neck_pose"], p["jaw_pose"], p["eyes_pose"],
-            transl=p["transl"], eyelids=eyelids,
-        )  # fmt: skip
+    def verts(self, p: dict[str, Tensor], idx: Tensor) -> Tensor:
+        return world_to_camera(self.world(p), self.prob.w2c[idx])
+
+    def landmarks_px(self, p: dict[str, Tensor], idx: Tensor, K: Tensor, world: Tensor) -> Tensor:
+        """Landmarks (B,L,2) in pixels of `K`, read off the full posed mesh `world`."""
+        lmk, _ = self.model.landmarks_from_vertices(world, p["global_pose"], p["neck_pose"])
         return camera_to_pixels(world_to_camera(lmk, self.prob.w2c[idx]), K)
 
     def shade(self, verts_cam: Tensor, albedo: Tensor, sh: Tensor, K: Tensor, hw):
@@ -196,20 +200,21 @@ class _Losses:
         h, w = prob.image_size
         self.lmk_unit = 0.01 * max(h, w)  # landmark error measured in 1% of the image size
 
-    def lmk_sq(self, p: dict[str, Tensor], idx: Tensor) -> Tensor:
+    def lmk_sq(self, p: dict[str, Tensor], idx: Tensor, world: Tensor) -> Tensor:
         """(B,) confidence-weighted mean squared landmark error in full-resolution pixels."""
-        pred = self.r.landmarks_px(p, idx, self.prob.K)
+        pred = self.r.landmarks_px(p, idx, self.prob.K, world)
         tgt, w = self.prob.lmk_px[idx], self.prob.lmk_w[idx]
         d2 = ((pred - tgt) ** 2).sum(-1)
         return (w * d2).sum(1) / w.sum(1).clamp(min=1e-6)
 
     def __call__(self, p, idx, albedo, sh, rgb, region, K, hw, prev) -> tuple[Tensor, dict]:
         W = self.cfg.w
-        vc = self.r.verts(p, idx)
+        world = self.r.world(p)
+        vc = world_to_camera(world, self.prob.w2c[idx])
         sh_w = sh[idx] if sh.ndim == 3 else sh
         render, mask = self.r.shade(vc, albedo, sh_w, K, hw)
         photo = _photo_error(render, mask, rgb, region).mean()
-        lmk = self.lmk_sq(p, idx).mean() / self.lmk_unit**2
+        lmk = self.lmk_sq(p, idx, world).mean() / self.lmk_unit**2
         e = self.r.edges
         smooth_alb = ((albedo[e[:, 0]] - albedo[e[:, 1]]) ** 2).sum(-1).mean()
         alb_mean = ((albedo - albedo.mean(0)) ** 2).sum(-1).mean()
@@ -274,7 +279,9 @@ def refine_photometric(
         if int(idx[0]) > 0:
             prev = {k: out[k][int(idx[0]) - 1] for k in ("global_pose", "neck_pose", "jaw_pose",
                                                           "transl")}  # fmt: skip
-        opt = torch.optim.Adam([p[k] for k in refine if k in p], lr=cfg.lr)
+        opt = torch.optim.Adam(
+            [{"params": [p[k]], "lr": cfg.lr * LR_SCALE.get(k, 1.0)} for k in refine if k in p]
+        )
         _evaluate(losses, p, idx, albedo, sh, sched[-1][0], stats, "before")
         for hw, steps in sched:
             K = scale_K(prob.K, prob.image_size, hw)
@@ -307,7 +314,8 @@ def _evaluate(losses: _Losses, p, idx, albedo, sh, hw, stats, when: str) -> None
     with torch.no_grad():
         K = scale_K(losses.prob.K, losses.prob.image_size, hw)
         rgb, region = losses.prob.load_frames(idx.tolist(), hw)
-        vc = losses.r.verts(p, idx)
+        world = losses.r.world(p)
+        vc = world_to_camera(world, losses.prob.w2c[idx])
         render, mask = losses.r.shade(vc, albedo, sh[idx] if sh.ndim == 3 else sh, K, hw)
         stats[f"photo_{when}"] += _photo_error(render, mask, rgb, region).tolist()
-        stats[f"lmk_{when}"] += losses.lmk_sq(p, idx).tolist()
+        stats[f"lmk_{when}"] += losses.lmk_sq(p, idx, world).tolist()
