@@ -133,7 +133,8 @@ class RvmMatter:
 
 
 class ModnetMatter:
-    """MODNet: short side resized to `ref_size`, both sides rounded down to multiples of 32."""
+    """MODNet: short side resized to `ref_size` when both sides are smaller or both larger, then
+    both sides rounded down to multiples of 32 (as the published demo does)."""
 
     def __init__(self, cfg: MattingConfig, weights: Path, device: str = "cpu"):
         self.cfg, self.weights, self.device = cfg, weights, torch.device(device)
@@ -155,7 +156,9 @@ class ModnetMatter:
     @torch.inference_mode()
     def matte(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
-        f = self.cfg.ref_size / min(h, w)
+        ref = self.cfg.ref_size
+        # As MODNet's demo: rescale only when both sides are below or above ref_size.
+        f = ref / min(h, w) if max(h, w) < ref or min(h, w) > ref else 1.0
         rh, rw = max(32, round(h * f) // 32 * 32), max(32, round(w * f) // 32 * 32)
         small = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA)
         x = torch.from_numpy(small).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1
