@@ -151,7 +151,7 @@ def bench_photometric(n_frames: int, size: int = 256) -> dict:
     init["expr"] += 0.2 * torch.randn(T, 50, generator=g)
     prob = PhotometricProblem(init, w2c, K, (size, size), lmk_px, torch.ones(lmk_px.shape[:2]),
                               torch.ones(T, dtype=torch.bool), load)  # fmt: skip
-    cfg = PhotometricConfig(enabled=True)
+    cfg = PhotometricConfig()
     holder = {}
     wall, cpu = _timed(lambda: holder.update(r=refine_photometric(model, prob, cfg)), "cpu")
     threads = torch.get_num_threads()

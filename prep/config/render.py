@@ -43,9 +43,8 @@ class PhotometricWeights:
 
 @dataclass
 class PhotometricConfig:
-    """Photometric refinement of a FLAME fit (tracker.photometric=true)."""
+    """Photometric refinement of a FLAME fit (runs when tracker.photometric=true)."""
 
-    enabled: bool = False  # run the phase after the landmark fit
     w: PhotometricWeights = field(default_factory=PhotometricWeights)
     sizes: list[int] = field(default_factory=lambda: [128, 256])  # coarse-to-fine render sizes
     steps: list[int] = field(default_factory=lambda: [12, 6])  # optimiser steps per size

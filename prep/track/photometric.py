@@ -167,7 +167,8 @@ def init_albedo_and_light(
         frags = rasterize(vc, r.faces, K, size_hw)
         b, yy, xx = (frags.mask & region).nonzero(as_tuple=True)
         if len(b) < 20:
-            return torch.full((V, 3), 0.5, dtype=rgb.dtype), _ambient(per_frame_sh, n_frames)
+            amb = _ambient(per_frame_sh, n_frames).to(rgb.dtype)
+            return torch.full((V, 3), 0.5, dtype=rgb.dtype), amb
         normals = vertex_normals(vc, r.faces)
         n_pix = F.normalize(interpolate(normals, r.faces, frags), dim=-1)[b, yy, xx]
         col = rgb[b, yy, xx]
@@ -202,8 +203,8 @@ class _Losses:
 
     def lmk_sq(self, p: dict[str, Tensor], idx: Tensor, world: Tensor) -> Tensor:
         """(B,) confidence-weighted mean squared landmark error in full-resolution pixels."""
-        pred = self.r.landmarks_px(p, idx, self.prob.K, world)
         tgt, w = self.prob.lmk_px[idx], self.prob.lmk_w[idx]
+        pred = self.r.landmarks_px(p, idx, self.prob.K, world)[:, : tgt.shape[1]]  # 68 of 70
         d2 = ((pred - tgt) ** 2).sum(-1)
         return (w * d2).sum(1) / w.sum(1).clamp(min=1e-6)
 
@@ -319,3 +320,88 @@ def _evaluate(losses: _Losses, p, idx, albedo, sh, hw, stats, when: str) -> None
         render, mask = losses.r.shade(vc, albedo, sh[idx] if sh.ndim == 3 else sh, K, hw)
         stats[f"photo_{when}"] += _photo_error(render, mask, rgb, region).tolist()
         stats[f"lmk_{when}"] += losses.lmk_sq(p, idx, world).tolist()
+
+
+# ---- adapter for the fit_flame stage ----------------------------------------------------------
+
+
+def frame_loader(
+    frame_path: Callable[[int], object],
+    parsing_path: Callable[[int], object] | None,
+    mask_path: Callable[[int], object] | None,
+    region_labels: list[int],
+) -> FrameLoader:
+    """Read frames (sRGB in [0,1]) and their face regions from the subject's files, resized.
+
+    Without parsing labels the whole (masked) frame counts as the region.
+    """
+    import cv2
+
+    from prep.io.files import read_image
+
+    def load(frames: list[int], hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        rgbs, regions = [], []
+        for i in frames:
+            rgb = read_image(frame_path(i), "rgb")
+            region = np.ones(rgb.shape[:2], bool)
+            lp = parsing_path(i) if parsing_path is not None else None
+            if lp is not None and lp.exists():
+                region = np.isin(read_image(lp, "gray"), np.asarray(region_labels))
+            mp = mask_path(i) if mask_path is not None else None
+            if mp is not None and mp.exists():
+                region &= read_image(mp, "gray") > 127
+            if rgb.shape[:2] != tuple(hw):
+                rgb = cv2.resize(rgb, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+                region = cv2.resize(region.astype(np.uint8), (hw[1], hw[0]),
+                                    interpolation=cv2.INTER_NEAREST).astype(bool)  # fmt: skip
+            rgbs.append(rgb)
+            regions.append(region)
+        rgb_t = torch.from_numpy(np.stack(rgbs)).float() / 255.0
+        return rgb_t, torch.from_numpy(np.stack(regions))
+
+    return load
+
+
+def refine_tracking(
+    flame: FlameModel,
+    track: dict[str, np.ndarray],
+    lmk_px: np.ndarray,
+    lmk_w: np.ndarray,
+    load_frames: FrameLoader,
+    cfg: PhotometricConfig,
+    lmk_weight: float = 1.0,
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Photometric refinement of canonical tracking arrays (flame/tracking.npz layout).
+
+    Args:
+        flame: the FLAME layer of the landmark fit (its embedding gives the landmarks).
+        track: canonical tracking arrays (see COMMON.md); not modified.
+        lmk_px: (T,68,2) landmark targets in crop pixels; lmk_w: (T,68) their weights.
+        load_frames: see `frame_loader`.
+        cfg: the photometric settings (tracker.photo).
+        lmk_weight: the tracker's landmark weight.
+
+    Returns:
+        (refined copy of `track`, metrics).
+    """
+    dt = flame.v_template.dtype
+
+    def t(a) -> Tensor:
+        return torch.as_tensor(np.asarray(a), dtype=dt)
+
+    def load(frames: list[int], hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        rgb, region = load_frames(frames, hw)
+        return rgb.to(dt), region
+
+    params = {k: t(track[k]) for k in (*FRAME_KEYS, "shape", "eyelids")}
+    prob = PhotometricProblem(
+        params=params, w2c=t(track["w2c"]), K=t(track["K"]),
+        image_size=tuple(int(x) for x in track["image_size"]), lmk_px=t(lmk_px),
+        lmk_w=t(lmk_w), valid=torch.as_tensor(np.asarray(track["valid"], bool)),
+        load_frames=load, lmk_weight=lmk_weight,
+    )  # fmt: skip
+    res = refine_photometric(flame, prob, cfg)
+    out = dict(track)
+    for k in FRAME_KEYS + ("eyelids",):
+        out[k] = res.params[k].numpy().astype(np.asarray(track[k]).dtype)
+    return out, res.metrics

@@ -6,13 +6,16 @@ import numpy as np
 import torch
 
 from prep.models.flame import FlameModel
-from prep.models.flame_io import load_flame_model
+from prep.models.flame_io import load_flame_model, load_landmark_embedding
 from prep.track.flame_params import w2c_flame
 
 
-def tiny_tracking(assets, T: int, H: int, W: int, yaw: float = 0.2) -> tuple[FlameModel, dict]:
+def tiny_tracking(
+    assets, T: int, H: int, W: int, yaw: float = 0.2, landmarks: bool = False
+) -> tuple[FlameModel, dict]:
     """The tiny FLAME model and tracking arrays placing its head in the middle of an HxW crop."""
-    model = FlameModel(load_flame_model(assets["flame2020"]), 5, 5)
+    emb = load_landmark_embedding(assets["flame_lmk_embedding"]) if landmarks else None
+    model = FlameModel(load_flame_model(assets["flame2020"]), 5, 5, emb)
     v = model.v_template
     centre = (v.min(0).values + v.max(0).values) / 2
     extent = float((v.max(0).values - v.min(0).values).max())

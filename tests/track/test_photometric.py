@@ -82,7 +82,7 @@ def test_refinement_lowers_photometric_error_and_keeps_landmarks(tiny_flame_asse
         lmk_w=torch.ones(lmk_px.shape[:2]), valid=torch.ones(T, dtype=torch.bool),
         load_frames=_loader(rgb, mask),
     )  # fmt: skip
-    cfg = PhotometricConfig(enabled=True, sizes=[32, 64], steps=[15, 15], batch_frames=3)
+    cfg = PhotometricConfig(sizes=[32, 64], steps=[15, 15], batch_frames=3)
     res = refine_photometric(model, prob, cfg)
     m = res.metrics
     assert m["photo_err_after"] < 0.8 * m["photo_err_before"]
@@ -105,3 +105,36 @@ def test_invalid_frames_are_left_untouched(tiny_flame_assets):  # noqa: F811
     untouched = torch.arange(T) != 1
     torch.testing.assert_close(res.params["expr"][untouched], init["expr"][untouched])
     assert not torch.equal(res.params["expr"][1], init["expr"][1])
+
+
+def test_refine_tracking_reads_subject_files(tmp_path, tiny_flame_assets):  # noqa: F811
+    import numpy as np
+
+    from prep.io.files import write_image
+    from prep.render.raster import camera_to_pixels as to_px
+    from prep.subject import SubjectDir
+    from prep.track.photometric import frame_loader, refine_tracking
+    from tests.render.tracked import tiny_tracking
+
+    model, trk = tiny_tracking(tiny_flame_assets, 4, S, S, landmarks=True)
+    s = SubjectDir(tmp_path / "s")
+    t = {k: torch.as_tensor(trk[k]) for k in ("expr", "global_pose", "neck_pose", "jaw_pose",
+                                               "eyes_pose", "transl")}  # fmt: skip
+    verts = model(torch.as_tensor(trk["shape"]), **t).vertices
+    w2c, K = torch.as_tensor(trk["w2c"]).float(), torch.as_tensor(trk["K"])
+    img = render_mesh(verts, model.faces, w2c, K, (S, S))
+    for i in range(4):
+        write_image(s.crop_frame_path(i), (img.rgb[i].numpy() * 255).round().astype(np.uint8))
+        write_image(s.parsing_path(i), img.mask[i].numpy().astype(np.uint8))  # label 1 = skin
+    lmk, _, _ = model.landmarks(torch.as_tensor(trk["shape"]), **t)
+    lmk_px = to_px(world_to_camera(lmk, w2c), K).numpy()
+    moved = dict(trk)
+    moved["transl"] = trk["transl"] + np.float32([0.004, 0.0, 0.0])
+    load = frame_loader(s.crop_frame_path, s.parsing_path, s.mask_path, [1])
+    cfg = PhotometricConfig(sizes=[32, 64], steps=[8, 8])
+    ones = np.ones(lmk_px.shape[:2], np.float32)
+    out, metrics = refine_tracking(model, moved, lmk_px, ones, load, cfg)
+    assert set(out) == set(trk) and out["transl"].dtype == np.float32
+    err_before = np.abs(moved["transl"] - trk["transl"]).sum()
+    assert np.abs(out["transl"] - trk["transl"]).sum() < err_before
+    assert metrics["lmk_rmse_px_after"] < metrics["lmk_rmse_px_before"]
