@@ -8,6 +8,9 @@ mark; with one job joblib runs it inside the main process). Each subject runs th
 perception stages up to ``--stage`` on ``--frames`` frames. The 1-minute load average
 before and after each sweep is recorded: on a shared machine it bounds the speed-up.
 
+On a machine shared with other jobs, ``--repeat`` interleaves the N values and keeps each N's
+fastest sweep (outside load only ever slows a run down).
+
 Usage::
 
     python bench/scale.py                       # N = 1, 2, 4 on 60 frames of c01, 2 workers
@@ -87,6 +90,7 @@ class PeakSampler(threading.Thread):
 
 
 def run_sweep(n: int, args, tmp: Path) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix=f"n{n}-", dir=tmp))  # fresh subjects for every repeat
     videos = []
     for k in range(n):
         v = tmp / f"clips{n}" / f"subj{k:02d}.mp4"
@@ -133,12 +137,25 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="joblib workers")
     ap.add_argument("--stage", default="landmarks", help="last stage each subject runs")
     ap.add_argument("--clip", type=Path, default=CLIP)
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the N values this many times, interleaved; keep each N's fastest",
+    )
     args = ap.parse_args()
     if not args.clip.exists():
         raise SystemExit(f"clip not found: {args.clip} (pass --clip)")
     tmp = Path(tempfile.mkdtemp(prefix="avatar-prep-scale-"))
     try:
-        rows = [run_sweep(n, args, tmp) for n in args.n]
+        runs = [run_sweep(n, args, tmp) for _ in range(args.repeat) for n in args.n]
+        # other users' load only ever slows a run down: the fastest repeat is the best estimate
+        rows = [min((r for r in runs if r["n_subjects"] == n), key=lambda r: r["wall_s"])
+                for n in args.n]  # fmt: skip
+        for r in rows:
+            r["wall_s_all_repeats"] = [
+                x["wall_s"] for x in runs if x["n_subjects"] == r["n_subjects"]
+            ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     base = next((r for r in rows if r["n_subjects"] == 1), rows[0])
