@@ -275,3 +275,18 @@ def jitter_px(box_xyxy: np.ndarray, size: int) -> float:
     scale = size / (box_xyxy[:, 2] - box_xyxy[:, 0])
     acc = np.linalg.norm(c[2:] - 2 * c[1:-1] + c[:-2], axis=1) * scale[1:-1]
     return float(acc.mean())
+
+
+def face_margin(face_box: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
+    """(T,) smallest gap between the face box and the crop edge, as a fraction of the crop side
+    (negative: the face reaches outside the crop; nan where the face box is nan)."""
+    gaps = np.stack(
+        [
+            face_box[:, 0] - crop_box[:, 0],
+            face_box[:, 1] - crop_box[:, 1],
+            crop_box[:, 2] - face_box[:, 2],
+            crop_box[:, 3] - face_box[:, 3],
+        ],
+        1,
+    )
+    return gaps.min(axis=1) / (crop_box[:, 2] - crop_box[:, 0])

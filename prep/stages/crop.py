@@ -16,7 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from prep.errors import BadInputError, MissingInputError
-from prep.geometry.crop import CropTransforms, jitter_px, make_crop, overflow_px, warp_to_crop
+from prep.geometry.crop import (
+    CropTransforms,
+    face_margin,
+    jitter_px,
+    make_crop,
+    overflow_px,
+    warp_to_crop,
+)
 from prep.io.files import load_npz, read_image, save_npz, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
@@ -80,11 +87,19 @@ def run(ctx: StageContext) -> StageResult:
         for _ in progress(pool.map(one, todo), total=len(todo), desc="crop"):
             pass
     side = ct.box_xyxy[:, 2] - ct.box_xyxy[:, 0]
+    margin = face_margin(det["box_xyxy"].astype(np.float64), ct.box_xyxy)
+    if np.nanmin(margin, initial=1.0) < 0:
+        log.warning(
+            "the face reaches outside the crop in %d frames; raise crop.scale or use "
+            "crop.mode=smooth",
+            int((margin < 0).sum()),
+        )
     metrics = {
         "jitter_px": jitter_px(ct.box_xyxy, cfg.image_size),
         "outside_frac": outside,
         "box_side_px": float(np.median(side)),
         "valid_frac": float(ct.valid.mean()),
+        "face_margin_min": float(np.nanmin(margin)) if np.isfinite(margin).any() else 0.0,
     }
     if ctx.logger and n:
         ctx.logger.log_metrics(metrics)

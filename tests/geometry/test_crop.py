@@ -11,6 +11,7 @@ from prep.geometry.crop import (
     K_from_fxfycxcy,
     box_to_orig_to_crop,
     crop_boxes,
+    face_margin,
     fxfycxcy_to_crop,
     fxfycxcy_to_orig,
     intrinsics_to_crop,
@@ -130,6 +131,12 @@ def test_invalid_frames_get_interpolated_boxes_and_no_face_raises():
     assert np.isfinite(out).all()
     with pytest.raises(NoUsableFramesError):
         crop_boxes(box, np.zeros(30, bool), CropConfig())
+
+
+def test_face_margin():
+    crop = np.array([[0.0, 0, 100, 100]] * 3)
+    face = np.array([[20.0, 30, 70, 80], [-5.0, 10, 50, 60], [np.nan] * 4])
+    np.testing.assert_allclose(face_margin(face, crop), [0.2, -0.05, np.nan])
 
 
 def test_overflow_px():

@@ -43,6 +43,7 @@ def test_black_frames_are_flagged_bridged_or_invalid(tmp_subject, c03):
     assert not det["valid"][25:41].any() and (det["reason"][25:41] == "no_face").all()
     assert det["valid"][:10].all() and det["valid"][41:].all()
     assert res["detect"].n_flagged == 19
+    assert res["crop"].metrics["face_margin_min"] > 0.1  # the face stays well inside the crop
     ct = load_npz(tmp_subject.crop_npz)
     for k in ("orig_to_crop", "crop_to_orig", "box_xyxy", "image_size", "valid"):
         assert k in ct
