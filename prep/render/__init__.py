@@ -10,6 +10,7 @@ from prep.render.raster import (
     camera_to_pixels,
     interpolate,
     interpolate_corners,
+    interpolate_sparse,
     rasterize,
     world_to_camera,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "fit_sh",
     "interpolate",
     "interpolate_corners",
+    "interpolate_sparse",
     "rasterize",
     "render_mesh",
     "sample_texture",

@@ -46,12 +46,18 @@ class Fragments:
             zero where `mask` is false.
         depth: (B,H,W) camera-space z (metres) of the visible surface; zero where `mask` is false.
         mask: (B,H,W) bool, true where a triangle covers the pixel centre.
+        pix: (M,) flat indices (into B*H*W) of the covered pixels, in order.
+        pix_face: (M,) their triangle ids; pix_bary: (M,3) their barycentrics (differentiable).
+            The sparse view lets losses skip the empty pixels entirely (`interpolate_sparse`).
     """
 
     tri_id: Tensor
     bary: Tensor
     depth: Tensor
     mask: Tensor
+    pix: Tensor | None = None
+    pix_face: Tensor | None = None
+    pix_bary: Tensor | None = None
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -343,6 +349,9 @@ def _differentiable_fragments(
         bary=bary.view(B, H, W, 3),
         depth=dep.view(B, H, W),
         mask=mask.view(B, H, W),
+        pix=pix,
+        pix_face=pix_face,
+        pix_bary=bary_pc,
     )
 
 
@@ -359,10 +368,17 @@ def interpolate(attrs: Tensor, faces: Tensor, frags: Fragments) -> Tensor:
         vertex positions behind `frags.bary`.
     """
     B, H, W = frags.mask.shape
+    pix = _covered(frags)[0]
+    return _scatter_pixels(interpolate_sparse(attrs, faces, frags), pix, (B, H, W))
+
+
+def interpolate_sparse(attrs: Tensor, faces: Tensor, frags: Fragments) -> Tensor:
+    """Like `interpolate`, for the covered pixels only: (M,C) in the order of `frags.pix`."""
+    B, H, W = frags.mask.shape
     pix, face, bary = _covered(frags)
     vid = faces.to(face.device)[face]  # (M,3)
     corner = attrs[vid] if attrs.ndim == 2 else attrs[(pix // (H * W))[:, None], vid]
-    return _scatter_pixels((corner * bary[..., None]).sum(1), pix, (B, H, W))
+    return (corner * bary[..., None]).sum(1)
 
 
 def interpolate_corners(corner_attrs: Tensor, frags: Fragments) -> Tensor:
@@ -374,6 +390,8 @@ def interpolate_corners(corner_attrs: Tensor, frags: Fragments) -> Tensor:
 
 
 def _covered(frags: Fragments) -> tuple[Tensor, Tensor, Tensor]:
+    if frags.pix is not None:
+        return frags.pix, frags.pix_face, frags.pix_bary
     pix = frags.mask.reshape(-1).nonzero(as_tuple=True)[0]
     return pix, frags.tri_id.reshape(-1)[pix], frags.bary.reshape(-1, 3)[pix]
 

@@ -35,7 +35,9 @@ from prep.render import (
     camera_to_pixels,
     fit_sh,
     interpolate,
+    interpolate_sparse,
     rasterize,
+    sh_basis,
     sh_irradiance,
     vertex_normals,
     world_to_camera,
@@ -125,11 +127,21 @@ class _Renderer:
         return camera_to_pixels(world_to_camera(lmk, self.prob.w2c[idx]), K)
 
     def shade(self, verts_cam: Tensor, albedo: Tensor, sh: Tensor, K: Tensor, hw):
+        """Shaded colour of the covered pixels only: ((M,3) colour, (M,) flat pixel index).
+
+        Working on the covered pixels (not dense images) keeps forward and backward cheap.
+        """
         frags = rasterize(verts_cam, self.faces, K, hw)
         normals = vertex_normals(verts_cam, self.faces)
-        n_pix = F.normalize(interpolate(normals, self.faces, frags), dim=-1, eps=1e-12)
-        alb = interpolate(albedo, self.faces, frags)
-        return alb * sh_irradiance(n_pix, sh), frags.mask
+        n_pix = F.normalize(interpolate_sparse(normals, self.faces, frags), dim=-1, eps=1e-12)
+        alb = interpolate_sparse(albedo, self.faces, frags)
+        basis = sh_basis(n_pix)  # (M,9)
+        if sh.ndim == 3:  # per-frame light
+            frame = frags.pix // (hw[0] * hw[1])
+            irr = (basis[:, :, None] * sh[frame]).sum(1)
+        else:
+            irr = basis @ sh
+        return alb * irr, frags.pix
 
 
 def _window_params(prob: PhotometricProblem, idx: Tensor, refine: list[str]) -> dict[str, Tensor]:
@@ -141,11 +153,20 @@ def _window_params(prob: PhotometricProblem, idx: Tensor, refine: list[str]) -> 
     return p
 
 
-def _photo_error(render: Tensor, mask: Tensor, rgb: Tensor, region: Tensor) -> Tensor:
-    """Mean L1 colour error per frame over region & rendered pixels -> (B,)."""
-    m = (mask & region).to(rgb.dtype)
-    err = (render - rgb).abs().sum(-1) * m
-    return err.flatten(1).sum(1) / (3 * m.flatten(1).sum(1).clamp(min=1))
+def _photo_error(colour: Tensor, pix: Tensor, rgb: Tensor, region: Tensor) -> Tensor:
+    """Mean L1 colour error per frame over the rendered pixels inside the region -> (B,).
+
+    Args:
+        colour: (M,3) rendered colours of the covered pixels `pix` (flat indices into B*H*W).
+        rgb: (B,H,W,3) frames; region: (B,H,W) bool.
+    """
+    B, H, W = region.shape
+    m = region.reshape(-1)[pix].to(colour.dtype)
+    err = (colour - rgb.reshape(-1, 3)[pix]).abs().sum(-1) * m
+    frame = pix // (H * W)
+    num = torch.zeros(B, dtype=colour.dtype).index_add(0, frame, err)
+    den = torch.zeros(B, dtype=colour.dtype).index_add(0, frame, m)
+    return num / (3 * den.clamp(min=1))
 
 
 def init_albedo_and_light(
@@ -213,8 +234,8 @@ class _Losses:
         world = self.r.world(p)
         vc = world_to_camera(world, self.prob.w2c[idx])
         sh_w = sh[idx] if sh.ndim == 3 else sh
-        render, mask = self.r.shade(vc, albedo, sh_w, K, hw)
-        photo = _photo_error(render, mask, rgb, region).mean()
+        colour, pix = self.r.shade(vc, albedo, sh_w, K, hw)
+        photo = _photo_error(colour, pix, rgb, region).mean()
         lmk = self.lmk_sq(p, idx, world).mean() / self.lmk_unit**2
         e = self.r.edges
         smooth_alb = ((albedo[e[:, 0]] - albedo[e[:, 1]]) ** 2).sum(-1).mean()
@@ -317,8 +338,8 @@ def _evaluate(losses: _Losses, p, idx, albedo, sh, hw, stats, when: str) -> None
         rgb, region = losses.prob.load_frames(idx.tolist(), hw)
         world = losses.r.world(p)
         vc = world_to_camera(world, losses.prob.w2c[idx])
-        render, mask = losses.r.shade(vc, albedo, sh[idx] if sh.ndim == 3 else sh, K, hw)
-        stats[f"photo_{when}"] += _photo_error(render, mask, rgb, region).tolist()
+        colour, pix = losses.r.shade(vc, albedo, sh[idx] if sh.ndim == 3 else sh, K, hw)
+        stats[f"photo_{when}"] += _photo_error(colour, pix, rgb, region).tolist()
         stats[f"lmk_{when}"] += losses.lmk_sq(p, idx, world).tolist()
 
 
