@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from prep.geometry.crop import warp_to_crop
+from prep.geometry.crop import CropTransforms, warp_to_crop
 from prep.io.files import read_image, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.stages.crop import load_crop
-from prep.vision.matting import asset_name, make_matter
+from prep.vision.matting import Matter, asset_name, make_matter
 from prep.vision.matting.refine import MattePostprocess
 from prep.vision.resume import array_digest, manifest_digest, outputs_for
 
@@ -43,6 +46,37 @@ def _plan(done: np.ndarray, warmup: int) -> list[tuple[int, bool]]:
     return order
 
 
+def _alphas(
+    ctx: StageContext,
+    ct: CropTransforms,
+    plan: list[tuple[int, bool]],
+    matter: Matter,
+    post: MattePostprocess,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame, alpha in crop pixels) for every frame of `plan` to write, in order.
+
+    Warm-up frames are matted (advancing the temporal state) but not yielded; the next frame is
+    decoded in a thread while the current one is matted.
+    """
+    crop_cfg = ctx.cfg.crop
+    first = crop_cfg.matting_first
+    path = ctx.subject.frame_path if first else ctx.subject.crop_frame_path
+    if not plan:
+        return
+    with ThreadPoolExecutor(1) as reader:
+        nxt = reader.submit(read_image, path(plan[0][0]), "rgb")
+        for k, (i, write) in enumerate(plan):
+            rgb = nxt.result()
+            if k + 1 < len(plan):
+                nxt = reader.submit(read_image, path(plan[k + 1][0]), "rgb")
+            alpha = post(rgb, matter.matte(rgb))
+            if first:
+                # Pad the alpha the way the frame was padded, so image and matte agree.
+                alpha = warp_to_crop(alpha, ct.orig_to_crop[i], ct.image_size, crop_cfg.pad, 0)
+            if write:
+                yield i, alpha
+
+
 @register_stage(
     "matting",
     needs=("crop",),
@@ -54,7 +88,7 @@ def _plan(done: np.ndarray, warmup: int) -> list[tuple[int, bool]]:
 def run(ctx: StageContext) -> StageResult:
     cfg, crop_cfg, subject = ctx.cfg.matting, ctx.cfg.crop, ctx.subject
     ct = load_crop(subject)
-    n, size = len(ct.valid), ct.image_size
+    n = len(ct.valid)
     key = {
         "cfg": dataclasses.asdict(cfg),
         "crop": array_digest(ct.orig_to_crop),
@@ -79,24 +113,21 @@ def run(ctx: StageContext) -> StageResult:
     )
     coverage, flicker, prev = [], [], None
     plan = _plan(done, cfg.warmup)
-    with make_matter(cfg, weights, ctx.device) as matter:
-        for i, write in progress(plan, desc="matting"):
-            if crop_cfg.matting_first:
-                rgb = read_image(subject.frame_path(i), "rgb")
-                alpha = post(rgb, matter.matte(rgb))
-                # Pad the alpha the way the frame was padded, so image and matte agree.
-                alpha = warp_to_crop(alpha, ct.orig_to_crop[i], size, crop_cfg.pad, 0)
-            else:
-                rgb = read_image(subject.crop_frame_path(i), "rgb")
-                alpha = post(rgb, matter.matte(rgb))
-            if not write:
-                continue
+    pending: deque[Future] = deque()
+    with make_matter(cfg, weights, ctx.device) as matter, ThreadPoolExecutor(1) as writer:
+        for i, alpha in progress(
+            _alphas(ctx, ct, plan, matter, post), total=int((~done).sum()), desc="matting"
+        ):
             a8 = np.round(alpha * 255).astype(np.uint8)
-            write_image(subject.alpha_path(i), a8)
+            pending.append(writer.submit(write_image, subject.alpha_path(i), a8))
+            while len(pending) > 4:
+                pending.popleft().result()
             coverage.append(float(alpha.mean()))
             if prev is not None and prev[0] == i - 1:
                 flicker.append(float(np.abs(alpha - prev[1]).mean()))
             prev = (i, alpha)
+        for f in pending:
+            f.result()
     empty = sum(c < 0.01 for c in coverage)
     metrics = {
         "coverage": float(np.mean(coverage)) if coverage else 0.0,

@@ -166,9 +166,10 @@ class ModnetMatter:
         return cv2.resize(matte, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def make_matter(
-    cfg: MattingConfig, weights: Path | None, device: str = "cpu"
-) -> SelfieMatter | RvmMatter | ModnetMatter:
+Matter = SelfieMatter | RvmMatter | ModnetMatter
+
+
+def make_matter(cfg: MattingConfig, weights: Path | None, device: str = "cpu") -> Matter:
     """The configured backend (open it with ``with``); `weights` from `asset_name(cfg)`."""
     name = asset_name(cfg)
     if name is None:
