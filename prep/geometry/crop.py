@@ -155,6 +155,21 @@ def _fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(t, idx, x[idx, k]) for k in range(x.shape[1])], axis=1)
 
 
+def check_crop_config(cfg: CropConfig) -> None:
+    """Raise BadConfigError for crop settings no crop can be made with."""
+    if cfg.mode not in ("static", "smooth"):
+        raise BadConfigError(f"crop.mode={cfg.mode!r}: use static or smooth")
+    if not cfg.image_size > 0 or not cfg.scale > 0 or not cfg.increase_area > -1:
+        raise BadConfigError(
+            f"crop.image_size={cfg.image_size}, crop.scale={cfg.scale} and "
+            f"crop.increase_area={cfg.increase_area} must give a positive crop size"
+        )
+    if not 0 <= cfg.static_size_quantile <= 1:
+        raise BadConfigError(f"crop.static_size_quantile={cfg.static_size_quantile}: use 0..1")
+    if cfg.pad not in ("replicate", "constant"):
+        raise BadConfigError(f"crop.pad={cfg.pad!r}: use replicate or constant")
+
+
 def crop_boxes(face_box: np.ndarray, valid: np.ndarray, cfg: CropConfig) -> np.ndarray:
     """Square crop boxes from a face track.
 
@@ -168,7 +183,9 @@ def crop_boxes(face_box: np.ndarray, valid: np.ndarray, cfg: CropConfig) -> np.n
 
     Raises:
         NoUsableFramesError: no frame has a face.
+        BadConfigError: a setting is out of range.
     """
+    check_crop_config(cfg)
     if not valid.any():
         raise NoUsableFramesError("no frame has a detected face, so there is nothing to crop")
     box = _fill_invalid(np.asarray(face_box, np.float64), valid)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prep.config.perception import CropConfig
-from prep.errors import NoUsableFramesError
+from prep.errors import BadConfigError, NoUsableFramesError
 from prep.geometry.crop import (
     K_from_fxfycxcy,
     box_to_orig_to_crop,
@@ -131,6 +131,15 @@ def test_invalid_frames_get_interpolated_boxes_and_no_face_raises():
     assert np.isfinite(out).all()
     with pytest.raises(NoUsableFramesError):
         crop_boxes(box, np.zeros(30, bool), CropConfig())
+
+
+@pytest.mark.parametrize(
+    "bad", [{"mode": "dynamic"}, {"scale": 0.0}, {"pad": "mirror"}, {"static_size_quantile": 2}]
+)
+def test_bad_crop_settings_are_config_errors(bad):
+    box, valid = _track(5, np.random.default_rng(4))
+    with pytest.raises(BadConfigError, match="crop."):
+        crop_boxes(box, valid, CropConfig(**bad))
 
 
 def test_face_margin():
