@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from prep.config.perception import MattingConfig
-from prep.errors import MissingAssetError
+from prep.errors import BadConfigError, MissingAssetError
 from prep.vision.matting import load_state_dict, make_matter
 from prep.vision.matting.modnet import MODNet
 from prep.vision.matting.refine import MattePostprocess, guided_filter
@@ -65,6 +65,13 @@ def test_temporal_smoothing_removes_flicker_but_follows_motion():
     moved = np.roll(truth, 20, axis=1)
     after = post(img, moved)
     assert np.abs(after - moved).max() < 0.05  # no ghost of the previous position
+
+
+def test_bad_refinement_settings_are_config_errors():
+    with pytest.raises(BadConfigError, match="matting.refine"):
+        MattePostprocess("bilateral", 6, 1e-3, 0.3, 0.0, 1.0)
+    with pytest.raises(BadConfigError, match="matting.temporal"):
+        MattePostprocess("none", 6, 1e-3, 1.0, 0.0, 1.0)
 
 
 def _save(sd: dict, path: Path) -> Path:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from prep.errors import BadConfigError
+
 
 def _box(x: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(
@@ -93,7 +95,9 @@ class MattePostprocess:
         subsample: int = 4,
     ):
         if refine not in ("guided", "none"):
-            raise ValueError(f"matting.refine={refine!r}: use guided or none")
+            raise BadConfigError(f"matting.refine={refine!r}: use guided or none")
+        if not 0 <= temporal < 1:
+            raise BadConfigError(f"matting.temporal={temporal}: use 0 (off) up to below 1")
         self.refine, self.radius, self.eps, self.subsample = refine, radius, eps, subsample
         self.temporal, self.lo, self.hi = temporal, lo, hi
         self.prev: np.ndarray | None = None
