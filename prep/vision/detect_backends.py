@@ -179,6 +179,11 @@ class DlibDetector:
 
 def make_detector(cfg: DetectConfig) -> MediapipeDetector | DlibDetector:
     """The configured backend, to be opened with ``with``."""
+    if not 0 <= cfg.min_score <= 1 or cfg.max_side < 64 or cfg.max_gap < 0 or cfg.chunk < 1:
+        raise BadConfigError(
+            f"detect.min_score={cfg.min_score} (0..1), detect.max_side={cfg.max_side} (>= 64), "
+            f"detect.max_gap={cfg.max_gap} (>= 0), detect.chunk={cfg.chunk} (>= 1): out of range"
+        )
     if cfg.backend == "mediapipe":
         return MediapipeDetector(cfg)
     if cfg.backend == "dlib":

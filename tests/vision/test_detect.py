@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from prep.config.perception import DetectConfig
+from prep.errors import BadConfigError
 from prep.vision.detect import box_centre, box_side, track_subject
 from prep.vision.detect_backends import make_detector
 from tests.vision.perception_data import photo
@@ -102,3 +103,9 @@ def test_subject_is_the_dominant_track_not_the_largest_first_face():
     frames = [[[400, 0, 700, 300], SUBJECT]] * 3 + [[SUBJECT]] * 30
     tr = track_subject(*_cands(frames), DetectConfig())
     np.testing.assert_allclose(tr.box_xyxy, np.tile(SUBJECT, (33, 1)))
+
+
+def test_bad_detect_settings_are_config_errors():
+    for bad in ({"backend": "yolo"}, {"model": "mid"}, {"min_score": 1.5}, {"max_side": 0}):
+        with pytest.raises(BadConfigError, match="detect."):
+            make_detector(DetectConfig(**bad))
