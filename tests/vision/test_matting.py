@@ -12,9 +12,9 @@ import torch
 from prep.config.perception import MattingConfig
 from prep.errors import BadConfigError, MissingAssetError
 from prep.vision.matting import load_state_dict, make_matter
-from prep.vision.matting.modnet import MODNet
+from prep.vision.matting.modnet import MobileNetV2Backbone, MODNet
 from prep.vision.matting.refine import MattePostprocess, guided_filter
-from prep.vision.matting.rvm import MattingNetwork
+from prep.vision.matting.rvm import MattingNetwork, MobileNetV3LargeEncoder, ResNet50Encoder
 
 
 def test_guided_filter_matches_opencv_reference():
@@ -72,6 +72,15 @@ def test_bad_refinement_settings_are_config_errors():
         MattePostprocess("bilateral", 6, 1e-3, 0.3, 0.0, 1.0)
     with pytest.raises(BadConfigError, match="matting.temporal"):
         MattePostprocess("none", 6, 1e-3, 1.0, 0.0, 1.0)
+
+
+def test_backbones_match_torchvision_parameter_counts():
+    """torchvision's published totals minus their classifier heads: MobileNetV3-Large
+    5,483,032 - 2,511,080; ResNet-50 25,557,032 - 2,049,000; MobileNetV2 3,504,872 - 1,281,000."""
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(MobileNetV3LargeEncoder()) == 5_483_032 - 2_511_080
+    assert count(ResNet50Encoder()) == 25_557_032 - 2_049_000
+    assert count(MobileNetV2Backbone()) == 3_504_872 - 1_281_000
 
 
 def _save(sd: dict, path: Path) -> Path:
