@@ -156,3 +156,21 @@ def test_missing_intrinsic_anything_install_names_the_asset(compose_cfg, tmp_pat
                f"assets.intrinsic_anything_dir={tmp_path / 'nowhere'}")  # fmt: skip
     with pytest.raises(MissingAssetError, match="intrinsic_anything_dir"):
         run_plan(cfg, s)
+
+
+@pytest.mark.slow
+def test_real_clip_albedo_flattens_shading(compose_cfg, clip_c03):
+    """c03 through the real upstream stages (8 frames): Retinex albedo removes most low-frequency
+    shading inside the face region while keeping its colour."""
+    cfg = compose_cfg("dataset=custom", f"dataset.video={clip_c03}", "subject=c03", "stage=albedo",
+                      "frames.max_frames=8")  # fmt: skip
+    from prep.app import subject_dir
+
+    s = subject_dir(cfg)
+    run_plan(cfg, s)
+    m = read_json(s.manifest_path("albedo"))["metrics"]
+    assert m["lowfreq_std_out"] < 0.6 * m["lowfreq_std_in"]
+    img, alb = read_image(s.image_path(0), "rgb"), read_image(s.albedo_path(0), "rgb")
+    skin = read_image(s.parsing_path(0), "gray") == 1
+    hue = lambda x: x[skin].mean(0) / x[skin].mean()  # noqa: E731  (chromaticity)
+    np.testing.assert_allclose(hue(alb.astype(float)), hue(img.astype(float)), atol=0.08)
