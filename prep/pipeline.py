@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -131,18 +132,29 @@ def register_stage(
     return deco
 
 
-def registered_stages() -> dict[str, Stage]:
-    """All registered stages by name (importing `prep.stages` registers the built-in ones)."""
-    import prep.stages  # noqa: F401  (registers the stages)
+def stage_names() -> list[str]:
+    """Names of the built-in stages and of any stage registered by other code."""
+    from prep.stages import BUILTIN_STAGES
 
+    return list(BUILTIN_STAGES) + [n for n in _REGISTRY if n not in BUILTIN_STAGES]
+
+
+def registered_stages() -> dict[str, Stage]:
+    """Every stage, by name (imports all built-in stage modules: use `get_stage` for one)."""
+    for name in stage_names():
+        get_stage(name)
     return dict(_REGISTRY)
 
 
 def get_stage(name: str) -> Stage:
-    stages = registered_stages()
-    if name not in stages:
-        raise BadConfigError(f"unknown stage {name!r}; known: {', '.join(sorted(stages))}")
-    return stages[name]
+    """The stage called `name`, importing its built-in module on first use."""
+    from prep.stages import BUILTIN_STAGES
+
+    if name not in _REGISTRY and name in BUILTIN_STAGES:
+        importlib.import_module(f"prep.stages.{name}")
+    if name not in _REGISTRY:
+        raise BadConfigError(f"unknown stage {name!r}; known: {', '.join(stage_names())}")
+    return _REGISTRY[name]
 
 
 def upstream_closure(target: str) -> list[str]:

@@ -17,7 +17,7 @@ from prep.pipeline import (
     get_stage,
     is_done,
     missing_assets,
-    registered_stages,
+    stage_names,
     upstream_closure,
     write_manifest,
 )
@@ -63,7 +63,7 @@ def provided_by_ingest(cfg: Config) -> frozenset[str]:
     """Stages the dataset plan leaves out because its ingest already did their work."""
     if not cfg.dataset.plan:
         return frozenset()
-    return frozenset(set(registered_stages()) - set(cfg.dataset.plan))
+    return frozenset(set(stage_names()) - set(cfg.dataset.plan))
 
 
 def run_plan(cfg: Config, subject: SubjectDir) -> PlanOutcome:

@@ -1,21 +1,18 @@
-"""Built-in stages: importing this package registers them with `prep.pipeline`.
+"""Built-in stages, one module each, registered with `prep.pipeline` when imported.
 
-Each module defines one stage with `@register_stage`; add an import line per stage module.
+Modules are imported on demand (`prep.pipeline.get_stage` loads a stage's module and, through its
+`needs`, its upstream stages), so a run touches only the stages of its plan: re-checking a finished
+extract_frames never pays for importing torch, Lightning or mediapipe.
 """
 
-import importlib
-import logging
-
-log = logging.getLogger(__name__)
-
-_STAGE_MODULES = [
+BUILTIN_STAGES = (
     "extract_frames",
     "detect",
     "crop",
     "matting",
     "landmarks",
-    "iris",
     "parsing",
+    "iris",
     "albedo",
     "fit_flame",
     "fit_3dmm_coarse",
@@ -24,11 +21,4 @@ _STAGE_MODULES = [
     "export",
     "report",
     "download",
-]
-
-for _name in _STAGE_MODULES:
-    try:
-        importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as _e:  # a stage module not written yet
-        if _e.name != f"{__name__}.{_name}":
-            raise
+)
