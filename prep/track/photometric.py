@@ -280,7 +280,10 @@ def refine_photometric(
         ``photo_err_before/after`` (mean L1, colours in [0,1]) and ``lmk_rmse_px_before/after``.
     """
     T = len(prob.valid)
-    frames = prob.valid.nonzero(as_tuple=True)[0]
+    finite = torch.ones(T, dtype=torch.bool)
+    for k in FRAME_KEYS:  # a frame with NaN/inf parameters is left alone, never propagated
+        finite &= torch.isfinite(prob.params[k].reshape(T, -1)).all(1)
+    frames = (prob.valid.bool() & finite).nonzero(as_tuple=True)[0]
     r = _Renderer(model, prob)
     sched = _sizes(cfg, prob.image_size)
     refine = [k for k in cfg.refine if k in FRAME_KEYS or k == "eyelids"]

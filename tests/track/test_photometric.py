@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -151,3 +152,19 @@ def test_per_frame_lighting(tiny_flame_assets):  # noqa: F811
     assert res.sh.shape == (T, 9, 3)
     assert res.sh[-1, 0].mean() > res.sh[0, 0].mean()  # the ambient term follows the light
     assert res.metrics["photo_err_after"] < res.metrics["photo_err_before"]
+
+
+def test_nan_parameters_and_empty_regions_stay_finite(tiny_flame_assets):  # noqa: F811
+    model, gt, w2c, K, rgb, mask, lmk_px = _sequence(tiny_flame_assets)
+    init = {k: v.clone() for k, v in gt.items()}
+    init["expr"][2] = float("nan")
+    empty = torch.zeros_like(mask)
+    empty[4:] = mask[4:]  # frames 0-3 have no face region at all
+    prob = PhotometricProblem(init, w2c, K, (S, S), lmk_px, torch.ones(lmk_px.shape[:2]),
+                              torch.ones(T, dtype=torch.bool), _loader(rgb, empty))  # fmt: skip
+    res = refine_photometric(model, prob, PhotometricConfig(sizes=[32], steps=[4], batch_frames=3))
+    assert torch.isnan(res.params["expr"][2]).all()  # untouched, not spread
+    others = torch.arange(T) != 2
+    assert torch.isfinite(res.params["expr"][others]).all()
+    assert torch.isfinite(res.albedo).all() and torch.isfinite(res.sh).all()
+    assert all(np.isfinite(v) for v in res.metrics.values())
