@@ -19,8 +19,8 @@ from prep.render import (
 )
 from prep.render.raster import camera_to_pixels, world_to_camera
 from prep.render.shading import default_sh
-from prep.track.flame_params import w2c_flame
 from tests.render.shapes import K_of, icosphere
+from tests.render.tracked import w2c_flame
 
 
 def test_sphere_normals_point_outwards():

@@ -7,7 +7,11 @@ import torch
 
 from prep.models.flame import FlameModel
 from prep.models.flame_io import load_flame_model, load_landmark_embedding
-from prep.track.flame_params import w2c_flame
+
+
+def w2c_flame() -> np.ndarray:
+    """World(FLAME: y up, z out of the face) to OpenCV camera for a frontal view: diag(1,-1,-1)."""
+    return np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 def tiny_tracking(

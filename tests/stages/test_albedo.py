@@ -17,9 +17,9 @@ from prep.models.flame_io import load_flame_model
 from prep.render import render_mesh
 from prep.runner import run_plan
 from prep.subject import SubjectDir
-from prep.track.flame_params import w2c_flame
 from prep.vision.albedo.decompose import linear_to_srgb, lowfreq_std, srgb_to_linear
 from tests.fixtures.flame_fixtures import tiny_flame_assets  # noqa: F401
+from tests.render.tracked import w2c_flame
 
 T, H, W = 4, 64, 64
 

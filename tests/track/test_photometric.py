@@ -11,9 +11,9 @@ from prep.config.render import PhotometricConfig
 from prep.models.flame import FlameModel
 from prep.models.flame_io import load_flame_model, load_landmark_embedding
 from prep.render import camera_to_pixels, render_mesh, world_to_camera
-from prep.track.flame_params import w2c_flame
 from prep.track.photometric import PhotometricProblem, refine_photometric
 from tests.fixtures.flame_fixtures import tiny_flame_assets  # noqa: F401
+from tests.render.tracked import w2c_flame
 
 T, S = 6, 64
 
