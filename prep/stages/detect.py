@@ -96,6 +96,12 @@ def run(ctx: StageContext) -> StageResult:
         "multi_face_frames": float((track.n_faces > 1).sum()),
         "mean_score": float(track.score[track.reason == "ok"].mean()) if n_ok else 0.0,
     }
+    if n and metrics["valid_frac"] < 0.9:
+        log.warning(
+            "detect: only %.0f%% of frames have a usable face (reasons in %s)",
+            100 * metrics["valid_frac"],
+            subject.detections,
+        )
     if ctx.logger:
         ctx.logger.log_metrics(metrics)
     log.info(
