@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from prep.io.files import read_json, write_json
+from prep.io.files import clean_temp_files, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ def outputs_for(marker: Path, key: dict[str, Any], folders: list[Path], force: b
                         n += 1
         if n:
             log.info("removed %d outputs made with other inputs or settings", n)
+    for folder in folders:
+        clean_temp_files(folder)  # half-written files of a killed run
     write_json(marker, key)
     return n
 

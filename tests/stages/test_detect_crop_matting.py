@@ -136,9 +136,11 @@ def test_crop_resumes_and_redoes_outputs_when_settings_change(tmp_subject, c03):
     _run(tmp_subject, ("detect", "crop"))
     for i in (2, 5):
         tmp_subject.crop_frame_path(i).unlink()
+    (tmp_subject.crop_dir / ".tmp-killed.jpg").write_bytes(b"half a jpeg")
     keep = tmp_subject.crop_frame_path(0).stat().st_mtime_ns
     assert _run(tmp_subject, ("crop",))["crop"].n_skipped == 6
     assert tmp_subject.crop_frame_path(0).stat().st_mtime_ns == keep
+    assert sorted(os.listdir(tmp_subject.crop_dir)) == [f"{i:06d}.jpg" for i in range(8)]
     assert _run(tmp_subject, ("crop",), crop={"scale": 2.0})["crop"].n_skipped == 0
 
 
