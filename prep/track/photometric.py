@@ -164,8 +164,8 @@ def _photo_error(colour: Tensor, pix: Tensor, rgb: Tensor, region: Tensor) -> Te
     m = region.reshape(-1)[pix].to(colour.dtype)
     err = (colour - rgb.reshape(-1, 3)[pix]).abs().sum(-1) * m
     frame = pix // (H * W)
-    num = torch.zeros(B, dtype=colour.dtype).index_add(0, frame, err)
-    den = torch.zeros(B, dtype=colour.dtype).index_add(0, frame, m)
+    num = torch.zeros(B, dtype=colour.dtype, device=colour.device).index_add(0, frame, err)
+    den = torch.zeros(B, dtype=colour.dtype, device=colour.device).index_add(0, frame, m)
     return num / (3 * den.clamp(min=1))
 
 
