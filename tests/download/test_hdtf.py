@@ -118,3 +118,12 @@ def test_unwritable_root_is_one_clear_error(tmp_path):
     blocker.write_text("")  # a file where the root's parent folder should be (works as root too)
     with pytest.raises(BadInputError, match="cannot write HDTF downloads"):
         acquire(blocker / "hdtf", [HdtfVideo("a", "http://127.0.0.1:9/a.mp4")], DownloadConfig())
+
+
+def test_killed_download_resumes_from_its_part_file(tmp_path, clip_server, clip_c03):
+    data = clip_c03.read_bytes()
+    (tmp_path / "anchor.mp4.part").write_bytes(data[: len(data) // 3])  # left by a killed job
+    path = fetch_video("anchor", f"{clip_server.url}/anchor.mp4", tmp_path, DownloadConfig())
+    assert path.read_bytes() == data
+    gets = [r for p, r in clip_server.requests if p == "/anchor.mp4" and r]
+    assert any(r.startswith(f"bytes={len(data) // 3}-") for r in gets), clip_server.requests
