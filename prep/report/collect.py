@@ -175,6 +175,10 @@ def _collect_bfm(subject, series) -> None:
             if "euler" in z:
                 series.append(Series(f"BFM {name} head rotation (AD-NeRF Euler)", "degrees",
                                      np.degrees(z["euler"]), ["x", "y", "z"]))  # fmt: skip
+            if "lmk_rmse_px" in z:
+                inv = ~z["valid"].astype(bool) if "valid" in z else None
+                series.append(Series(f"BFM {name} landmark error (RMSE)", "px",
+                                     z["lmk_rmse_px"].astype(np.float64), invalid=inv))  # fmt: skip
 
 
 def _nanmedian(a: np.ndarray) -> float:

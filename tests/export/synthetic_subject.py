@@ -73,6 +73,7 @@ def make_subject(root, t: int = T, seed: int = 0) -> SubjectDir:
     })  # fmt: skip
     euler = rng.normal(0, 0.1, (t, 3))
     trans = rng.normal(0, 0.1, (t, 3)) + [0, 0, -10.0]
-    save_npz(s.bfm_fine, euler=euler, trans=trans, focal=np.array(1100.0),
+    save_npz(s.bfm_fine, euler=euler, trans=trans, focal=np.array(1100.0), valid=np.ones(t, bool),
+             lmk_rmse_px=rng.uniform(0.5, 1.5, t).astype(np.float32),
              id=rng.normal(size=(1, 100)), exp=rng.normal(size=(t, 79)))  # fmt: skip
     return s

@@ -80,6 +80,7 @@ def test_report_degrades_to_what_ran(tmp_path):
     _perception(full)
     summary = collect(full, ReportConfig())
     assert any("Head pose" in x.title for x in summary.series)
+    assert any(x.title == "BFM fine landmark error (RMSE)" for x in summary.series)
     assert all("tracking invalid" in summary.flagged[i] for i in INVALID)
 
 
