@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import cv2
 import numpy as np
 
 from prep.errors import BadInputError
@@ -38,19 +39,46 @@ def _pad(c: FaceCandidates) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     return box, score, kps, n
 
 
-def _read_frame(ctx: StageContext, i: int, hw: tuple[int, int] | None) -> np.ndarray:
+_REDUCED = {
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+
+def _reduction(ctx: StageContext, hw: tuple[int, int]) -> int:
+    """JPEG frames much larger than detect.max_side are decoded at 1/2, 1/4 or 1/8 size
+    (DCT scaling: several times faster than a full decode plus resize)."""
+    if ctx.subject.frame_ext.lower() not in (".jpg", ".jpeg"):
+        return 1
+    r = 1
+    while r < 8 and max(hw) / (2 * r) >= ctx.cfg.detect.max_side:
+        r *= 2
+    return r
+
+
+def _read_frame(ctx: StageContext, i: int, hw: tuple[int, int] | None, r: int = 1) -> np.ndarray:
+    """Frame `i` as RGB, decoded at 1/r size; checks it has the size of frame 0."""
     path = ctx.subject.frame_path(i)
+    bgr = cv2.imread(str(path), _REDUCED[r]) if r > 1 else None
     try:
-        img = read_image(path, "rgb")
+        img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr is not None else read_image(path, "rgb")
     except FileNotFoundError as e:
         raise BadInputError(
             f"frame {path} is missing or unreadable; re-run stage=extract_frames"
         ) from e
-    if hw is not None and img.shape[:2] != hw:
-        raise BadInputError(
-            f"frame {path} is {img.shape[1]}x{img.shape[0]}, expected {hw[1]}x{hw[0]} like frame 0"
-        )
+    if hw is not None and img.shape[:2] != tuple(-(-v // r) for v in hw):
+        raise BadInputError(f"frame {path} does not have the size of frame 0 ({hw[1]}x{hw[0]})")
     return img
+
+
+def _detect(det, img: np.ndarray, r: int) -> FaceCandidates:
+    """Candidates in full-resolution pixels of a frame decoded at 1/r size."""
+    found = det.detect(img)
+    if r > 1:  # pixel-centre convention: x = r (x_r + 0.5) - 0.5
+        found.box_xyxy = (found.box_xyxy + 0.5) * r - 0.5
+        found.kps_px = (found.kps_px + 0.5) * r - 0.5
+    return found
 
 
 @register_stage(
@@ -73,10 +101,11 @@ def run(ctx: StageContext) -> StageResult:
     hw = _read_frame(ctx, 0, None).shape[:2] if n else (0, 0)
     todo = list(frame_chunks(n, cfg.chunk, done=store.has))
     n_skipped = n - sum(i1 - i0 for i0, i1 in todo)
+    r = _reduction(ctx, hw) if n else 1
     if todo:
         with make_detector(cfg) as det:
             for i0, i1 in progress(todo, desc="detect"):
-                rows = [_pad(det.detect(_read_frame(ctx, i, hw))) for i in range(i0, i1)]
+                rows = [_pad(_detect(det, _read_frame(ctx, i, hw, r), r)) for i in range(i0, i1)]
                 box, score, kps, count = (np.stack(x) for x in zip(*rows, strict=True))
                 store.write(i0, i1, box=box, score=score, kps=kps, count=count.astype(np.int32))
     raw = store.merge(n)

@@ -217,3 +217,17 @@ def test_detect_resumes_by_chunk(tmp_subject, c03):
         _run(tmp_subject, ("detect",), detect={"chunk": 4, "model": "full"})["detect"].n_skipped
         == 0
     )
+
+
+def test_reduced_jpeg_decode_matches_full_decode(tmp_path, c03):
+    from prep.subject import SubjectDir
+
+    hd = [cv2.resize(f, (1080, 1080))[:, :] for f in c03[:3]]
+    hd = [np.pad(f, ((0, 0), (420, 420), (0, 0)), mode="edge") for f in hd]  # 1920x1080
+    boxes = {}
+    for max_side in (960, 1920):  # 1/2-size DCT decode vs full decode
+        subject = write_subject(SubjectDir(tmp_path / str(max_side)), hd)
+        _run(subject, ("detect",), detect={"max_side": max_side})
+        boxes[max_side] = load_npz(subject.detections)["box_xyxy"]
+    side = box_side(boxes[1920])
+    assert (np.abs(boxes[960] - boxes[1920]).max(axis=1) < 0.03 * side).all()
