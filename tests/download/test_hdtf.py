@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import av
+import numpy as np
 import pytest
 
 from prep.config.export import DownloadConfig
@@ -127,3 +128,31 @@ def test_killed_download_resumes_from_its_part_file(tmp_path, clip_server, clip_
     assert path.read_bytes() == data
     gets = [r for p, r in clip_server.requests if p == "/anchor.mp4" and r]
     assert any(r.startswith(f"bytes={len(data) // 3}-") for r in gets), clip_server.requests
+
+
+@pytest.mark.slow
+def test_downloaded_video_feeds_the_hdtf_ingest(tmp_path, compose_cfg, clip_server):
+    """After stage=download, dataset=hdtf ingests clip k from the raw video with the same tables:
+    the ingest's on-the-fly cut and our processed/ clip hold the same frames."""
+    root = tmp_path / "hdtf"
+    ann = root / "annotations"
+    ann.mkdir(parents=True)
+    (ann / "RD_video_url.txt").write_text(f"Anchor {clip_server.url}/anchor.mp4\n")
+    (ann / "RD_annotion_time.txt").write_text("Anchor.mp4 00:01-00:03 00:04-00:05\n")
+    (ann / "RD_crop_wh.txt").write_text("Anchor_1.mp4 100 300 50 300\n")
+    (ann / "RD_resolution.txt").write_text("Anchor.mp4 512\n")
+    common = ("dataset=hdtf", f"dataset.root={root}", "subject=Anchor_1")
+    run_plan(compose_cfg(*common, "stage=download", "download.size=300"),
+             SubjectDir(tmp_path / "work" / "hdtf" / "Anchor_1"))  # fmt: skip
+    n_ours, w, _ = _frames(root / "processed" / "Anchor_1.mp4")
+    subject = SubjectDir(tmp_path / "work" / "hdtf" / "Anchor_1")
+    run_plan(compose_cfg(*common, "stage=extract_frames"), subject)
+    assert n_ours == subject.n_frames == 25 and w == 300
+    from prep.io.files import read_image
+
+    ingest = [read_image(subject.frame_path(i)).astype(float) for i in (0, 24)]
+    with av.open(str(root / "processed" / "Anchor_1.mp4")) as c:
+        ours = [f.to_ndarray(format="rgb24").astype(float) for f in c.decode(video=0)]
+    assert ingest[0].shape == (300, 300, 3)  # the ingest applied the same crop window
+    for a, b in zip(ingest, (ours[0], ours[24]), strict=True):  # same instants, same window
+        assert np.abs(a - b).mean() < 6.0
