@@ -428,4 +428,25 @@ def refine_tracking(
     out = dict(track)
     for k in FRAME_KEYS + ("eyelids",):
         out[k] = res.params[k].numpy().astype(np.asarray(track[k]).dtype)
+    if "lmk_rmse_px" in track:  # keep the per-frame landmark error in step with the parameters
+        out["lmk_rmse_px"] = _lmk_rmse(flame, res.params, prob, lmk_px, lmk_w)
     return out, res.metrics
+
+
+@torch.no_grad()
+def _lmk_rmse(flame, params, prob: PhotometricProblem, lmk_px, lmk_w, chunk: int = 64):
+    """(T,) float32 RMSE over the weighted points (NaN on invalid frames), like the tracker's."""
+    r = _Renderer(flame, prob)
+    T = len(prob.valid)
+    out = np.full(T, np.nan, np.float32)
+    for i0 in range(0, T, chunk):
+        idx = torch.arange(i0, min(i0 + chunk, T))
+        p = {k: (v if k == "shape" else v[idx]) for k, v in params.items()}
+        world = r.world(p)
+        pred = r.landmarks_px(p, idx, prob.K, world)[:, : lmk_px.shape[1]].double().numpy()
+        m = np.asarray(lmk_w)[i0 : i0 + len(idx)] > 0
+        sq = ((pred - np.asarray(lmk_px)[i0 : i0 + len(idx)]) ** 2).sum(-1)
+        n = m.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[i0 : i0 + len(idx)] = np.where(n > 0, np.sqrt((sq * m).sum(1) / n), np.nan)
+    return np.where(prob.valid.numpy(), out, np.nan).astype(np.float32)

@@ -139,6 +139,7 @@ def test_refine_tracking_reads_subject_files(tmp_path, tiny_flame_assets):  # no
     err_before = np.abs(moved["transl"] - trk["transl"]).sum()
     assert np.abs(out["transl"] - trk["transl"]).sum() < err_before
     assert metrics["lmk_rmse_px_after"] < metrics["lmk_rmse_px_before"]
+    assert out["lmk_rmse_px"].shape == (4,) and np.nanmax(out["lmk_rmse_px"]) < 1.0
 
 
 def test_per_frame_lighting(tiny_flame_assets):  # noqa: F811
