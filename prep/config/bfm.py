@@ -17,7 +17,6 @@ class BfmConfig:
 class CoarseConfig:
     """Per-frame coarse 3DMM fit (stage fit_3dmm_coarse), Deep3DFaceRecon conventions."""
 
-    backend: str = "landmarks"  # landmarks (no weights, fits 68 points) | deep3dface (epoch_20.pth)
     focal: float = 1015.0  # focal of the 224x224 aligned image, pixels (Deep3DFaceRecon default)
     camera_distance: float = 10.0  # camera centre on +z at this distance (BFM units)
     target_size: int = 224  # side of the aligned image, pixels
@@ -48,7 +47,7 @@ class FineWeights:
 class Fit3dmmConfig:
     """3DMM coarse and fine trackers (stages fit_3dmm_coarse, fit_3dmm_fine)."""
 
-    coarse_backend: str = "landmarks"  # landmarks | deep3dface (alias of coarse.backend)
+    coarse_backend: str = "landmarks"  # landmarks (fits the 68 points) | deep3dface (epoch_20.pth)
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
     focal_mode: str = "search"  # search (grid, AD-NeRF) | optimise (joint) | fixed (= focal)
     focal: float = 1100.0  # fixed focal, pixels of the crop image (OTAvatar: 1100 at 512)
@@ -61,7 +60,9 @@ class Fit3dmmConfig:
     iters_lmk: int = 300  # landmark phase steps over all frames
     photo_epochs: int = 1  # photometric passes over all frames (0 = landmark phase only)
     photo_batch: int = 16  # frames per photometric step
-    photo_frame_lr_scale: float = 0.1  # per-frame step size in the photometric phase, x lr
+    # photometric steps on per-frame pose/expression, x lr (0 = keep them from the landmark phase
+    # and refine texture + per-frame light only; > 0 moved poses off their landmarks in the bench)
+    photo_frame_lr_scale: float = 0.0
     lr: float = 0.02  # Adam learning rate
     n_photo_vertices: int = 2000  # vertices sampled for the photometric term
     w: FineWeights = field(default_factory=FineWeights)

@@ -37,9 +37,8 @@ BACKENDS = ("landmarks", "deep3dface")
 
 
 def coarse_backend(cfg) -> str:
-    """The coarse backend: ``fit3dmm.coarse.backend`` unless the short alias says otherwise."""
-    alias, full = cfg.fit3dmm.coarse_backend, cfg.fit3dmm.coarse.backend
-    backend = alias if alias != "landmarks" else full
+    """The configured coarse backend (``fit3dmm.coarse_backend``), checked."""
+    backend = cfg.fit3dmm.coarse_backend
     if backend not in BACKENDS:
         raise BadConfigError(f"fit3dmm.coarse_backend={backend!r}; use one of {BACKENDS}")
     return backend

@@ -105,9 +105,10 @@ def run(ctx: StageContext) -> StageResult:
     s = _settings(cfg)
     scale = s.size / w
     model = _model(ctx)
-    euler0 = coarse_euler(subject.bfm_coarse) if model.variant == "front" else None
     if not subject.bfm_coarse.exists():
         raise MissingInputError("fit_3dmm_coarse", subject.bfm_coarse)
+    # the coarse rotations (front model) start the fine fit; AD-NeRF's model starts frontal
+    euler0 = coarse_euler(subject.bfm_coarse) if model.variant == "front" else None
     f = cfg.fit3dmm
     images = None
     if f.photo_epochs > 0:

@@ -72,12 +72,18 @@ def build_video(ctx: StageContext) -> LmdbVideo:
     )
 
 
+def _written(subject) -> list:
+    """The split lists' folder and every packed size folder (a deleted DB re-runs the stage)."""
+    sizes = sorted(p for p in subject.lmdb_dir.glob("[0-9]*") if p.is_dir())
+    return [subject.lmdb_dir, *sizes]
+
+
 @register_stage(
     "pack_lmdb",
     needs=("fit_3dmm_coarse", "fit_3dmm_fine"),
     config=("lmdb",),
     version=1,
-    writes=lambda s: [s.lmdb_dir],
+    writes=lambda s: _written(s),
 )
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.cfg.lmdb

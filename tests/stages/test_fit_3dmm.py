@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from prep.errors import MissingAssetError, NoUsableFramesError
+from prep.errors import BadInputError, MissingAssetError, NoUsableFramesError
 from prep.export.lmdb import LmdbReader
 from prep.io.files import load_npz, save_npz
 from prep.models.bfm import adnerf_rotation
@@ -87,6 +87,10 @@ def test_coarse_fine_and_lmdb_on_a_clip_shorter_than_a_batch(setup):
         assert kp.shape == (T, 68, 2) and np.isfinite(kp).all()
         assert r.frame("s1", 0).shape == (64, 64, 3)
     assert run_plan(cfg("pack_lmdb"), subject).skipped == ["pack_lmdb"]
+    (subject.lmdb_dir / "64" / "data.mdb").unlink()  # a lost database is packed again
+    with pytest.raises(BadInputError, match="already exists"):  # ... refusing a half target
+        run_plan(cfg("pack_lmdb"), subject)
+    assert run_plan(cfg("pack_lmdb", "force=true"), subject).ran == ["pack_lmdb"]
 
 
 def test_existing_lmdb_is_refused_then_replaced_with_force(setup):
@@ -98,8 +102,6 @@ def test_existing_lmdb_is_refused_then_replaced_with_force(setup):
             ),
             subject,
         )
-    from prep.errors import BadInputError
-
     with pytest.raises(BadInputError, match="already exists.*force=true"):
         run_plan(cfg("pack_lmdb", "lmdb.video_name=other"), subject)
     run_plan(cfg("pack_lmdb", "lmdb.video_name=other", "force=true"), subject)
@@ -172,3 +174,21 @@ def test_deep3dface_backend_runs_the_regressor_on_aligned_frames(setup, tmp_path
     np.testing.assert_allclose(c["coeff"][:, 0:80], 0.1, atol=1e-5)  # the heads' constant output
     np.testing.assert_allclose(c["coeff"][:, 224:227], 0.05, atol=1e-5)
     assert np.isfinite(out.results["fit_3dmm_coarse"].metrics["lmk_rmse_px"])
+
+
+def test_adnerf_variant_gives_otavatar_id_and_expression_sizes(setup, tmp_path):
+    from tests.fixtures.synthetic_bfm import write_adnerf
+
+    subject, cfg = setup
+    write_adnerf(tmp_path / "adnerf")
+    extra = ("bfm.variant=adnerf", f"assets.bfm_adnerf={tmp_path}/adnerf/3DMM_info.npy",
+             "fit3dmm.focal_mode=fixed", "fit3dmm.focal=275", "fit3dmm.photo_epochs=1",
+             "fit3dmm.overlay=false")  # fmt: skip
+    run_plan(cfg("fit_3dmm_coarse"), subject)
+    out = run_plan(cfg("fit_3dmm_fine", *extra), subject)
+    f = load_npz(subject.bfm_fine)
+    assert f["id"].shape == (1, 100) and f["exp"].shape == (T, 79) and str(f["variant"]) == "adnerf"
+    assert out.results["fit_3dmm_fine"].metrics["lmk_rmse_px"] < 1.5
+    run_plan(cfg("pack_lmdb", *extra), subject)
+    with LmdbReader(subject.lmdb_dir, 64) as r:
+        assert r.array("s1", "id").shape == (1, 100)
