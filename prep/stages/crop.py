@@ -28,6 +28,7 @@ from prep.io.files import load_npz, read_image, save_npz, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.subject import SubjectDir
+from prep.vision.frames import read_rgb, reduced_to_orig, reduction
 from prep.vision.resume import array_digest, manifest_digest, outputs_for
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,10 @@ def run(ctx: StageContext) -> StageResult:
     todo = [i for i in range(n) if not subject.crop_frame_path(i).exists()]
 
     def one(i: int) -> None:
-        img = read_image(subject.frame_path(i), "rgb")
-        out = warp_to_crop(img, ct.orig_to_crop[i], cfg.image_size, cfg.pad, cfg.pad_value)
+        path = subject.frame_path(i)
+        r = reduction(1.0 / ct.orig_to_crop[i, 0, 0], path)  # decode no larger than needed
+        M = ct.orig_to_crop[i] @ reduced_to_orig(r)
+        out = warp_to_crop(read_rgb(path, r), M, cfg.image_size, cfg.pad, cfg.pad_value)
         write_image(subject.crop_frame_path(i), out, cfg.jpeg_quality)
 
     with ThreadPoolExecutor(max(1, cfg.workers)) as pool:

@@ -10,15 +10,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import cv2
 import numpy as np
 
 from prep.errors import BadInputError
-from prep.io.files import read_image, save_npz
+from prep.io.files import save_npz
 from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
 from prep.progress import progress
 from prep.vision.detect import track_subject
 from prep.vision.detect_backends import N_KPS, FaceCandidates, make_detector
+from prep.vision.frames import read_rgb, reduction
 from prep.vision.resume import manifest_digest, outputs_for
 
 log = logging.getLogger(__name__)
@@ -39,30 +39,16 @@ def _pad(c: FaceCandidates) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     return box, score, kps, n
 
 
-_REDUCED = {
-    2: cv2.IMREAD_REDUCED_COLOR_2,
-    4: cv2.IMREAD_REDUCED_COLOR_4,
-    8: cv2.IMREAD_REDUCED_COLOR_8,
-}
-
-
 def _reduction(ctx: StageContext, hw: tuple[int, int]) -> int:
-    """JPEG frames much larger than detect.max_side are decoded at 1/2, 1/4 or 1/8 size
-    (DCT scaling: several times faster than a full decode plus resize)."""
-    if ctx.subject.frame_ext.lower() not in (".jpg", ".jpeg"):
-        return 1
-    r = 1
-    while r < 8 and max(hw) / (2 * r) >= ctx.cfg.detect.max_side:
-        r *= 2
-    return r
+    """Decode reduction for frames larger than detect.max_side (see `prep.vision.frames`)."""
+    return reduction(max(hw) / ctx.cfg.detect.max_side, ctx.subject.frame_path(0))
 
 
 def _read_frame(ctx: StageContext, i: int, hw: tuple[int, int] | None, r: int = 1) -> np.ndarray:
     """Frame `i` as RGB, decoded at 1/r size; checks it has the size of frame 0."""
     path = ctx.subject.frame_path(i)
-    bgr = cv2.imread(str(path), _REDUCED[r]) if r > 1 else None
     try:
-        img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr is not None else read_image(path, "rgb")
+        img = read_rgb(path, r)
     except FileNotFoundError as e:
         raise BadInputError(
             f"frame {path} is missing or unreadable; re-run stage=extract_frames"
