@@ -37,6 +37,7 @@ class ReportConfig:
     jitter_flag_px: float = 3.0  # a frame is flagged when its landmark jitter exceeds this
     lmk_flag_px: float = 5.0  # a frame is flagged when its landmark RMSE exceeds this
     embed_video_mb: float = 8.0  # overlay mp4s up to this size are embedded, bigger ones linked
+    embed_total_mb: float = 24.0  # stop embedding videos once the page holds this much video
     index: bool = True  # (re)write the dataset index page across subjects
 
 

@@ -150,7 +150,7 @@ def _flagged_section(summary: SubjectSummary, subject: SubjectDir, cfg: ReportCo
 def _overlay_section(summary: SubjectSummary, subject: SubjectDir, cfg: ReportConfig) -> str:
     if not summary.overlays:
         return '<h2>Overlays</h2><p class="muted">No overlay was written.</p>'
-    items = []
+    items, budget = [], cfg.embed_total_mb * 1e6
     for p in summary.overlays:
         rel = Path("..") / p.relative_to(subject.root)
         label = _e(p.relative_to(subject.root))
@@ -158,7 +158,8 @@ def _overlay_section(summary: SubjectSummary, subject: SubjectDir, cfg: ReportCo
             uri = thumbnail_uri(p, 1000)
             items.append(f"<p>{label}</p><a href=\"{_e(rel)}\"><img alt=\"{label}\" "
                          f"style=\"max-width:100%\" src=\"{uri}\"></a>")  # fmt: skip
-        elif p.stat().st_size <= cfg.embed_video_mb * 1e6:
+        elif p.stat().st_size <= min(cfg.embed_video_mb * 1e6, budget):
+            budget -= p.stat().st_size
             uri = data_uri(p.read_bytes(), "video/mp4")
             items.append(f"<p>{label}</p><video controls muted preload=\"metadata\" "
                          f"style=\"max-width:100%\" src=\"{uri}\"></video>")  # fmt: skip

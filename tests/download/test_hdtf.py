@@ -110,6 +110,10 @@ def test_download_stage_for_a_unicode_subject(tmp_path, compose_cfg, clip_server
     gone = compose_cfg("dataset=hdtf", f"dataset.root={root}", "subject=Gone_0", "stage=download")
     with pytest.raises(VideoUnavailableError, match="404"):
         run_plan(gone, SubjectDir(tmp_path / "work" / "hdtf" / "Gone_0"))
+    every = compose_cfg("dataset=hdtf", f"dataset.root={root}", "subject=all", "stage=download",
+                        "download.all_videos=true")  # fmt: skip
+    m = run_plan(every, SubjectDir(tmp_path / "work" / "hdtf" / "all")).results["download"].metrics
+    assert m["videos_unavailable"] == 1.0 and m["clips_ok"] == 2.0  # listed, not fatal
 
 
 def test_unwritable_root_is_one_clear_error(tmp_path):

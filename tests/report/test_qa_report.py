@@ -109,6 +109,9 @@ def test_report_stage_writes_pages_and_index(reported, compose_cfg):
     assert "alpha/report/index.html" in index and "bravo ü/report/index.html" in index
     page = (subjects[0].report_dir / "index.html").read_text()
     assert page.count("<svg") >= 5 and "data:video/mp4;base64," in page
+    small = subject_page(collect(subjects[0], ReportConfig(embed_total_mb=0)), subjects[0],
+                         ReportConfig(embed_total_mb=0))  # fmt: skip
+    assert "data:video/mp4" not in small and 'href="../overlays/landmarks/landmarks.mp4"' in small
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from a CDN
     cfg = compose_cfg("dataset=custom", "subject=alpha", "stage=report")
     assert run_plan(cfg, subjects[0]).skipped == ["report"]
