@@ -22,6 +22,7 @@ from prep.io.files import read_image, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.stages.crop import load_crop
+from prep.vision.frames import read_rgb, reduced_to_orig, reduction
 from prep.vision.matting import Matter, asset_name, make_matter
 from prep.vision.matting.refine import MattePostprocess
 from prep.vision.resume import array_digest, manifest_digest, outputs_for
@@ -58,21 +59,29 @@ def _alphas(
     Warm-up frames are matted (advancing the temporal state) but not yielded; the next frame is
     decoded in a thread while the current one is matted.
     """
-    crop_cfg = ctx.cfg.crop
+    crop_cfg, subject = ctx.cfg.crop, ctx.subject
     first = crop_cfg.matting_first
-    path = ctx.subject.frame_path if first else ctx.subject.crop_frame_path
+
+    def load(i: int) -> tuple[np.ndarray, int]:
+        if not first:
+            return read_image(subject.crop_frame_path(i), "rgb"), 1
+        # Full frames are matted at the largest 1/r size still finer than the crop.
+        r = reduction(1.0 / ct.orig_to_crop[i, 0, 0], subject.frame_path(i))
+        return read_rgb(subject.frame_path(i), r), r
+
     if not plan:
         return
     with ThreadPoolExecutor(1) as reader:
-        nxt = reader.submit(read_image, path(plan[0][0]), "rgb")
+        nxt = reader.submit(load, plan[0][0])
         for k, (i, write) in enumerate(plan):
-            rgb = nxt.result()
+            rgb, r = nxt.result()
             if k + 1 < len(plan):
-                nxt = reader.submit(read_image, path(plan[k + 1][0]), "rgb")
+                nxt = reader.submit(load, plan[k + 1][0])
             alpha = post(rgb, matter.matte(rgb))
             if first:
                 # Pad the alpha the way the frame was padded, so image and matte agree.
-                alpha = warp_to_crop(alpha, ct.orig_to_crop[i], ct.image_size, crop_cfg.pad, 0)
+                M = ct.orig_to_crop[i] @ reduced_to_orig(r)
+                alpha = warp_to_crop(alpha, M, ct.image_size, crop_cfg.pad, 0)
             if write:
                 yield i, alpha
 

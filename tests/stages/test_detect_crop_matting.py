@@ -129,6 +129,13 @@ def test_4k_frame(tmp_subject, shared_data):
     uv = ct["orig_to_crop"][0] @ [c[0], c[1], 1.0]
     np.testing.assert_allclose(uv[:2], [255.5, 255.5], atol=0.5)  # face centred in the crop
     assert read_image(tmp_subject.crop_frame_path(1), "rgb").shape == (512, 512, 3)
+    # OTAvatar order on the 4K frame (matted at reduced size, then cropped) agrees with
+    # matting the crop.
+    _run(tmp_subject, ("matting",), crop={"shift_y": 0.0})
+    a = read_image(tmp_subject.alpha_path(1), "gray") > 127
+    _run(tmp_subject, ("matting",), crop={"shift_y": 0.0, "matting_first": True})
+    b = read_image(tmp_subject.alpha_path(1), "gray") > 127
+    assert a[256, 256] and (a & b).sum() / (a | b).sum() > 0.9
 
 
 def test_crop_resumes_and_redoes_outputs_when_settings_change(tmp_subject, c03):
