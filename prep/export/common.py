@@ -42,7 +42,7 @@ class Tracking:
     eyes_pose: np.ndarray  # (T, 6)
     transl: np.ndarray  # (T, 3) metres
     w2c: np.ndarray  # (T, 4, 4) OpenCV
-    K: np.ndarray  # (3, 3) crop pixels
+    K_frames: np.ndarray  # (T, 3, 3) crop pixels (the crop may move: crop.mode=smooth)
     image_size: np.ndarray  # (2,) = (h, w)
     crop_to_orig: np.ndarray  # (T, 3, 3)
     model: str
@@ -52,6 +52,20 @@ class Tracking:
     @property
     def n_frames(self) -> int:
         return len(self.frame_names)
+
+    @property
+    def K(self) -> np.ndarray:
+        """(3,3) intrinsics shared by every frame.
+
+        Raises:
+            BadInputError: the crop moves, so each frame has its own intrinsics.
+        """
+        if not np.allclose(self.K_frames, self.K_frames[:1], atol=1e-6):
+            raise BadInputError(
+                "this export format needs one camera for all frames but the crop moves "
+                "(crop.mode=smooth gives per-frame intrinsics); re-run with crop.mode=static"
+            )
+        return self.K_frames[0]
 
     def pose15(self) -> np.ndarray:
         """(T,15) FLAME pose = [global, neck, jaw, eyes]."""
@@ -76,8 +90,13 @@ def load_tracking(subject: SubjectDir) -> Tracking:
     for k in ("valid", "expr", "global_pose", "transl", "w2c"):
         if len(z[k]) != t:
             raise BadInputError(f"{path}: {k} has {len(z[k])} rows for {t} frames")
+    K = np.asarray(z["K"], np.float64)
+    if K.shape not in ((3, 3), (t, 3, 3)):
+        raise BadInputError(f"{path}: K has shape {K.shape}, expected (3, 3) or ({t}, 3, 3)")
+    arrays = {k: z[k] for k in TRACKING_KEYS if k not in ("model", "n_shape", "n_expr", "K")}
     return Tracking(
-        **{k: z[k] for k in TRACKING_KEYS if k not in ("model", "n_shape", "n_expr")},
+        **arrays,
+        K_frames=np.broadcast_to(K, (t, 3, 3)).copy(),
         model=str(z["model"]),
         n_shape=int(z["n_shape"]),
         n_expr=int(z["n_expr"]),

@@ -74,9 +74,12 @@ def export_gaussianavatars(subject: SubjectDir, cfg: ExportConfig, out: Path, fo
     """Write the GaussianAvatars folder; returns the number of timesteps exported."""
     track = load_tracking(subject)
     idx = selected_frames(track, cfg.only_valid)
-    cam = to_gaussianavatars(track.w2c[idx], track.K, track.image_size)
+    # one camera per frame: VHAP/GaussianAvatars read intrinsics per frame (a moving crop works)
+    cams = [to_gaussianavatars(track.w2c[i][None], track.K_frames[i], track.image_size)
+            for i in idx]  # fmt: skip
     frames = []
     for t, i in enumerate(progress(idx, total=len(idx), desc="export gaussianavatars")):
+        cam = cams[t]
         rgba = load_rgba(subject, int(i))
         mask = load_mask(subject, int(i))
         write_if_needed(out / "images" / f"{t:05d}_00.png", rgba[..., :3], force)
@@ -89,12 +92,13 @@ def export_gaussianavatars(subject: SubjectDir, cfg: ExportConfig, out: Path, fo
             "camera_index": 0, "camera_id": "00",
             "cx": cam.cx, "cy": cam.cy, "fl_x": cam.fl_x, "fl_y": cam.fl_y, "h": cam.h, "w": cam.w,
             "camera_angle_x": cam.camera_angle_x, "camera_angle_y": cam.camera_angle_y,
-            "transform_matrix": cam.c2w[t].tolist(),
+            "transform_matrix": cam.c2w[0].tolist(),
             "file_path": f"images/{t:05d}_00.png",
             "fg_mask_path": f"fg_masks/{t:05d}_00.png",
             "flame_param_path": f"flame_param/{t:05d}.npz",
         })  # fmt: skip
     save_npz(out / "canonical_flame_param.npz", **flame_param(track, None))
+    cam = cams[0]
     header = {
         "cx": cam.cx, "cy": cam.cy, "fl_x": cam.fl_x, "fl_y": cam.fl_y, "h": cam.h, "w": cam.w,
         "camera_angle_x": cam.camera_angle_x, "camera_angle_y": cam.camera_angle_y,
@@ -116,9 +120,9 @@ class GaussianAvatarsExport:
     """A GaussianAvatars folder read back."""
 
     root: Path
-    camera: NerfCamera
+    cameras: list[NerfCamera]  # one per frame (as VHAP writes them)
     w2c: np.ndarray  # (T,4,4) OpenCV
-    K: np.ndarray  # (3,3)
+    K: np.ndarray  # (T,3,3) per-frame intrinsics, canonical convention
     frames: list[dict]
 
     def flame_param(self, t: int) -> dict[str, np.ndarray]:
@@ -135,11 +139,15 @@ def read_gaussianavatars(root: Path | str, split: str | None = None) -> Gaussian
     """Read transforms.json (or transforms_<split>.json) of a GaussianAvatars/VHAP folder."""
     root = Path(root)
     tf = read_json(root / (f"transforms_{split}.json" if split else "transforms.json"))
-    c2w = np.asarray([f["transform_matrix"] for f in tf["frames"]], np.float64)
-    f0 = tf["frames"][0]
-    cam = NerfCamera(c2w, f0.get("fl_x", tf.get("fl_x")), f0.get("fl_y", tf.get("fl_y")),
-                     f0.get("cx", tf.get("cx")), f0.get("cy", tf.get("cy")),
-                     int(f0.get("w", tf.get("w"))), int(f0.get("h", tf.get("h"))),
-                     opengl=True, pixel_offset=0.0)  # fmt: skip
-    w2c, K = nerf_camera_to_canonical(cam)
-    return GaussianAvatarsExport(root, cam, w2c, K, tf["frames"])
+    w2c, Ks, cams = [], [], []
+    for f in tf["frames"]:
+        cam = NerfCamera(np.asarray(f["transform_matrix"], np.float64)[None],
+                         f.get("fl_x", tf.get("fl_x")), f.get("fl_y", tf.get("fl_y")),
+                         f.get("cx", tf.get("cx")), f.get("cy", tf.get("cy")),
+                         int(f.get("w", tf.get("w"))), int(f.get("h", tf.get("h"))),
+                         opengl=True, pixel_offset=0.0)  # fmt: skip
+        w, K = nerf_camera_to_canonical(cam)
+        w2c.append(w[0])
+        Ks.append(K)
+        cams.append(cam)
+    return GaussianAvatarsExport(root, cams, np.stack(w2c), np.stack(Ks), tf["frames"])

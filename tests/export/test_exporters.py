@@ -107,7 +107,7 @@ def test_gaussianavatars_round_trip(export_subject, tmp_path):
     track = load_tracking(export_subject)
     valid = _valid()
     np.testing.assert_allclose(ex.w2c, track.w2c[valid], atol=1e-9)
-    np.testing.assert_allclose(ex.K, track.K, atol=1e-9)
+    np.testing.assert_allclose(ex.K, track.K_frames[valid], atol=1e-9)
     p = ex.flame_param(2)
     np.testing.assert_allclose(p["expr"][0, : track.n_expr], track.expr[valid[2]])
     np.testing.assert_allclose(p["rotation"][0], track.global_pose[valid[2]])
@@ -119,11 +119,10 @@ def test_gaussianavatars_round_trip(export_subject, tmp_path):
     assert len(train.frames) == round(0.7 * n) and len(train.frames) + len(val.frames) == n
     # the exported OpenGL camera projects the canonical way (GaussianAvatars flips y, z back)
     pts = np.random.default_rng(0).normal(0, 0.05, (n, 5, 3))
-    np.testing.assert_allclose(
-        cam.project_nerf_camera(pts, ex.camera),
-        cam.project_opencv(pts, track.w2c[valid], track.K),
-        atol=1e-8,
-    )
+    ga_px = np.concatenate([cam.project_nerf_camera(pts[t : t + 1], c)
+                            for t, c in enumerate(ex.cameras)])  # fmt: skip
+    np.testing.assert_allclose(ga_px, cam.project_opencv(pts, track.w2c[valid], track.K),
+                               atol=1e-8)  # fmt: skip
     canon = np.load(out / "canonical_flame_param.npz")
     assert np.all(canon["expr"] == 0) and np.allclose(canon["shape"][:20], track.shape)
 
@@ -155,3 +154,18 @@ def test_export_resumes_without_rewriting(export_subject, tmp_path):
     (out / "images" / "00001_00.png").unlink()
     export_gaussianavatars(export_subject, ExportConfig(), out, force=False)
     assert img.stat().st_mtime_ns == mtime and (out / "images" / "00001_00.png").exists()
+
+
+def test_moving_crop_per_frame_intrinsics(export_subject, tmp_path):
+    """A smooth crop gives per-frame K: GaussianAvatars keeps them, INSTA refuses clearly."""
+    from prep.errors import BadInputError
+    from prep.io.files import load_npz, save_npz
+
+    z = load_npz(export_subject.flame_tracking)
+    K = np.repeat(z["K"][None], T, axis=0)
+    K[:, 0, 2] += np.arange(T)  # the principal point drifts with the crop
+    save_npz(export_subject.flame_tracking, **{**z, "K": K})
+    export_gaussianavatars(export_subject, ExportConfig(), tmp_path / "ga", force=False)
+    np.testing.assert_allclose(read_gaussianavatars(tmp_path / "ga").K, K[_valid()], atol=1e-9)
+    with pytest.raises(BadInputError, match="crop.mode=static"):
+        export_insta(export_subject, ExportConfig(), tmp_path / "insta", force=False)
