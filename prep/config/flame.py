@@ -1,25 +1,64 @@
-"""Schemas of the FLAME model and tracker (owned by the FLAME engineer)."""
+"""Schemas of the FLAME model and tracker (owned by the FLAME engineer).
+
+Loss units: landmark residuals are measured in normalised crop coordinates (pixels divided by
+half the crop size, IMAvatar's [-1, 1] convention), so the weights below keep the meaning of the
+public fits' weights (FORMATS.md). Priors and smoothness terms are means of squares over their
+elements (radians for poses, metres for translations, unit-variance coefficients otherwise).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from prep.config.render import PhotometricConfig
 
 
 @dataclass
 class FlameConfig:
     """Which FLAME model to load; group conf/flame/."""
 
-    version: str = "flame2020"  # flame2020 | flame2023
-    n_shape: int = 100
-    n_expr: int = 50
+    version: str = "flame2020"  # flame2020 | flame2023 (asset of the same name)
+    n_shape: int = 100  # identity components fitted (<= 300)
+    n_expr: int = 50  # expression components fitted (<= 100)
+    embedding: str = "eyes"  # eyes: 68 + 2 iris centres (IMAvatar) | plain: 68 points (DECA)
 
 
 @dataclass
 class TrackerWeights:
-    """Loss weights of the FLAME tracker."""
+    """Loss weights of the FLAME tracker (IMAvatar/HRAvatar defaults where they exist)."""
 
-    lmk: float = 1.0
-    smooth_pose: float = 10.0
+    lmk: float = 1.0  # 2D landmarks (68 iBUG points), confidence-weighted
+    contour: float = 0.5  # multiplier on the 17 jaw-contour points (dynamic embedding)
+    iris: float = 1.0  # iris centres (needs flame.embedding=eyes and iris/iris.npz)
+    dense: float = 0.0  # MediaPipe 105 dense points (needs the mediapipe embedding asset)
+    shape_prior: float = 1e-2  # mean square of shape coefficients
+    expr_prior: float = 1e-2  # mean square of expression coefficients
+    jaw_prior: float = 1e-3  # mean square of jaw pose (rad)
+    neck_prior: float = 1e-2  # mean square of neck pose (rad); resolves global/neck ambiguity
+    eyes_prior: float = 1e-3  # mean square of eye poses (rad)
+    eyelids_prior: float = 1e-3  # mean square of eyelid coefficients (models with eyelids)
+    smooth_pose: float = 10.0  # mean square frame-to-frame change of global, neck, jaw pose
+    smooth_expr: float = 0.1  # mean square frame-to-frame change of expression
+    smooth_transl: float = 5.0  # mean square frame-to-frame change of translation (m)
+    smooth_eyes: float = 1.0  # mean square frame-to-frame change of eye poses
+
+
+@dataclass
+class PhaseConfig:
+    """One optimisation phase: which parameters move, for how many L-BFGS iterations."""
+
+    name: str = "joint"  # rigid | joint | eyes (logged under this name)
+    params: list[str] = field(default_factory=lambda: ["all"])  # names, or "all"
+    iters: int = 10  # solver iterations (Gauss-Newton steps, or L-BFGS iterations)
+    iris_scale: float = 1.0  # multiplier on w.iris in this phase (IMAvatar: 10 for eyes)
+
+
+def _default_phases() -> list[PhaseConfig]:
+    return [
+        PhaseConfig("rigid", ["global_pose", "transl", "focal"], 8),
+        PhaseConfig("joint", ["all"], 12),
+        PhaseConfig("eyes", ["eyes_pose"], 4, iris_scale=10.0),
+    ]
 
 
 @dataclass
@@ -27,3 +66,22 @@ class TrackerConfig:
     """FLAME tracker (stage fit_flame); group conf/tracker/."""
 
     w: TrackerWeights = field(default_factory=TrackerWeights)
+    phases: list[PhaseConfig] = field(default_factory=_default_phases)
+    loss: str = "charbonnier"  # charbonnier (smooth L1, robust) | l2 (squared)
+    charbonnier_eps_px: float = 0.5  # charbonnier's smoothing radius, crop pixels
+    min_score: float = 0.0  # landmark scores below this are ignored
+    init: str = "rigid"  # rigid (from landmarks) | deca_code (code.json) | deca (DECA encoder)
+    deca_code: str | None = None  # init=deca_code: path of DECA's code.json
+    shape_from: str | None = None  # reuse the shape of this subject (same dataset), kept fixed
+    with_translation: bool = True  # per-frame translation; false = one shared translation
+    estimate_focal: bool = True  # optimise a shared focal when fx/fy are not given
+    focal_init_fov_deg: float = 14.0  # initial horizontal field of view when estimating
+    solver: str = "gn"  # gn (damped Gauss-Newton, vectorised over frames) | lbfgs
+    lbfgs_history: int = 20  # L-BFGS memory
+    lbfgs_lr: float = 1.0  # L-BFGS step scale (strong-Wolfe line search on top)
+    max_gap_bridge: int = 1000  # invalid runs up to this long are interpolated from neighbours
+    photometric: bool = False  # run the renderer's photometric phase after the landmark fit
+    photo: PhotometricConfig = field(default_factory=PhotometricConfig)  # its settings (renderer)
+    overlay_video: bool = True  # write overlays/fit_flame/fit.mp4
+    overlay_max_frames: int = 600  # frames in the overlay video (evenly sampled)
+    dtype: str = "float32"  # float32 | float64

@@ -206,9 +206,14 @@ class FlameModel(nn.Module):
         return lmk, mp_pts
 
     def landmarks(
-        self, *args, with_mediapipe: bool = False, **kwargs
+        self, *args, with_mediapipe: bool = False, bins: torch.Tensor | None = None, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None, FlameOutput]:
         """3D landmarks evaluating only the needed vertices (same arguments as `forward`).
+
+        Args:
+            with_mediapipe: also return the dense MediaPipe points.
+            bins: (B,) contour yaw bins to use instead of picking them from the pose (lets
+                `torch.func` transforms run without data-dependent control flow).
 
         Returns:
             ``(lmk (B, 68|70, 3), mp (B, M, 3) or None, subset FlameOutput)``.
@@ -216,9 +221,10 @@ class FlameModel(nn.Module):
         if self.embedding is None:
             raise BadConfigError("FlameModel built without a landmark embedding")
         out = self.forward(*args, vertex_idx=self.lmk_vertex_idx, **kwargs)
-        bins = contour_bins(
-            _arg(args, kwargs, 2, "global_pose"), _arg(args, kwargs, 3, "neck_pose")
-        )
+        if bins is None:
+            bins = contour_bins(
+                _arg(args, kwargs, 2, "global_pose"), _arg(args, kwargs, 3, "neck_pose")
+            )
         lmk, mp = self._gather_lmk(
             out.vertices, bins, "vlocal", with_mediapipe and self.mediapipe is not None
         )

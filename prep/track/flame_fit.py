@@ -1,0 +1,287 @@
+"""Fitting FLAME to a sequence: model loading, initialisation, phases, results.
+
+`fit_sequence` is what the fit_flame stage and the benchmark call: it needs a `FlameModel`, the
+observations (`TrackingData`) and the camera, and returns the fitted parameters with per-frame
+metrics. Camera conventions: see `prep.track.flame_params`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prep.config.flame import FlameConfig, TrackerConfig
+from prep.errors import BadConfigError, BadInputError
+from prep.models.camera import focal_from_fov
+from prep.models.flame import FlameModel
+from prep.models.flame_io import (
+    load_flame_model,
+    load_landmark_embedding,
+    load_mediapipe_embedding,
+)
+from prep.track.flame_data import FlameDataModule, TrackingData
+from prep.track.flame_params import FlameParams, InitValues, w2c_flame
+from prep.track.flame_tracker import FlameTracker, PhaseLog, fit_phases
+from prep.track.metrics import jitter_px, landmark_rmse_px, mean_point_error_px, nanmean
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def flame_assets(flame_cfg: FlameConfig, tracker_cfg: TrackerConfig) -> list[str]:
+    """Asset names fit_flame needs for this config."""
+    if flame_cfg.version not in ("flame2020", "flame2023"):
+        raise BadConfigError(f"flame.version={flame_cfg.version!r}; use flame2020 or flame2023")
+    if flame_cfg.embedding not in ("eyes", "plain"):
+        raise BadConfigError(f"flame.embedding={flame_cfg.embedding!r}; use eyes or plain")
+    names = [flame_cfg.version]
+    names.append(
+        "flame_lmk_embedding_eyes" if flame_cfg.embedding == "eyes" else "flame_lmk_embedding"
+    )
+    if tracker_cfg.w.dense > 0:
+        names.append("flame_mediapipe_embedding")
+    return names
+
+
+def build_flame(
+    paths: dict[str, Path], flame_cfg: FlameConfig, dense: bool, dtype=torch.float32
+) -> FlameModel:
+    """Load the FLAME model and embeddings named by `flame_assets` from resolved `paths`."""
+    data = load_flame_model(paths[flame_cfg.version])
+    key = "flame_lmk_embedding_eyes" if flame_cfg.embedding == "eyes" else "flame_lmk_embedding"
+    emb = load_landmark_embedding(paths[key])
+    mp = load_mediapipe_embedding(paths["flame_mediapipe_embedding"]) if dense else None
+    return FlameModel(data, flame_cfg.n_shape, flame_cfg.n_expr, emb, mp, dtype=dtype)
+
+
+@dataclass
+class Camera:
+    """Intrinsics in original pixels; focal None = estimate it."""
+
+    fx: float | None
+    fy: float | None
+    cx: float
+    cy: float
+
+
+@dataclass
+class FitOutput:
+    """Result of `fit_sequence` (numpy)."""
+
+    params: dict[str, np.ndarray]  # shape, expr, global/neck/jaw/eyes pose, eyelids, transl (T,3)
+    K_orig: np.ndarray  # (3, 3)
+    lmk_px: np.ndarray  # (T, 68|70, 2) fitted landmarks, crop pixels
+    lmk_rmse_px: np.ndarray  # (T,) NaN where invalid
+    iris_err_px: np.ndarray  # (T,)
+    jitter_px: np.ndarray  # (T,)
+    phases: list[PhaseLog] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "lmk_rmse_px": nanmean(self.lmk_rmse_px),
+            "iris_err_px": nanmean(self.iris_err_px),
+            "jitter_px": nanmean(self.jitter_px),
+            "focal_px": float(self.K_orig[0, 0]),
+            "fit_seconds": self.seconds,
+        }
+
+
+@torch.no_grad()
+def rigid_init(
+    flame: FlameModel, data: TrackingData, K_orig: np.ndarray, shape: np.ndarray | None = None
+) -> InitValues:
+    """Per-frame translation from the landmarks' centroid and spread (zero rotation).
+
+    Depth follows from the ratio of the model's landmark spread (metres) to the observed spread
+    (pixels) times the focal length; invalid frames are interpolated.
+    """
+    dt = flame.v_template.dtype
+    z = torch.zeros(1, 3, dtype=dt)
+    sh = torch.zeros(flame.n_shape, dtype=dt) if shape is None else torch.as_tensor(shape, dtype=dt)
+    lmk3d, _, _ = flame.landmarks(sh, torch.zeros(1, flame.n_expr, dtype=dt), z, z, z,
+                                  torch.zeros(1, 6, dtype=dt))  # fmt: skip
+    pts_m = lmk3d[0, 17:68].double().numpy()  # inner-face points (contour excluded)
+    c_m = pts_m.mean(0)
+    s_m = np.sqrt(((pts_m[:, :2] - c_m[:2]) ** 2).sum(-1).mean())
+    K = data.orig_to_crop @ K_orig  # (T, 3, 3)
+    obs, w = data.lmk_px[:, 17:], data.lmk_w[:, 17:]
+    wsum = np.maximum(w.sum(1, keepdims=True), 1e-9)
+    c_px = (obs * w[..., None]).sum(1) / wsum
+    s_px = np.sqrt((((obs - c_px[:, None]) ** 2).sum(-1) * w).sum(1) / wsum[:, 0])
+    f = np.sqrt(K[:, 0, 0] * K[:, 1, 1])
+    d = f * s_m / np.maximum(s_px, 1e-6)
+    X = (c_px[:, 0] - K[:, 0, 2]) * d / K[:, 0, 0]
+    Y = (c_px[:, 1] - K[:, 1, 2]) * d / K[:, 1, 1]
+    transl = np.stack([X, -Y, -d], 1) - c_m  # x_cam = F (x + transl)
+    ok = data.valid
+    t_all = np.arange(len(ok))
+    for k in range(3):
+        transl[~ok, k] = np.interp(t_all[~ok], t_all[ok], transl[ok, k])
+    return InitValues(shape=None if shape is None else sh.numpy(), transl=transl)
+
+
+def init_from_deca_code(code: dict, names: np.ndarray, n_shape: int, n_expr: int) -> InitValues:
+    """Initial shape/expression/pose from DECA's ``code.json`` (IMAvatar's init).
+
+    Keys may be frame names, their stems, or 1-based frame numbers (IMAvatar's numbering).
+    """
+    T = len(names)
+    shape, expr = np.zeros((T, n_shape)), np.zeros((T, n_expr))
+    gp, jaw = np.zeros((T, 3)), np.zeros((T, 3))
+    found = np.zeros(T, bool)
+    for i, nm in enumerate(names):
+        stem = Path(str(nm)).stem
+        for key in (str(nm), stem, str(i + 1), f"{i + 1}.png"):
+            if key in code:
+                c = code[key]
+                s = np.asarray(c["shape"], np.float64).reshape(-1)[:n_shape]
+                e = np.asarray(c["exp"], np.float64).reshape(-1)[:n_expr]
+                p = np.asarray(c["pose"], np.float64).reshape(-1)
+                shape[i, : len(s)], expr[i, : len(e)] = s, e
+                gp[i], jaw[i] = p[:3], p[3:6]
+                found[i] = True
+                break
+    if not found.any():
+        raise BadInputError("DECA code.json has no entry matching the subject's frame names")
+    return InitValues(shape=shape[found].mean(0), expr=expr, global_pose=gp, jaw_pose=jaw)
+
+
+def fit_sequence(
+    flame: FlameModel,
+    data: TrackingData,
+    camera: Camera,
+    cfg: TrackerConfig,
+    init: InitValues | None = None,
+    fixed_shape: np.ndarray | None = None,
+    device: str = "cpu",
+    on_phase_end: Callable[[PhaseLog], None] | None = None,
+    extra_phases: list | None = None,
+) -> FitOutput:
+    """Fit FLAME to all frames of a sequence at once.
+
+    Args:
+        flame: FLAME layer with a landmark embedding (dtype decides the fit's precision).
+        data: observations and crop transforms.
+        camera: intrinsics in original pixels (fx None: estimate a shared focal).
+        cfg: tracker config (phases, weights).
+        init: initial values (merged over the rigid init), or None.
+        fixed_shape: (n_shape,) identity kept fixed (``shape_from``), or None.
+        device: torch device.
+        on_phase_end: callback per finished phase (logging).
+        extra_phases: phases appended after cfg.phases (photometric hook).
+    """
+    t0 = time.perf_counter()
+    T = data.n_frames
+    dt = flame.v_template.dtype
+    if camera.fx is None:
+        if not cfg.estimate_focal:
+            raise BadConfigError("fx/fy not given and tracker.estimate_focal=false: set fx")
+        f0 = focal_from_fov(cfg.focal_init_fov_deg, float(data.orig_hw[1]))
+        fx, aspect = f0, 1.0
+    else:
+        fx, aspect = camera.fx, camera.fy / camera.fx
+    params = FlameParams(T, flame.n_shape, flame.n_expr, flame.has_eyelids, cfg.with_translation,
+                         fx, camera.fx is None, aspect, camera.cx, camera.cy, dtype=dt)  # fmt: skip
+    K0 = params.K_orig().detach().double().numpy()
+    base = rigid_init(flame, data, K0, fixed_shape)
+    params.load(base)
+    if init is not None:
+        params.load(init)
+    if fixed_shape is not None:
+        params.load(InitValues(shape=fixed_shape))
+    tracker = FlameTracker(flame, params, cfg, fixed_shape=fixed_shape is not None)
+    dm = FlameDataModule(data, dtype=dt)
+    phases = list(cfg.phases) + list(extra_phases or [])
+    logs: list[PhaseLog] = []
+    for k, ph in enumerate(phases):
+        logs += fit_phases(tracker, dm, [ph], device, on_phase_end)
+        if k == 0:
+            params.bridge(data.valid)
+    params.bridge(data.valid)
+    return _finish(tracker, dm, data, logs, time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def _finish(tracker: FlameTracker, dm: FlameDataModule, data: TrackingData, logs, seconds):
+    tracker.cpu()
+    batch = dm.batch
+    lmk, _ = tracker.predict(batch)
+    lmk = lmk.double().numpy()
+    rmse = landmark_rmse_px(lmk[:, :68], data.lmk_px, data.lmk_w)
+    if lmk.shape[1] == 70:
+        iris = mean_point_error_px(lmk[:, 68:70], data.iris_px, data.iris_w)
+    else:
+        iris = np.full(data.n_frames, np.nan, np.float32)
+    return FitOutput(
+        params=tracker.params.export(),
+        K_orig=tracker.params.K_orig().double().numpy(),
+        lmk_px=lmk.astype(np.float32),
+        lmk_rmse_px=rmse,
+        iris_err_px=iris,
+        jitter_px=jitter_px(lmk[:, :68]),
+        phases=logs,
+        seconds=seconds,
+    )
+
+
+def reference_K(data: TrackingData, K_orig: np.ndarray) -> np.ndarray:
+    """Crop-pixel intrinsics of the median crop (exact for every frame of a static crop)."""
+    K = data.orig_to_crop @ K_orig
+    return np.median(K, axis=0)
+
+
+def tracking_arrays(
+    out: FitOutput, data: TrackingData, model: str, n_shape: int, n_expr: int
+) -> dict[str, np.ndarray]:
+    """The canonical flame/tracking.npz arrays (see COMMON.md)."""
+    T = data.n_frames
+    p = out.params
+    rmse = np.where(data.valid, out.lmk_rmse_px, np.nan).astype(np.float32)
+    return {
+        "frame_names": np.asarray(data.frame_names).astype(str),
+        "valid": data.valid.astype(bool),
+        "lmk_rmse_px": rmse,
+        "shape": p["shape"],
+        "expr": p["expr"],
+        "eyelids": p["eyelids"],
+        "global_pose": p["global_pose"],
+        "neck_pose": p["neck_pose"],
+        "jaw_pose": p["jaw_pose"],
+        "eyes_pose": p["eyes_pose"],
+        "transl": p["transl"],
+        "w2c": np.repeat(w2c_flame()[None], T, 0).astype(np.float32),
+        "K": reference_K(data, out.K_orig).astype(np.float32),
+        "image_size": np.asarray(data.image_size, np.int64),
+        "crop_to_orig": np.linalg.inv(data.orig_to_crop).astype(np.float32),
+        "model": np.asarray(model),
+        "n_shape": np.asarray(n_shape),
+        "n_expr": np.asarray(n_expr),
+    }
+
+
+def project_tracking(flame: FlameModel, track: dict) -> np.ndarray:
+    """Landmarks ``(T, N, 2)`` from canonical tracking arrays (FLAME + transl, w2c, K)."""
+    dt = flame.v_template.dtype
+
+    def t(a):
+        return torch.as_tensor(np.asarray(a), dtype=dt)
+
+    with torch.no_grad():
+        lmk3d, _, _ = flame.landmarks(
+            t(track["shape"]), t(track["expr"]), t(track["global_pose"]), t(track["neck_pose"]),
+            t(track["jaw_pose"]), t(track["eyes_pose"]), transl=t(track["transl"]),
+            eyelids=t(track["eyelids"]) if flame.has_eyelids else None,
+        )  # fmt: skip
+    x = lmk3d.double().numpy()
+    w2c = np.asarray(track["w2c"], np.float64)
+    x_cam = x @ np.swapaxes(w2c[:, :3, :3], -1, -2) + w2c[:, None, :3, 3]
+    uvw = x_cam @ np.asarray(track["K"], np.float64).T
+    return uvw[..., :2] / uvw[..., 2:3]
