@@ -144,6 +144,7 @@ def write_lmdb(
         raise BadInputError(f"LMDB {target} already exists; pass force=true to replace it")
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{size}-", dir=out_dir))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the database is meant to be shared
     names: list[str] = []
     try:
         env = lmdb.open(str(tmp), map_size=int(map_size), subdir=True, lock=True)
