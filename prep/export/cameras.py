@@ -220,7 +220,8 @@ def to_imavatar(
         image_size: (h, w) of the crop.
         global_pose: (T,3) canonical FLAME global rotation, axis-angle.
         transl: (T,3) canonical FLAME translation (metres).
-        root_joint: (3,) FLAME root joint of the shaped template (rotation centre).
+        root_joint: (3,) or (T,3) FLAME root joint of the rest mesh (rotation centre; FLAME
+            regresses it from shape AND expression, so it moves a little per frame).
 
     Returns:
         ImavatarCamera.
@@ -230,9 +231,9 @@ def to_imavatar(
     t_gl = w2c[:, :3, 3] @ CV_TO_GL  # CV_TO_GL is diagonal, so this is CV_TO_GL @ t
     r_root = Rotation.from_rotvec(np.asarray(global_pose, np.float64)).as_matrix()
     new_pose = Rotation.from_matrix(r_gl @ r_root).as_rotvec()
-    j = np.asarray(root_joint, np.float64)
+    j = np.broadcast_to(np.asarray(root_joint, np.float64), t_gl.shape)
     # v = R_root (v_loc - J) + J + transl  ->  R_gl v + t_gl = (R_gl R_root)(v_loc - J) + J + T'
-    moved = np.einsum("tij,tj->ti", r_gl, j[None] + np.asarray(transl, np.float64)) + t_gl - j
+    moved = np.einsum("tij,tj->ti", r_gl, j + np.asarray(transl, np.float64)) + t_gl - j
     t_shared = moved.mean(axis=0)
     world_mat = np.concatenate([np.eye(3), IMAVATAR_SCALE * t_shared[:, None]], axis=1)
     return ImavatarCamera(world_mat, imavatar_intrinsics(K, image_size), new_pose, moved - t_shared)

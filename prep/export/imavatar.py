@@ -10,12 +10,14 @@ Layout written under ``export/imavatar/`` (link it as ``<subject>/<seq>`` for th
 Numbering: IMAvatar counts from 1 without padding (``1.png``); HRAvatar counts from 0 with five
 digits (``00000.png``). ``file_path`` entries are ``./image/<k>`` (no suffix, as IMAvatar appends
 ``.png``). Cameras follow `prep.export.cameras.to_imavatar` (identity rotation, FLAME x4, fx
-stored negated); fit_flame writes them, this exporter only re-numbers and filters frames.
+stored negated); fit_flame writes them and this exporter re-numbers and filters frames. Without
+fit_flame's json, `prep.export.imavatar_params` builds it from flame/tracking.npz.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from prep.config.export import ExportConfig
 from prep.errors import BadConfigError, BadInputError, MissingInputError
 from prep.export.cameras import imavatar_K
 from prep.export.common import (
+    Tracking,
     composite,
     frame_index,
     load_mask,
@@ -51,11 +54,28 @@ def target_name(j: int, target: str) -> str:
     raise BadConfigError(f"export.imavatar_target={target!r}; use imavatar or hravatar")
 
 
-def export_imavatar(subject: SubjectDir, cfg: ExportConfig, out: Path, force: bool) -> int:
-    """Write the IMAvatar/HRAvatar folder; returns the number of frames exported."""
+def export_imavatar(
+    subject: SubjectDir,
+    cfg: ExportConfig,
+    out: Path,
+    force: bool,
+    root_joint_fn: Callable[[Tracking], np.ndarray] | None = None,
+) -> int:
+    """Write the IMAvatar/HRAvatar folder; returns the number of frames exported.
+
+    Args:
+        root_joint_fn: FLAME root joint (3,) of the tracked shape; used to build
+            flame_params.json from flame/tracking.npz when fit_flame left none.
+    """
     track = load_tracking(subject)
     idx = selected_frames(track, cfg.only_valid)
-    params = _load_params(subject)
+    if subject.flame_params_json.exists() or root_joint_fn is None:
+        params = _load_params(subject)
+    else:
+        from prep.export.imavatar_params import params_from_tracking
+
+        hravatar = cfg.imavatar_target == "hravatar"
+        params = params_from_tracking(subject, track, root_joint_fn(track), hravatar)
     by_index = {frame_index(Path(f["file_path"]).name): f for f in params["frames"]}
     semantic = cfg.imavatar_semantic and subject.parsing_dir.is_dir()
     frames = []

@@ -69,7 +69,7 @@ def run(ctx: StageContext) -> StageResult:
     for fmt in cfg.formats:
         out = ctx.subject.export_dir(fmt)
         if fmt == "imavatar":
-            n = export_imavatar(ctx.subject, cfg, out, ctx.force)
+            n = export_imavatar(ctx.subject, cfg, out, ctx.force, _root_joint_fn(ctx))
         elif fmt == "insta":
             n = export_insta(ctx.subject, cfg, out, ctx.force, _vertices_fn(ctx))
         elif fmt == "gaussianavatars":
@@ -81,6 +81,41 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult(n_frames=int(max(counts.values())), metrics=counts)
 
 
+def _flame_model(ctx: StageContext, track):
+    from prep.models.flame import FlameModel
+    from prep.models.flame_io import load_flame_model
+
+    return FlameModel(load_flame_model(ctx.asset(track.model)), track.n_shape, track.n_expr)
+
+
+def _root_joint_fn(ctx: StageContext):
+    """(T,3) FLAME root joint per frame (it depends on shape and expression); loads the FLAME
+    model only when called, in float64 (the joint is the rotation centre of the folded pose)."""
+
+    def fn(track) -> np.ndarray:
+        import torch
+
+        from prep.models.flame import FlameModel
+        from prep.models.flame_io import load_flame_model
+
+        data = load_flame_model(ctx.asset(track.model))
+        model = FlameModel(data, track.n_shape, track.n_expr, dtype=torch.float64)
+        t = len(track.expr)
+
+        def f64(a):
+            return torch.as_tensor(np.asarray(a, np.float64))
+
+        with torch.no_grad():
+            z3 = torch.zeros(t, 3, dtype=torch.float64)
+            out = model(f64(track.shape), f64(track.expr), z3, z3, z3,
+                        torch.zeros(t, 6, dtype=torch.float64),
+                        eyelids=f64(track.eyelids) if model.has_eyelids else None,
+                        vertex_idx=torch.zeros(1, dtype=torch.long))  # fmt: skip
+        return out.joints[:, 0].numpy()
+
+    return fn
+
+
 def _vertices_fn(ctx: StageContext):
     """FLAME world-space vertices for INSTA meshes, or None when meshes are off or unavailable."""
     if not ctx.cfg.export.insta_meshes:
@@ -88,11 +123,9 @@ def _vertices_fn(ctx: StageContext):
     import torch
 
     from prep.export.common import load_tracking
-    from prep.models.flame import FlameModel
-    from prep.models.flame_io import load_flame_model
 
     track = load_tracking(ctx.subject)
-    model = FlameModel(load_flame_model(ctx.asset(track.model)), track.n_shape, track.n_expr)
+    model = _flame_model(ctx, track)
     faces = model.faces.numpy()
 
     def fn(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -48,26 +48,29 @@ def test_gaussianavatars_camera_looks_down_minus_z():
     assert np.all(x_cv[:, 2] > 0)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_imavatar_folds_camera_into_flame_pose(seed):
+@pytest.mark.parametrize("seed,per_frame_root", [(0, False), (1, True)])
+def test_imavatar_folds_camera_into_flame_pose(seed, per_frame_root):
     rng = np.random.default_rng(seed)
     t = 6
     w2c, K, _ = _canonical(rng, t)
     size = (512, 480)
     root = np.array([0.001, -0.02, -0.015])
+    if per_frame_root:  # FLAME's root joint moves with the expression
+        root = root + rng.normal(0, 0.002, (t, 3))
     pose = rng.normal(scale=0.2, size=(t, 3))
     transl = rng.normal(scale=0.01, size=(t, 3))
     v_loc = rng.normal(scale=0.1, size=(t, 30, 3))  # vertices posed by every joint but the root
 
     r_root = Rotation.from_rotvec(pose).as_matrix()
-    world = np.einsum("tij,tnj->tni", r_root, v_loc - root) + root + transl[:, None]
+    rj = np.broadcast_to(root, (t, 3))[:, None]
+    world = np.einsum("tij,tnj->tni", r_root, v_loc - rj) + rj + transl[:, None]
     ref = cam.project_opencv(world, w2c, K)
 
     ima = cam.to_imavatar(w2c, K, size, pose, transl, root)
     np.testing.assert_allclose(ima.world_mat[:, :3], np.eye(3))
     assert ima.intrinsics[0] < 0
     r_new = Rotation.from_rotvec(ima.global_pose).as_matrix()
-    world_new = np.einsum("tij,tnj->tni", r_new, v_loc - root) + root + ima.transl[:, None]
+    world_new = np.einsum("tij,tnj->tni", r_new, v_loc - rj) + rj + ima.transl[:, None]
     np.testing.assert_allclose(cam.project_imavatar(world_new, ima, size), ref, atol=1e-7)
     np.testing.assert_allclose(cam.imavatar_K(ima.intrinsics, size), K, atol=1e-9)
 

@@ -100,3 +100,45 @@ def test_missing_flame_model_for_meshes_names_the_asset(compose_cfg, subject, tm
                f"assets.root={tmp_path / 'no-assets'}")  # fmt: skip
     with pytest.raises(MissingAssetError, match="flame2020"):
         run_plan(cfg, subject)
+
+
+def test_hravatar_params_built_from_tracking_project_like_the_canonical_camera(
+    compose_cfg,
+    subject,
+    tiny_flame_assets,  # noqa: F811
+):
+    """Without fit_flame's json, flame_params.json comes from tracking.npz: FLAME posed with the
+    exported pose + translation, x4, through world_mat and the negated-fx intrinsics, lands on
+    the same pixels as the canonical mesh through w2c and K."""
+    torch = pytest.importorskip("torch")
+    from prep.export import cameras as cam
+    from prep.export.common import load_tracking
+    from prep.export.imavatar import read_imavatar
+    from prep.models.flame import FlameModel
+    from prep.models.flame_io import load_flame_model
+
+    subject.flame_params_json.unlink()
+    cfg = _cfg(compose_cfg, "export.formats=[imavatar]", "export.imavatar_target=hravatar",
+               f"assets.flame2020={tiny_flame_assets['flame2020']}")  # fmt: skip
+    run_plan(cfg, subject)
+    ex = read_imavatar(subject.export_dir("imavatar"))
+    track = load_tracking(subject)
+    valid = [i for i in range(T) if i not in INVALID]
+    model = FlameModel(load_flame_model(tiny_flame_assets["flame2020"]), 20, 10,
+                       dtype=torch.float64)  # fmt: skip
+
+    def verts(pose15, transl):
+        def t(a):
+            return torch.as_tensor(np.asarray(a, np.float64))
+
+        p = t(pose15)
+        return model(t(track.shape), t(track.expr[valid]), p[:, :3], p[:, 3:6], p[:, 6:9],
+                     p[:, 9:15], transl=t(transl)).vertices.numpy()  # fmt: skip
+
+    ref = cam.project_opencv(verts(track.pose15()[valid], track.transl[valid]),
+                             track.w2c[valid], track.K)  # fmt: skip
+    transl = np.array([f["translation"] for f in ex.params["frames"]])
+    ima = cam.ImavatarCamera(ex.world_mats[0], np.asarray(ex.params["intrinsics"]), None, None)
+    got = cam.project_imavatar(verts(ex.pose, transl), ima, tuple(track.image_size))
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    assert ex.names[0] == "00000" and len(ex.params["frames"][0]["flame_keypoints"]) == 70
