@@ -45,8 +45,12 @@ def coarse_backend(cfg) -> str:
 
 
 def front_assets(cfg) -> list[str]:
-    """BFM assets needed: the front model, or the BFM2009 files it can be built from."""
-    if cfg.bfm.build_front and not asset_path(cfg, "bfm_front").is_file():
+    """BFM assets needed: the front model, or the BFM2009 files it can be built from.
+
+    With neither present the front model is what is asked for (one file, the usual download).
+    """
+    front_missing = not asset_path(cfg, "bfm_front").is_file()
+    if cfg.bfm.build_front and front_missing and asset_path(cfg, "bfm_2009").is_file():
         return ["bfm_2009", "bfm_exp_pca"]
     return ["bfm_front"]
 

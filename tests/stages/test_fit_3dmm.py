@@ -114,12 +114,8 @@ def test_missing_bfm_names_the_asset_and_where_to_get_it(setup, tmp_path):
     with pytest.raises(
         MissingAssetError, match=r"bfm_front.*faces.dmi.unibas.ch.*assets.bfm_front"
     ):
-        run_plan(
-            cfg(
-                "fit_3dmm_coarse", f"assets.bfm_front={tmp_path}/none.mat", "bfm.build_front=false"
-            ),
-            subject,
-        )
+        # default build_front=true, but no BFM2009 either: the front model is what is asked for
+        run_plan(cfg("fit_3dmm_coarse", f"assets.bfm_front={tmp_path}/none.mat"), subject)
 
 
 def test_front_model_is_built_from_bfm2009_when_only_that_is_present(setup, tmp_path):
