@@ -288,7 +288,8 @@ def _write_identity_crop(subject: SubjectDir, n: int, size: tuple[int, int]) -> 
         subject.crop_npz,
         orig_to_crop=eye,
         crop_to_orig=eye.copy(),
-        box_xyxy=np.tile(np.array([0, 0, w, h], np.float32), (n, 1)),
+        # Whole-image box under the pixel-centres-at-integers convention of prep.geometry.crop.
+        box_xyxy=np.tile(np.array([-0.5, -0.5, w - 0.5, h - 0.5], np.float32), (n, 1)),
         image_size=np.array(h if h == w else (h, w), np.int64),
         valid=np.ones(n, bool),
     )
