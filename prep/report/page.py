@@ -11,6 +11,7 @@ import html
 import json
 import logging
 from pathlib import Path
+from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -185,7 +186,8 @@ def index_page(dataset: str, rows: list[dict]) -> str:
     body = [f"<h1>QA index: {_e(dataset)} ({len(rows)} subjects)</h1>"]
     table_rows = []
     for r in rows:
-        link = f'<a href="{_e(r["name"])}/report/index.html">{_e(r["name"])}</a>'
+        href = f"{quote(r['name'])}/report/index.html"
+        link = f'<a href="{_e(href)}">{_e(r["name"])}</a>'
         table_rows.append([link] + [float(r["headline"].get(k, float("nan"))) for k in keys])
     body.append(_table(["subject", *keys], table_rows))
     return _page(f"QA index {dataset}", "\n".join(body))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -106,7 +107,9 @@ def reported(compose_cfg, tmp_path):
 def test_report_stage_writes_pages_and_index(reported, compose_cfg):
     subjects, work = reported
     index = (work / "index.html").read_text()
-    assert "alpha/report/index.html" in index and "bravo ü/report/index.html" in index
+    hrefs = [unquote(h) for h in re.findall(r'href="([^"]+)"', index)]
+    assert hrefs == ["alpha/report/index.html", "bravo ü/report/index.html"]
+    assert all((work / h).exists() for h in hrefs)
     page = (subjects[0].report_dir / "index.html").read_text()
     assert page.count("<svg") >= 5 and "data:video/mp4;base64," in page
     small = subject_page(collect(subjects[0], ReportConfig(embed_total_mb=0)), subjects[0],
