@@ -85,3 +85,4 @@ class TrackerConfig:
     overlay_video: bool = True  # write overlays/fit_flame/fit.mp4
     overlay_max_frames: int = 600  # frames in the overlay video (evenly sampled)
     dtype: str = "float32"  # float32 | float64
+    threads: int | None = None  # torch CPU threads for the fit (null = torch default)

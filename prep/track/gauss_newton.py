@@ -117,13 +117,13 @@ class GaussNewton:
         gs = [(grads[n] / scale[n]).reshape(-1) for n, _, _ in self.lay.shared]
         dt = total.dtype
         return (torch.cat(gf, 1) if gf else torch.zeros(self.T, 0, dtype=dt),
-                torch.cat(gs) if gs else torch.zeros(0, dtype=dt), float(total))  # fmt: skip
+                torch.cat(gs) if gs else torch.zeros(0, dtype=dt), float(total.detach()))  # fmt: skip
 
     def _values(self) -> dict[str, torch.Tensor]:
         p = self.p
         v = {n: p.value(n).detach() for n in ("shape", *PER_FRAME_ORDER, "transl", "focal")}
         if v["transl"].shape[0] == 1:
-            v["transl"] = v["transl"].expand(self.T, 3)
+            v["transl"] = v["transl"].expand(self.T, 3).clone()
         return v
 
     def _residuals(self, v: dict[str, torch.Tensor], bins: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,269 @@
+"""Stage fit_flame: fit FLAME to a subject's landmarks and irises (all frames at once).
+
+Reads landmarks/landmarks.npz, iris/iris.npz and crop/crop.npz; writes
+- flame/tracking.npz: the canonical FLAME tracking (keys listed in `TRACKING_KEYS` of
+  prep.export.common; camera convention in prep.track.flame_params),
+- flame/flame_params.json: IMAvatar/HRAvatar layout (prep.export.imavatar_json),
+- flame/metrics.json: per-frame landmark RMSE, iris error and jitter (pixels) plus summaries,
+- overlays/fit_flame/fit.mp4 (+ a contact sheet): observed (green) and fitted (red) landmarks
+  over a wireframe of the fitted mesh.
+The headline metric is the mean landmark RMSE in crop pixels (``lmk_rmse_px``).
+
+Intrinsics: top-level ``fx fy cx cy`` (original-video pixels; dataset defaults when null) are
+mapped to each crop by its transform; without fx a shared focal length is estimated.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from prep.config import Config
+from prep.errors import BadConfigError, BadInputError, MissingInputError
+from prep.export.imavatar_json import flame_params_dict, write_flame_params_json
+from prep.io.files import load_npz, read_image, read_json, save_npz, write_json
+from prep.pipeline import StageContext, StageResult, file_fingerprint, register_stage
+from prep.subject import SubjectDir
+from prep.track.flame_data import camera_intrinsics_orig, load_tracking_data
+from prep.track.flame_fit import (
+    DTYPES,
+    Camera,
+    build_flame,
+    fit_sequence,
+    flame_assets,
+    init_from_deca_code,
+    project_tracking,
+    tracking_arrays,
+)
+from prep.track.flame_tracker import PhaseLog
+
+log = logging.getLogger(__name__)
+
+
+def _writes(s: SubjectDir) -> list[Path]:
+    return [s.flame_tracking, s.flame_params_json, s.flame_metrics]
+
+
+def _shape_from_path(cfg: Config) -> Path | None:
+    other = cfg.tracker.shape_from
+    if not other:
+        return None
+    return Path(cfg.work_dir) / cfg.dataset.name / other / "flame" / "tracking.npz"
+
+
+def _fingerprint(cfg: Config) -> dict:
+    fp = {}
+    p = _shape_from_path(cfg)
+    if p is not None and p.exists():
+        fp["shape_from"] = file_fingerprint(p)
+    if (
+        cfg.tracker.init == "deca_code"
+        and cfg.tracker.deca_code
+        and Path(cfg.tracker.deca_code).exists()
+    ):
+        fp["deca_code"] = file_fingerprint(cfg.tracker.deca_code)
+    return fp
+
+
+def _assets(cfg: Config) -> list[str]:
+    names = flame_assets(cfg.flame, cfg.tracker)
+    if cfg.tracker.init == "deca":
+        names.append("deca")
+    return names
+
+
+@register_stage(
+    "fit_flame",
+    needs=("landmarks", "iris"),
+    config=("flame", "tracker"),
+    version=1,
+    writes=_writes,
+    assets=_assets,
+    fingerprint=_fingerprint,
+)
+def run(ctx: StageContext) -> StageResult:
+    cfg, subject = ctx.cfg, ctx.subject
+    tc = cfg.tracker
+    if tc.threads:
+        torch.set_num_threads(int(tc.threads))
+    dtype = DTYPES.get(tc.dtype)
+    if dtype is None:
+        raise BadConfigError(f"tracker.dtype={tc.dtype!r}; use float32 or float64")
+    paths = {name: ctx.asset(name) for name in flame_assets(cfg.flame, tc)}
+    flame = build_flame(paths, cfg.flame, dense=tc.w.dense > 0, dtype=dtype)
+    mp_index = flame.mediapipe.mp_index if flame.mediapipe is not None else None
+    data = load_tracking_data(subject, tc.min_score, mp_index)
+    camera = _camera(cfg, data.orig_hw)
+    init, fixed_shape = _init(ctx, flame, data)
+    step = [0]
+
+    def on_phase_end(entry: PhaseLog) -> None:
+        step[0] += 1
+        if ctx.logger:
+            ctx.logger.log_metrics({f"{entry.name}/{k}": v for k, v in entry.terms.items()}
+                                   | {f"{entry.name}/seconds": entry.seconds}, step=step[0])  # fmt: skip
+
+    out = fit_sequence(flame, data, camera, tc, init, fixed_shape, ctx.device, on_phase_end)
+    track = tracking_arrays(out, data, cfg.flame.version, flame.n_shape, flame.n_expr)
+    # --- photometric phase (renderer engineer; prep.track.photometric) -----------------------
+    photo_metrics = _photometric(ctx, flame, track, data) if tc.photometric else {}
+    # ------------------------------------------------------------------------------------------
+    save_npz(subject.flame_tracking, **track)
+    kp = project_tracking(flame, track)
+    obj = flame_params_dict(track, kp, data.lmk_px, data.lmk_w, with_eyelids=flame.has_eyelids)
+    write_flame_params_json(subject.flame_params_json, obj)
+    summary = out.summary()
+    if photo_metrics:  # renderer engineer: the headline follows the refined fit
+        summary["lmk_rmse_px"] = float(np.nanmean(track["lmk_rmse_px"]))
+        summary.update({f"photo_{k}": v for k, v in photo_metrics.items()})
+    _write_metrics(subject, data, out, summary)
+    if tc.overlay_video:
+        _overlays(ctx, flame, track, data, kp)
+    if ctx.logger:
+        ctx.logger.summary(summary)
+    n_bad = int((~data.valid).sum())
+    log.info("fit_flame: %d frames (%d invalid), landmark RMSE %.2f px, %.1fs", data.n_frames,
+             n_bad, summary["lmk_rmse_px"], summary["fit_seconds"])  # fmt: skip
+    return StageResult(n_frames=data.n_frames, n_flagged=n_bad, metrics=summary,
+                       headline="lmk_rmse_px")  # fmt: skip
+
+
+def _camera(cfg: Config, orig_hw: np.ndarray) -> Camera:
+    d = cfg.dataset
+    fx = cfg.fx if cfg.fx is not None else d.fx
+    fy = cfg.fy if cfg.fy is not None else d.fy
+    cx = cfg.cx if cfg.cx is not None else d.cx
+    cy = cfg.cy if cfg.cy is not None else d.cy
+    fx, fy, cx, cy = camera_intrinsics_orig(orig_hw, fx, fy, cx, cy)
+    return Camera(fx, fy, cx, cy)
+
+
+def _init(ctx: StageContext, flame, data):
+    """Initial values (init=rigid|deca_code|deca) and the fixed shape of `shape_from`."""
+    tc, init, fixed = ctx.cfg.tracker, None, None
+    if tc.init == "deca_code":
+        if not tc.deca_code or not Path(tc.deca_code).exists():
+            raise BadConfigError(
+                f"tracker.init=deca_code needs tracker.deca_code=<code.json>, got {tc.deca_code}"
+            )
+        init = init_from_deca_code(
+            read_json(tc.deca_code), data.frame_names, flame.n_shape, flame.n_expr
+        )
+    elif tc.init == "deca":
+        from prep.track.deca import deca_init
+
+        init = deca_init(
+            ctx.asset("deca"), ctx.subject, data, flame.n_shape, flame.n_expr, ctx.device
+        )
+    elif tc.init != "rigid":
+        raise BadConfigError(f"tracker.init={tc.init!r}; use rigid, deca_code or deca")
+    path = _shape_from_path(ctx.cfg)
+    if path is not None:
+        if not path.exists():
+            raise MissingInputError(
+                "fit_flame",
+                path,
+                f"tracker.shape_from={tc.shape_from}: no FLAME fit of that subject",
+            )
+        shape = np.asarray(load_npz(path)["shape"], np.float64).reshape(-1)
+        if len(shape) < flame.n_shape:
+            raise BadInputError(
+                f"{path} has {len(shape)} shape coefficients; flame.n_shape={flame.n_shape}"
+            )
+        fixed = shape[: flame.n_shape]
+    return init, fixed
+
+
+def _write_metrics(subject: SubjectDir, data, out, summary: dict) -> None:
+    def col(a):
+        return [None if not np.isfinite(x) else round(float(x), 4) for x in a]
+
+    write_json(subject.flame_metrics, {
+        "summary": summary,
+        "phases": [{"name": p.name, "iters": p.iters, "seconds": p.seconds, "loss": p.terms} for p in out.phases],
+        "frames": {
+            "frame_names": [str(n) for n in data.frame_names],
+            "valid": [bool(v) for v in data.valid],
+            "lmk_rmse_px": col(out.lmk_rmse_px),
+            "iris_err_px": col(out.iris_err_px),
+            "jitter_px": col(out.jitter_px),
+        },
+    })  # fmt: skip
+
+
+def _overlays(ctx: StageContext, flame, track: dict, data, kp: np.ndarray) -> None:
+    """Wireframe + landmarks video on sampled frames, logged to the experiment logger."""
+    from prep.report.overlay import GREEN, RED, draw_points, sample_indices, write_overlays
+    from prep.stages.landmarks import face_frame_path, video_fps
+
+    subject, tc = ctx.subject, ctx.cfg.tracker
+    idx = sample_indices(data.n_frames, min(tc.overlay_max_frames, data.n_frames))
+    faces = flame.faces.numpy()
+
+    def render(k: int) -> np.ndarray:
+        i = int(idx[k])
+        path = face_frame_path(subject, int(Path(str(data.frame_names[i])).stem))
+        img = read_image(path) if path.exists() else np.zeros((*data.image_size, 3), np.uint8)
+        verts = _mesh_px(flame, track, i)
+        tris = np.round(verts[faces] * 16).astype(np.int32)
+        wire = cv2.polylines(img.copy(), list(tris), True, (200, 200, 255), 1, cv2.LINE_AA, 4)
+        img = cv2.addWeighted(img, 0.6, wire, 0.4, 0)
+        if data.valid[i]:
+            img = draw_points(img, data.lmk_px[i], GREEN, 1.5)
+        return draw_points(img, kp[i], RED, 1.5)
+
+    fps = video_fps(subject) * len(idx) / max(data.n_frames, 1)
+    written = write_overlays(
+        subject.overlay_dir("fit_flame"), "fit", len(idx), render, max(fps, 1.0)
+    )
+    if ctx.logger:
+        for p in written:
+            if p.suffix == ".mp4":
+                ctx.logger.log_video("fit_flame/overlay", p)
+            elif p.suffix == ".png":
+                ctx.logger.log_image("fit_flame/sheet", read_image(p))
+
+
+def _mesh_px(flame, track: dict, i: int) -> np.ndarray:
+    """Full-mesh vertices of frame i projected to crop pixels, (V, 2)."""
+    dt = flame.v_template.dtype
+
+    def t(key):
+        return torch.as_tensor(np.asarray(track[key][i : i + 1]), dtype=dt)
+
+    with torch.no_grad():
+        out = flame(torch.as_tensor(track["shape"], dtype=dt), t("expr"), t("global_pose"),
+                    t("neck_pose"), t("jaw_pose"), t("eyes_pose"), transl=t("transl"),
+                    eyelids=t("eyelids") if flame.has_eyelids else None)  # fmt: skip
+    x = out.vertices[0].double().numpy()
+    w2c, K = np.asarray(track["w2c"][i], np.float64), np.asarray(track["K"], np.float64)
+    xc = x @ w2c[:3, :3].T + w2c[:3, 3]
+    uvw = xc @ K.T
+    return uvw[:, :2] / uvw[:, 2:3]
+
+
+def _photometric(ctx: StageContext, flame, track: dict, data) -> dict[str, float]:
+    """tracker.photometric=true: refine `track` in place against the frames (renderer engineer).
+
+    Uses the face-parsing labels (tracker.photo.region) when the parsing stage has run, else the
+    whole rendered face; see prep.track.photometric for the model and schedule.
+    """
+    from prep.stages.landmarks import face_frame_path
+    from prep.track.photometric import frame_loader, refine_tracking
+
+    s, pc = ctx.subject, ctx.cfg.tracker.photo
+
+    def stem(i: int) -> int:
+        return int(Path(str(data.frame_names[i])).stem)
+
+    if not s.parsing_dir.is_dir():
+        log.warning("photometric phase without parsing labels: the whole face render is compared")
+    load = frame_loader(lambda i: face_frame_path(s, stem(i)), lambda i: s.parsing_path(stem(i)),
+                        lambda i: s.mask_path(stem(i)), list(pc.region))  # fmt: skip
+    refined, metrics = refine_tracking(flame, track, data.lmk_px, data.lmk_w, load, pc)
+    track.update(refined)
+    return metrics

@@ -1,0 +1,121 @@
+"""FLAME tracker: parameter recovery on synthetic sequences, solvers, invalid frames, edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from prep.config.flame import FlameConfig, PhaseConfig, TrackerConfig
+from prep.errors import BadConfigError
+from prep.models.rotations import axis_angle_to_matrix, rotation_angle_deg
+from prep.track.flame_data import camera_intrinsics_orig
+from prep.track.flame_fit import (
+    Camera,
+    build_flame,
+    fit_sequence,
+    project_tracking,
+    tracking_arrays,
+)
+from prep.track.gauss_newton import GaussNewton, make_layout
+from tests.fixtures.synthetic_sequence import make_sequence
+
+
+@pytest.fixture(scope="module")
+def flame(full_flame_assets):
+    torch.set_num_threads(1)
+    return build_flame(full_flame_assets, FlameConfig(n_shape=50, n_expr=30), dense=False)
+
+
+def head_rotation_error_deg(params: dict, gt: dict) -> np.ndarray:
+    def R(p):
+        g = torch.as_tensor(p["global_pose"], dtype=torch.float64)
+        n = torch.as_tensor(p["neck_pose"], dtype=torch.float64)
+        return axis_angle_to_matrix(g) @ axis_angle_to_matrix(n)
+
+    return rotation_angle_deg(R(params), R(gt)).numpy()
+
+
+def test_recovers_pose_and_landmarks(flame):
+    seq = make_sequence(flame, 60, seed=1, noise_px=1.0, missing=(20, 26))
+    out = fit_sequence(flame, seq.data, Camera(seq.focal, seq.focal, 255.5, 255.5), TrackerConfig())
+    valid = seq.data.valid
+    # fitted landmarks sit within the detector noise of the observations, and near the truth
+    assert np.nanmean(out.lmk_rmse_px) < 2.0
+    clean_err = np.sqrt(((out.lmk_px[:, :68] - seq.clean_px[:, :68]) ** 2).sum(-1).mean(1))
+    assert np.median(clean_err[valid]) < 1.5
+    assert head_rotation_error_deg(out.params, seq.gt)[valid].mean() < 2.5
+    # invalid frames are bridged from their neighbours, not left at the initial values
+    assert head_rotation_error_deg(out.params, seq.gt)[20:26].max() < 5.0
+    assert np.isnan(out.lmk_rmse_px[20:26]).all()
+    assert np.nanmean(out.iris_err_px) < 1.5
+
+
+def test_gauss_newton_jacobian_matches_autograd(flame):
+    from prep.track.flame_data import FlameDataModule
+    from prep.track.flame_params import FlameParams, InitValues
+    from prep.track.flame_tracker import FlameTracker
+
+    flame64 = flame.double()
+    seq = make_sequence(flame64, 6, seed=2)
+    p = FlameParams(6, flame.n_shape, flame.n_expr, False, True, seq.focal, True, 1.0, 255.5,
+                    255.5, dtype=torch.float64)  # fmt: skip
+    p.load(InitValues(**{k: v + 0.01 for k, v in seq.gt.items()}))
+    tr = FlameTracker(flame64, p, TrackerConfig())
+    gn = GaussNewton(
+        tr, FlameDataModule(seq.data, torch.float64).batch, make_layout(p, ["all"], False)
+    )
+    e, jf, js = gn.jacobians()
+    v = gn._values()
+    bins = __import__("prep.models.flame", fromlist=["contour_bins"]).contour_bins(
+        v["global_pose"], v["neck_pose"]
+    )
+    for name, i, d in gn.lay.frame:
+        full = torch.func.jacfwd(lambda x, n=name: gn._residuals({**v, n: x}, bins))(v[name])
+        diag = full[torch.arange(6), :, torch.arange(6)]  # (T, R, d): frame-local derivatives
+        torch.testing.assert_close(jf[..., i : i + d], diag, atol=1e-9, rtol=1e-7)
+    for name, i, d in gn.lay.shared:
+        full = torch.func.jacfwd(lambda x, n=name: gn._residuals({**v, n: x}, bins))(v[name])
+        torch.testing.assert_close(js[..., i : i + d], full.reshape(6, -1, d), atol=1e-9, rtol=1e-7)
+    flame.float()
+
+
+def test_estimated_focal_and_shared_translation(flame):
+    seq = make_sequence(flame, 30, seed=3, yaw_deg=40, noise_px=0.5)
+    cfg = TrackerConfig(with_translation=False)
+    out = fit_sequence(flame, seq.data, Camera(None, None, 255.5, 255.5), cfg)
+    # shared translation cannot follow the head's small translation; the fit still lands close
+    assert np.nanmean(out.lmk_rmse_px) < 4.0
+    assert np.ptp(out.params["transl"], axis=0).max() == 0.0
+    # focal and depth trade off against head size: landmarks alone pin the focal only loosely
+    assert seq.focal / 3 < out.K_orig[0, 0] < 3 * seq.focal
+
+
+def test_lbfgs_solver_runs(flame):
+    seq = make_sequence(flame, 10, seed=4)
+    cfg = TrackerConfig(solver="lbfgs", phases=[PhaseConfig("rigid", ["global_pose", "transl"], 20),
+                                                PhaseConfig("joint", ["all"], 30)])  # fmt: skip
+    out = fit_sequence(flame, seq.data, Camera(seq.focal, seq.focal, 255.5, 255.5), cfg)
+    assert np.nanmean(out.lmk_rmse_px) < 15.0
+
+
+def test_single_frame_and_fixed_shape(flame):
+    seq = make_sequence(flame, 1, seed=5)
+    out = fit_sequence(flame, seq.data, Camera(seq.focal, seq.focal, 255.5, 255.5), TrackerConfig(),
+                       fixed_shape=seq.gt["shape"].astype(np.float64))  # fmt: skip
+    np.testing.assert_allclose(out.params["shape"], seq.gt["shape"], atol=1e-6)
+    assert out.lmk_rmse_px[0] < 3.0
+    assert np.isnan(out.jitter_px).all()
+
+
+def test_canonical_arrays_reproduce_landmarks(flame):
+    seq = make_sequence(flame, 8, seed=6)
+    out = fit_sequence(flame, seq.data, Camera(seq.focal, seq.focal, 255.5, 255.5), TrackerConfig())
+    track = tracking_arrays(out, seq.data, "flame2020", flame.n_shape, flame.n_expr)
+    np.testing.assert_allclose(project_tracking(flame, track), out.lmk_px, atol=1e-2)
+
+
+@pytest.mark.parametrize("fx", [0.0, -10.0])
+def test_bad_focal(fx):
+    with pytest.raises(BadConfigError, match="positive"):
+        camera_intrinsics_orig(np.array([512, 512]), fx, fx, None, None)
