@@ -97,9 +97,9 @@ def flame_params_dict(
     root = np.zeros(3)  # the rotation is unchanged (our w2c rotation is the axis flip), so the
     cam = to_imavatar(track["w2c"], track["K"], size, track["global_pose"], track["transl"], root)
     kp = normalise_px(keypoints_px, size)
-    obs = np.where(obs_w[..., None] > 0, obs_px, np.nan)
-    lo = np.nanmin(np.where(np.isfinite(obs), obs, np.nan), axis=1) if T else obs
-    hi = np.nanmax(np.where(np.isfinite(obs), obs, np.nan), axis=1) if T else obs
+    ok = (obs_w > 0)[..., None] & np.isfinite(obs_px)
+    lo = np.where(ok, obs_px, np.inf).min(1)  # frames without observations fall back below
+    hi = np.where(ok, obs_px, -np.inf).max(1)
     fallback = np.stack(
         [kp[..., 0].min(1), kp[..., 1].min(1), kp[..., 0].max(1), kp[..., 1].max(1)], 1
     )
