@@ -188,7 +188,9 @@ def _section_value(cfg: Config, key: str) -> Any:
 def config_hash(cfg: Config, stage: Stage) -> str:
     """Hash of the config sections that change `stage`'s output (plan lists excluded)."""
     values = {k: _section_value(cfg, k) for k in COMMON_SECTIONS + stage.config}
-    values["dataset"] = {k: v for k, v in values["dataset"].items() if k != "plan"}
+    values["dataset"] = {
+        k: v for k, v in values["dataset"].items() if k not in ("plan", "provided")
+    }
     text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 

@@ -17,7 +17,6 @@ from prep.pipeline import (
     get_stage,
     is_done,
     missing_assets,
-    stage_names,
     upstream_closure,
     write_manifest,
 )
@@ -54,16 +53,14 @@ def plan_stages(cfg: Config) -> list[str]:
     get_stage(target)
     if cfg.only:
         return [target]
-    # Upstream stages the dataset plan leaves out (INSTA has no crop/matting) are not run.
+    # Upstream stages the dataset's ingest stands in for (INSTA: crop, matting) are not run.
     skip = provided_by_ingest(cfg)
     return [s for s in upstream_closure(target) if s == target or s not in skip]
 
 
 def provided_by_ingest(cfg: Config) -> frozenset[str]:
-    """Stages the dataset plan leaves out because its ingest already did their work."""
-    if not cfg.dataset.plan:
-        return frozenset()
-    return frozenset(set(stage_names()) - set(cfg.dataset.plan))
+    """Stages whose work the dataset's ingest already did (INSTA frames come cropped, matted)."""
+    return frozenset(cfg.dataset.provided)
 
 
 def run_plan(cfg: Config, subject: SubjectDir) -> PlanOutcome:

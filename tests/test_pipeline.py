@@ -154,3 +154,10 @@ def test_chunk_store_resume_and_merge(tmp_path):
         store.merge(10)
     store.write(8, 10, x=np.arange(8, 10))
     np.testing.assert_array_equal(store.merge(10)["x"], np.arange(10))
+
+
+def test_stages_provided_by_the_ingest_are_not_run(make):
+    cfg, subject = make("stage.name=toy_sink", "dataset.provided=[toy_src]")
+    assert plan_stages(cfg) == ["toy_sink"]
+    assert run_plan(cfg, subject).ran == ["toy_sink"]
+    assert CALLS == ["toy_sink"]

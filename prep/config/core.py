@@ -21,6 +21,7 @@ class DatasetConfig:
     cx: float | None = None
     cy: float | None = None
     plan: list[str] = field(default_factory=list)  # stage order for stage=all
+    provided: list[str] = field(default_factory=list)  # stages whose outputs the ingest writes
 
 
 @dataclass
