@@ -93,7 +93,6 @@ def flame_params_dict(
         with_eyelids: write ``eyelids`` (models with eyelid blendshapes).
     """
     size = tuple(int(v) for v in track["image_size"])
-    T = len(track["frame_names"])
     root = np.zeros(3)  # the rotation is unchanged (our w2c rotation is the axis flip), so the
     cam = to_imavatar(track["w2c"], track["K"], size, track["global_pose"], track["transl"], root)
     kp = normalise_px(keypoints_px, size)

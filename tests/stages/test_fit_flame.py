@@ -14,10 +14,11 @@ from prep.io.files import load_npz, read_json, save_npz
 from prep.runner import run_plan
 from prep.subject import SubjectDir
 from prep.track.flame_fit import build_flame, project_tracking
-from tests.fixtures.flame_fixtures import tiny_flame_assets  # noqa: F401
+from tests.fixtures import flame_fixtures
 from tests.fixtures.synthetic_sequence import make_sequence, write_subject
 
 T, SIZE, FOCAL = 10, 256, 900.0
+tiny_flame_assets = flame_fixtures.tiny_flame_assets  # the session fixture, registered here
 
 
 @pytest.fixture(scope="module")
