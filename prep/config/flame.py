@@ -77,6 +77,7 @@ class TrackerConfig:
     estimate_focal: bool = True  # optimise a shared focal when fx/fy are not given
     focal_init_fov_deg: float = 14.0  # initial horizontal field of view when estimating
     solver: str = "gn"  # gn (damped Gauss-Newton, vectorised over frames) | lbfgs
+    gn_chunk: int = 512  # frames per Jacobian chunk (bounds memory for long videos)
     lbfgs_history: int = 20  # L-BFGS memory
     lbfgs_lr: float = 1.0  # L-BFGS step scale (strong-Wolfe line search on top)
     max_gap_bridge: int = 1000  # invalid runs up to this long are interpolated from neighbours

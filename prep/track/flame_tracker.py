@@ -181,6 +181,7 @@ class FlameTracker(L.LightningModule):
         if self.cfg.solver == "gn":
             lay = make_layout(self.params, list(self.phase.params), self.fixed_shape)
             gn = GaussNewton(self, batch, lay)
+            gn.chunk = max(int(self.cfg.gn_chunk), 1)
             hist = gn.run(self.phase.iters)
             self.n_evals = len(hist)
             with torch.no_grad():

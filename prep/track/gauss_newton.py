@@ -84,6 +84,8 @@ class GaussNewton:
         self.p = tracker.params
         self.T = self.p.n_frames
         self.lam = 1e-3
+        self.sl = slice(0, self.T)  # frames the Jacobian methods work on (chunks bound memory)
+        self.chunk = 512
 
     # ---- vectors <-> parameters ---------------------------------------------------------------
     def get(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,18 +147,23 @@ class GaussNewton:
             p.principal[1],
             1,
         )
-        px = project_flame_points(pts, K, self.b["orig_to_crop"])
+        px = project_flame_points(pts, K, self.b["orig_to_crop"][self.sl])
         obs, scale = self._observations()
-        return ((px - obs) / scale).reshape(self.T, -1)
+        return ((px - obs) / scale).reshape(px.shape[0], -1)
 
-    def jacobians(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Residuals (T, R), per-frame Jacobian (T, R, Dp), shared Jacobian (T, R, Ds).
+    def jacobians(self, sl: slice | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Residuals (t, R), per-frame Jacobian (t, R, Dp), shared Jacobian (t, R, Ds).
+
+        Args:
+            sl: frames to evaluate (all by default); the result has t = their count.
 
         Coefficient columns (shape, expression, eyelids) are analytic (`coefficient_jacobian`);
         pose, translation and focal columns come from forward-mode derivatives, one batched jvp
         per parameter dimension over all frames at once.
         """
+        self.sl = sl if sl is not None else slice(0, self.T)
         v = self._values()
+        v = {k: (x[self.sl] if k not in ("shape", "focal") else x) for k, x in v.items()}
         with torch.no_grad():
             bins = contour_bins(v["global_pose"], v["neck_pose"])
             e = self._residuals(v, bins)
@@ -207,7 +214,7 @@ class GaussNewton:
         pts_px, P = self._projection_derivative(v, bins)  # (T, N, 2, 3) d crop px / d X_flame
         _, scale = self._observations()
         J = torch.einsum("tnab,tnbk->tnak", P, dL) / scale[None, None, :, None]
-        return J.reshape(self.T, -1, J.shape[-1])
+        return J.reshape(J.shape[0], -1, J.shape[-1])
 
     def _projection_derivative(self, v: dict, bins: torch.Tensor):
         tr, p = self.tr, self.p
@@ -228,7 +235,7 @@ class GaussNewton:
             p.principal[1],
             1,
         )
-        Kt = self.b["orig_to_crop"] @ K  # (T, 3, 3)
+        Kt = self.b["orig_to_crop"][self.sl] @ K  # (t, 3, 3)
         h = X @ Kt.transpose(1, 2)  # (T, N, 3)
         uv = h[..., :2] / h[..., 2:3]
         P = (Kt[:, None, :2, :] - uv[..., None] * Kt[:, None, 2:3, :]) / h[..., 2:3, None]
@@ -243,7 +250,7 @@ class GaussNewton:
             parts.append(b["iris_px"])
         if self.tr.use_dense:
             parts.append(b["dense_px"])
-        return torch.cat(parts, 1), scale
+        return torch.cat(parts, 1)[self.sl], scale
 
     # ---- the linear system -------------------------------------------------------------------
     def residual_weights(self, e: torch.Tensor) -> torch.Tensor:
@@ -257,8 +264,8 @@ class GaussNewton:
             a.append(iw / (iw > 0).sum().clamp(min=1))
         if self.tr.use_dense:
             a.append(w.dense * b["dense_w"] / (b["dense_w"] > 0).sum().clamp(min=1))
-        a = torch.cat(a, 1)  # (T, N)
-        r = e.reshape(self.T, -1, 2)
+        a = torch.cat(a, 1)[self.sl]  # (t, N); normalisers count all frames
+        r = e.reshape(e.shape[0], -1, 2)
         s2 = (r * r).sum(-1)
         hw = b["image_size"].to(e.dtype)
         eps = c.charbonnier_eps_px / float((torch.stack([hw[1], hw[0]]) / 2).mean())
@@ -292,12 +299,19 @@ class GaussNewton:
     def step(self) -> tuple[float, float]:
         """One damped Gauss-Newton iteration; returns (objective before, after)."""
         gf, gs, f0 = self.gradient()
-        e, jf, js = self.jacobians()
-        om = self.residual_weights(e.detach())
-        wjf = jf * om[..., None]
-        Hff = wjf.transpose(1, 2) @ jf  # (T, Dp, Dp)
-        Hfs = wjf.transpose(1, 2) @ js  # (T, Dp, Ds)
-        Hss = torch.einsum("trd,tre->de", js * om[..., None], js)
+        Dp, Ds, dt = self.lay.n_frame, self.lay.n_shared, gf.dtype
+        Hff = torch.zeros(self.T, Dp, Dp, dtype=dt)
+        Hfs = torch.zeros(self.T, Dp, Ds, dtype=dt)
+        Hss = torch.zeros(Ds, Ds, dtype=dt)
+        for i0 in range(0, self.T, self.chunk):  # frame chunks: memory stays flat in T
+            sl = slice(i0, min(i0 + self.chunk, self.T))
+            e, jf, js = self.jacobians(sl)
+            om = self.residual_weights(e.detach())
+            wjf = jf * om[..., None]
+            Hff[sl] = wjf.transpose(1, 2) @ jf
+            Hfs[sl] = wjf.transpose(1, 2) @ js
+            Hss += torch.einsum("trd,tre->de", js * om[..., None], js)
+        self.sl = slice(0, self.T)
         df, ds, smooth = self._regulariser_diag()
         lap_diag = torch.zeros(self.T, self.lay.n_frame, dtype=gf.dtype)
         n_nb = torch.full((self.T,), 2.0, dtype=gf.dtype)

@@ -108,6 +108,14 @@ def test_single_frame_and_fixed_shape(flame):
     assert np.isnan(out.jitter_px).all()
 
 
+def test_chunked_jacobians_give_the_same_fit(flame):
+    seq = make_sequence(flame, 12, seed=7)
+    cam = Camera(seq.focal, seq.focal, 255.5, 255.5)
+    a = fit_sequence(flame, seq.data, cam, TrackerConfig())
+    b = fit_sequence(flame, seq.data, cam, TrackerConfig(gn_chunk=5))
+    np.testing.assert_allclose(a.lmk_px, b.lmk_px, atol=1e-2)
+
+
 def test_canonical_arrays_reproduce_landmarks(flame):
     seq = make_sequence(flame, 8, seed=6)
     out = fit_sequence(flame, seq.data, Camera(seq.focal, seq.focal, 255.5, 255.5), TrackerConfig())
