@@ -55,9 +55,9 @@ class PhaseConfig:
 
 def _default_phases() -> list[PhaseConfig]:
     return [
-        PhaseConfig("rigid", ["global_pose", "transl", "focal"], 8),
-        PhaseConfig("joint", ["all"], 12),
-        PhaseConfig("eyes", ["eyes_pose"], 4, iris_scale=10.0),
+        PhaseConfig("rigid", ["global_pose", "transl", "focal"], 6),
+        PhaseConfig("joint", ["all"], 8),
+        PhaseConfig("eyes", ["eyes_pose"], 3, iris_scale=10.0),
     ]
 
 
@@ -68,7 +68,7 @@ class TrackerConfig:
     w: TrackerWeights = field(default_factory=TrackerWeights)
     phases: list[PhaseConfig] = field(default_factory=_default_phases)
     loss: str = "charbonnier"  # charbonnier (smooth L1, robust) | l2 (squared)
-    charbonnier_eps_px: float = 0.5  # charbonnier's smoothing radius, crop pixels
+    charbonnier_eps_px: float = 3.0  # charbonnier: quadratic within this radius (crop px)
     min_score: float = 0.0  # landmark scores below this are ignored
     init: str = "rigid"  # rigid (from landmarks) | deca_code (code.json) | deca (DECA encoder)
     deca_code: str | None = None  # init=deca_code: path of DECA's code.json

@@ -218,6 +218,9 @@ def fit_phases(
 ) -> list[PhaseLog]:
     """Run the phases in order, each with its own Trainer and iteration budget."""
     accelerator = "gpu" if device.startswith("cuda") else "cpu"
+    # Lightning announces devices and tips on every Trainer; one per phase is noise here.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     logs = []
     for phase in phases:
         if phase.iters <= 0:
