@@ -101,30 +101,35 @@ def main(dcfg: DictConfig) -> float | None:
     multirun = _is_multirun()
     debug = bool(dcfg.get("debug", False))
     try:
-        cfg = to_typed(dcfg)
-        value = run(cfg)
-        _record_status(ok=True, value=value)
-        return value
-    except PrepError as e:
-        _record_status(ok=False, error=str(e))
-        if debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        if multirun:
-            return math.inf
-        sys.exit(2)
-    except OSError as e:  # read-only folder, full disk: say which path, keep what is done
-        _record_status(ok=False, error=str(e))
-        if debug:
-            raise
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        print(f"error: cannot write output{where}: {e.strerror or e}", file=sys.stderr)
-        if multirun:
-            return math.inf
-        sys.exit(2)
+        value = run(to_typed(dcfg))
     except KeyboardInterrupt:
         print("interrupted; finished outputs are kept and the next run resumes", file=sys.stderr)
         sys.exit(130)
+    except Exception as e:
+        message = one_line_error(e)
+        # A bug (not bad input) keeps its traceback, except in a sweep, where the others go on.
+        if debug or (message is None and not multirun):
+            raise
+        if message is None:
+            log.exception("unexpected error")
+            message = f"unexpected {type(e).__name__}: {e} (traceback in the job log)"
+        _record_status(ok=False, error=message)
+        print(f"error: {message}", file=sys.stderr)
+        if multirun:
+            return math.inf
+        sys.exit(2)
+    _record_status(ok=True, value=value)
+    return value
+
+
+def one_line_error(e: BaseException) -> str | None:
+    """The user-facing line for an expected failure, or None for a bug."""
+    if isinstance(e, PrepError):
+        return str(e)
+    if isinstance(e, OSError):  # read-only folder, full disk: name the path; done work is kept
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        return f"cannot write output{where}: {e.strerror or e}"
+    return None
 
 
 def _is_multirun() -> bool:
