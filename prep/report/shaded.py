@@ -23,7 +23,7 @@ from prep.io.files import load_npz, read_image
 from prep.logger import ExperimentLogger
 from prep.models.flame import FlameModel
 from prep.render import render_mesh
-from prep.report.overlay import write_overlays
+from prep.report.overlay import sample_indices, write_overlays
 from prep.subject import SubjectDir
 
 log = logging.getLogger(__name__)
@@ -46,19 +46,22 @@ def render_tracked(
         ((B,H,W,3) uint8 renders, (B,H,W) bool coverage).
     """
     sel = np.asarray(idx)
-    p = {k: torch.as_tensor(trk[k][sel], dtype=torch.float32) for k in PARAMS}
-    K = torch.as_tensor(trk["K"], dtype=torch.float32).clone()
+    dt = model.v_template.dtype
+    p = {k: torch.as_tensor(trk[k][sel], dtype=dt) for k in PARAMS}
+    K = torch.as_tensor(trk["K"], dtype=dt).clone()
     h0, w0 = (int(x) for x in trk["image_size"])
     for r, s in ((0, size_hw[1] / w0), (1, size_hw[0] / h0)):
         K[r, r] *= s
         K[r, 2] = s * (K[r, 2] + 0.5) - 0.5
     with torch.no_grad():
         verts = model(
-            torch.as_tensor(trk["shape"], dtype=torch.float32), p["expr"], p["global_pose"],
+            torch.as_tensor(trk["shape"], dtype=dt), p["expr"], p["global_pose"],
             p["neck_pose"], p["jaw_pose"], p["eyes_pose"], transl=p["transl"],
             eyelids=p["eyelids"] if model.has_eyelids else None,
         ).vertices  # fmt: skip
-        out = render_mesh(verts, model.faces, torch.as_tensor(trk["w2c"][sel]).float(), K, size_hw)
+        out = render_mesh(
+            verts, model.faces, torch.as_tensor(trk["w2c"][sel], dtype=dt), K, size_hw
+        )
     rgb = (out.rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     return rgb, out.mask.numpy()
 
@@ -80,18 +83,20 @@ def _invalid_panel(frame: np.ndarray) -> np.ndarray:
 
 
 class _BatchedPanels:
-    """render(i) for write_overlays, rendering frames `batch` at a time as they are requested."""
+    """render(k) for write_overlays: panels of frames[k], rendered `batch` at a time."""
 
-    def __init__(self, model, trk, frame_path, batch: int, alpha: float):
+    def __init__(self, model, trk, frame_path, batch: int, alpha: float, frames=None):
         self.model, self.trk, self.frame_path = model, trk, frame_path
         self.batch, self.alpha = batch, alpha
         self.valid = trk["valid"].astype(bool)
+        self.frames = list(range(len(self.valid))) if frames is None else [int(f) for f in frames]
         self.cache: dict[int, np.ndarray] = {}
 
-    def __call__(self, i: int) -> np.ndarray:
+    def __call__(self, k: int) -> np.ndarray:
+        i = self.frames[k]
         if i not in self.cache:
             self.cache.clear()
-            idx = list(range(i, min(i + self.batch, len(self.valid))))
+            idx = self.frames[k : k + self.batch]
             frames = {j: read_image(self.frame_path(j), "rgb") for j in idx}
             good = [j for j in idx if self.valid[j]]
             if good:
@@ -114,6 +119,7 @@ def write_shaded_overlays(
     video: bool = True,
     batch: int = 8,
     n_sheet: int = 12,
+    max_frames: int | None = None,
 ) -> list[Path]:
     """Write overlays/shaded/shaded.mp4 and shaded_sheet.png for the subject's FLAME fit.
 
@@ -127,15 +133,20 @@ def write_shaded_overlays(
         video: write the mp4 (else only the contact sheet).
         batch: frames rendered at once.
         n_sheet: frames on the contact sheet.
+        max_frames: render at most this many evenly spaced frames (None = all).
 
     Returns:
         Paths written.
     """
     trk = load_npz(subject.flame_tracking)
     n = len(trk["valid"])
-    panels = _BatchedPanels(model, trk, frame_path, batch, alpha)
+    frames = sample_indices(n, max_frames) if max_frames else np.arange(n)
+    panels = _BatchedPanels(model, trk, frame_path, batch, alpha, frames)
     out_dir = subject.overlay_dir("shaded")
-    written = write_overlays(out_dir, "shaded", n, panels, fps, video=video, n_sheet=n_sheet)
+    fps = fps * len(frames) / max(n, 1)
+    written = write_overlays(
+        out_dir, "shaded", len(frames), panels, max(fps, 1.0), video=video, n_sheet=n_sheet
+    )
     if logger is not None:
         for p in written:
             if p.suffix == ".mp4":

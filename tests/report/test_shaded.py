@@ -62,3 +62,14 @@ def test_panels_mark_invalid_frames(tmp_path, tiny_flame_assets):  # noqa: F811
     assert tuple(bad[0, 0]) == (255, 40, 40)  # red border
     blend = good[:, 2 * W :]
     assert (blend != 90).any() and (good[:, W : 2 * W] > 0).any()
+
+
+def test_sampled_frames_and_float64_model(tmp_path, tiny_flame_assets):  # noqa: F811
+    model, trk = tiny_tracking(tiny_flame_assets, 9, H, W)
+    model = model.double()
+    s = SubjectDir(tmp_path / "s")
+    save_npz(s.flame_tracking, **trk)
+    for i in range(9):
+        write_image(s.crop_frame_path(i), np.full((H, W, 3), 90, np.uint8))
+    write_shaded_overlays(s, model, s.crop_frame_path, fps=25.0, max_frames=3)
+    assert count_frames(s.overlay_dir("shaded") / "shaded.mp4") == 3

@@ -53,7 +53,7 @@ def test_fit_flame_runs_the_photometric_phase(compose_cfg, tmp_path, tiny_flame_
         "dataset=custom", "subject=s1", "stage=fit_flame", "only=true", "flame.n_shape=5",
         "flame.n_expr=5", f"assets.flame2020={a['flame2020']}",
         f"assets.flame_lmk_embedding_eyes={a['flame_lmk_embedding_eyes']}",
-        "tracker.overlay_video=false", "tracker.photometric=true",
+        "tracker.photometric=true", "tracker.overlay_max_frames=3",
         "tracker.photo.sizes=[48,96]", "tracker.photo.steps=[6,4]",
     )  # fmt: skip
     run_plan(cfg, s)
@@ -63,3 +63,4 @@ def test_fit_flame_runs_the_photometric_phase(compose_cfg, tmp_path, tiny_flame_
     assert m["photo_photo_err_after"] <= 1.02 * m["photo_photo_err_before"]
     assert m["photo_lmk_rmse_px_after"] < m["photo_lmk_rmse_px_before"] + 0.3
     assert np.isfinite(m["lmk_rmse_px"]) and m["lmk_rmse_px"] < 1.0
+    assert (s.overlay_dir("shaded") / "shaded_sheet.png").exists()  # QA overlay of the fit
