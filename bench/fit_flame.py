@@ -57,13 +57,29 @@ def corrupt(data: TrackingData, rng, outlier_rate: float, drop_rate: float) -> T
     pts[out] += rng.normal(0, 10, (out.sum(), 2))
     drop = rng.random(len(pts)) < drop_rate
     valid = data.valid & ~drop
-    return TrackingData(data.frame_names, np.where(valid[:, None, None], pts, 0), data.lmk_w * valid[:, None],
-                        valid, data.iris_px, data.iris_w * valid[:, None], data.dense_px, data.dense_w,
-                        data.orig_to_crop, data.image_size, data.orig_hw)  # fmt: skip
+    return TrackingData(
+        data.frame_names,
+        np.where(valid[:, None, None], pts, 0),
+        data.lmk_w * valid[:, None],
+        valid,
+        data.iris_px,
+        data.iris_w * valid[:, None],
+        data.dense_px,
+        data.dense_w,
+        data.orig_to_crop,
+        data.image_size,
+        data.orig_hw,
+    )
 
 
-def imavatar_reference(flame, data: TrackingData, K: np.ndarray, init_transl: np.ndarray,
-                       iters: int = 1000, lr: float = 1e-2) -> dict[str, np.ndarray]:  # fmt: skip
+def imavatar_reference(
+    flame,
+    data: TrackingData,
+    K: np.ndarray,
+    init_transl: np.ndarray,
+    iters: int = 1000,
+    lr: float = 1e-2,
+) -> dict[str, np.ndarray]:
     """IMAvatar's fit (preprocess/DECA/optimize.py) as its authors run it, with per-frame
     translation: full FLAME forward every iteration, Adam, mean Euclidean landmark distance in
     [-1, 1] coordinates, priors 1e-2, smoothness expression 0.1, pose 10, translation 5."""
@@ -103,8 +119,13 @@ def imavatar_reference(flame, data: TrackingData, K: np.ndarray, init_transl: np
         lmk, _ = flame.landmarks_from_vertices(out.vertices, pose[:, :3], pose[:, 3:6])
         px = project_flame_points(lmk, Kt, A)
     p = pose.detach().double().numpy()
-    return {"shape": shape.detach().double().numpy(), "expr": expr.detach().double().numpy(),
-            "global_pose": p[:, :3], "neck_pose": p[:, 3:6], "lmk_px": px.double().numpy()}  # fmt: skip
+    return {
+        "shape": shape.detach().double().numpy(),
+        "expr": expr.detach().double().numpy(),
+        "global_pose": p[:, :3],
+        "neck_pose": p[:, 3:6],
+        "lmk_px": px.double().numpy(),
+    }
 
 
 def head_rot_err_deg(p: dict, gt: dict) -> np.ndarray:
@@ -147,15 +168,25 @@ def run_ours(flame, data, seq, cfg) -> tuple[dict, dict]:
 
 def memory_child(args) -> dict:
     """Peak RSS of a child fitting `mem_frames` frames (1 iteration per phase)."""
-    cmd = [sys.executable, __file__, "--mem-only", "--frames", str(args.mem_frames),
-           "--threads", str(args.threads)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--mem-only",
+        "--frames",
+        str(args.mem_frames),
+        "--threads",
+        str(args.threads),
+    ]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         return {"error": res.stderr[-2000:]}
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"frames": args.mem_frames, "peak_rss_gb": peak_kb / 2**20,
-            "seconds_one_iteration_per_phase": time.perf_counter() - t0}  # fmt: skip
+    return {
+        "frames": args.mem_frames,
+        "peak_rss_gb": peak_kb / 2**20,
+        "seconds_one_iteration_per_phase": time.perf_counter() - t0,
+    }
 
 
 def setup(args, tmp: Path):

@@ -81,9 +81,12 @@ def normalise_px(px: np.ndarray, image_size) -> np.ndarray:
 
 
 def flame_params_dict(
-    track: dict, keypoints_px: np.ndarray, obs_px: np.ndarray, obs_w: np.ndarray,
+    track: dict,
+    keypoints_px: np.ndarray,
+    obs_px: np.ndarray,
+    obs_w: np.ndarray,
     with_eyelids: bool = False,
-) -> dict:  # fmt: skip
+) -> dict:
     """Build the json object from canonical tracking arrays.
 
     Args:
@@ -104,8 +107,9 @@ def flame_params_dict(
     )
     box = np.concatenate([normalise_px(lo, size), normalise_px(hi, size)], 1)
     box = np.where(np.isfinite(box), box, fallback)
-    pose = np.concatenate([cam.global_pose, track["neck_pose"], track["jaw_pose"],
-                           track["eyes_pose"]], 1)  # fmt: skip
+    pose = np.concatenate(
+        [cam.global_pose, track["neck_pose"], track["jaw_pose"], track["eyes_pose"]], 1
+    )
     frames = []
     for i, name in enumerate(track["frame_names"]):
         fr = {

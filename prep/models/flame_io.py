@@ -350,8 +350,14 @@ def load_landmark_embedding(path: Path | str) -> LandmarkEmbedding:
         raise BadInputError(f"landmark embedding {path}: expected a pickled dict, got {dtype}")
     obj = safe_pickle_load(fh, path)
     d = obj[()] if isinstance(obj, np.ndarray) else obj
-    keys = ("static_lmk_faces_idx", "static_lmk_bary_coords", "dynamic_lmk_faces_idx",
-            "dynamic_lmk_bary_coords", "full_lmk_faces_idx", "full_lmk_bary_coords")  # fmt: skip
+    keys = (
+        "static_lmk_faces_idx",
+        "static_lmk_bary_coords",
+        "dynamic_lmk_faces_idx",
+        "dynamic_lmk_bary_coords",
+        "full_lmk_faces_idx",
+        "full_lmk_bary_coords",
+    )
     if not isinstance(d, dict) or any(k not in d for k in keys):
         raise BadInputError(f"landmark embedding {path}: expected keys {list(keys)}")
     a = [_as_numpy(d[k]) for k in keys]

@@ -110,12 +110,18 @@ def quaternion_to_matrix(quaternion: torch.Tensor) -> torch.Tensor:
     w, x, y, z = F.normalize(quaternion, dim=-1).unbind(-1)
     m = torch.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-            2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-            2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - z * w),
+            2 * (x * z + y * w),
+            2 * (x * y + z * w),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - x * w),
+            2 * (x * z - y * w),
+            2 * (y * z + x * w),
+            1 - 2 * (x * x + y * y),
         ],
         dim=-1,
-    )  # fmt: skip
+    )
     return m.reshape(quaternion.shape[:-1] + (3, 3))
 
 

@@ -104,8 +104,11 @@ def run(ctx: StageContext) -> StageResult:
     def on_phase_end(entry: PhaseLog) -> None:
         step[0] += 1
         if ctx.logger:
-            ctx.logger.log_metrics({f"{entry.name}/{k}": v for k, v in entry.terms.items()}
-                                   | {f"{entry.name}/seconds": entry.seconds}, step=step[0])  # fmt: skip
+            ctx.logger.log_metrics(
+                {f"{entry.name}/{k}": v for k, v in entry.terms.items()}
+                | {f"{entry.name}/seconds": entry.seconds},
+                step=step[0],
+            )
 
     out = fit_sequence(flame, data, camera, tc, init, fixed_shape, ctx.device, on_phase_end)
     track = tracking_arrays(out, data, cfg.flame.version, flame.n_shape, flame.n_expr)
@@ -123,13 +126,20 @@ def run(ctx: StageContext) -> StageResult:
     _write_metrics(subject, data, out, summary)
     if tc.overlay_video:
         _overlays(ctx, flame, track, data, kp)
+        _shaded_overlays(ctx, flame)  # renderer engineer: clay mesh over the frames
     if ctx.logger:
         ctx.logger.summary(summary)
     n_bad = int((~data.valid).sum())
-    log.info("fit_flame: %d frames (%d invalid), landmark RMSE %.2f px, %.1fs", data.n_frames,
-             n_bad, summary["lmk_rmse_px"], summary["fit_seconds"])  # fmt: skip
-    return StageResult(n_frames=data.n_frames, n_flagged=n_bad, metrics=summary,
-                       headline="lmk_rmse_px")  # fmt: skip
+    log.info(
+        "fit_flame: %d frames (%d invalid), landmark RMSE %.2f px, %.1fs",
+        data.n_frames,
+        n_bad,
+        summary["lmk_rmse_px"],
+        summary["fit_seconds"],
+    )
+    return StageResult(
+        n_frames=data.n_frames, n_flagged=n_bad, metrics=summary, headline="lmk_rmse_px"
+    )
 
 
 def _camera(cfg: Config, orig_hw: np.ndarray) -> Camera:
@@ -182,17 +192,23 @@ def _write_metrics(subject: SubjectDir, data, out, summary: dict) -> None:
     def col(a):
         return [None if not np.isfinite(x) else round(float(x), 4) for x in a]
 
-    write_json(subject.flame_metrics, {
-        "summary": summary,
-        "phases": [{"name": p.name, "iters": p.iters, "seconds": p.seconds, "loss": p.terms} for p in out.phases],
-        "frames": {
-            "frame_names": [str(n) for n in data.frame_names],
-            "valid": [bool(v) for v in data.valid],
-            "lmk_rmse_px": col(out.lmk_rmse_px),
-            "iris_err_px": col(out.iris_err_px),
-            "jitter_px": col(out.jitter_px),
+    write_json(
+        subject.flame_metrics,
+        {
+            "summary": summary,
+            "phases": [
+                {"name": p.name, "iters": p.iters, "seconds": p.seconds, "loss": p.terms}
+                for p in out.phases
+            ],
+            "frames": {
+                "frame_names": [str(n) for n in data.frame_names],
+                "valid": [bool(v) for v in data.valid],
+                "lmk_rmse_px": col(out.lmk_rmse_px),
+                "iris_err_px": col(out.iris_err_px),
+                "jitter_px": col(out.jitter_px),
+            },
         },
-    })  # fmt: skip
+    )
 
 
 def _overlays(ctx: StageContext, flame, track: dict, data, kp: np.ndarray) -> None:
@@ -236,9 +252,16 @@ def _mesh_px(flame, track: dict, i: int) -> np.ndarray:
         return torch.as_tensor(np.asarray(track[key][i : i + 1]), dtype=dt)
 
     with torch.no_grad():
-        out = flame(torch.as_tensor(track["shape"], dtype=dt), t("expr"), t("global_pose"),
-                    t("neck_pose"), t("jaw_pose"), t("eyes_pose"), transl=t("transl"),
-                    eyelids=t("eyelids") if flame.has_eyelids else None)  # fmt: skip
+        out = flame(
+            torch.as_tensor(track["shape"], dtype=dt),
+            t("expr"),
+            t("global_pose"),
+            t("neck_pose"),
+            t("jaw_pose"),
+            t("eyes_pose"),
+            transl=t("transl"),
+            eyelids=t("eyelids") if flame.has_eyelids else None,
+        )
     x = out.vertices[0].double().numpy()
     w2c, K = np.asarray(track["w2c"][i], np.float64), np.asarray(track["K"], np.float64)
     xc = x @ w2c[:3, :3].T + w2c[:3, 3]
@@ -262,8 +285,28 @@ def _photometric(ctx: StageContext, flame, track: dict, data) -> dict[str, float
 
     if not s.parsing_dir.is_dir():
         log.warning("photometric phase without parsing labels: the whole face render is compared")
-    load = frame_loader(lambda i: face_frame_path(s, stem(i)), lambda i: s.parsing_path(stem(i)),
-                        lambda i: s.mask_path(stem(i)), list(pc.region))  # fmt: skip
+    load = frame_loader(
+        lambda i: face_frame_path(s, stem(i)),
+        lambda i: s.parsing_path(stem(i)),
+        lambda i: s.mask_path(stem(i)),
+        list(pc.region),
+    )
     refined, metrics = refine_tracking(flame, track, data.lmk_px, data.lmk_w, load, pc)
     track.update(refined)
     return metrics
+
+
+def _shaded_overlays(ctx: StageContext, flame) -> None:
+    """overlays/shaded: frame | clay-shaded fitted mesh | blend (renderer engineer)."""
+    from prep.report.shaded import write_shaded_overlays
+    from prep.stages.landmarks import face_frame_path, video_fps
+
+    s = ctx.subject
+    write_shaded_overlays(
+        s,
+        flame,
+        lambda i: face_frame_path(s, i),
+        video_fps(s),
+        ctx.logger,
+        max_frames=ctx.cfg.tracker.overlay_max_frames,
+    )

@@ -45,8 +45,9 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                            nn.BatchNorm2d(cout))  # fmt: skip
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -113,9 +114,10 @@ def load_deca_encoder(path: Path | str, device: str = "cpu") -> DecaEncoder:
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
         raise MissingAssetError(
-            "deca", path, reason=f"E_flame layout differs (missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]})",
-        )  # fmt: skip
+            "deca",
+            path,
+            reason=f"E_flame layout differs (missing {missing[:3]}, unexpected {unexpected[:3]})",
+        )
     return model.eval().to(device)
 
 
@@ -134,9 +136,14 @@ def face_crops(images: list[np.ndarray], lmk_px: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def deca_init(
-    path: Path, subject: SubjectDir, data, n_shape: int, n_expr: int, device: str = "cpu",
+    path: Path,
+    subject: SubjectDir,
+    data,
+    n_shape: int,
+    n_expr: int,
+    device: str = "cpu",
     batch: int = 16,
-) -> InitValues:  # fmt: skip
+) -> InitValues:
     """Initial shape/expression/pose for every frame from DECA's encoder."""
     from prep.stages.landmarks import face_frame_path
 
@@ -147,8 +154,10 @@ def deca_init(
     idx = np.flatnonzero(data.valid)
     for i0 in range(0, len(idx), batch):
         sel = idx[i0 : i0 + batch]
-        imgs = [read_image(face_frame_path(subject, int(Path(str(data.frame_names[i])).stem)))
-                for i in sel]  # fmt: skip
+        imgs = [
+            read_image(face_frame_path(subject, int(Path(str(data.frame_names[i])).stem)))
+            for i in sel
+        ]
         x = torch.as_tensor(face_crops(imgs, data.lmk_px[sel]), device=device)
         code = {k: v.double().cpu().numpy() for k, v in model(x).items()}
         ne = min(n_expr, DECA_SPLIT["exp"])

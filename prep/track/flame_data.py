@@ -124,8 +124,9 @@ def load_tracking_data(
     iris_w = iris_w * valid[:, None]
     dense_px, dense_w = _load_dense(subject, lm, mp_index, valid)
     A, image_size, orig_hw = _load_crop(subject, T, lm)
-    return TrackingData(names, pts, w, valid, iris_px, iris_w, dense_px, dense_w, A, image_size,
-                        orig_hw)  # fmt: skip
+    return TrackingData(
+        names, pts, w, valid, iris_px, iris_w, dense_px, dense_w, A, image_size, orig_hw
+    )
 
 
 def _load_iris(subject: SubjectDir, T: int) -> tuple[np.ndarray, np.ndarray]:

@@ -106,8 +106,9 @@ def rigid_init(
     dt = flame.v_template.dtype
     z = torch.zeros(1, 3, dtype=dt)
     sh = torch.zeros(flame.n_shape, dtype=dt) if shape is None else torch.as_tensor(shape, dtype=dt)
-    lmk3d, _, _ = flame.landmarks(sh, torch.zeros(1, flame.n_expr, dtype=dt), z, z, z,
-                                  torch.zeros(1, 6, dtype=dt))  # fmt: skip
+    lmk3d, _, _ = flame.landmarks(
+        sh, torch.zeros(1, flame.n_expr, dtype=dt), z, z, z, torch.zeros(1, 6, dtype=dt)
+    )
     pts_m = lmk3d[0, 17:68].double().numpy()  # inner-face points (contour excluded)
     c_m = pts_m.mean(0)
     s_m = np.sqrt(((pts_m[:, :2] - c_m[:2]) ** 2).sum(-1).mean())
@@ -188,8 +189,19 @@ def fit_sequence(
         fx, aspect = f0, 1.0
     else:
         fx, aspect = camera.fx, camera.fy / camera.fx
-    params = FlameParams(T, flame.n_shape, flame.n_expr, flame.has_eyelids, cfg.with_translation,
-                         fx, camera.fx is None, aspect, camera.cx, camera.cy, dtype=dt)  # fmt: skip
+    params = FlameParams(
+        T,
+        flame.n_shape,
+        flame.n_expr,
+        flame.has_eyelids,
+        cfg.with_translation,
+        fx,
+        camera.fx is None,
+        aspect,
+        camera.cx,
+        camera.cy,
+        dtype=dt,
+    )
     K0 = params.K_orig().detach().double().numpy()
     base = rigid_init(flame, data, K0, fixed_shape)
     params.load(base)
@@ -276,10 +288,15 @@ def project_tracking(flame: FlameModel, track: dict) -> np.ndarray:
 
     with torch.no_grad():
         lmk3d, _, _ = flame.landmarks(
-            t(track["shape"]), t(track["expr"]), t(track["global_pose"]), t(track["neck_pose"]),
-            t(track["jaw_pose"]), t(track["eyes_pose"]), transl=t(track["transl"]),
+            t(track["shape"]),
+            t(track["expr"]),
+            t(track["global_pose"]),
+            t(track["neck_pose"]),
+            t(track["jaw_pose"]),
+            t(track["eyes_pose"]),
+            transl=t(track["transl"]),
             eyelids=t(track["eyelids"]) if flame.has_eyelids else None,
-        )  # fmt: skip
+        )
     x = lmk3d.double().numpy()
     w2c = np.asarray(track["w2c"], np.float64)
     x_cam = x @ np.swapaxes(w2c[:, :3, :3], -1, -2) + w2c[:, None, :3, 3]

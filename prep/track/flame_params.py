@@ -54,17 +54,33 @@ class FlameParams(nn.Module):
     """
 
     def __init__(
-        self, T: int, n_shape: int, n_expr: int, eyelids: bool, per_frame_transl: bool,
-        focal_orig: float, estimate_focal: bool, aspect: float, cx: float, cy: float,
+        self,
+        T: int,
+        n_shape: int,
+        n_expr: int,
+        eyelids: bool,
+        per_frame_transl: bool,
+        focal_orig: float,
+        estimate_focal: bool,
+        aspect: float,
+        cx: float,
+        cy: float,
         dtype: torch.dtype = torch.float32,
-    ):  # fmt: skip
+    ):
         super().__init__()
 
         self.n_frames = T
-        sizes = {"shape": (n_shape,), "expr": (T, n_expr), "global_pose": (T, 3),
-                 "neck_pose": (T, 3), "jaw_pose": (T, 3), "eyes_pose": (T, 6),
-                 "eyelids": (T, 2 if eyelids else 0), "transl": (T if per_frame_transl else 1, 3),
-                 "focal": (1,)}  # fmt: skip
+        sizes = {
+            "shape": (n_shape,),
+            "expr": (T, n_expr),
+            "global_pose": (T, 3),
+            "neck_pose": (T, 3),
+            "jaw_pose": (T, 3),
+            "eyes_pose": (T, 6),
+            "eyelids": (T, 2 if eyelids else 0),
+            "transl": (T if per_frame_transl else 1, 3),
+            "focal": (1,),
+        }
         # Each value is stored as ``u * scale``: the optimiser moves ``u``, and `precondition`
         # sets ``scale`` so a unit step of every element changes the residuals by a similar
         # amount (a Jacobi preconditioner that makes L-BFGS converge in tens of iterations).
@@ -127,9 +143,15 @@ class FlameParams(nn.Module):
         return K
 
     def flame_kwargs(self) -> dict[str, torch.Tensor]:
-        kw = dict(shape=self.shape, expr=self.expr, global_pose=self.global_pose,
-                  neck_pose=self.neck_pose, jaw_pose=self.jaw_pose, eyes_pose=self.eyes_pose,
-                  transl=self.transl if self.transl.shape[0] > 1 else self.transl[0])  # fmt: skip
+        kw = dict(
+            shape=self.shape,
+            expr=self.expr,
+            global_pose=self.global_pose,
+            neck_pose=self.neck_pose,
+            jaw_pose=self.jaw_pose,
+            eyes_pose=self.eyes_pose,
+            transl=self.transl if self.transl.shape[0] > 1 else self.transl[0],
+        )
         if self.u_eyelids.numel():
             kw["eyelids"] = self.eyelids
         return kw

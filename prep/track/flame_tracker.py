@@ -54,9 +54,13 @@ class FlameTracker(L.LightningModule):
     """
 
     def __init__(
-        self, flame: FlameModel, params: FlameParams, cfg: TrackerConfig,
-        fixed_shape: bool = False, extra_loss: ExtraLoss | None = None,
-    ):  # fmt: skip
+        self,
+        flame: FlameModel,
+        params: FlameParams,
+        cfg: TrackerConfig,
+        fixed_shape: bool = False,
+        extra_loss: ExtraLoss | None = None,
+    ):
         super().__init__()
         self.automatic_optimization = False
         self.flame, self.params, self.cfg = flame, params, cfg
@@ -70,8 +74,9 @@ class FlameTracker(L.LightningModule):
     # ---- model evaluation -------------------------------------------------------------------
     def predict(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Projected landmarks ``(T, 68|70, 2)`` and dense points ``(T, M, 2)`` in crop pixels."""
-        lmk3d, mp3d, _ = self.flame.landmarks(**self.params.flame_kwargs(),
-                                              with_mediapipe=self.use_dense)  # fmt: skip
+        lmk3d, mp3d, _ = self.flame.landmarks(
+            **self.params.flame_kwargs(), with_mediapipe=self.use_dense
+        )
         K = self.params.K_orig()
         A = batch["orig_to_crop"]
         lmk = project_flame_points(lmk3d, K, A)
@@ -90,23 +95,29 @@ class FlameTracker(L.LightningModule):
         terms = {"lmk": w.lmk * point_loss(lmk[:, :68], batch["lmk_px"], lw, scale, c.loss, eps)}
         if self.iris_rows.stop and w.iris > 0:
             wi = w.iris * self.phase.iris_scale
-            terms["iris"] = wi * point_loss(lmk[:, self.iris_rows], batch["iris_px"],
-                                            batch["iris_w"], scale, c.loss, eps)  # fmt: skip
+            terms["iris"] = wi * point_loss(
+                lmk[:, self.iris_rows], batch["iris_px"], batch["iris_w"], scale, c.loss, eps
+            )
         if dense is not None:
-            terms["dense"] = w.dense * point_loss(dense, batch["dense_px"], batch["dense_w"],
-                                                  scale, c.loss, eps)  # fmt: skip
+            terms["dense"] = w.dense * point_loss(
+                dense, batch["dense_px"], batch["dense_w"], scale, c.loss, eps
+            )
         terms["prior"] = (
             (0.0 if self.fixed_shape else w.shape_prior * mean_sq(p.shape))
-            + w.expr_prior * mean_sq(p.expr) + w.jaw_prior * mean_sq(p.jaw_pose)
-            + w.neck_prior * mean_sq(p.neck_pose) + w.eyes_prior * mean_sq(p.eyes_pose)
+            + w.expr_prior * mean_sq(p.expr)
+            + w.jaw_prior * mean_sq(p.jaw_pose)
+            + w.neck_prior * mean_sq(p.neck_pose)
+            + w.eyes_prior * mean_sq(p.eyes_pose)
             + w.eyelids_prior * mean_sq(p.eyelids)
-        )  # fmt: skip
+        )
         pose = torch.cat([p.global_pose, p.neck_pose, p.jaw_pose], 1)
         terms["smooth"] = (
-            w.smooth_pose * smooth_sq(pose) + w.smooth_expr * smooth_sq(p.expr)
-            + w.smooth_transl * smooth_sq(p.transl) + w.smooth_eyes * smooth_sq(p.eyes_pose)
+            w.smooth_pose * smooth_sq(pose)
+            + w.smooth_expr * smooth_sq(p.expr)
+            + w.smooth_transl * smooth_sq(p.transl)
+            + w.smooth_eyes * smooth_sq(p.eyes_pose)
             + w.smooth_expr * smooth_sq(p.eyelids)
-        )  # fmt: skip
+        )
         if self.extra_loss is not None:
             terms.update(self.extra_loss(self, batch))
         return terms
@@ -144,8 +155,9 @@ class FlameTracker(L.LightningModule):
             for rows, w in parts:
                 r = torch.randint(0, 2, lmk[:, rows].shape, generator=g).to(lmk.dtype) * 2 - 1
                 v[:, rows] = r * w.clamp(min=0).sqrt()[..., None] / scale
-            grads = torch.autograd.grad(lmk, list(groups.values()), v, retain_graph=True,
-                                        allow_unused=True)  # fmt: skip
+            grads = torch.autograd.grad(
+                lmk, list(groups.values()), v, retain_graph=True, allow_unused=True
+            )
             for n, gr in zip(groups, grads, strict=True):
                 if gr is not None:
                     diag[n] += gr.detach() ** 2 / n_probes
@@ -171,10 +183,14 @@ class FlameTracker(L.LightningModule):
         for q in self.params.parameters():
             q.requires_grad_(any(q is r for r in params))
         return torch.optim.LBFGS(
-            params, lr=self.cfg.lbfgs_lr, max_iter=max(self.phase.iters, 1),
+            params,
+            lr=self.cfg.lbfgs_lr,
+            max_iter=max(self.phase.iters, 1),
             history_size=self.cfg.lbfgs_history,
-            line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15,
-        )  # fmt: skip
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-12,
+            tolerance_change=1e-15,
+        )
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         """One step = the whole phase: L-BFGS runs `phase.iters` iterations inside `step`."""
@@ -231,17 +247,28 @@ def fit_phases(
             continue
         t0 = time.perf_counter()
         trainer = L.Trainer(
-            max_epochs=1, accelerator=accelerator, devices=1, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            num_sanity_val_steps=0, limit_val_batches=0,
-        )  # fmt: skip
+            max_epochs=1,
+            accelerator=accelerator,
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+        )
         trainer.fit(tracker, datamodule=datamodule)
         entry = PhaseLog(
             phase.name, phase.iters, time.perf_counter() - t0, dict(tracker.last_terms)
         )
-        log.info("phase %s: %d iterations (%d evaluations) in %.2fs, loss %s", phase.name,
-                 phase.iters, tracker.n_evals, entry.seconds,
-                 {k: f"{v:.3g}" for k, v in entry.terms.items()})  # fmt: skip
+        log.info(
+            "phase %s: %d iterations (%d evaluations) in %.2fs, loss %s",
+            phase.name,
+            phase.iters,
+            tracker.n_evals,
+            entry.seconds,
+            {k: f"{v:.3g}" for k, v in entry.terms.items()},
+        )
         logs.append(entry)
         if on_phase_end is not None:
             on_phase_end(entry)

@@ -92,8 +92,10 @@ class GaussNewton:
         pf = [self.p.value(n).detach().reshape(self.T, -1) for n, _, _ in self.lay.frame]
         sh = [self.p.value(n).detach().reshape(-1) for n, _, _ in self.lay.shared]
         dt = self.p.u_shape.dtype
-        return (torch.cat(pf, 1) if pf else torch.zeros(self.T, 0, dtype=dt),
-                torch.cat(sh) if sh else torch.zeros(0, dtype=dt))  # fmt: skip
+        return (
+            torch.cat(pf, 1) if pf else torch.zeros(self.T, 0, dtype=dt),
+            torch.cat(sh) if sh else torch.zeros(0, dtype=dt),
+        )
 
     def set(self, pf: torch.Tensor, sh: torch.Tensor) -> None:
         for n, i, d in self.lay.frame:
@@ -118,8 +120,11 @@ class GaussNewton:
         gf = [(grads[n] / scale[n]).reshape(self.T, -1) for n, _, _ in self.lay.frame]
         gs = [(grads[n] / scale[n]).reshape(-1) for n, _, _ in self.lay.shared]
         dt = total.dtype
-        return (torch.cat(gf, 1) if gf else torch.zeros(self.T, 0, dtype=dt),
-                torch.cat(gs) if gs else torch.zeros(0, dtype=dt), float(total.detach()))  # fmt: skip
+        return (
+            torch.cat(gf, 1) if gf else torch.zeros(self.T, 0, dtype=dt),
+            torch.cat(gs) if gs else torch.zeros(0, dtype=dt),
+            float(total.detach()),
+        )
 
     def _values(self) -> dict[str, torch.Tensor]:
         p = self.p
@@ -132,11 +137,17 @@ class GaussNewton:
         """Normalised 2D residuals ``(T, R)`` for parameter values `v` (landmarks, iris, dense)."""
         p, tr = self.p, self.tr
         lmk, mp, _ = tr.flame.landmarks(
-            v["shape"], v["expr"], v["global_pose"], v["neck_pose"], v["jaw_pose"],
-            v["eyes_pose"], transl=v["transl"],
+            v["shape"],
+            v["expr"],
+            v["global_pose"],
+            v["neck_pose"],
+            v["jaw_pose"],
+            v["eyes_pose"],
+            transl=v["transl"],
             eyelids=v["eyelids"] if v["eyelids"].numel() else None,
-            bins=bins, with_mediapipe=tr.use_dense,
-        )  # fmt: skip
+            bins=bins,
+            with_mediapipe=tr.use_dense,
+        )
         pts = lmk if mp is None else torch.cat([lmk, mp], 1)
         f = v["focal"].exp()[0]
         K = torch.zeros(3, 3, dtype=f.dtype)
@@ -220,11 +231,17 @@ class GaussNewton:
         tr, p = self.tr, self.p
         with torch.no_grad():
             lmk, mp, _ = tr.flame.landmarks(
-                v["shape"], v["expr"], v["global_pose"], v["neck_pose"], v["jaw_pose"],
-                v["eyes_pose"], transl=v["transl"],
+                v["shape"],
+                v["expr"],
+                v["global_pose"],
+                v["neck_pose"],
+                v["jaw_pose"],
+                v["eyes_pose"],
+                transl=v["transl"],
                 eyelids=v["eyelids"] if v["eyelids"].numel() else None,
-                bins=bins, with_mediapipe=tr.use_dense,
-            )  # fmt: skip
+                bins=bins,
+                with_mediapipe=tr.use_dense,
+            )
         X = (lmk if mp is None else torch.cat([lmk, mp], 1)) * lmk.new_tensor(FLIP_YZ)
         f = v["focal"].exp()[0]
         K = torch.zeros(3, 3, dtype=f.dtype)
@@ -415,8 +432,10 @@ def coefficient_jacobian(flame, v: dict, bins: torch.Tensor, with_mp: bool) -> t
         (T, N, 3, K) with K = n_shape + n_expr (+ 2 eyelids); N = 68|70 (+ M dense points).
     """
     T = v["expr"].shape[0]
-    R = _world_rotations(flame.rot_mats(v["global_pose"], v["neck_pose"], v["jaw_pose"],
-                                        v["eyes_pose"]), flame.parents)  # fmt: skip
+    R = _world_rotations(
+        flame.rot_mats(v["global_pose"], v["neck_pose"], v["jaw_pose"], v["eyes_pose"]),
+        flame.parents,
+    )
     Jd = flame.J_dirs  # (5, 3, K)
     dposed = [Jd[0].expand(T, -1, -1)]
     for j in range(1, Jd.shape[0]):  # kinematic chain of 5 joints

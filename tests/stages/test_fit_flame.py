@@ -28,9 +28,17 @@ def tiny_flame(tiny_flame_assets):
 
 def _overrides(assets, *extra):
     keys = ["flame2020", "flame_lmk_embedding_eyes"]
-    return ["dataset=custom", "stage=fit_flame", "only=true", "flame.n_shape=30",
-            "flame.n_expr=20", "tracker.threads=1", "tracker.overlay_max_frames=4",
-            *[f"assets.{k}={assets[k]}" for k in keys], *extra]  # fmt: skip
+    return [
+        "dataset=custom",
+        "stage=fit_flame",
+        "only=true",
+        "flame.n_shape=30",
+        "flame.n_expr=20",
+        "tracker.threads=1",
+        "tracker.overlay_max_frames=4",
+        *[f"assets.{k}={assets[k]}" for k in keys],
+        *extra,
+    ]
 
 
 def _subject(compose_cfg, tiny_flame, name: str, seed: int = 0, **kw) -> SubjectDir:
@@ -76,11 +84,13 @@ def test_shape_from_reuses_shape(compose_cfg, tiny_flame, tiny_flame_assets):
     s1 = _subject(compose_cfg, tiny_flame, "a1", seed=1)
     run_plan(compose_cfg(*_overrides(tiny_flame_assets, "subject=a1", f"fx={FOCAL}")), s1)
     s2 = _subject(compose_cfg, tiny_flame, "a2", seed=2)
-    cfg2 = compose_cfg(*_overrides(tiny_flame_assets, "subject=a2", f"fx={FOCAL}",
-                                   "tracker.shape_from=a1"))  # fmt: skip
+    cfg2 = compose_cfg(
+        *_overrides(tiny_flame_assets, "subject=a2", f"fx={FOCAL}", "tracker.shape_from=a1")
+    )
     run_plan(cfg2, s2)
-    np.testing.assert_array_equal(load_npz(s2.flame_tracking)["shape"],
-                                  load_npz(s1.flame_tracking)["shape"])  # fmt: skip
+    np.testing.assert_array_equal(
+        load_npz(s2.flame_tracking)["shape"], load_npz(s1.flame_tracking)["shape"]
+    )
     with pytest.raises(Exception, match="shape_from=nobody"):
         cfg3 = compose_cfg(
             *_overrides(tiny_flame_assets, "subject=a2", "tracker.shape_from=nobody")
