@@ -133,3 +133,23 @@ def test_sweep_headline_through_engine(compose_cfg, tiny_flame, tiny_flame_asset
         )
         vals.append(run_plan(cfg, s).results["fit_flame"].metrics["lmk_rmse_px"])
     assert vals[1] > vals[0]  # heavy smoothing must cost landmark accuracy: the knob is live
+
+
+@pytest.mark.slow
+def test_real_clip_with_synthetic_model(compose_cfg, clip_c01, flame_public, tmp_path):
+    from tests.fixtures.synthetic_flame import write_full_assets
+
+    assets = write_full_assets(tmp_path / "flame", flame_public)
+    keys = ["flame2020", "flame_lmk_embedding_eyes"]
+    cfg = compose_cfg("dataset=custom", f"dataset.video={clip_c01}", "stage=fit_flame",
+                      "frames.max_frames=24", "tracker.threads=1",
+                      *[f"assets.{k}={assets[k]}" for k in keys])  # fmt: skip
+    from prep.app import subject_dir
+
+    s = subject_dir(cfg)
+    res = run_plan(cfg, s).results["fit_flame"]
+    assert res.n_frames == 24 and np.isfinite(res.metrics["lmk_rmse_px"])
+    for p in (s.flame_tracking, s.flame_params_json, s.flame_metrics):
+        assert p.exists() and p.stat().st_size > 0
+    assert (s.overlay_dir("fit_flame") / "fit.mp4").exists()
+    assert len(read_flame_params_json(s.flame_params_json).stems) == 24
