@@ -78,9 +78,10 @@ def run_plan(cfg: Config, subject: SubjectDir) -> PlanOutcome:
         errors = missing_assets(cfg, st)
         if errors and cfg.stage.name != "all":
             raise errors[0]
-        if errors or any(dep in blocked for dep in st.needs):
+        waits_for = [dep for dep in st.needs if dep in blocked]
+        if errors or waits_for:
             blocked.add(st.name)
-            outcome.waiting[st.name] = str(errors[0]) if errors else "waits for an upstream stage"
+            outcome.waiting[st.name] = str(errors[0]) if errors else f"waits for {waits_for[0]}"
     for st in stages:
         if st.name in blocked:
             continue
@@ -93,8 +94,6 @@ def run_plan(cfg: Config, subject: SubjectDir) -> PlanOutcome:
         log.info("%-16s running (%s)", st.name, "forced" if forced else why)
         outcome.results[st.name] = run_stage(cfg, subject, st, forced)
         outcome.ran.append(st.name)
-    for name, why in outcome.waiting.items():
-        log.warning("%-16s waiting: %s", name, why)
     return outcome
 
 
