@@ -15,7 +15,7 @@ class AlbedoConfig:
     outside: str = "keep"  # keep | black: what the albedo image holds outside the region
     use_mesh: bool = True  # shading: divide out the fitted FLAME mesh's SH shading when tracked
     retinex_sigmas: list[float] = field(default_factory=lambda: [0.02, 0.06, 0.15])  # x image size
-    sh_ridge: float = 0.01  # shading: ridge weight of the per-frame SH fit (higher bands)
+    sh_ridge: float = 0.05  # shading: ridge weight of the per-frame SH fit (higher bands)
     min_shading: float = 0.2  # shading never divides by less than this x the region's mean
     batch_size: int = 8  # frames rendered together (mesh shading)
     # intrinsic_anything: a user's IntrinsicAnything checkout (inference.py) and its weights

@@ -99,7 +99,8 @@ def _run_shading(ctx: StageContext, todo: list[int]) -> tuple[dict[str, float], 
         for i, (rgb, region), u in zip(idx, frames, use_mesh, strict=True):
             lin = srgb_to_linear(rgb)
             if u:
-                shading = mesh_shading(lin, region, normals[j], covered[j], cfg.sh_ridge)
+                shading = mesh_shading(lin, region, normals[j], covered[j], cfg.sh_ridge,
+                                       tuple(cfg.retinex_sigmas))  # fmt: skip
                 j += 1
                 n_mesh += 1
             else:

@@ -87,32 +87,42 @@ def retinex_shading(lin_rgb: np.ndarray, region: np.ndarray, sigmas: list[float]
 
 def mesh_shading(
     lin_rgb: np.ndarray, region: np.ndarray, normals_cam: np.ndarray, covered: np.ndarray,
-    ridge: float = 0.01,
+    ridge: float = 0.05, sigmas: tuple[float, ...] = (0.02, 0.06, 0.15), feather: float = 0.02,
 ) -> np.ndarray:  # fmt: skip
     """Grey shading (H,W) = SH irradiance of the rendered mesh normals, fitted to the luminance.
+
+    Where the mesh does not cover the region (hair line, neck, a misfit outline) and near the
+    mesh's outline (grazing normals, where a small misfit changes the irradiance most), the mesh
+    shading is blended into the Retinex estimate, scaled to agree with it on the covered pixels,
+    so no seam appears.
 
     Args:
         lin_rgb: (H,W,3) linear RGB.
         region: (H,W) bool pixels to decompose.
         normals_cam: (H,W,3) camera-space unit normals of the rendered fitted mesh.
         covered: (H,W) bool pixels the mesh covers.
-        ridge: ridge weight of the higher SH bands.
+        ridge: ridge weight of the higher SH bands (relative to the pixel count).
+        sigmas: Retinex scales (fractions of the image size) for the uncovered pixels.
+        feather: width of the blend at the mesh outline, fraction of the image size.
 
     Returns:
-        (H,W) float32 shading; pixels of the region the mesh misses get the Retinex estimate's
-        neighbourhood value through a masked blur of the fitted shading.
+        (H,W) float32 shading, 1 outside the region.
     """
     use = region & covered
+    retinex = retinex_shading(lin_rgb, region, list(sigmas))
     if use.sum() < 50:
-        return np.ones(region.shape, np.float32)
+        return retinex
     lum = lin_rgb @ LUMA
     n = torch.from_numpy(normals_cam[use].astype(np.float64))
     y = torch.from_numpy(lum[use].astype(np.float64))[:, None].expand(-1, 3)
     sh = fit_sh(n, y, albedo=1.0, ridge=ridge)[:, :1]
-    irr = np.zeros(region.shape, np.float32)
-    irr[use] = sh_irradiance(n, sh.expand(9, 3))[:, 0].numpy()
-    fill = _masked_blur(irr, use, 0.03 * max(region.shape))
-    shading = np.where(use, irr, fill)
+    irr = np.ones(region.shape, np.float32)
+    irr[use] = np.maximum(sh_irradiance(n, sh.expand(9, 3))[:, 0].numpy(), 1e-4)
+    scale = float(np.mean(irr[use]) / max(np.mean(retinex[use]), 1e-6))
+    size = max(region.shape)
+    w = cv2.GaussianBlur(use.astype(np.float32), (0, 0), max(feather * size, 0.5)) * use
+    w = np.clip(2 * w - 1, 0, 1)  # 0 at the outline, 1 a feather width inside it
+    shading = w * irr + (1 - w) * retinex * scale
     return np.where(region, np.maximum(shading, 1e-4), 1.0).astype(np.float32)
 
 
