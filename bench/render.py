@@ -166,11 +166,54 @@ def bench_photometric(n_frames: int, size: int = 256) -> dict:
     }  # fmt: skip
 
 
+def bench_real(subject_root: Path, n_frames: int = 12) -> dict:
+    """Photometric phase on a real subject that has run landmarks and parsing (e.g. `stage=parsing`
+    on c03): a short landmark fit of a synthetic-basis FLAME on the real template topology (the
+    real FLAME needs registration), then `refine_tracking` with the default settings."""
+    import numpy as np
+
+    from prep.config.flame import FlameConfig, PhaseConfig, TrackerConfig
+    from prep.stages.landmarks import face_frame_path
+    from prep.subject import SubjectDir
+    from prep.track.flame_data import camera_intrinsics_orig, load_tracking_data
+    from prep.track.flame_fit import Camera, build_flame, fit_sequence, tracking_arrays
+    from prep.track.photometric import frame_loader, refine_tracking
+    from tests.fixtures.synthetic_flame import write_full_assets
+
+    s = SubjectDir(subject_root)
+    assets = write_full_assets(Path(tempfile.mkdtemp()), REPO.parent / "shared/data/flame_public")
+    fc, tc = FlameConfig(n_shape=50, n_expr=30), TrackerConfig()
+    tc.phases = [PhaseConfig(name="rigid", params=["global_pose", "transl", "focal"], iters=10),
+                 PhaseConfig(name="joint", params=["all"], iters=20)]  # fmt: skip
+    flame = build_flame(assets, fc, dense=False)
+    data = load_tracking_data(s).subset(np.arange(n_frames))
+    fx, fy, cx, cy = camera_intrinsics_orig(data.orig_hw, None, None, None, None)
+    out = fit_sequence(flame, data, Camera(fx, fy, cx, cy), tc)
+    trk = tracking_arrays(out, data, fc.version, fc.n_shape, fc.n_expr)
+    cfg = PhotometricConfig()
+    load = frame_loader(lambda i: face_frame_path(s, i), s.parsing_path, s.mask_path, cfg.region)
+    res: dict = {}
+
+    def run() -> None:
+        res["metrics"] = refine_tracking(flame, trk, data.lmk_px, data.lmk_w, load, cfg)[1]
+
+    wall, cpu = _timed(run, "cpu")
+    return {"subject": str(subject_root), "frames": n_frames, "metrics": res["metrics"],
+            "landmark_fit_rmse_px": float(out.summary()["lmk_rmse_px"]),
+            "wall_s": wall, "cpu_s": cpu}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=16, help="frames of the photometric run")
     ap.add_argument("--skip-photometric", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument(
+        "--real-subject",
+        type=Path,
+        default=None,
+        help="a subject folder with landmarks + parsing (real-clip photometric check)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     res = {"machine": {"cpu": platform.processor() or platform.machine(),
@@ -183,6 +226,9 @@ def main() -> None:
         res["machine"]["gpu"] = torch.cuda.get_device_name()
     if not args.skip_photometric:
         res["photometric"] = bench_photometric(args.frames)
+    if args.real_subject is not None:
+        res["photometric_real"] = bench_real(args.real_subject)
+        print(f"real clip: {res['photometric_real']['metrics']}")
     res["machine"]["load_avg_1min_after"] = os.getloadavg()[0]
     for r in res["raster_cpu"] + res.get("raster_cuda", []):
         print(f"raster {r['device']} {r['size']}x{r['size']} x{r['batch']}: forward "
