@@ -92,7 +92,7 @@ def fit_sh(normals: Tensor, colour: Tensor, albedo: Tensor | float = 1.0, ridge:
     """
     A = sh_basis(normals)  # (N,9)
     target = colour / torch.as_tensor(albedo, dtype=colour.dtype).clamp(min=1e-4)
-    AtA = A.T @ A + ridge * len(A) * torch.eye(9, dtype=A.dtype)
+    AtA = A.T @ A + ridge * len(A) * torch.eye(9, dtype=A.dtype, device=A.device)
     AtA[0, 0] -= ridge * len(A)  # do not shrink the ambient term
     return torch.linalg.solve(AtA, A.T @ target)
 

@@ -189,7 +189,7 @@ def init_albedo_and_light(
         b, yy, xx = (frags.mask & region).nonzero(as_tuple=True)
         if len(b) < 20:
             amb = _ambient(per_frame_sh, n_frames).to(rgb.dtype)
-            return torch.full((V, 3), 0.5, dtype=rgb.dtype), amb
+            return torch.full((V, 3), 0.5, dtype=rgb.dtype, device=rgb.device), amb.to(rgb.device)
         normals = vertex_normals(vc, r.faces)
         n_pix = F.normalize(interpolate(normals, r.faces, frags), dim=-1)[b, yy, xx]
         col = rgb[b, yy, xx]
@@ -198,10 +198,10 @@ def init_albedo_and_light(
         alb_pix = (col / sh_irradiance(n_pix, sh).clamp(min=0.1)).clamp(0, 1)
         tri = r.faces[frags.tri_id[b, yy, xx]].reshape(-1)  # (3M,)
         w = frags.bary[b, yy, xx].reshape(-1)
-        acc = torch.zeros(V, 3, dtype=rgb.dtype).index_add(
+        acc = torch.zeros(V, 3, dtype=rgb.dtype, device=rgb.device).index_add(
             0, tri, w[:, None] * alb_pix.repeat_interleave(3, 0)
         )
-        wsum = torch.zeros(V, dtype=rgb.dtype).index_add(0, tri, w)
+        wsum = torch.zeros(V, dtype=rgb.dtype, device=rgb.device).index_add(0, tri, w)
         albedo = torch.where((wsum > 1e-3)[:, None], acc / wsum.clamp(min=1e-6)[:, None], mean)
     if per_frame_sh:
         sh = sh[None].repeat(n_frames, 1, 1)
