@@ -75,6 +75,25 @@ class StageContext:
     def device(self) -> str:
         return self.cfg.device
 
+    def fresh_outputs(self, folders: list[Path]) -> int:
+        """Keep per-frame outputs in `folders` only if made under this config and these inputs.
+
+        Per-frame stages resume by skipping frames whose files exist; that is right only when
+        those files came from the same config and inputs. This records the stage's config hash,
+        input fingerprints and version beside the manifest and empties `folders` when they
+        changed (or with force). Returns the number of files removed.
+        """
+        from prep.resume import outputs_for
+
+        st = get_stage(self.stage)
+        key = {
+            "config": config_hash(self.cfg, st),
+            "inputs": input_fingerprints(self.cfg, self.subject, st),
+            "version": st.version,
+        }
+        marker = self.subject.manifest_dir / f"{self.stage}.resume.json"
+        return outputs_for(marker, key, folders, self.force)
+
     def asset(self, name: str) -> Path:
         """Resolve the path of an external asset, raising MissingAssetError when absent."""
         from prep.assets import resolve_asset
@@ -91,6 +110,7 @@ class Stage:
     needs: tuple[str, ...] = ()
     config: tuple[str, ...] = ()
     version: int = 1
+    uses: tuple[str, ...] = ()
     writes: Callable[[SubjectDir], list[Path]] | None = None
     assets: Callable[[Config], list[str]] | None = None
     fingerprint: Callable[[Config], dict[str, Any]] | None = None
@@ -107,6 +127,7 @@ def register_stage(
     writes: Callable[[SubjectDir], list[Path]] | None = None,
     assets: Callable[[Config], list[str]] | None = None,
     fingerprint: Callable[[Config], dict[str, Any]] | None = None,
+    uses: tuple[str, ...] = (),
 ) -> Callable[[Callable[[StageContext], StageResult]], Callable[[StageContext], StageResult]]:
     """Register ``run(ctx) -> StageResult`` as stage `name`.
 
@@ -121,11 +142,21 @@ def register_stage(
             before any stage of the plan starts.
         fingerprint: extra input fingerprint for stages that read outside the subject folder
             (the source video's size and mtime).
+        uses: stages whose outputs this stage reads when they exist (albedo uses the FLAME fit
+            when there is one); they are not run for it, but their re-runs re-run it.
     """
 
     def deco(fn: Callable[[StageContext], StageResult]) -> Callable[[StageContext], StageResult]:
         _REGISTRY[name] = Stage(
-            name, fn, tuple(needs), tuple(config), version, writes, assets, fingerprint
+            name,
+            fn,
+            needs=tuple(needs),
+            config=tuple(config),
+            version=version,
+            uses=tuple(uses),
+            writes=writes,
+            assets=assets,
+            fingerprint=fingerprint,
         )
         return fn
 
@@ -198,7 +229,7 @@ def config_hash(cfg: Config, stage: Stage) -> str:
 def input_fingerprints(cfg: Config, subject: SubjectDir, stage: Stage) -> dict[str, Any]:
     """Fingerprints of a stage's inputs: its upstream manifests, plus any external source."""
     fps: dict[str, Any] = {}
-    for dep in stage.needs:
+    for dep in stage.needs + stage.uses:
         path = subject.manifest_path(dep)
         fps[dep] = hashlib.sha1(path.read_bytes()).hexdigest()[:16] if path.exists() else None
     if stage.fingerprint is not None:

@@ -14,9 +14,7 @@ from prep.subject import SubjectDir
 CALLS: list[str] = []
 
 
-@register_stage(
-    "toy_src", config=("frames",), writes=lambda s: [s.frames_dir], version=1
-)
+@register_stage("toy_src", config=("frames",), writes=lambda s: [s.frames_dir], version=1)
 def _toy_src(ctx):
     CALLS.append("toy_src")
     n = 5
@@ -30,14 +28,29 @@ def _toy_src(ctx):
 @register_stage("toy_sink", needs=("toy_src",), config=("detect",))
 def _toy_sink(ctx):
     CALLS.append("toy_sink")
-    return StageResult(n_frames=len(ctx.subject.frame_names()), metrics={"err": 0.5},
-                       headline="err")
+    return StageResult(
+        n_frames=len(ctx.subject.frame_names()), metrics={"err": 0.5}, headline="err"
+    )
 
 
 @register_stage("toy_gated", needs=("toy_src",), assets=lambda cfg: ["flame2020"])
 def _toy_gated(ctx):
     CALLS.append("toy_gated")
     return StageResult()
+
+
+@register_stage("toy_user", needs=("toy_src",), uses=("toy_sink",), writes=lambda s: [s.albedo_dir])
+def _toy_user(ctx):
+    """Writes one file per frame, resuming by existence, like the per-frame stages."""
+    CALLS.append("toy_user")
+    ctx.fresh_outputs([ctx.subject.albedo_dir])
+    tag = "with_sink" if ctx.subject.manifest_path("toy_sink").exists() else "alone"
+    for i in range(3):
+        p = ctx.subject.albedo_path(i)
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(tag)
+    return StageResult(n_frames=3)
 
 
 PLAN = "dataset.plan=[toy_src,toy_sink,toy_gated]"
@@ -48,8 +61,9 @@ def make(compose_cfg, tmp_path):
     CALLS.clear()
 
     def build(*overrides):
-        cfg = compose_cfg("dataset=custom", "subject=s1", PLAN,
-                          f"assets.root={tmp_path / 'assets'}", *overrides)
+        cfg = compose_cfg(
+            "dataset=custom", "subject=s1", PLAN, f"assets.root={tmp_path / 'assets'}", *overrides
+        )
         return cfg, SubjectDir(tmp_path / "work" / "custom" / "s1")
 
     return build
@@ -161,3 +175,15 @@ def test_stages_provided_by_the_ingest_are_not_run(make):
     assert plan_stages(cfg) == ["toy_sink"]
     assert run_plan(cfg, subject).ran == ["toy_sink"]
     assert CALLS == ["toy_sink"]
+
+
+def test_used_stage_is_not_run_but_its_rerun_refreshes_outputs(make):
+    cfg, subject = make("stage.name=toy_user")
+    assert run_plan(cfg, subject).ran == ["toy_src", "toy_user"]
+    assert subject.albedo_path(0).read_text() == "alone"
+    cfg_sink, _ = make("stage.name=toy_sink")
+    run_plan(cfg_sink, subject)
+    # The optional input appeared: the stage re-runs and does not keep its stale frames.
+    assert run_plan(cfg, subject).ran == ["toy_user"]
+    assert subject.albedo_path(0).read_text() == "with_sink"
+    assert run_plan(cfg, subject).ran == []

@@ -142,6 +142,7 @@ def _run_intrinsic_anything(ctx: StageContext, todo: list[int]) -> tuple[dict[st
 @register_stage(
     "albedo",
     needs=("parsing",),
+    uses=("fit_flame",),  # divides out the fitted mesh's shading when a FLAME fit exists
     config=("albedo",),
     version=1,
     writes=lambda s: [s.albedo_dir],
@@ -153,7 +154,8 @@ def run(ctx: StageContext) -> StageResult:
     if not subject.image_dir.is_dir():
         raise MissingInputError("parsing", subject.image_dir, "albedo needs the RGBA crops")
     subject.ensure(subject.albedo_dir)
-    todo = [i for i in range(n) if ctx.force or not subject.albedo_path(i).exists()]
+    ctx.fresh_outputs([subject.albedo_dir])
+    todo = [i for i in range(n) if not subject.albedo_path(i).exists()]
     if cfg.backend == "shading":
         metrics, n_flagged = _run_shading(ctx, todo)
     elif cfg.backend == "intrinsic_anything":

@@ -29,7 +29,7 @@ from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.subject import SubjectDir
 from prep.vision.frames import read_rgb, reduced_to_orig, reduction
-from prep.vision.resume import array_digest, manifest_digest, outputs_for
+from prep.resume import array_digest, manifest_digest, outputs_for
 
 log = logging.getLogger(__name__)
 

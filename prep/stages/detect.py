@@ -19,7 +19,7 @@ from prep.progress import progress
 from prep.vision.detect import track_subject
 from prep.vision.detect_backends import N_KPS, FaceCandidates, make_detector
 from prep.vision.frames import read_rgb, reduction
-from prep.vision.resume import manifest_digest, outputs_for
+from prep.resume import manifest_digest, outputs_for
 
 log = logging.getLogger(__name__)
 

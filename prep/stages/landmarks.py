@@ -32,7 +32,7 @@ from prep.subject import SubjectDir, frame_stem
 from prep.vision.landmarks import LandmarkResult, make_backend
 from prep.vision.landmarks.filter import inter_ocular_px, one_euro
 from prep.vision.landmarks.metrics import jitter_px, lag_frames, window_by_speed
-from prep.vision.resume import outputs_for
+from prep.resume import outputs_for
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from prep.stages.crop import load_crop
 from prep.vision.frames import read_rgb, reduced_to_orig, reduction
 from prep.vision.matting import Matter, asset_name, make_matter
 from prep.vision.matting.refine import MattePostprocess
-from prep.vision.resume import array_digest, manifest_digest, outputs_for
+from prep.resume import array_digest, manifest_digest, outputs_for
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from prep.report import overlay
 from prep.stages.landmarks import dense_mesh, face_frame_path, video_fps
 from prep.subject import SubjectDir
 from prep.vision.parsing import LABEL, final_mask
-from prep.vision.resume import outputs_for
+from prep.resume import outputs_for
 
 log = logging.getLogger(__name__)
 
