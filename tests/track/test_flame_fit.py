@@ -148,3 +148,26 @@ def test_canonical_arrays_reproduce_landmarks(flame):
 def test_bad_focal(fx):
     with pytest.raises(BadConfigError, match="positive"):
         camera_intrinsics_orig(np.array([512, 512]), fx, fx, None, None)
+
+
+def test_dense_mediapipe_term(full_flame_assets):
+    import dataclasses
+
+    from prep.track.flame_params import project_flame_points
+    from tests.fixtures.synthetic_sequence import PARAM_KEYS
+
+    cfg = TrackerConfig()
+    cfg.w.dense = 1.0
+    flame = build_flame(full_flame_assets, FlameConfig(n_shape=50, n_expr=30), dense=True)
+    seq = make_sequence(flame, 8, seed=8)
+    g = {k: torch.as_tensor(seq.gt[k]) for k in PARAM_KEYS}
+    with torch.no_grad():
+        _, mp3d, _ = flame.landmarks(
+            *[g[k] for k in PARAM_KEYS[:-1]], transl=g["transl"], with_mediapipe=True
+        )
+        K = torch.tensor([[seq.focal, 0, 255.5], [0, seq.focal, 255.5], [0, 0, 1.0]])
+        dense = project_flame_points(mp3d, K, torch.eye(3).expand(8, 3, 3)).double().numpy()
+    data = dataclasses.replace(seq.data, dense_px=dense, dense_w=np.ones(dense.shape[:2]))
+    out = fit_sequence(flame, data, Camera(seq.focal, seq.focal, 255.5, 255.5), cfg)
+    assert np.nanmean(out.lmk_rmse_px) < 3.0
+    assert out.phases[1].terms["dense"] < out.phases[0].terms["dense"]
