@@ -212,11 +212,14 @@ def fit_sequence(
     tracker = FlameTracker(flame, params, cfg, fixed_shape=fixed_shape is not None)
     dm = FlameDataModule(data, dtype=dt)
     phases = list(cfg.phases) + list(extra_phases or [])
-    logs: list[PhaseLog] = []
-    for k, ph in enumerate(phases):
-        logs += fit_phases(tracker, dm, [ph], device, on_phase_end)
-        if k == 0:
+
+    def phase_end(k: int, entry: PhaseLog) -> None:
+        if k == 0:  # after the rigid init, invalid frames start from their neighbours' values
             params.bridge(data.valid)
+        if on_phase_end is not None:
+            on_phase_end(entry)
+
+    logs = fit_phases(tracker, dm, phases, device, phase_end)
     params.bridge(data.valid)
     return _finish(tracker, dm, data, logs, time.perf_counter() - t0)
 

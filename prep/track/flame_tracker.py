@@ -67,6 +67,9 @@ class FlameTracker(L.LightningModule):
         self.fixed_shape, self.extra_loss = fixed_shape, extra_loss
         self.phase = PhaseConfig()
         self.n_evals = 0
+        self.phase_list: list[PhaseConfig] = []  # phases of a single-Trainer (gn) run
+        self.phase_logs: list[PhaseLog] = []
+        self.phase_callbacks: list[Callable[[int, PhaseLog], None]] = []
         self.last_terms: dict[str, float] = {}
         self.use_dense = cfg.w.dense > 0 and flame.mediapipe is not None
         self.iris_rows = slice(68, 70) if flame.n_landmarks == 70 else slice(0, 0)
@@ -193,8 +196,14 @@ class FlameTracker(L.LightningModule):
         )
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
-        """One step = the whole phase: L-BFGS runs `phase.iters` iterations inside `step`."""
+        """One step = the whole phase (Gauss-Newton, or L-BFGS iterating inside `step`).
+
+        With the Gauss-Newton solver one Trainer runs every phase: epoch k is phase k.
+        """
         if self.cfg.solver == "gn":
+            if self.phase_list:
+                self.phase = self.phase_list[self.current_epoch]
+            t0 = time.perf_counter()
             lay = make_layout(self.params, list(self.phase.params), self.fixed_shape)
             gn = GaussNewton(self, batch, lay)
             gn.chunk = max(int(self.cfg.gn_chunk), 1)
@@ -204,6 +213,8 @@ class FlameTracker(L.LightningModule):
                 terms = self.loss_terms(batch)
             self.last_terms = {k: float(v) for k, v in terms.items()}
             self.last_terms["total"] = float(sum(terms.values()))
+            if self.phase_list:
+                self._end_phase(time.perf_counter() - t0)
             return
         opt = self.optimizers()
         self.precondition(batch, list(self.phase.params))
@@ -221,8 +232,43 @@ class FlameTracker(L.LightningModule):
 
         opt.step(closure=closure)
 
+    def _end_phase(self, seconds: float) -> None:
+        entry = PhaseLog(self.phase.name, self.phase.iters, seconds, dict(self.last_terms))
+        _log_phase(entry, self.n_evals)
+        self.phase_logs.append(entry)
+        for cb in self.phase_callbacks:
+            cb(len(self.phase_logs) - 1, entry)
+
     def train_dataloader(self):  # only used when no datamodule is passed
         raise RuntimeError("FlameTracker needs a FlameDataModule")
+
+
+def _log_phase(entry: PhaseLog, n_evals: int) -> None:
+    log.info(
+        "phase %s: %d iterations (%d evaluations) in %.2fs, loss %s",
+        entry.name,
+        entry.iters,
+        n_evals,
+        entry.seconds,
+        {k: f"{v:.3g}" for k, v in entry.terms.items()},
+    )
+
+
+def _trainer(device: str, epochs: int) -> L.Trainer:
+    # Lightning announces devices and tips on every Trainer; that is noise here.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator="gpu" if device.startswith("cuda") else "cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
 
 
 def fit_phases(
@@ -230,48 +276,40 @@ def fit_phases(
     datamodule: FlameDataModule,
     phases: list[PhaseConfig],
     device: str = "cpu",
-    on_phase_end: Callable[[PhaseLog], None] | None = None,
+    on_phase_end: Callable[[int, PhaseLog], None] | None = None,
 ) -> list[PhaseLog]:
-    """Run the phases in order, each with its own Trainer and iteration budget."""
-    accelerator = "gpu" if device.startswith("cuda") else "cpu"
-    # Lightning announces devices and tips on every Trainer; one per phase is noise here.
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    """Run the phases in order with their iteration budgets.
+
+    Gauss-Newton: one Trainer, one epoch per phase. L-BFGS: one Trainer per phase (its
+    optimiser holds the phase's parameters). `on_phase_end(k, log)` runs after phase k.
+    """
+    phases = [p for p in phases if p.iters > 0]
+    callbacks = [on_phase_end] if on_phase_end is not None else []
+    if tracker.cfg.solver == "gn":
+        tracker.phase_list, tracker.phase_logs, tracker.phase_callbacks = phases, [], callbacks
+        try:
+            if phases:
+                _trainer(device, len(phases)).fit(tracker, datamodule=datamodule)
+        finally:
+            tracker.phase_list, tracker.phase_callbacks = [], []
+            for q in tracker.params.parameters():
+                q.requires_grad_(True)
+        return tracker.phase_logs
     logs = []
-    for phase in phases:
-        if phase.iters <= 0:
-            continue
+    for k, phase in enumerate(phases):
         tracker.phase = phase
         if not tracker.phase_parameters():
             log.info("phase %s has no parameters to optimise; skipped", phase.name)
             continue
         t0 = time.perf_counter()
-        trainer = L.Trainer(
-            max_epochs=1,
-            accelerator=accelerator,
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-        )
-        trainer.fit(tracker, datamodule=datamodule)
+        _trainer(device, 1).fit(tracker, datamodule=datamodule)
         entry = PhaseLog(
             phase.name, phase.iters, time.perf_counter() - t0, dict(tracker.last_terms)
         )
-        log.info(
-            "phase %s: %d iterations (%d evaluations) in %.2fs, loss %s",
-            phase.name,
-            phase.iters,
-            tracker.n_evals,
-            entry.seconds,
-            {k: f"{v:.3g}" for k, v in entry.terms.items()},
-        )
+        _log_phase(entry, tracker.n_evals)
         logs.append(entry)
-        if on_phase_end is not None:
-            on_phase_end(entry)
+        for cb in callbacks:
+            cb(k, entry)
     for q in tracker.params.parameters():
         q.requires_grad_(True)
     return logs
