@@ -37,7 +37,7 @@ class FramesConfig:
     audio: bool = True  # write audio.wav when the source has audio
     audio_rate: int | None = None  # resample audio to this rate (Hz); null = native
     workers: int = 2  # JPEG/PNG encoder threads
-    image_fps: float = 25.0  # frame rate recorded for image-folder inputs (they carry no timestamps)
+    image_fps: float = 25.0  # frame rate recorded for image folders (no timestamps there)
 
 
 @dataclass

@@ -27,9 +27,9 @@ from prep.geometry.crop import (
 from prep.io.files import load_npz, read_image, save_npz, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
+from prep.resume import array_digest, manifest_digest, outputs_for
 from prep.subject import SubjectDir
 from prep.vision.frames import read_rgb, reduced_to_orig, reduction
-from prep.resume import array_digest, manifest_digest, outputs_for
 
 log = logging.getLogger(__name__)
 

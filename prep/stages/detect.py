@@ -16,10 +16,10 @@ from prep.errors import BadInputError
 from prep.io.files import save_npz
 from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
 from prep.progress import progress
+from prep.resume import manifest_digest, outputs_for
 from prep.vision.detect import track_subject
 from prep.vision.detect_backends import N_KPS, FaceCandidates, make_detector
 from prep.vision.frames import read_rgb, reduction
-from prep.resume import manifest_digest, outputs_for
 
 log = logging.getLogger(__name__)
 

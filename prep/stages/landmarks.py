@@ -28,11 +28,11 @@ from prep.io.files import load_npz, read_image, read_json, save_npz, write_json
 from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
 from prep.progress import progress
 from prep.report import overlay
+from prep.resume import outputs_for
 from prep.subject import SubjectDir, frame_stem
 from prep.vision.landmarks import LandmarkResult, make_backend
 from prep.vision.landmarks.filter import inter_ocular_px, one_euro
 from prep.vision.landmarks.metrics import jitter_px, lag_frames, window_by_speed
-from prep.resume import outputs_for
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from prep.geometry.crop import CropTransforms, warp_to_crop
 from prep.io.files import read_image, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
+from prep.resume import array_digest, manifest_digest, outputs_for
 from prep.stages.crop import load_crop
 from prep.vision.frames import read_rgb, reduced_to_orig, reduction
 from prep.vision.matting import Matter, asset_name, make_matter
 from prep.vision.matting.refine import MattePostprocess
-from prep.resume import array_digest, manifest_digest, outputs_for
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from prep.io.files import read_image, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.report import overlay
+from prep.resume import outputs_for
 from prep.stages.landmarks import dense_mesh, face_frame_path, video_fps
 from prep.subject import SubjectDir
 from prep.vision.parsing import LABEL, final_mask
-from prep.resume import outputs_for
 
 log = logging.getLogger(__name__)
 
