@@ -22,6 +22,7 @@ from prep.errors import MissingAssetError
 from prep.io.files import read_image
 from prep.subject import SubjectDir
 from prep.track.flame_params import InitValues
+from prep.vision.resnet import ResNet50Features
 
 log = logging.getLogger(__name__)
 
@@ -30,68 +31,17 @@ INPUT_SIZE = 224
 BOX_SCALE = 1.25  # DECA's crop: the landmark box enlarged by this factor
 
 
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, cin: int, width: int, stride: int = 1):
-        super().__init__()
-        cout = width * self.expansion
-        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
-
-
-class ResNet50Trunk(nn.Module):
-    """ResNet-50 without its classifier: (B, 3, 224, 224) -> (B, 2048)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        cin, layers = 64, []
-        for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
-            seq = []
-            for b in range(blocks):
-                seq.append(Bottleneck(cin, width, stride if b == 0 else 1))
-                cin = width * Bottleneck.expansion
-            layers.append(nn.Sequential(*seq))
-        self.layer1, self.layer2, self.layer3, self.layer4 = layers
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return x.mean(dim=(2, 3))
-
-
 class DecaEncoder(nn.Module):
     """DECA's ``E_flame``: ResNet-50 trunk + Linear(2048, 1024) -> ReLU -> Linear(1024, 236)."""
 
     def __init__(self):
         super().__init__()
-        self.encoder = ResNet50Trunk()
+        self.encoder = ResNet50Features()
         self.layers = nn.Sequential(nn.Linear(2048, 1024), nn.ReLU(), nn.Linear(1024, 236))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, 3, 224, 224) RGB in [0, 1] -> DECA's named codes."""
-        code = self.layers(self.encoder(images))
+        code = self.layers(self.encoder(images).flatten(1))
         out, i = {}, 0
         for name, n in DECA_SPLIT.items():
             out[name] = code[:, i : i + n]
