@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from prep.config import Config
-from prep.errors import BadConfigError, MissingAssetError
+from prep.errors import BadConfigError
 from prep.logger import make_logger
 from prep.pipeline import (
     Stage,
@@ -17,6 +17,7 @@ from prep.pipeline import (
     get_stage,
     is_done,
     missing_assets,
+    read_manifest,
     upstream_closure,
     write_manifest,
 )
@@ -32,7 +33,7 @@ class PlanOutcome:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     waiting: dict[str, str] = field(default_factory=dict)  # stage -> missing asset message
-    results: dict[str, StageResult] = field(default_factory=dict)
+    results: dict[str, StageResult] = field(default_factory=dict)  # ran and skipped stages
 
     def headline(self) -> float | None:
         """Headline metric of the last stage that reported one (what a sweep minimises)."""
@@ -90,11 +91,24 @@ def run_plan(cfg: Config, subject: SubjectDir) -> PlanOutcome:
         if done and not forced:
             log.info("%-16s done, skipped (force=true re-runs it)", st.name)
             outcome.skipped.append(st.name)
+            outcome.results[st.name] = result_from_manifest(subject, st.name)
             continue
         log.info("%-16s running (%s)", st.name, "forced" if forced else why)
         outcome.results[st.name] = run_stage(cfg, subject, st, forced)
         outcome.ran.append(st.name)
     return outcome
+
+
+def result_from_manifest(subject: SubjectDir, name: str) -> StageResult:
+    """The recorded result of a finished stage (so a sweep re-visiting it gets its headline)."""
+    man = read_manifest(subject, name) or {}
+    return StageResult(
+        n_frames=man.get("n_frames", 0),
+        n_skipped=man.get("n_skipped", 0),
+        n_flagged=man.get("n_flagged", 0),
+        metrics=man.get("metrics", {}),
+        headline=man.get("headline"),
+    )
 
 
 def run_stage(cfg: Config, subject: SubjectDir, st: Stage, force: bool) -> StageResult:
@@ -126,6 +140,3 @@ def run_stage(cfg: Config, subject: SubjectDir, st: Stage, force: bool) -> Stage
 def asset_waiting_lines(outcome: PlanOutcome) -> list[str]:
     """One line per waiting stage, for the end-of-run summary."""
     return [f"{name}: {why}" for name, why in outcome.waiting.items()]
-
-
-__all__ = ["PlanOutcome", "plan_stages", "run_plan", "run_stage", "MissingAssetError"]

@@ -77,6 +77,7 @@ def test_target_runs_missing_upstream_then_skips(make):
     CALLS.clear()
     out = run_plan(cfg, subject)
     assert out.ran == [] and out.skipped == ["toy_src", "toy_sink"] and CALLS == []
+    assert out.headline() == 0.5  # a sweep re-visiting a finished job still gets its metric
     man = read_json(subject.manifest_path("toy_src"))
     assert man["written"] == {"frames": 5} and man["n_frames"] == 5
 
