@@ -133,10 +133,9 @@ class GaussNewton:
             v["transl"] = v["transl"].expand(self.T, 3).clone()
         return v
 
-    def _residuals(self, v: dict[str, torch.Tensor], bins: torch.Tensor) -> torch.Tensor:
-        """Normalised 2D residuals ``(T, R)`` for parameter values `v` (landmarks, iris, dense)."""
-        p, tr = self.p, self.tr
-        lmk, mp, _ = tr.flame.landmarks(
+    def _points(self, v: dict[str, torch.Tensor], bins: torch.Tensor) -> torch.Tensor:
+        """FLAME-space points ``(T, N, 3)`` the data terms use: 68+2 landmarks (+ dense)."""
+        lmk, mp, _ = self.tr.flame.landmarks(
             v["shape"],
             v["expr"],
             v["global_pose"],
@@ -146,9 +145,14 @@ class GaussNewton:
             transl=v["transl"],
             eyelids=v["eyelids"] if v["eyelids"].numel() else None,
             bins=bins,
-            with_mediapipe=tr.use_dense,
+            with_mediapipe=self.tr.use_dense,
         )
-        pts = lmk if mp is None else torch.cat([lmk, mp], 1)
+        return lmk if mp is None else torch.cat([lmk, mp], 1)
+
+    def _residuals(self, v: dict[str, torch.Tensor], bins: torch.Tensor) -> torch.Tensor:
+        """Normalised 2D residuals ``(T, R)`` for parameter values `v` (landmarks, iris, dense)."""
+        p = self.p
+        pts = self._points(v, bins)
         f = v["focal"].exp()[0]
         K = torch.zeros(3, 3, dtype=f.dtype)
         K[0, 0], K[1, 1], K[0, 2], K[1, 2], K[2, 2] = (
@@ -228,21 +232,10 @@ class GaussNewton:
         return J.reshape(J.shape[0], -1, J.shape[-1])
 
     def _projection_derivative(self, v: dict, bins: torch.Tensor):
-        tr, p = self.tr, self.p
+        p = self.p
         with torch.no_grad():
-            lmk, mp, _ = tr.flame.landmarks(
-                v["shape"],
-                v["expr"],
-                v["global_pose"],
-                v["neck_pose"],
-                v["jaw_pose"],
-                v["eyes_pose"],
-                transl=v["transl"],
-                eyelids=v["eyelids"] if v["eyelids"].numel() else None,
-                bins=bins,
-                with_mediapipe=tr.use_dense,
-            )
-        X = (lmk if mp is None else torch.cat([lmk, mp], 1)) * lmk.new_tensor(FLIP_YZ)
+            pts = self._points(v, bins)
+        X = pts * pts.new_tensor(FLIP_YZ)
         f = v["focal"].exp()[0]
         K = torch.zeros(3, 3, dtype=f.dtype)
         K[0, 0], K[1, 1], K[0, 2], K[1, 2], K[2, 2] = (
