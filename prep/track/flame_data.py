@@ -171,6 +171,7 @@ def _load_crop(subject: SubjectDir, T: int, lm: dict):
         size = np.asarray(c["image_size"]).reshape(-1)
         image_size = np.array([size[0], size[-1]], np.int64)
         orig_hw = np.asarray(c.get("orig_hw", image_size), np.int64).reshape(2)
+        A, orig_hw = _source_pixels(subject, A, orig_hw)
         return A, image_size, orig_hw
     hw = lm.get("image_hw")
     if hw is None and subject.video_json.exists():
@@ -180,6 +181,23 @@ def _load_crop(subject: SubjectDir, T: int, lm: dict):
         raise MissingInputError("crop", subject.crop_npz, "no crop transform and no image size")
     hw = np.asarray(hw, np.int64).reshape(2)
     return np.repeat(np.eye(3)[None], T, 0), hw, hw
+
+
+def _source_pixels(subject: SubjectDir, A: np.ndarray, orig_hw: np.ndarray):
+    """Make "original pixels" mean the source video's, also when the ingest cut a box out of it.
+
+    HDTF's annotation boxes are cut from every frame at extraction (meta/video.json `crop_xywh`),
+    so crop.npz maps extracted-frame pixels; intrinsics given by users (`fx fy cx cy`) are in the
+    source video's pixels, so the box's offset is composed in front of the crop transform.
+    """
+    if not subject.video_json.exists():
+        return A, orig_hw
+    meta = read_json(subject.video_json)
+    box, probe = meta.get("crop_xywh"), meta.get("probe") or {}
+    if not box or not probe.get("width"):
+        return A, orig_hw
+    source_to_frame = np.array([[1, 0, -box[0]], [0, 1, -box[1]], [0, 0, 1]], np.float64)
+    return A @ source_to_frame, np.array([probe["height"], probe["width"]], np.int64)
 
 
 def camera_intrinsics_orig(
