@@ -261,7 +261,8 @@ def test_matting_resumes_after_a_kill(tmp_path, clip_c01):
     try:
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
-            if alpha.is_dir() and len(os.listdir(alpha)) >= 10:
+            names = os.listdir(alpha) if alpha.is_dir() else []
+            if sum(not n.startswith(".tmp-") for n in names) >= 10:  # finished frames only
                 break
             time.sleep(0.05)
         if proc.poll() is not None:
