@@ -70,8 +70,9 @@ def rot_err_deg(euler_fit, euler_true, deep3d: bool = False) -> np.ndarray:
 
 
 def bench_coarse(model, seq, size: int) -> dict:
+    from prep.config.bfm import CoarseConfig
     from prep.track.bfm_align import aligned_from_source, apply_affine, five_points, pos_align
-    from prep.track.bfm_coarse import LandmarkFitSettings, fit_landmarks
+    from prep.track.bfm_coarse import fit_landmarks
 
     n = len(seq["euler"])
     t0 = time.perf_counter()
@@ -81,7 +82,7 @@ def bench_coarse(model, seq, size: int) -> dict:
         model,
         apply_affine(aligned_from_source(tp), seq["lmk_noisy"]),
         np.ones((n, 68)),
-        LandmarkFitSettings(),
+        CoarseConfig(),
     )
     dt = time.perf_counter() - t0
     err = rot_err_deg(fit.angles, seq["euler"], deep3d=True)

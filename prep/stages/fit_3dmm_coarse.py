@@ -29,7 +29,7 @@ from prep.models.bfm import N_COEFF, BfmModel
 from prep.models.bfm_io import build_front_model, load_bfm, write_front_mat
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.track.bfm_align import aligned_from_source, apply_affine, five_points, pos_align
-from prep.track.bfm_coarse import LandmarkFitSettings, fit_landmarks
+from prep.track.bfm_coarse import fit_landmarks
 
 log = logging.getLogger(__name__)
 
@@ -90,23 +90,8 @@ def interpolate_invalid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out.reshape(values.shape).astype(values.dtype)
 
 
-def _settings(cfg) -> LandmarkFitSettings:
-    c = cfg.fit3dmm.coarse
-    return LandmarkFitSettings(
-        c.focal,
-        c.camera_distance,
-        c.target_size,
-        c.iters_rigid,
-        c.iters,
-        c.lr,
-        c.w_id,
-        c.w_exp,
-        c.batch,
-    )
-
-
 def _fit_with_landmarks(model: BfmModel, lm: dict, tp: np.ndarray, cfg):
-    s = _settings(cfg)
+    s = cfg.fit3dmm.coarse
     lmk_al = apply_affine(aligned_from_source(tp, s.target_size), lm["points_px"])
     fit = fit_landmarks(model, lmk_al, lm["weights"], s)
     T = len(tp)

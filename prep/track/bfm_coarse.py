@@ -20,26 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from prep.config.bfm import CoarseConfig
 from prep.models.bfm import BfmModel, SubsetShape, deep3d_K, deep3d_w2c
 from prep.models.camera import project
 from prep.progress import progress
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LandmarkFitSettings:
-    """Optimiser settings (mirrors `prep.config.bfm.CoarseConfig`)."""
-
-    focal: float = 1015.0
-    camera_distance: float = 10.0
-    target_size: int = 224
-    iters_rigid: int = 80
-    iters: int = 200
-    lr: float = 0.05
-    w_id: float = 1e-3
-    w_exp: float = 1e-3
-    batch: int = 512
 
 
 @dataclass
@@ -73,9 +59,7 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def project_keypoints(
-    kp: SubsetShape, id_c, exp_c, angles, trans, s: LandmarkFitSettings
-) -> torch.Tensor:
+def project_keypoints(kp: SubsetShape, id_c, exp_c, angles, trans, s: CoarseConfig) -> torch.Tensor:
     """(B, 68, 2) landmarks in aligned pixels (OpenCV rows) for Deep3DFaceRecon parameters.
 
     Args:
@@ -87,7 +71,7 @@ def project_keypoints(
     return xy
 
 
-def _fit_batch(kp: SubsetShape, lmk: torch.Tensor, w: torch.Tensor, s: LandmarkFitSettings):
+def _fit_batch(kp: SubsetShape, lmk: torch.Tensor, w: torch.Tensor, s: CoarseConfig):
     B = lmk.shape[0]
     params = {
         "id": torch.zeros(B, kp.id_t.shape[0], requires_grad=True),
@@ -125,7 +109,7 @@ def _fit_batch(kp: SubsetShape, lmk: torch.Tensor, w: torch.Tensor, s: LandmarkF
 
 
 def fit_landmarks(
-    model: BfmModel, lmk_al_px: np.ndarray, weights: np.ndarray, s: LandmarkFitSettings
+    model: BfmModel, lmk_al_px: np.ndarray, weights: np.ndarray, s: CoarseConfig
 ) -> CoarseFit:
     """Fit every frame's coefficients to its aligned landmarks.
 

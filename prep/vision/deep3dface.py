@@ -108,13 +108,12 @@ def regress_frames(ctx, model, lm: dict, trans_params: np.ndarray, batch: int = 
     """
     from prep.io.files import read_image
     from prep.progress import progress
-    from prep.stages.fit_3dmm_coarse import _settings
     from prep.stages.landmarks import face_frame_path
     from prep.track.bfm_align import aligned_from_source, apply_affine
     from prep.track.bfm_coarse import project_keypoints
 
     net = load_deep3dface(ctx.asset("deep3dface"), ctx.device)
-    s = _settings(ctx.cfg)
+    s = ctx.cfg.fit3dmm.coarse
     M = aligned_from_source(trans_params, INPUT_SIZE)
     T = len(trans_params)
     coeff = np.zeros((T, 257), np.float32)
