@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -104,24 +105,14 @@ def _exp_landmark_err(model, exp_fit: np.ndarray, exp_true: np.ndarray) -> float
     return float(np.linalg.norm(d_fit - d_true) / np.linalg.norm(d_true))
 
 
-def bench_fine(model, seq, folder: Path, size: int, photo: bool, frame_lr: float | None = None):
+def bench_fine(model, seq, folder: Path, size: int, photo: bool):
     from prep.config.bfm import Fit3dmmConfig
     from prep.io.files import read_image
-    from prep.track.bfm_fine import FineSettings, FrameImages, fit_video
+    from prep.track.bfm_fine import FrameImages, fit_video
 
     cfg = Fit3dmmConfig()
     scale = size / 512  # config focals are given for a 512 crop in this bench
-    s = FineSettings(
-        size=size,
-        lr=cfg.lr,
-        iters_focal=cfg.iters_focal,
-        iters_lmk=cfg.iters_lmk,
-        photo_epochs=cfg.photo_epochs if photo else 0,
-        photo_batch=cfg.photo_batch,
-        n_photo_vertices=cfg.n_photo_vertices,
-        photo_frame_lr_scale=cfg.photo_frame_lr_scale,
-        w=dict(vars(cfg.w)),
-    )
+    s = dataclasses.replace(cfg, size=size, photo_epochs=cfg.photo_epochs if photo else 0)
     n = len(seq["euler"])
     images = FrameImages(np.arange(n), lambda i: read_image(folder / f"{i % 100:06d}.jpg"), size)
     t0 = time.perf_counter()

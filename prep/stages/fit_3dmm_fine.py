@@ -35,7 +35,7 @@ from prep.models.rotations import matrix_to_euler_angles
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.stages.fit_3dmm_coarse import front_assets, load_front_bfm, read_landmarks
 from prep.track.bfm_coarse import torch_threads
-from prep.track.bfm_fine import FineSettings, FrameImages, fit_video
+from prep.track.bfm_fine import FrameImages, fit_video
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +52,6 @@ def _model(ctx: StageContext) -> BfmModel:
     if ctx.cfg.bfm.variant == "adnerf":
         return BfmModel(load_bfm("adnerf", ctx.asset("bfm_adnerf"), ctx.asset("bfm_adnerf")))
     return load_front_bfm(ctx)
-
-
-def _settings(cfg) -> FineSettings:
-    f = cfg.fit3dmm
-    w = {k: float(v) for k, v in vars(f.w).items()}
-    return FineSettings(
-        size=f.size,
-        lr=f.lr,
-        iters_focal=f.iters_focal,
-        iters_lmk=f.iters_lmk,
-        photo_epochs=f.photo_epochs,
-        photo_batch=f.photo_batch,
-        n_photo_vertices=f.n_photo_vertices,
-        photo_frame_lr_scale=f.photo_frame_lr_scale,
-        w=w,
-    )
 
 
 def coarse_euler(path) -> np.ndarray | None:
@@ -102,7 +86,7 @@ def run(ctx: StageContext) -> StageResult:
     h, w = (int(v) for v in lm["image_hw"])
     if h != w:
         raise BadConfigError(f"fit_3dmm_fine needs square face frames, got {h}x{w}")
-    s = _settings(cfg)
+    s = cfg.fit3dmm
     scale = s.size / w
     model = _model(ctx)
     if not subject.bfm_coarse.exists():

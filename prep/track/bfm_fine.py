@@ -20,15 +20,17 @@ image. The stage converts to crop pixels.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from prep.config.bfm import Fit3dmmConfig
 from prep.models.bfm import (
     INIT_LIGHT,
     BfmModel,
@@ -50,24 +52,6 @@ from prep.track.bfm_losses import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FineSettings:
-    """Optimiser settings (mirror `prep.config.bfm.Fit3dmmConfig`, focal in fit pixels)."""
-
-    size: int = 256
-    lr: float = 0.02
-    iters_focal: int = 150
-    iters_lmk: int = 300
-    photo_epochs: int = 1
-    photo_batch: int = 16
-    n_photo_vertices: int = 2000
-    photo_frame_lr_scale: float = 0.0
-    w: dict[str, float] = field(default_factory=lambda: {
-        "lmk": 1.0, "photo": 1.0, "smooth_rigid": 1e3, "smooth_exp": 1.0,
-        "reg_id": 1e-3, "reg_exp": 1e-3, "reg_tex": 1e-3,
-    })  # fmt: skip
 
 
 def init_pose(
@@ -138,7 +122,7 @@ class BfmFineModule(L.LightningModule):
         lmk_px: np.ndarray,
         weights: np.ndarray,
         focal: float,
-        s: FineSettings,
+        s: Fit3dmmConfig,
         optimise_focal: bool = False,
         euler0: np.ndarray | None = None,
     ):
@@ -193,13 +177,12 @@ class BfmFineModule(L.LightningModule):
     def _common_terms(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         w = self.s.w
         return {
-            "lmk": w["lmk"]
-            * landmark_loss(self.project_landmarks(idx), self.lmk[idx], self.wts[idx]),
-            "smooth_rigid": w["smooth_rigid"]
+            "lmk": w.lmk * landmark_loss(self.project_landmarks(idx), self.lmk[idx], self.wts[idx]),
+            "smooth_rigid": w.smooth_rigid
             * (laplacian_loss(self.euler) + laplacian_loss(self.trans)),
-            "smooth_exp": w["smooth_exp"] * laplacian_loss(self.exp),
-            "reg_id": w["reg_id"] * self.id.pow(2).sum(),
-            "reg_exp": w["reg_exp"] * self.exp[idx].pow(2).sum(1).mean(),
+            "smooth_exp": w.smooth_exp * laplacian_loss(self.exp),
+            "reg_id": w.reg_id * self.id.pow(2).sum(),
+            "reg_exp": w.reg_exp * self.exp[idx].pow(2).sum(1).mean(),
         }
 
     def photo_terms(self, idx: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -220,8 +203,8 @@ class BfmFineModule(L.LightningModule):
         colour = sh_shade(albedo, n_gl, self.gamma[idx])
         w = self.s.w
         return {
-            "photo": w["photo"] * photometric_loss(colour, observed, visible.float()),
-            "reg_tex": w["reg_tex"] * self.tex.pow(2).sum(),
+            "photo": w.photo * photometric_loss(colour, observed, visible.float()),
+            "reg_tex": w.reg_tex * self.tex.pow(2).sum(),
         }
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -351,14 +334,14 @@ def search_focal(
     lmk_px: np.ndarray,
     weights: np.ndarray,
     candidates: list[float],
-    s: FineSettings,
+    s: Fit3dmmConfig,
     n_frames: int,
     euler0: np.ndarray | None = None,
 ) -> np.ndarray:
     """Landmark RMSE per candidate focal on `n_frames` evenly spaced frames -> (K, 2)."""
     usable = np.flatnonzero(weights.sum(1) > 0)
     sel = usable[np.linspace(0, len(usable) - 1, min(n_frames, len(usable))).round().astype(int)]
-    quiet = FineSettings(**{**s.__dict__, "w": {**s.w, "smooth_rigid": 0.0, "smooth_exp": 0.0}})
+    quiet = dataclasses.replace(s, w=dataclasses.replace(s.w, smooth_rigid=0.0, smooth_exp=0.0))
     rows = []
     for f in candidates:
         m = BfmFineModule(
@@ -379,7 +362,7 @@ def fit_video(
     model: BfmModel,
     lmk_px: np.ndarray,
     weights: np.ndarray,
-    s: FineSettings,
+    s: Fit3dmmConfig,
     focal_mode: str,
     focal: float,
     candidates: list[float],
