@@ -9,7 +9,8 @@ What it does:
 1. Writes a synthetic FLAME model in the FLAME file format (chumpy-referencing pickle on the
    real topology when ../shared/data/flame_public is present, else the tiny model) and loads it
    through our loader.
-2. Draws a sequence with head motion, talking expressions, jaw, gaze, per-frame translation;
+2. Draws a sequence with head motion on a talking head's time scales, talking expressions, jaw,
+   gaze, blinks (the model has eyelid blendshapes), per-frame translation;
    projects 68 landmarks + 2 irises with a known camera; adds detector-like noise (Gaussian,
    occasional outliers) and missing frames.
 3. Fits it with our default tracker (Gauss-Newton, landmark vertices only) and with the
@@ -82,10 +83,13 @@ def imavatar_reference(
 ) -> dict[str, np.ndarray]:
     """IMAvatar's fit (preprocess/DECA/optimize.py) as its authors run it, with per-frame
     translation: full FLAME forward every iteration, Adam, mean Euclidean landmark distance in
-    [-1, 1] coordinates, priors 1e-2, smoothness expression 0.1, pose 10, translation 5."""
+    [-1, 1] coordinates, priors 1e-2, smoothness expression 0.1, pose 10, translation 5.
+    A model with eyelid blendshapes gets per-frame eyelids treated like expression coefficients
+    (IMAvatar's FLAME 2020 blinks through its expression space)."""
     T, dt = data.n_frames, flame.v_template.dtype
     shape = torch.zeros(flame.n_shape, dtype=dt, requires_grad=True)
-    expr = torch.zeros(T, flame.n_expr, dtype=dt, requires_grad=True)
+    expr = torch.zeros(T, flame.n_expr + 2 * flame.has_eyelids, dtype=dt, requires_grad=True)
+    ne = flame.n_expr
     pose = torch.zeros(T, 15, dtype=dt, requires_grad=True)
     transl = torch.as_tensor(init_transl, dtype=dt).clone().requires_grad_(True)
     obs = torch.as_tensor(np.concatenate([data.lmk_px, data.iris_px], 1), dtype=dt)
@@ -94,10 +98,16 @@ def imavatar_reference(
     Kt = torch.as_tensor(K, dtype=dt)
     A = torch.as_tensor(data.orig_to_crop, dtype=dt)
     opt = torch.optim.Adam([shape, expr, pose, transl], lr=lr)
+
+    def forward():
+        lids = expr[:, ne:] if flame.has_eyelids else None
+        return flame(
+            shape, expr[:, :ne], pose[:, :3], pose[:, 3:6], pose[:, 6:9], pose[:, 9:],
+            transl=transl, eyelids=lids,
+        )  # fmt: skip
+
     for _ in range(iters):
-        out = flame(
-            shape, expr, pose[:, :3], pose[:, 3:6], pose[:, 6:9], pose[:, 9:], transl=transl
-        )
+        out = forward()
         lmk, _ = flame.landmarks_from_vertices(out.vertices, pose[:, :3], pose[:, 3:6])
         px = project_flame_points(lmk, Kt, A)
         d = torch.sqrt((((px - obs) / size * 2) ** 2).sum(-1) + 1e-12)
@@ -113,15 +123,14 @@ def imavatar_reference(
         loss.backward()
         opt.step()
     with torch.no_grad():
-        out = flame(
-            shape, expr, pose[:, :3], pose[:, 3:6], pose[:, 6:9], pose[:, 9:], transl=transl
-        )
+        out = forward()
         lmk, _ = flame.landmarks_from_vertices(out.vertices, pose[:, :3], pose[:, 3:6])
         px = project_flame_points(lmk, Kt, A)
     p = pose.detach().double().numpy()
     return {
         "shape": shape.detach().double().numpy(),
-        "expr": expr.detach().double().numpy(),
+        "expr": expr[:, :ne].detach().double().numpy(),
+        "eyelids": expr[:, ne:].detach().double().numpy(),
         "global_pose": p[:, :3],
         "neck_pose": p[:, 3:6],
         "lmk_px": px.double().numpy(),
@@ -150,6 +159,9 @@ def evaluate(p: dict, lmk_px: np.ndarray, seq, data: TrackingData, seconds: floa
         "pose_err_deg_missing_frames": float(pe[~v].mean()) if (~v).any() else None,
         "expr_mae": float(np.abs(np.asarray(p["expr"]) - gt["expr"]).mean()),
         "shape_mae": float(np.abs(np.asarray(p["shape"]) - gt["shape"]).mean()),
+        "eyelid_mae": float(np.abs(np.asarray(p["eyelids"]) - gt["eyelids"]).mean())
+        if "eyelids" in gt
+        else None,
         "seconds": seconds,
     }
 
@@ -193,11 +205,11 @@ def setup(args, tmp: Path):
     torch.set_num_threads(args.threads)
     if FLAME_PUBLIC.exists() and not args.tiny:
         assets, model = (
-            write_full_assets(tmp, FLAME_PUBLIC, seed=args.seed),
+            write_full_assets(tmp, FLAME_PUBLIC, seed=args.seed, eyelids=True),
             "synthetic FLAME topology",
         )
     else:
-        assets, model = write_tiny_assets(tmp, seed=args.seed), "tiny synthetic model"
+        assets, model = write_tiny_assets(tmp, seed=args.seed, eyelids=True), "tiny synthetic model"
     flame = build_flame(assets, FlameConfig(n_shape=100, n_expr=50), dense=False)
     rng = np.random.default_rng(args.seed)
     gap = (args.frames // 3, args.frames // 3 + max(args.frames // 100, 2))

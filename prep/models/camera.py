@@ -151,6 +151,33 @@ def crop_intrinsics(
     return K_through_affine(K, orig_to_crop)
 
 
+def shared_or_per_frame(K: np.ndarray, atol: float = 1e-6) -> np.ndarray:
+    """``(T, 3, 3)`` intrinsics -> one ``(3, 3)`` when every frame has it, else unchanged."""
+    K = np.asarray(K)
+    return K[0] if np.allclose(K, K[:1], atol=atol) else K
+
+
+def intrinsics_for(K: np.ndarray, idx) -> np.ndarray:
+    """Intrinsics of frames `idx` from a shared ``(3, 3)`` or per-frame ``(T, 3, 3)`` K.
+
+    Returns ``(3, 3)`` for a shared K (it broadcasts), else ``K[idx]``.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    return K if K.ndim == 2 else K[idx]
+
+
+def rescale_intrinsics(K: torch.Tensor, src_hw, dst_hw) -> torch.Tensor:
+    """Intrinsics ``(..., 3, 3)`` for the same view rendered at `dst_hw` instead of `src_hw`.
+
+    Pixel centres stay at integer coordinates (pixel (0, 0) covers [-0.5, 0.5]).
+    """
+    K = K.clone()
+    for r, s in ((0, dst_hw[1] / src_hw[1]), (1, dst_hw[0] / src_hw[0])):
+        K[..., r, r] *= s
+        K[..., r, 2] = s * (K[..., r, 2] + 0.5) - 0.5
+    return K
+
+
 def look_at_w2c(eye: np.ndarray, target: np.ndarray, up=(0.0, 1.0, 0.0)) -> np.ndarray:
     """World-to-camera ``(4, 4)`` (OpenCV axes) of a camera at `eye` looking at `target`.
 

@@ -21,6 +21,7 @@ import torch
 
 from prep.io.files import load_npz, read_image
 from prep.logger import ExperimentLogger
+from prep.models.camera import intrinsics_for, rescale_intrinsics
 from prep.models.flame import FlameModel
 from prep.render import render_mesh
 from prep.report.overlay import sample_indices, write_overlays
@@ -48,11 +49,8 @@ def render_tracked(
     sel = np.asarray(idx)
     dt = model.v_template.dtype
     p = {k: torch.as_tensor(trk[k][sel], dtype=dt) for k in PARAMS}
-    K = torch.as_tensor(trk["K"], dtype=dt).clone()
-    h0, w0 = (int(x) for x in trk["image_size"])
-    for r, s in ((0, size_hw[1] / w0), (1, size_hw[0] / h0)):
-        K[r, r] *= s
-        K[r, 2] = s * (K[r, 2] + 0.5) - 0.5
+    K = torch.as_tensor(intrinsics_for(trk["K"], sel), dtype=dt)
+    K = rescale_intrinsics(K, [int(x) for x in trk["image_size"]], size_hw)
     with torch.no_grad():
         verts = model(
             torch.as_tensor(trk["shape"], dtype=dt), p["expr"], p["global_pose"],

@@ -19,6 +19,7 @@ import torch
 
 from prep.errors import BadConfigError, MissingInputError
 from prep.io.files import load_npz, read_image, write_image
+from prep.models.camera import intrinsics_for, rescale_intrinsics
 from prep.models.flame import FlameModel
 from prep.models.flame_io import load_flame_model
 from prep.pipeline import StageContext, StageResult, register_stage
@@ -58,13 +59,8 @@ class MeshNormals:
                 p["eyes_pose"], transl=p["transl"], eyelids=eyelids if self.model.has_eyelids
                 else None,
             ).vertices  # fmt: skip
-            K = torch.as_tensor(t["K"], dtype=torch.float32).clone()
-            for r, s in (
-                (0, size_hw[1] / self.image_size[1]),
-                (1, size_hw[0] / self.image_size[0]),
-            ):
-                K[r, r] *= s
-                K[r, 2] = s * (K[r, 2] + 0.5) - 0.5  # pixel centres at integers
+            K = torch.as_tensor(intrinsics_for(t["K"], sel), dtype=torch.float32)
+            K = rescale_intrinsics(K, self.image_size, size_hw)
             cam = world_to_camera(verts, torch.as_tensor(t["w2c"][sel], dtype=torch.float32))
             frags = rasterize(cam, self.model.faces, K, size_hw)
             n = interpolate(vertex_normals(cam, self.model.faces), self.model.faces, frags)

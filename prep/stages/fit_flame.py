@@ -3,7 +3,8 @@
 Reads landmarks/landmarks.npz, iris/iris.npz and crop/crop.npz; writes
 - flame/tracking.npz: the canonical FLAME tracking (keys listed in `TRACKING_KEYS` of
   prep.export.common; camera convention in prep.track.flame_params),
-- flame/flame_params.json: IMAvatar/HRAvatar layout (prep.export.imavatar_json),
+- flame/flame_params.json: IMAvatar/HRAvatar layout (prep.export.imavatar_json); it holds one
+  camera, so it is left out (with a warning) when the crop moves (crop.mode=smooth),
 - flame/metrics.json: per-frame landmark RMSE, iris error and jitter (pixels) plus summaries,
 - overlays/fit_flame/fit.mp4 (+ a contact sheet): observed (green) and fitted (red) landmarks
   over a wireframe of the fitted mesh.
@@ -26,6 +27,7 @@ from prep.config import Config
 from prep.errors import BadConfigError, BadInputError, MissingInputError
 from prep.export.imavatar_json import flame_params_dict, write_flame_params_json
 from prep.io.files import load_npz, read_image, read_json, save_npz, write_json
+from prep.models.camera import intrinsics_for
 from prep.pipeline import StageContext, StageResult, file_fingerprint, register_stage
 from prep.subject import SubjectDir
 from prep.track.flame_data import camera_intrinsics_orig, load_tracking_data
@@ -117,8 +119,7 @@ def run(ctx: StageContext) -> StageResult:
     # ------------------------------------------------------------------------------------------
     save_npz(subject.flame_tracking, **track)
     kp = project_tracking(flame, track)
-    obj = flame_params_dict(track, kp, data.lmk_px, data.lmk_w, with_eyelids=flame.has_eyelids)
-    write_flame_params_json(subject.flame_params_json, obj)
+    _write_imavatar_json(subject, flame, track, kp, data)
     summary = out.summary()
     if photo_metrics:  # renderer engineer: the headline follows the refined fit
         summary["lmk_rmse_px"] = float(np.nanmean(track["lmk_rmse_px"]))
@@ -263,10 +264,24 @@ def _mesh_px(flame, track: dict, i: int) -> np.ndarray:
             eyelids=t("eyelids") if flame.has_eyelids else None,
         )
     x = out.vertices[0].double().numpy()
-    w2c, K = np.asarray(track["w2c"][i], np.float64), np.asarray(track["K"], np.float64)
+    w2c, K = np.asarray(track["w2c"][i], np.float64), intrinsics_for(track["K"], i)
     xc = x @ w2c[:3, :3].T + w2c[:3, 3]
     uvw = xc @ K.T
     return uvw[:, :2] / uvw[:, 2:3]
+
+
+def _write_imavatar_json(subject: SubjectDir, flame, track: dict, kp: np.ndarray, data) -> None:
+    """flame_params.json, which holds one camera: written only when the crop does not move."""
+    if np.ndim(track["K"]) == 3:
+        subject.flame_params_json.unlink(missing_ok=True)
+        log.warning(
+            "fit_flame: flame_params.json not written: the crop moves (crop.mode=smooth), so "
+            "each frame has its own intrinsics (kept in tracking.npz); IMAvatar/HRAvatar need "
+            "one camera: re-run with crop.mode=static"
+        )
+        return
+    obj = flame_params_dict(track, kp, data.lmk_px, data.lmk_w, with_eyelids=flame.has_eyelids)
+    write_flame_params_json(subject.flame_params_json, obj)
 
 
 def _photometric(ctx: StageContext, flame, track: dict, data) -> dict[str, float]:

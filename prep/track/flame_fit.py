@@ -18,7 +18,7 @@ import torch
 
 from prep.config.flame import FlameConfig, TrackerConfig
 from prep.errors import BadConfigError, BadInputError
-from prep.models.camera import focal_from_fov
+from prep.models.camera import focal_from_fov, intrinsics_for, shared_or_per_frame
 from prep.models.flame import FlameModel
 from prep.models.flame_io import (
     load_flame_model,
@@ -247,10 +247,9 @@ def _finish(tracker: FlameTracker, dm: FlameDataModule, data: TrackingData, logs
     )
 
 
-def reference_K(data: TrackingData, K_orig: np.ndarray) -> np.ndarray:
-    """Crop-pixel intrinsics of the median crop (exact for every frame of a static crop)."""
-    K = data.orig_to_crop @ K_orig
-    return np.median(K, axis=0)
+def crop_K(data: TrackingData, K_orig: np.ndarray) -> np.ndarray:
+    """Crop-pixel intrinsics: one ``(3, 3)`` for a static crop, ``(T, 3, 3)`` when it moves."""
+    return shared_or_per_frame(data.orig_to_crop @ K_orig)
 
 
 def tracking_arrays(
@@ -273,7 +272,7 @@ def tracking_arrays(
         "eyes_pose": p["eyes_pose"],
         "transl": p["transl"],
         "w2c": np.repeat(w2c_flame()[None], T, 0).astype(np.float32),
-        "K": reference_K(data, out.K_orig).astype(np.float32),
+        "K": crop_K(data, out.K_orig).astype(np.float32),
         "image_size": np.asarray(data.image_size, np.int64),
         "crop_to_orig": np.linalg.inv(data.orig_to_crop).astype(np.float32),
         "model": np.asarray(model),
@@ -303,5 +302,5 @@ def project_tracking(flame: FlameModel, track: dict) -> np.ndarray:
     x = lmk3d.double().numpy()
     w2c = np.asarray(track["w2c"], np.float64)
     x_cam = x @ np.swapaxes(w2c[:, :3, :3], -1, -2) + w2c[:, None, :3, 3]
-    uvw = x_cam @ np.asarray(track["K"], np.float64).T
+    uvw = x_cam @ np.swapaxes(intrinsics_for(track["K"], slice(None)), -1, -2)
     return uvw[..., :2] / uvw[..., 2:3]

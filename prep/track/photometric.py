@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from prep.config.render import PhotometricConfig
+from prep.models.camera import rescale_intrinsics
 from prep.models.flame import FlameModel
 from prep.progress import progress
 from prep.render import (
@@ -92,13 +93,11 @@ class PhotometricResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def scale_K(K: Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> Tensor:
-    """Intrinsics for a resized image (pixel centres at integers)."""
-    K = K.clone()
-    for r, s in ((0, to_hw[1] / from_hw[1]), (1, to_hw[0] / from_hw[0])):
-        K[r, r] = K[r, r] * s
-        K[r, 2] = s * (K[r, 2] + 0.5) - 0.5
-    return K
+def frames_K(K: Tensor, idx: Tensor, from_hw=None, to_hw=None) -> Tensor:
+    """Intrinsics of frames `idx` from a shared (3,3) or per-frame (T,3,3) `K`, rescaled from
+    image size `from_hw` to `to_hw` when given (pixel centres at integers)."""
+    K = K if K.dim() == 2 else K[idx]
+    return K if to_hw is None else rescale_intrinsics(K, from_hw, to_hw)
 
 
 class _Renderer:
@@ -181,7 +180,7 @@ def init_albedo_and_light(
     """
     V = r.model.n_vertices
     idx = torch.as_tensor(frames)
-    K = scale_K(prob.K, prob.image_size, size_hw)
+    K = frames_K(prob.K, idx, prob.image_size, size_hw)
     rgb, region = prob.load_frames(frames, size_hw)
     with torch.no_grad():
         vc = r.verts(_window_params(prob, idx, []), idx)
@@ -225,7 +224,8 @@ class _Losses:
     def lmk_sq(self, p: dict[str, Tensor], idx: Tensor, world: Tensor) -> Tensor:
         """(B,) confidence-weighted mean squared landmark error in full-resolution pixels."""
         tgt, w = self.prob.lmk_px[idx], self.prob.lmk_w[idx]
-        pred = self.r.landmarks_px(p, idx, self.prob.K, world)[:, : tgt.shape[1]]  # 68 of 70
+        K = frames_K(self.prob.K, idx)
+        pred = self.r.landmarks_px(p, idx, K, world)[:, : tgt.shape[1]]  # 68 of 70
         d2 = ((pred - tgt) ** 2).sum(-1)
         return (w * d2).sum(1) / w.sum(1).clamp(min=1e-6)
 
@@ -309,7 +309,7 @@ def refine_photometric(
         )
         _evaluate(losses, p, idx, albedo, sh, sched[-1][0], stats, "before")
         for hw, steps in sched:
-            K = scale_K(prob.K, prob.image_size, hw)
+            K = frames_K(prob.K, idx, prob.image_size, hw)
             rgb, region = prob.load_frames(idx.tolist(), hw)
             for _ in range(steps):
                 loss, _ = losses(p, idx, albedo, sh, rgb, region, K, hw, prev)
@@ -337,7 +337,7 @@ def refine_photometric(
 def _evaluate(losses: _Losses, p, idx, albedo, sh, hw, stats, when: str) -> None:
     """Per-frame photometric error (finest size) and landmark error of the window's parameters."""
     with torch.no_grad():
-        K = scale_K(losses.prob.K, losses.prob.image_size, hw)
+        K = frames_K(losses.prob.K, idx, losses.prob.image_size, hw)
         rgb, region = losses.prob.load_frames(idx.tolist(), hw)
         world = losses.r.world(p)
         vc = world_to_camera(world, losses.prob.w2c[idx])
@@ -443,7 +443,8 @@ def _lmk_rmse(flame, params, prob: PhotometricProblem, lmk_px, lmk_w, chunk: int
         idx = torch.arange(i0, min(i0 + chunk, T))
         p = {k: (v if k == "shape" else v[idx]) for k, v in params.items()}
         world = r.world(p)
-        pred = r.landmarks_px(p, idx, prob.K, world)[:, : lmk_px.shape[1]].double().numpy()
+        pred = r.landmarks_px(p, idx, frames_K(prob.K, idx), world)[:, : lmk_px.shape[1]]
+        pred = pred.double().numpy()
         m = np.asarray(lmk_w)[i0 : i0 + len(idx)] > 0
         sq = ((pred - np.asarray(lmk_px)[i0 : i0 + len(idx)]) ** 2).sum(-1)
         n = m.sum(1)

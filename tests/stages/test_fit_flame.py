@@ -3,12 +3,14 @@ shape_from reuse, bad inputs; and a real clip with the synthetic model (marked s
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from prep.config.flame import FlameConfig
 from prep.errors import BadConfigError, BadInputError, MissingAssetError, NoUsableFramesError
-from prep.export.common import TRACKING_KEYS
+from prep.export.common import TRACKING_KEYS, load_tracking
 from prep.export.imavatar_json import read_flame_params_json
 from prep.io.files import load_npz, read_json, save_npz
 from prep.runner import run_plan
@@ -61,6 +63,7 @@ def test_outputs_and_imavatar_round_trip(compose_cfg, tiny_flame, tiny_flame_ass
     track = load_npz(s.flame_tracking)
     assert set(TRACKING_KEYS) <= set(track)
     assert track["expr"].shape == (T, 20) and track["w2c"].shape == (T, 4, 4)
+    assert track["K"].shape == (3, 3)  # a static crop: one camera
     assert not track["valid"][4] and np.isnan(track["lmk_rmse_px"][4])
     metrics = read_json(s.flame_metrics)
     assert len(metrics["frames"]["lmk_rmse_px"]) == T and metrics["summary"]["lmk_rmse_px"] < 5
@@ -78,6 +81,33 @@ def test_outputs_and_imavatar_round_trip(compose_cfg, tiny_flame, tiny_flame_ass
     np.testing.assert_allclose(kp_px, lmk_npz, atol=1e-3)
     # the engine skips the finished stage on a second run
     assert "fit_flame" in run_plan(cfg, s).skipped
+
+
+def test_moving_crop_keeps_per_frame_intrinsics(compose_cfg, tiny_flame, tiny_flame_assets):
+    """crop.mode=smooth moves the crop: each frame keeps its own K; IMAvatar json is left out."""
+    s = SubjectDir(f"{compose_cfg('dataset=custom', 'subject=mc').work_dir}/custom/mc")
+    seq = make_sequence(tiny_flame, T, seed=3, size=SIZE, focal=FOCAL, noise_px=0.5)
+    shift = np.stack([np.linspace(0, 12, T), np.linspace(0, -8, T)], 1)  # crop px = orig + shift
+    A = np.repeat(np.eye(3)[None], T, 0)
+    A[:, :2, 2] = shift
+    d = seq.data
+    seq.data = dataclasses.replace(
+        d, lmk_px=d.lmk_px + shift[:, None], iris_px=d.iris_px + shift[:, None], orig_to_crop=A
+    )
+    write_subject(s, seq)
+    s.flame_params_json.parent.mkdir(parents=True, exist_ok=True)
+    s.flame_params_json.write_text("{}")  # a stale file from an earlier static-crop run
+    run_plan(compose_cfg(*_overrides(tiny_flame_assets, "subject=mc", f"fx={FOCAL}")), s)
+    track = load_npz(s.flame_tracking)
+    assert track["K"].shape == (T, 3, 3)
+    np.testing.assert_allclose(track["K"][:, :2, 2], (SIZE - 1) / 2 + shift, atol=1e-3)
+    np.testing.assert_allclose(track["K"][:, 0, 0], FOCAL, rtol=1e-6)
+    kp = project_tracking(tiny_flame, {k: track[k] for k in track})
+    rmse = np.sqrt(((kp[:, :68] - (seq.clean_px[:, :68] + shift[:, None])) ** 2).sum(-1).mean())
+    assert rmse < 3.0  # the fit follows the moving crop (toy model, coarse contour)
+    assert not s.flame_params_json.exists()
+    with pytest.raises(BadInputError, match="crop moves"):
+        load_tracking(s).K  # noqa: B018  single-camera exporters refuse
 
 
 def test_shape_from_reuses_shape(compose_cfg, tiny_flame, tiny_flame_assets):
