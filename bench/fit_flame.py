@@ -2,8 +2,8 @@
 
 Usage::
 
-    python bench/fit_flame.py                       # 2,000 frames, reference on 200 of them
-    python bench/fit_flame.py --frames 300 --ref-frames 60 --mem-frames 0   # quick look
+    python bench/fit_flame.py      # 4 held-out seeds: both on 200 frames; ours on 2,000; memory
+    python bench/fit_flame.py --seeds 0 --frames 300 --ref-frames 60 --mem-frames 0  # quick look
 
 What it does:
 1. Writes a synthetic FLAME model in the FLAME file format (chumpy-referencing pickle on the
@@ -166,10 +166,6 @@ def evaluate(p: dict, lmk_px: np.ndarray, seq, data: TrackingData, seconds: floa
     }
 
 
-def subset(data: TrackingData, n: int) -> TrackingData:
-    return data.subset(np.arange(n))
-
-
 def run_ours(flame, data, seq, cfg) -> tuple[dict, dict]:
     c = (data.image_size[1] - 1) / 2
     t0 = time.perf_counter()
@@ -201,21 +197,90 @@ def memory_child(args) -> dict:
     }
 
 
-def setup(args, tmp: Path):
+def missing_run(frames: int) -> tuple[int, int]:
+    """A run of frames without landmarks (a third into the sequence, 1% of it, at least 2)."""
+    return frames // 3, frames // 3 + max(frames // 100, 2)
+
+
+def setup(args, tmp: Path, seed: int):
     torch.set_num_threads(args.threads)
     if FLAME_PUBLIC.exists() and not args.tiny:
         assets, model = (
-            write_full_assets(tmp, FLAME_PUBLIC, seed=args.seed, eyelids=True),
+            write_full_assets(tmp, FLAME_PUBLIC, seed=seed, eyelids=True),
             "synthetic FLAME topology",
         )
     else:
-        assets, model = write_tiny_assets(tmp, seed=args.seed, eyelids=True), "tiny synthetic model"
+        assets, model = write_tiny_assets(tmp, seed=seed, eyelids=True), "tiny synthetic model"
     flame = build_flame(assets, FlameConfig(n_shape=100, n_expr=50), dense=False)
-    rng = np.random.default_rng(args.seed)
-    gap = (args.frames // 3, args.frames // 3 + max(args.frames // 100, 2))
-    seq = make_sequence(flame, args.frames, seed=args.seed, noise_px=args.noise_px, missing=gap)
+    rng = np.random.default_rng(seed)
+    gap = missing_run(args.frames)
+    seq = make_sequence(flame, args.frames, seed=seed, noise_px=args.noise_px, missing=gap)
     data = corrupt(seq.data, rng, outlier_rate=0.01, drop_rate=0.01)
     return flame, seq, data, model
+
+
+def compare_seed(args, seed: int, tmp: Path) -> dict:
+    """Ours, ours with the true identity, and the reference on the first --ref-frames frames of
+    the sequence drawn with `seed` (its own synthetic model too); ours on the whole sequence
+    for the first seed only."""
+    flame, seq, data, model = setup(args, tmp, seed)
+    n_ref = min(args.ref_frames, args.frames)
+    ref_data = data.subset(np.arange(n_ref))
+    c = (data.image_size[1] - 1) / 2
+    camera = Camera(seq.focal, seq.focal, c, c)
+    ours, _ = run_ours(flame, ref_data, seq, TrackerConfig())
+    # diagnostic: the same fit with the true identity fixed (separates shape/pose ambiguity)
+    t0 = time.perf_counter()
+    o = fit_sequence(
+        flame, ref_data, camera, TrackerConfig(), fixed_shape=seq.gt["shape"].astype(np.float64)
+    )
+    true_shape = evaluate(
+        o.params, o.lmk_px.astype(np.float64), seq, ref_data, time.perf_counter() - t0
+    )
+    K = np.array([[seq.focal, 0, c], [0, seq.focal, c], [0, 0, 1]])
+    t0 = time.perf_counter()
+    init = rigid_init(flame, ref_data, K)
+    ref = imavatar_reference(flame, ref_data, K, init.transl, args.ref_iters)
+    ref_eval = evaluate(ref, ref["lmk_px"], seq, ref_data, time.perf_counter() - t0)
+    yaw = np.degrees(seq.gt["global_pose"][:n_ref, 1])
+    out = {
+        "model": model,
+        "yaw_range_deg": [float(yaw.min()), float(yaw.max())],
+        "ours": ours,
+        "ours_true_shape_fixed": true_shape,
+        "imavatar_reference": {**ref_eval, "iterations": args.ref_iters, "lr": 1e-2},
+    }
+    if seed == args.seeds[0] and args.frames > n_ref:
+        full, _ = run_ours(flame, data, seq, TrackerConfig())
+        out["ours_all_frames"] = {**full, "frames": args.frames,
+                                  "frames_per_second": args.frames / full["seconds"]}  # fmt: skip
+    return out
+
+
+def summarise(per_seed: dict[str, dict]) -> dict:
+    """Means over seeds, the wall-time ratio (sums) and whether each target is met."""
+
+    def mean(who: str, key: str) -> float:
+        return float(np.mean([r[who][key] for r in per_seed.values()]))
+
+    ours = {k: mean("ours", k) for k in ("lmk_rmse_px", "pose_err_deg", "seconds")}
+    ref = {k: mean("imavatar_reference", k) for k in ("lmk_rmse_px", "pose_err_deg", "seconds")}
+    ratio = ours["seconds"] / ref["seconds"]
+    return {
+        "ours_mean": ours,
+        "reference_mean": ref,
+        "ours_true_shape_fixed_mean_pose_err_deg": mean("ours_true_shape_fixed", "pose_err_deg"),
+        "wall_time_ratio_ours_over_reference": ratio,
+        "targets": {
+            "lmk_rmse_le_reference": ours["lmk_rmse_px"] <= ref["lmk_rmse_px"],
+            "pose_err_le_reference": ours["pose_err_deg"] <= ref["pose_err_deg"],
+            "time_le_1_20_of_reference": ratio <= 1 / 20,
+            "seeds_where_ours_pose_le_reference": sum(
+                r["ours"]["pose_err_deg"] <= r["imavatar_reference"]["pose_err_deg"]
+                for r in per_seed.values()
+            ),
+        },
+    }
 
 
 def main() -> None:
@@ -230,68 +295,56 @@ def main() -> None:
     ap.add_argument("--mem-frames", type=int, default=10000, help="0 = skip the memory run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--noise-px", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seeds", type=int, nargs="+", default=[4, 5, 6, 7],
+        help="one synthetic model + sequence each; targets are judged on the means (the "
+        "tracker defaults were chosen on seeds 0-3, so the default seeds are held out)",
+    )  # fmt: skip
     ap.add_argument("--tiny", action="store_true", help="use the tiny model even with shared data")
     ap.add_argument("--mem-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fit_flame.json")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        flame, seq, data, model = setup(args, Path(tmp))
-        if args.mem_only:
+    if args.mem_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            flame, seq, data, _ = setup(args, Path(tmp), args.seeds[0])
             cfg = TrackerConfig()
             for ph in cfg.phases:
                 ph.iters = 1
             c = (data.image_size[1] - 1) / 2
             fit_sequence(flame, data, Camera(seq.focal, seq.focal, c, c), cfg)
-            return
-        n_ref = min(args.ref_frames, args.frames)
-        ref_data = subset(data, n_ref)
-        ours_ref, _ = run_ours(flame, ref_data, seq, TrackerConfig())
-        # diagnostic: the same fit with the true identity fixed (separates shape/pose ambiguity)
-        true_shape = seq.gt["shape"].astype(np.float64)
-        c0 = (data.image_size[1] - 1) / 2
-        t0 = time.perf_counter()
-        o = fit_sequence(
-            flame,
-            ref_data,
-            Camera(seq.focal, seq.focal, c0, c0),
-            TrackerConfig(),
-            fixed_shape=true_shape,
-        )
-        ours_true_shape = evaluate(
-            o.params, o.lmk_px.astype(np.float64), seq, ref_data, time.perf_counter() - t0
-        )
-        c = (data.image_size[1] - 1) / 2
-        K = np.array([[seq.focal, 0, c], [0, seq.focal, c], [0, 0, 1]])
-        t0 = time.perf_counter()
-        init = rigid_init(flame, ref_data, K)
-        ref = imavatar_reference(flame, ref_data, K, init.transl, args.ref_iters)
-        ref_eval = evaluate(ref, ref["lmk_px"], seq, ref_data, time.perf_counter() - t0)
-        ours_full, summary = (
-            run_ours(flame, data, seq, TrackerConfig()) if args.frames > n_ref else (ours_ref, {})
+        return
+    per_seed = {}
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            per_seed[str(seed)] = compare_seed(args, seed, Path(tmp))
+        r = per_seed[str(seed)]
+        print(
+            f"seed {seed}: ours pose {r['ours']['pose_err_deg']:.2f} deg, "
+            f"RMSE {r['ours']['lmk_rmse_px']:.2f} px, {r['ours']['seconds']:.1f} s | reference "
+            f"{r['imavatar_reference']['pose_err_deg']:.2f} deg, "
+            f"{r['imavatar_reference']['lmk_rmse_px']:.2f} px, "
+            f"{r['imavatar_reference']['seconds']:.1f} s",
+            flush=True,
         )
     result = {
-        "model": model,
         "frames": args.frames,
-        "comparison_frames": n_ref,
+        "comparison_frames": min(args.ref_frames, args.frames),
+        "seeds": args.seeds,
         "threads": args.threads,
         "noise": {
             "gaussian_px": args.noise_px,
             "outlier_rate": 0.01,
             "drop_rate": 0.01,
-            "missing_run": [args.frames // 3, args.frames // 3 + max(args.frames // 100, 2)],
+            "missing_run": list(missing_run(args.frames)),
         },
-        "ours_on_comparison_frames": ours_ref,
-        "ours_on_comparison_frames_true_shape_fixed": ours_true_shape,
-        "imavatar_reference": {**ref_eval, "iterations": args.ref_iters, "lr": 1e-2},
-        "wall_time_ratio_ours_over_reference": ours_ref["seconds"] / ref_eval["seconds"],
-        "ours_all_frames": {**ours_full, "frames_per_second": args.frames / ours_full["seconds"]},
+        **summarise(per_seed),
+        "per_seed": per_seed,
         "memory": memory_child(args) if args.mem_frames > 0 else None,
         "machine": {"cpu_count": __import__("os").cpu_count(), "torch": torch.__version__},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "per_seed"}, indent=1))
 
 
 if __name__ == "__main__":

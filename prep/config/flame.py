@@ -83,7 +83,7 @@ class TrackerConfig:
     w: TrackerWeights = field(default_factory=TrackerWeights)
     phases: list[PhaseConfig] = field(default_factory=_default_phases)
     loss: str = "charbonnier"  # charbonnier (smooth L1, robust) | l2 (squared)
-    charbonnier_eps_px: float = 3.0  # charbonnier: quadratic within this radius (crop px)
+    charbonnier_eps_px: float = 1.0  # charbonnier: quadratic within this radius (crop px)
     min_score: float = 0.0  # landmark scores below this are ignored
     init: str = "rigid"  # rigid (from landmarks) | deca_code (code.json) | deca (DECA encoder)
     deca_code: str | None = None  # init=deca_code: path of DECA's code.json

@@ -54,15 +54,14 @@ def test_fit_flame_runs_the_photometric_phase(compose_cfg, tmp_path, tiny_flame_
         "flame.n_expr=5", f"assets.flame2020={a['flame2020']}",
         f"assets.flame_lmk_embedding_eyes={a['flame_lmk_embedding_eyes']}",
         "tracker.photometric=true", "tracker.overlay_max_frames=3",
-        "tracker.photo.sizes=[48,96]", "tracker.photo.steps=[6,4]",
+        "tracker.photo.sizes=[48,96]", "tracker.photo.steps=[12,8]",
     )  # fmt: skip
     run_plan(cfg, s)
     m = read_json(s.manifest_path("fit_flame"))["metrics"]
     # The landmarks are exact here, so the landmark fit is already right: the phase must not
-    # make it worse (that it lowers the error of a perturbed fit is tested in tests/track). It
-    # minimises photometric + landmark terms together, so either may give a few percent to the
-    # other (seen: photometric +4% while landmark RMSE fell 0.38 -> 0.32 px).
-    assert m["photo_photo_err_after"] <= 1.05 * m["photo_photo_err_before"]
+    # make it worse (that it lowers the error of a perturbed fit is tested in tests/track). Adam
+    # needs a few steps to settle: with steps [6, 4] the photometric error could end 5% up.
+    assert m["photo_photo_err_after"] <= 1.02 * m["photo_photo_err_before"]
     assert m["photo_lmk_rmse_px_after"] < m["photo_lmk_rmse_px_before"] + 0.3
     assert np.isfinite(m["lmk_rmse_px"]) and m["lmk_rmse_px"] < 1.0
     assert (s.overlay_dir("shaded") / "shaded_sheet.png").exists()  # QA overlay of the fit
