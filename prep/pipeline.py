@@ -8,7 +8,8 @@ A finished stage leaves ``.manifests/<stage>.json`` recording the hash of its co
 fingerprints of its inputs (the manifests of the stages it needs, or the source file), its version
 and the file count of each folder it wrote. A later run skips the stage when all of these still
 match; it re-runs on any difference, when a written folder lost files, or with ``force=true``. The
-manifest is deleted before a stage starts, so a run killed halfway is never taken as done.
+manifest is deleted before a stage starts, so a run killed halfway is never taken as done; a run
+that fails having touched none of its outputs puts it back (the outputs are still the old ones).
 """
 
 from __future__ import annotations
@@ -257,6 +258,27 @@ def _written_counts(subject: SubjectDir, stage: Stage) -> dict[str, int]:
             _count_files(p) if p.is_dir() else int(p.exists())
         )
     return counts
+
+
+def writes_state(subject: SubjectDir, stage: Stage) -> tuple | None:
+    """What `stage` has written, as (path, file count, newest mtime) rows; None if undeclared.
+
+    Compared before and after a failed run: equal means the failure touched none of its outputs.
+    """
+    if stage.writes is None:
+        return None
+    rows = []
+    for p in stage.writes(subject):
+        if p.is_dir():
+            stats = [
+                e.stat().st_mtime_ns
+                for e in os.scandir(p)
+                if e.is_file() and not e.name.startswith(TMP_PREFIX)
+            ]
+            rows.append((str(p), len(stats), max(stats, default=0)))
+        else:
+            rows.append((str(p), int(p.exists()), p.stat().st_mtime_ns if p.exists() else 0))
+    return tuple(rows)
 
 
 def read_manifest(subject: SubjectDir, stage: str) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from prep.config import Config
 from prep.errors import BadConfigError
+from prep.io.files import write_json
 from prep.logger import make_logger
 from prep.pipeline import (
     Stage,
@@ -20,6 +21,7 @@ from prep.pipeline import (
     read_manifest,
     upstream_closure,
     write_manifest,
+    writes_state,
 )
 from prep.subject import SubjectDir
 
@@ -114,6 +116,7 @@ def result_from_manifest(subject: SubjectDir, name: str) -> StageResult:
 def run_stage(cfg: Config, subject: SubjectDir, st: Stage, force: bool) -> StageResult:
     """Run one stage whose inputs exist, then record its manifest and print its summary."""
     check_inputs(subject, st, provided_by_ingest(cfg))
+    previous, before = read_manifest(subject, st.name), writes_state(subject, st)
     subject.manifest_path(st.name).unlink(missing_ok=True)
     started = time.time()
     logger = make_logger(cfg, subject, st.name)
@@ -123,6 +126,10 @@ def run_stage(cfg: Config, subject: SubjectDir, st: Stage, force: bool) -> Stage
             raise BadConfigError(f"stage {st.name} returned {type(result).__name__}")
         man = write_manifest(cfg, subject, st, result, started)
         logger.summary({**result.metrics, "duration_s": man["duration_s"]})
+    except BaseException:
+        if previous is not None and before is not None and writes_state(subject, st) == before:
+            write_json(subject.manifest_path(st.name), previous)  # outputs untouched: still done
+        raise
     finally:
         logger.finish()
     log.info(

@@ -135,27 +135,46 @@ def test_stage_all_defers_gated_stages(make):
     assert "toy_gated" in out.waiting and "flame2020" in out.waiting["toy_gated"]
 
 
+def _run_dying(make, subject, dies):
+    """Re-run toy_src (force) with `dies(ctx)` as its body; it must raise KeyboardInterrupt."""
+    from prep import pipeline
+
+    cfg, _ = make("stage.name=toy_src", "force=true")
+    original = pipeline._REGISTRY["toy_src"]
+    pipeline._REGISTRY["toy_src"] = original.__class__(**{**original.__dict__, "run": dies})
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_plan(cfg, subject)
+    finally:
+        pipeline._REGISTRY["toy_src"] = original
+
+
 def test_killed_stage_is_not_taken_as_done(make):
     cfg, subject = make("stage.name=toy_src")
     run_plan(cfg, subject)
-    # A re-run that dies leaves no manifest, so the next run repeats the stage.
-    cfg2, _ = make("stage.name=toy_src", "force=true")
-    CALLS.clear()
-    from prep import pipeline
+    # A re-run that dies after touching its outputs leaves no manifest: the next run repeats it.
 
-    original = pipeline._REGISTRY["toy_src"]
-
-    def boom(ctx):
+    def dies_midway(ctx):
+        ctx.subject.frame_path(0).unlink()
         raise KeyboardInterrupt
 
-    pipeline._REGISTRY["toy_src"] = original.__class__(**{**original.__dict__, "run": boom})
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_plan(cfg2, subject)
-    finally:
-        pipeline._REGISTRY["toy_src"] = original
+    _run_dying(make, subject, dies_midway)
     assert not subject.manifest_path("toy_src").exists()
     assert run_plan(cfg, subject).ran == ["toy_src"]
+
+
+def test_failure_before_any_write_keeps_the_stage_done(make):
+    cfg, subject = make("stage.name=toy_src")
+    run_plan(cfg, subject)
+    manifest = read_json(subject.manifest_path("toy_src"))
+
+    def dies_at_once(ctx):
+        raise KeyboardInterrupt
+
+    _run_dying(make, subject, dies_at_once)
+    assert read_json(subject.manifest_path("toy_src")) == manifest
+    CALLS.clear()
+    assert run_plan(cfg, subject).ran == [] and CALLS == []
 
 
 def test_chunk_store_resume_and_merge(tmp_path):
