@@ -245,25 +245,11 @@ def file_fingerprint(path: Path | str) -> dict[str, Any]:
     return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _count_files(folder: Path) -> int:
-    return sum(1 for e in os.scandir(folder) if e.is_file() and not e.name.startswith(TMP_PREFIX))
-
-
-def _written_counts(subject: SubjectDir, stage: Stage) -> dict[str, int]:
-    if stage.writes is None:
-        return {}
-    counts = {}
-    for p in stage.writes(subject):
-        counts[str(p.relative_to(subject.root))] = (
-            _count_files(p) if p.is_dir() else int(p.exists())
-        )
-    return counts
-
-
 def writes_state(subject: SubjectDir, stage: Stage) -> tuple | None:
     """What `stage` has written, as (path, file count, newest mtime) rows; None if undeclared.
 
-    Compared before and after a failed run: equal means the failure touched none of its outputs.
+    The counts go into the manifest; a failed run compares the whole state before and after:
+    equal means the failure touched none of the outputs.
     """
     if stage.writes is None:
         return None
@@ -275,10 +261,15 @@ def writes_state(subject: SubjectDir, stage: Stage) -> tuple | None:
                 for e in os.scandir(p)
                 if e.is_file() and not e.name.startswith(TMP_PREFIX)
             ]
-            rows.append((str(p), len(stats), max(stats, default=0)))
+            rows.append((p, len(stats), max(stats, default=0)))
         else:
-            rows.append((str(p), int(p.exists()), p.stat().st_mtime_ns if p.exists() else 0))
+            rows.append((p, int(p.exists()), p.stat().st_mtime_ns if p.exists() else 0))
     return tuple(rows)
+
+
+def _written_counts(subject: SubjectDir, stage: Stage) -> dict[str, int]:
+    rows = writes_state(subject, stage) or ()
+    return {str(p.relative_to(subject.root)): n for p, n, _ in rows}
 
 
 def read_manifest(subject: SubjectDir, stage: str) -> dict[str, Any] | None:

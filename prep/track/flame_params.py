@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from prep.models.camera import make_K
+
 FLIP_YZ = (1.0, -1.0, -1.0)
 PER_FRAME = ("expr", "global_pose", "neck_pose", "jaw_pose", "eyes_pose", "eyelids")
 ALL_PARAMS = (*PER_FRAME, "shape", "transl", "focal")
@@ -133,14 +135,11 @@ class FlameParams(nn.Module):
                 out[n] = u
         return out
 
-    def K_orig(self) -> torch.Tensor:
-        """(3, 3) intrinsics in original pixels."""
-        f = self.value("focal").exp()[0]
-        K = torch.zeros(3, 3, dtype=f.dtype, device=f.device)
-        K[0, 0], K[1, 1] = f, f * self.aspect
-        K[0, 2], K[1, 2] = self.principal[0], self.principal[1]
-        K[2, 2] = 1
-        return K
+    def K_orig(self, log_focal: torch.Tensor | None = None) -> torch.Tensor:
+        """(3, 3) intrinsics in original pixels (at `log_focal` instead of the current focal)."""
+        f = (self.value("focal") if log_focal is None else log_focal).exp()[0]
+        c = self.principal
+        return make_K(f, f * self.aspect, c[0], c[1], dtype=f.dtype, device=f.device)
 
     def flame_kwargs(self) -> dict[str, torch.Tensor]:
         kw = dict(

@@ -151,18 +151,8 @@ class GaussNewton:
 
     def _residuals(self, v: dict[str, torch.Tensor], bins: torch.Tensor) -> torch.Tensor:
         """Normalised 2D residuals ``(T, R)`` for parameter values `v` (landmarks, iris, dense)."""
-        p = self.p
         pts = self._points(v, bins)
-        f = v["focal"].exp()[0]
-        K = torch.zeros(3, 3, dtype=f.dtype)
-        K[0, 0], K[1, 1], K[0, 2], K[1, 2], K[2, 2] = (
-            f,
-            f * p.aspect,
-            p.principal[0],
-            p.principal[1],
-            1,
-        )
-        px = project_flame_points(pts, K, self.b["orig_to_crop"][self.sl])
+        px = project_flame_points(pts, self.p.K_orig(v["focal"]), self.b["orig_to_crop"][self.sl])
         obs, scale = self._observations()
         return ((px - obs) / scale).reshape(px.shape[0], -1)
 
@@ -232,20 +222,10 @@ class GaussNewton:
         return J.reshape(J.shape[0], -1, J.shape[-1])
 
     def _projection_derivative(self, v: dict, bins: torch.Tensor):
-        p = self.p
         with torch.no_grad():
             pts = self._points(v, bins)
         X = pts * pts.new_tensor(FLIP_YZ)
-        f = v["focal"].exp()[0]
-        K = torch.zeros(3, 3, dtype=f.dtype)
-        K[0, 0], K[1, 1], K[0, 2], K[1, 2], K[2, 2] = (
-            f,
-            f * p.aspect,
-            p.principal[0],
-            p.principal[1],
-            1,
-        )
-        Kt = self.b["orig_to_crop"][self.sl] @ K  # (t, 3, 3)
+        Kt = self.b["orig_to_crop"][self.sl] @ self.p.K_orig(v["focal"])  # (t, 3, 3)
         h = X @ Kt.transpose(1, 2)  # (T, N, 3)
         uv = h[..., :2] / h[..., 2:3]
         P = (Kt[:, None, :2, :] - uv[..., None] * Kt[:, None, 2:3, :]) / h[..., 2:3, None]

@@ -160,17 +160,17 @@ def test_matting_first_matches_crop_first(tmp_subject, c03):
     assert (a & b).sum() / (a | b).sum() > 0.95
 
 
+def _launch(video, work_dir, max_frames: int) -> list[str]:
+    """`python launch.py` on `video` (custom dataset, no logger), its first `max_frames` frames."""
+    return [
+        sys.executable, "launch.py", "dataset=custom", f"dataset.video={video}", "logger=none",
+        f"work_dir={work_dir}", f"frames.max_frames={max_frames}",
+    ]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_launch_end_to_end_and_missing_matting_weights(tmp_path, clip_c01):
-    base = [
-        sys.executable,
-        "launch.py",
-        "dataset=custom",
-        f"dataset.video={clip_c01}",
-        "logger=none",
-        f"work_dir={tmp_path}",
-        "frames.max_frames=12",
-    ]
+    base = _launch(clip_c01, tmp_path, 12)
     env = {**os.environ, "AVATAR_PREP_ASSETS": str(tmp_path / "assets")}
     ok = subprocess.run(
         [*base, "stage=matting"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
@@ -246,16 +246,7 @@ def test_matting_resumes_after_a_kill(tmp_path, clip_c01):
     import signal
     import time
 
-    cmd = [
-        sys.executable,
-        "launch.py",
-        "dataset=custom",
-        f"dataset.video={clip_c01}",
-        "logger=none",
-        f"work_dir={tmp_path}",
-        "frames.max_frames=80",
-        "stage=matting",
-    ]
+    cmd = [*_launch(clip_c01, tmp_path, 80), "stage=matting"]
     alpha = tmp_path / "custom" / clip_c01.stem / "matting" / "alpha"
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
