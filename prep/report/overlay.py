@@ -189,7 +189,7 @@ def write_overlays(
     Returns:
         Paths written.
     """
-    from prep.io.video import write_video
+    from prep.io.video_writer import write_video
 
     out_dir.mkdir(parents=True, exist_ok=True)
     picks = set(sample_indices(n_frames, n_sheet).tolist())

@@ -162,7 +162,7 @@ def _log(ctx: StageContext, res, metrics: dict[str, float]) -> None:
 def _write_overlay(ctx: StageContext, lm: dict, model: BfmModel, res, scale: float) -> None:
     import cv2
 
-    from prep.io.video import write_video
+    from prep.io.video_writer import write_video
     from prep.report.overlay import RED, draw_landmarks68
     from prep.stages.landmarks import face_frame_path, video_fps
 

@@ -5,10 +5,10 @@ smoothness. Per-frame parameters only touch their own frame's residuals, so the 
 matrix is block-tridiagonal (per-frame blocks, smoothness couples neighbours) with an arrow of
 shared parameters (shape, shared translation, focal). Per-frame Jacobians come from one batched
 ``vmap(jacfwd)`` over frames; the step is solved matrix-free by preconditioned conjugate
-gradients (block-Jacobi preconditioner: a Cholesky factor per frame and one for the shared
-block); the step length is chosen by backtracking on the exact objective. The gradient is the
-exact autograd gradient of the objective, so any term without a Jacobian here (an extra
-photometric term) still steers the step. Typical fits converge in 5-15 iterations.
+gradients (`block_pcg`: a Cholesky factor per frame and one for the shared block as the
+preconditioner); the step length is chosen by backtracking on the exact objective. The
+gradient is the exact autograd gradient of the objective, so any term without a Jacobian here
+(an extra photometric term) still steers the step. Typical fits converge in 5-15 iterations.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from torch.func import vmap
 
 from prep.models.flame import contour_bins
+from prep.track.block_pcg import solve_frames_shared
 from prep.track.flame_params import FLIP_YZ, project_flame_points
 
 log = logging.getLogger(__name__)
@@ -317,7 +318,7 @@ class GaussNewton:
             As = Hss + self.lam * (
                 torch.diag(Hss.diagonal()) + 1e-9 * torch.eye(len(ds), dtype=gf.dtype)
             )
-            xf, xs = self._pcg(Af, Hfs, As, smooth, -gf, -gs)
+            xf, xs = solve_frames_shared(Af, Hfs, As, smooth, -gf, -gs)
             for alpha in (1.0, 0.5, 0.25):
                 self.set(pf + alpha * xf, sh + alpha * xs)
                 f1 = float(self.objective())
@@ -327,53 +328,6 @@ class GaussNewton:
             self.lam *= 10
         self.set(pf, sh)
         return f0, f0
-
-    def _pcg(self, Af, Hfs, As, smooth, bf, bs, iters: int = 40, tol: float = 1e-5):
-        """Solve the block system by conjugate gradients, block-Jacobi preconditioned."""
-
-        def matvec(xf, xs):
-            yf = (Af @ xf[..., None])[..., 0]
-            if xs.numel():
-                yf = yf + (Hfs @ xs)
-            for idx, c in smooth:  # graph Laplacian of the frame chain (off-diagonal part)
-                d = xf[1:, idx] - xf[:-1, idx]
-                off = torch.zeros_like(xf[:, idx])
-                off[:-1] -= d
-                off[1:] += d
-                diag_part = torch.zeros_like(off)
-                diag_part[:-1] += xf[:-1, idx]
-                diag_part[1:] += xf[1:, idx]
-                yf[:, idx] += c * (off - diag_part)  # Af already holds the diagonal part
-            ys = As @ xs + torch.einsum("tds,td->s", Hfs, xf) if xs.numel() else xs
-            return yf, ys
-
-        Lf = torch.linalg.cholesky(Af)
-        Ls = torch.linalg.cholesky(As) if bs.numel() else None
-
-        def precond(rf, rs):
-            zf = torch.cholesky_solve(rf[..., None], Lf)[..., 0]
-            zs = torch.cholesky_solve(rs[:, None], Ls)[:, 0] if Ls is not None else rs
-            return zf, zs
-
-        xf, xs = torch.zeros_like(bf), torch.zeros_like(bs)
-        rf, rs = bf.clone(), bs.clone()
-        zf, zs = precond(rf, rs)
-        pf_, ps_ = zf.clone(), zs.clone()
-        rz = (rf * zf).sum() + (rs * zs).sum()
-        b_norm = torch.sqrt((bf * bf).sum() + (bs * bs).sum()).clamp(min=1e-30)
-        for _ in range(iters):
-            qf, qs = matvec(pf_, ps_)
-            alpha = rz / ((pf_ * qf).sum() + (ps_ * qs).sum()).clamp(min=1e-30)
-            xf, xs = xf + alpha * pf_, xs + alpha * ps_
-            rf, rs = rf - alpha * qf, rs - alpha * qs
-            if torch.sqrt((rf * rf).sum() + (rs * rs).sum()) < tol * b_norm:
-                break
-            zf, zs = precond(rf, rs)
-            rz_new = (rf * zf).sum() + (rs * zs).sum()
-            beta = rz_new / rz.clamp(min=1e-30)
-            pf_, ps_ = zf + beta * pf_, zs + beta * ps_
-            rz = rz_new
-        return xf, xs
 
     def run(self, iters: int) -> list[float]:
         """Up to `iters` iterations; stops when the objective stalls. Returns its history."""

@@ -11,7 +11,8 @@ import pytest
 from prep.errors import BadInputError
 from prep.io.files import TMP_PREFIX
 from prep.io.synthetic import make_clip, pattern_frame, read_index, write_tone
-from prep.io.video import VideoWriter, count_frames, iter_frames, probe, write_video
+from prep.io.video import count_frames, iter_frames, probe
+from prep.io.video_writer import VideoWriter, write_video
 
 VFR_TIMES = [0.0, 0.04, 0.08, 0.2, 0.24, 0.5, 0.54, 0.58, 0.62, 0.66, 0.9, 1.0]
 

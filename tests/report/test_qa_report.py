@@ -12,7 +12,7 @@ import pytest
 
 from prep.config.export import ReportConfig
 from prep.io.files import read_image, save_npz, write_image, write_json
-from prep.io.video import write_video
+from prep.io.video_writer import write_video
 from prep.report.collect import collect, head_pose_deg, landmark_jitter_px
 from prep.report.page import subject_page
 from prep.runner import run_plan
