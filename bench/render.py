@@ -177,7 +177,7 @@ def bench_real(subject_root: Path, n_frames: int = 12) -> dict:
     from prep.subject import SubjectDir
     from prep.track.flame_data import camera_intrinsics_orig, load_tracking_data
     from prep.track.flame_fit import Camera, build_flame, fit_sequence, tracking_arrays
-    from prep.track.photometric import frame_loader, refine_tracking
+    from prep.track.photometric_tracking import frame_loader, refine_tracking
     from tests.fixtures.synthetic_flame import write_full_assets
 
     s = SubjectDir(subject_root)

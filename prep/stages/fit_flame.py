@@ -291,7 +291,7 @@ def _photometric(ctx: StageContext, flame, track: dict, data) -> dict[str, float
     whole rendered face; see prep.track.photometric for the model and schedule.
     """
     from prep.stages.landmarks import face_frame_path
-    from prep.track.photometric import frame_loader, refine_tracking
+    from prep.track.photometric_tracking import frame_loader, refine_tracking
 
     s, pc = ctx.subject, ctx.cfg.tracker.photo
 

@@ -114,7 +114,7 @@ def test_refine_tracking_reads_subject_files(tmp_path, tiny_flame_assets):  # no
     from prep.io.files import write_image
     from prep.render.raster import camera_to_pixels as to_px
     from prep.subject import SubjectDir
-    from prep.track.photometric import frame_loader, refine_tracking
+    from prep.track.photometric_tracking import frame_loader, refine_tracking
     from tests.render.tracked import tiny_tracking
 
     model, trk = tiny_tracking(tiny_flame_assets, 4, S, S, landmarks=True)
