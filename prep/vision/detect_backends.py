@@ -77,10 +77,14 @@ class MediapipeDetector:
     def __enter__(self) -> MediapipeDetector:
         from mediapipe.python.solutions import face_detection
 
+        from prep.vision.mp_graph import open_graph
+
         ids = {"short": [0], "full": [1], "auto": [0, 1]}[self.cfg.model]
         for i in ids:
-            self._graphs[i] = face_detection.FaceDetection(
-                model_selection=i, min_detection_confidence=self.cfg.min_score
+            self._graphs[i] = open_graph(
+                lambda i=i: face_detection.FaceDetection(
+                    model_selection=i, min_detection_confidence=self.cfg.min_score
+                )
             )
         return self
 

@@ -28,6 +28,7 @@ from prep.vision.landmarks.mapping import mp478_to_68
 log = logging.getLogger(__name__)
 
 _MESH = None  # the worker's FaceMesh graph
+_MESH_SAW_FACE = False  # the graph's first face makes it log a note on square ROIs
 
 
 def _init_worker(static: bool, min_det: float, min_track: float) -> None:
@@ -35,14 +36,31 @@ def _init_worker(static: bool, min_det: float, min_track: float) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import mediapipe as mp
 
+    from prep.vision.mp_graph import open_graph
+
     global _MESH
-    _MESH = mp.solutions.face_mesh.FaceMesh(
-        static_image_mode=static,
-        max_num_faces=1,
-        refine_landmarks=True,
-        min_detection_confidence=min_det,
-        min_tracking_confidence=min_track,
+    _MESH = open_graph(
+        lambda: mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=static,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=min_det,
+            min_tracking_confidence=min_track,
+        )
     )
+
+
+def _process(rgb: np.ndarray):
+    """`_MESH.process`, with the native note its first face triggers sent to the log."""
+    global _MESH_SAW_FACE
+    if _MESH_SAW_FACE:
+        return _MESH.process(rgb)
+    from prep.vision.mp_graph import native_stderr_to_log
+
+    with native_stderr_to_log():
+        res = _MESH.process(rgb)
+    _MESH_SAW_FACE = bool(res.multi_face_landmarks)
+    return res
 
 
 def _run_paths(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -59,7 +77,7 @@ def _run_paths(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             readable[i] = False
             continue
         h, w = bgr.shape[:2]
-        res = _MESH.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        res = _process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         if not res.multi_face_landmarks:
             continue
         lm = res.multi_face_landmarks[0].landmark

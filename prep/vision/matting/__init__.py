@@ -82,7 +82,11 @@ class SelfieMatter:
     def __enter__(self) -> SelfieMatter:
         from mediapipe.python.solutions import selfie_segmentation
 
-        self._graph = selfie_segmentation.SelfieSegmentation(model_selection=self.cfg.selfie_model)
+        from prep.vision.mp_graph import open_graph
+
+        self._graph = open_graph(
+            lambda: selfie_segmentation.SelfieSegmentation(model_selection=self.cfg.selfie_model)
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
