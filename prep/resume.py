@@ -51,7 +51,8 @@ def outputs_for(marker: Path, key: dict[str, Any], folders: list[Path], force: b
                         p.unlink()
                         n += 1
         if n:
-            log.info("removed %d outputs made with other inputs or settings", n)
+            why = "force=true" if old == key else "they were made with other inputs or settings"
+            log.info("removed %d previous outputs: %s", n, why)
     for folder in folders:
         clean_temp_files(folder)  # half-written files of a killed run
     write_json(marker, key)
