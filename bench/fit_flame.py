@@ -298,7 +298,7 @@ def main() -> None:
     ap.add_argument(
         "--seeds", type=int, nargs="+", default=[4, 5, 6, 7],
         help="one synthetic model + sequence each; targets are judged on the means (the "
-        "tracker defaults were chosen on seeds 0-3 and 12-23, so seeds 4-11 are held out)",
+        "tracker defaults were chosen on seeds 0-3 and 12-23; 4-11 and 24-27 are held out)",
     )  # fmt: skip
     ap.add_argument("--tiny", action="store_true", help="use the tiny model even with shared data")
     ap.add_argument("--mem-only", action="store_true", help=argparse.SUPPRESS)
