@@ -32,13 +32,16 @@ _MESH_SAW_FACE = False  # the graph's first face makes it log a note on square R
 
 
 def _init_worker(static: bool, min_det: float, min_track: float) -> None:
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from prep.cli import NATIVE_QUIET_ENV
+
+    for key, value in NATIVE_QUIET_ENV.items():  # spawned workers may not have them yet
+        os.environ.setdefault(key, value)
     import mediapipe as mp
 
     from prep.vision.mp_graph import open_graph
 
-    global _MESH
+    global _MESH, _MESH_SAW_FACE
+    _MESH_SAW_FACE = False
     _MESH = open_graph(
         lambda: mp.solutions.face_mesh.FaceMesh(
             static_image_mode=static,
