@@ -42,6 +42,14 @@ class FlameOutput:
 def contour_bins(global_pose: torch.Tensor, neck_pose: torch.Tensor) -> torch.Tensor:
     """Yaw bin of the dynamic contour for each frame, as DECA picks it.
 
+    DECA's rule for its ``landmark_embedding*.npy`` (yfeng95/DECA ``decalib/models/FLAME.py``
+    ``_find_dynamic_lmk_idx_and_bcoords`` and ``decalib/models/lbs.py`` ``rot_mat_to_euler``;
+    IMAvatar's and HRAvatar's copies agree): the head rotation ``R = R_global @ R_neck``, its
+    yaw ``atan2(-R[2, 0], sqrt(R[0, 0]^2 + R[1, 0]^2))`` in degrees with no sign change, rounded
+    and clamped to +-39. smplx / FLAME_PyTorch negate this yaw for their own dynamic-embedding
+    file; with DECA's file that sign puts the far-side contour on the hidden side of the cheek
+    (tests/models/test_flame_contour.py checks the silhouette on the real template).
+
     Args:
         global_pose, neck_pose: (B, 3) axis-angle.
 
@@ -50,7 +58,7 @@ def contour_bins(global_pose: torch.Tensor, neck_pose: torch.Tensor) -> torch.Te
     """
     R = axis_angle_to_matrix(global_pose) @ axis_angle_to_matrix(neck_pose)
     sy = torch.sqrt(R[:, 0, 0] ** 2 + R[:, 1, 0] ** 2)
-    yaw = -torch.rad2deg(torch.atan2(-R[:, 2, 0], sy))
+    yaw = torch.rad2deg(torch.atan2(-R[:, 2, 0], sy))
     yaw = torch.round(yaw.detach()).clamp(-YAW_BINS, YAW_BINS).long()
     return torch.where(yaw >= 0, yaw, YAW_BINS - yaw)
 

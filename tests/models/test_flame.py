@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prep.errors import BadConfigError
-from prep.models.flame import FlameModel, contour_bins
+from prep.models.flame import FlameModel
 from prep.models.flame_io import (
     load_flame_model,
     load_landmark_embedding,
@@ -69,14 +69,6 @@ def test_subset_matches_full_forward_and_grad(which, request):
     for a, b in zip(gf, gs, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
     assert m.lmk_vertex_idx.numel() < m.n_vertices
-
-
-def test_contour_bins_follow_yaw():
-    yaw = torch.deg2rad(torch.tensor([0.0, 10.0, 60.0, -5.0, -60.0], dtype=torch.float64))
-    gp = torch.stack([torch.zeros_like(yaw), yaw, torch.zeros_like(yaw)], -1)
-    bins = contour_bins(gp, torch.zeros_like(gp))
-    # DECA's convention: the bin index is the negated yaw (head turning to its left -> 40..78)
-    assert bins.tolist() == [0, 49, 78, 5, 39]
 
 
 def test_n_shape_too_large(tiny_flame_assets):
