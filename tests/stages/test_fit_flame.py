@@ -17,6 +17,7 @@ from prep.runner import run_plan
 from prep.subject import SubjectDir
 from prep.track.flame_fit import build_flame, project_tracking
 from tests.fixtures import flame_fixtures
+from tests.fixtures.flame_oracle import FlameOracle
 from tests.fixtures.synthetic_sequence import make_sequence, write_subject
 
 T, SIZE, FOCAL = 10, 256, 900.0
@@ -26,6 +27,12 @@ tiny_flame_assets = flame_fixtures.tiny_flame_assets  # the session fixture, reg
 @pytest.fixture(scope="module")
 def tiny_flame(tiny_flame_assets):
     return build_flame(tiny_flame_assets, FlameConfig(n_shape=30, n_expr=20), dense=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_oracle(tiny_flame_assets):
+    """Draws the synthetic subjects' truth (independent of the FLAME layer under test)."""
+    return FlameOracle.from_assets(tiny_flame_assets, 30, 20)
 
 
 def _overrides(assets, *extra):
@@ -43,16 +50,16 @@ def _overrides(assets, *extra):
     ]
 
 
-def _subject(compose_cfg, tiny_flame, name: str, seed: int = 0, **kw) -> SubjectDir:
+def _subject(compose_cfg, tiny_oracle, name: str, seed: int = 0, **kw) -> SubjectDir:
     cfg = compose_cfg("dataset=custom", f"subject={name}")
     s = SubjectDir(f"{cfg.work_dir}/custom/{name}")
-    seq = make_sequence(tiny_flame, T, seed=seed, size=SIZE, focal=FOCAL, noise_px=0.5, **kw)
+    seq = make_sequence(tiny_oracle, T, seed=seed, size=SIZE, focal=FOCAL, noise_px=0.5, **kw)
     write_subject(s, seq)
     return s
 
 
-def test_outputs_and_imavatar_round_trip(compose_cfg, tiny_flame, tiny_flame_assets):
-    s = _subject(compose_cfg, tiny_flame, "s1", missing=(4, 5))
+def test_outputs_and_imavatar_round_trip(compose_cfg, tiny_flame, tiny_oracle, tiny_flame_assets):
+    s = _subject(compose_cfg, tiny_oracle, "s1", missing=(4, 5))
     cfg = compose_cfg(*_overrides(tiny_flame_assets, "subject=s1", f"fx={FOCAL}"))
     outcome = run_plan(cfg, s)
     res = outcome.results["fit_flame"]
@@ -83,10 +90,12 @@ def test_outputs_and_imavatar_round_trip(compose_cfg, tiny_flame, tiny_flame_ass
     assert "fit_flame" in run_plan(cfg, s).skipped
 
 
-def test_moving_crop_keeps_per_frame_intrinsics(compose_cfg, tiny_flame, tiny_flame_assets):
+def test_moving_crop_keeps_per_frame_intrinsics(
+    compose_cfg, tiny_flame, tiny_oracle, tiny_flame_assets
+):
     """crop.mode=smooth moves the crop: each frame keeps its own K; IMAvatar json is left out."""
     s = SubjectDir(f"{compose_cfg('dataset=custom', 'subject=mc').work_dir}/custom/mc")
-    seq = make_sequence(tiny_flame, T, seed=3, size=SIZE, focal=FOCAL, noise_px=0.5)
+    seq = make_sequence(tiny_oracle, T, seed=3, size=SIZE, focal=FOCAL, noise_px=0.5)
     shift = np.stack([np.linspace(0, 12, T), np.linspace(0, -8, T)], 1)  # crop px = orig + shift
     A = np.repeat(np.eye(3)[None], T, 0)
     A[:, :2, 2] = shift
@@ -110,10 +119,10 @@ def test_moving_crop_keeps_per_frame_intrinsics(compose_cfg, tiny_flame, tiny_fl
         load_tracking(s).K  # noqa: B018  single-camera exporters refuse
 
 
-def test_shape_from_reuses_shape(compose_cfg, tiny_flame, tiny_flame_assets):
-    s1 = _subject(compose_cfg, tiny_flame, "a1", seed=1)
+def test_shape_from_reuses_shape(compose_cfg, tiny_oracle, tiny_flame_assets):
+    s1 = _subject(compose_cfg, tiny_oracle, "a1", seed=1)
     run_plan(compose_cfg(*_overrides(tiny_flame_assets, "subject=a1", f"fx={FOCAL}")), s1)
-    s2 = _subject(compose_cfg, tiny_flame, "a2", seed=2)
+    s2 = _subject(compose_cfg, tiny_oracle, "a2", seed=2)
     cfg2 = compose_cfg(
         *_overrides(tiny_flame_assets, "subject=a2", f"fx={FOCAL}", "tracker.shape_from=a1")
     )
@@ -128,8 +137,8 @@ def test_shape_from_reuses_shape(compose_cfg, tiny_flame, tiny_flame_assets):
         run_plan(cfg3, s2)
 
 
-def test_missing_model_names_file_and_key(compose_cfg, tiny_flame, tiny_flame_assets, tmp_path):
-    s = _subject(compose_cfg, tiny_flame, "m1")
+def test_missing_model_names_file_and_key(compose_cfg, tiny_oracle, tiny_flame_assets, tmp_path):
+    s = _subject(compose_cfg, tiny_oracle, "m1")
     assets = dict(tiny_flame_assets, flame2020=tmp_path / "nowhere" / "generic_model.pkl")
     with pytest.raises(MissingAssetError) as e:
         run_plan(compose_cfg(*_overrides(assets, "subject=m1")), s)
@@ -137,8 +146,8 @@ def test_missing_model_names_file_and_key(compose_cfg, tiny_flame, tiny_flame_as
     assert "generic_model.pkl" in msg and "assets.flame2020" in msg and "flame.is.tue.mpg.de" in msg
 
 
-def test_bad_inputs(compose_cfg, tiny_flame, tiny_flame_assets):
-    s = _subject(compose_cfg, tiny_flame, "b1")
+def test_bad_inputs(compose_cfg, tiny_oracle, tiny_flame_assets):
+    s = _subject(compose_cfg, tiny_oracle, "b1")
     lm = load_npz(s.landmarks_npz)
     cfg = compose_cfg(*_overrides(tiny_flame_assets, "subject=b1"))
     save_npz(s.landmarks_npz, **{**lm, "points_px": lm["points_px"][:, :60]})
@@ -154,8 +163,8 @@ def test_bad_inputs(compose_cfg, tiny_flame, tiny_flame_assets):
         run_plan(compose_cfg(*_overrides(tiny_flame_assets, "subject=b1", "flame.n_shape=400")), s)
 
 
-def test_sweep_headline_through_engine(compose_cfg, tiny_flame, tiny_flame_assets):
-    s = _subject(compose_cfg, tiny_flame, "w1")
+def test_sweep_headline_through_engine(compose_cfg, tiny_oracle, tiny_flame_assets):
+    s = _subject(compose_cfg, tiny_oracle, "w1")
     vals = []
     for w in ("1", "1000"):
         cfg = compose_cfg(

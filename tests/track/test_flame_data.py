@@ -5,21 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prep.config.flame import FlameConfig
 from prep.geometry.crop import fxfycxcy_to_crop
 from prep.io.files import read_json, write_json
 from prep.track.flame_data import camera_intrinsics_orig, load_tracking_data
-from prep.track.flame_fit import build_flame
+from tests.fixtures.flame_oracle import FlameOracle
 from tests.fixtures.synthetic_sequence import make_sequence, write_subject
 
 
 @pytest.fixture(scope="module")
-def flame(tiny_flame_assets):
-    return build_flame(tiny_flame_assets, FlameConfig(n_shape=10, n_expr=10), dense=False)
+def oracle(tiny_flame_assets):
+    return FlameOracle.from_assets(tiny_flame_assets, 10, 10)
 
 
-def test_annotation_box_offset_is_composed_into_the_crop_transform(flame, tmp_subject):
-    seq = make_sequence(flame, 4, size=256)
+def test_annotation_box_offset_is_composed_into_the_crop_transform(oracle, tmp_subject):
+    seq = make_sequence(oracle, 4, size=256)
     write_subject(tmp_subject, seq, frames=False)
     plain = load_tracking_data(tmp_subject)
     # As HDTF's ingest records it: frames were cut at (300, 40) from a 1280x720 source.

@@ -18,13 +18,20 @@ from prep.track.flame_fit import (
     tracking_arrays,
 )
 from prep.track.gauss_newton import GaussNewton, make_layout
-from tests.fixtures.synthetic_sequence import make_sequence
+from tests.fixtures.flame_oracle import FlameOracle
+from tests.fixtures.synthetic_sequence import make_sequence, project_px
 
 
 @pytest.fixture(scope="module")
 def flame(full_flame_assets):
     torch.set_num_threads(1)
     return build_flame(full_flame_assets, FlameConfig(n_shape=50, n_expr=30), dense=False)
+
+
+@pytest.fixture(scope="module")
+def oracle(full_flame_assets):
+    """Draws the truth (independent of the FLAME layer under test)."""
+    return FlameOracle.from_assets(full_flame_assets, 50, 30, dense=True)
 
 
 def head_rotation_error_deg(params: dict, gt: dict) -> np.ndarray:
@@ -36,8 +43,8 @@ def head_rotation_error_deg(params: dict, gt: dict) -> np.ndarray:
     return rotation_angle_deg(R(params), R(gt)).numpy()
 
 
-def test_recovers_pose_and_landmarks(flame):
-    seq = make_sequence(flame, 60, seed=1, noise_px=1.0, missing=(20, 26))
+def test_recovers_pose_and_landmarks(flame, oracle):
+    seq = make_sequence(oracle, 60, seed=1, noise_px=1.0, missing=(20, 26))
     out = fit_sequence(flame, seq.data, Camera(seq.focal, seq.focal, 255.5, 255.5), TrackerConfig())
     valid = seq.data.valid
     # fitted landmarks sit within the detector noise of the observations, and near the truth
@@ -51,13 +58,13 @@ def test_recovers_pose_and_landmarks(flame):
     assert np.nanmean(out.iris_err_px) < 1.5
 
 
-def test_gauss_newton_jacobian_matches_autograd(flame):
+def test_gauss_newton_jacobian_matches_autograd(flame, oracle):
     from prep.track.flame_data import FlameDataModule
     from prep.track.flame_params import FlameParams, InitValues
     from prep.track.flame_tracker import FlameTracker
 
     flame64 = flame.double()
-    seq = make_sequence(flame64, 6, seed=2)
+    seq = make_sequence(oracle, 6, seed=2)
     p = FlameParams(
         6,
         flame.n_shape,
@@ -91,8 +98,8 @@ def test_gauss_newton_jacobian_matches_autograd(flame):
     flame.float()
 
 
-def test_estimated_focal_and_shared_translation(flame):
-    seq = make_sequence(flame, 30, seed=3, yaw_deg=40, noise_px=0.5)
+def test_estimated_focal_and_shared_translation(flame, oracle):
+    seq = make_sequence(oracle, 30, seed=3, yaw_deg=40, noise_px=0.5)
     cfg = TrackerConfig(with_translation=False)
     out = fit_sequence(flame, seq.data, Camera(None, None, 255.5, 255.5), cfg)
     # shared translation cannot follow the head's small translation; the fit still lands close
@@ -102,8 +109,8 @@ def test_estimated_focal_and_shared_translation(flame):
     assert seq.focal / 3 < out.K_orig[0, 0] < 3 * seq.focal
 
 
-def test_lbfgs_solver_runs(flame):
-    seq = make_sequence(flame, 10, seed=4)
+def test_lbfgs_solver_runs(flame, oracle):
+    seq = make_sequence(oracle, 10, seed=4)
     cfg = TrackerConfig(
         solver="lbfgs",
         phases=[
@@ -115,8 +122,8 @@ def test_lbfgs_solver_runs(flame):
     assert np.nanmean(out.lmk_rmse_px) < 15.0
 
 
-def test_single_frame_and_fixed_shape(flame):
-    seq = make_sequence(flame, 1, seed=5)
+def test_single_frame_and_fixed_shape(flame, oracle):
+    seq = make_sequence(oracle, 1, seed=5)
     out = fit_sequence(
         flame,
         seq.data,
@@ -129,16 +136,16 @@ def test_single_frame_and_fixed_shape(flame):
     assert np.isnan(out.jitter_px).all()
 
 
-def test_chunked_jacobians_give_the_same_fit(flame):
-    seq = make_sequence(flame, 12, seed=7)
+def test_chunked_jacobians_give_the_same_fit(flame, oracle):
+    seq = make_sequence(oracle, 12, seed=7)
     cam = Camera(seq.focal, seq.focal, 255.5, 255.5)
     a = fit_sequence(flame, seq.data, cam, TrackerConfig())
     b = fit_sequence(flame, seq.data, cam, TrackerConfig(gn_chunk=5))
     np.testing.assert_allclose(a.lmk_px, b.lmk_px, atol=1e-2)
 
 
-def test_canonical_arrays_reproduce_landmarks(flame):
-    seq = make_sequence(flame, 8, seed=6)
+def test_canonical_arrays_reproduce_landmarks(flame, oracle):
+    seq = make_sequence(oracle, 8, seed=6)
     out = fit_sequence(flame, seq.data, Camera(seq.focal, seq.focal, 255.5, 255.5), TrackerConfig())
     track = tracking_arrays(out, seq.data, "flame2020", flame.n_shape, flame.n_expr)
     np.testing.assert_allclose(project_tracking(flame, track), out.lmk_px, atol=1e-2)
@@ -150,23 +157,15 @@ def test_bad_focal(fx):
         camera_intrinsics_orig(np.array([512, 512]), fx, fx, None, None)
 
 
-def test_dense_mediapipe_term(full_flame_assets):
+def test_dense_mediapipe_term(full_flame_assets, oracle):
     import dataclasses
-
-    from prep.track.flame_params import project_flame_points
-    from tests.fixtures.synthetic_sequence import PARAM_KEYS
 
     cfg = TrackerConfig()
     cfg.w.dense = 1.0
     flame = build_flame(full_flame_assets, FlameConfig(n_shape=50, n_expr=30), dense=True)
-    seq = make_sequence(flame, 8, seed=8)
-    g = {k: torch.as_tensor(seq.gt[k]) for k in PARAM_KEYS}
-    with torch.no_grad():
-        _, mp3d, _ = flame.landmarks(
-            *[g[k] for k in PARAM_KEYS[:-1]], transl=g["transl"], with_mediapipe=True
-        )
-        K = torch.tensor([[seq.focal, 0, 255.5], [0, seq.focal, 255.5], [0, 0, 1.0]])
-        dense = project_flame_points(mp3d, K, torch.eye(3).expand(8, 3, 3)).double().numpy()
+    seq = make_sequence(oracle, 8, seed=8)
+    verts, _ = oracle.draw({k: v.astype(np.float64) for k, v in seq.gt.items()})
+    dense = project_px(oracle.mediapipe_points(verts), seq.focal, 255.5)
     data = dataclasses.replace(seq.data, dense_px=dense, dense_w=np.ones(dense.shape[:2]))
     out = fit_sequence(flame, data, Camera(seq.focal, seq.focal, 255.5, 255.5), cfg)
     assert np.nanmean(out.lmk_rmse_px) < 3.0
