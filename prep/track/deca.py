@@ -5,7 +5,12 @@ shape 100, texture 50, expression 50, pose 6 (global 3, jaw 3), camera 3, light 
 uses shape (averaged over frames), expression and pose as its initial values (``init=deca``),
 as IMAvatar/HRAvatar do with DECA's ``code.json``. The checkpoint is loaded with
 ``torch.load(weights_only=True)`` and its ``E_flame`` keys must match this module exactly
-(``encoder.*`` ResNet-50 in torchvision's layout, ``layers.0`` and ``layers.2`` linear layers).
+(``encoder.*`` ResNet-50 in torchvision's layout without its classifier, ``layers.0`` and
+``layers.2`` linear layers).
+
+The input crop follows DECA's inference (yfeng95/DECA ``decalib/datasets/datasets.py``): a square
+of side ``int((w + h) / 2 * 1.1 * 1.25)`` around the centre of the 68-landmark box, its corners
+mapped onto pixels 0 and 223, sampled bilinearly from the image in [0, 1] (`face_crops`).
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from prep.errors import MissingAssetError
@@ -28,7 +33,8 @@ log = logging.getLogger(__name__)
 
 DECA_SPLIT = {"shape": 100, "tex": 50, "exp": 50, "pose": 6, "cam": 3, "light": 27}
 INPUT_SIZE = 224
-BOX_SCALE = 1.25  # DECA's crop: the landmark box enlarged by this factor
+KPT68_ENLARGE = 1.1  # DECA's landmark box: mean side x 1.1 (bbox2point, type 'kpt68')
+BOX_SCALE = 1.25  # DECA's crop: that box enlarged by this factor (TestData scale)
 
 
 class DecaEncoder(nn.Module):
@@ -59,7 +65,7 @@ def load_deca_encoder(path: Path | str, device: str = "cpu") -> DecaEncoder:
     sd = ckpt.get("E_flame") if isinstance(ckpt, dict) else None
     if sd is None:
         raise MissingAssetError("deca", path, reason="no 'E_flame' state dict in the checkpoint")
-    sd = {k.removeprefix("module."): v for k, v in sd.items() if not k.startswith("encoder.fc.")}
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
     model = DecaEncoder()
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
@@ -71,17 +77,63 @@ def load_deca_encoder(path: Path | str, device: str = "cpu") -> DecaEncoder:
     return model.eval().to(device)
 
 
+def deca_boxes(lmk_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DECA's square crop of each face from its 68 landmarks (the ``kpt68`` rule).
+
+    The landmark box (min/max of x and y) gives a centre and a side of ``(w + h) / 2 * 1.1``;
+    DECA enlarges that by 1.25 and truncates to an integer (``int(old_size * scale)``).
+
+    Args:
+        lmk_px: (B, 68, 2) landmarks in image pixels (x right, y down, pixel centres at integers).
+
+    Returns:
+        centre_px (B, 2) float64 and side_px (B,) int64.
+    """
+    pts = np.asarray(lmk_px, np.float64)
+    lo, hi = pts.min(1), pts.max(1)
+    old_size = ((hi[:, 0] - lo[:, 0]) + (hi[:, 1] - lo[:, 1])) / 2 * KPT68_ENLARGE
+    side = (old_size * BOX_SCALE).astype(np.int64)  # int() truncation, as DECA
+    return hi - (hi - lo) / 2.0, side
+
+
+def crop_from_source(lmk_px: np.ndarray) -> np.ndarray:
+    """(B, 3, 3) similarities source pixels -> crop pixels (DECA's ``tform.params``).
+
+    The crop's corners ``centre -/+ side/2`` land on pixels 0 and 223 (pixel centres).
+    """
+    centre, side = deca_boxes(lmk_px)
+    s = (INPUT_SIZE - 1) / side
+    T = np.zeros((len(side), 3, 3))
+    T[:, 0, 0] = T[:, 1, 1] = s
+    T[:, :2, 2] = -s[:, None] * (centre - side[:, None] / 2)
+    T[:, 2, 2] = 1
+    return T
+
+
 def face_crops(images: list[np.ndarray], lmk_px: np.ndarray) -> np.ndarray:
-    """DECA input crops ``(B, 3, 224, 224)`` float32 from images and their 68 landmarks."""
-    out = np.zeros((len(images), 3, INPUT_SIZE, INPUT_SIZE), np.float32)
-    for k, (img, pts) in enumerate(zip(images, lmk_px, strict=True)):  # one warp per frame
-        lo, hi = pts.min(0), pts.max(0)
-        c, half = (lo + hi) / 2, (hi - lo).max() * BOX_SCALE / 2
-        s = INPUT_SIZE / (2 * half)
-        M = np.array([[s, 0, INPUT_SIZE / 2 - s * c[0]], [0, s, INPUT_SIZE / 2 - s * c[1]]])
-        crop = cv2.warpAffine(img, M, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR)
-        out[k] = crop.transpose(2, 0, 1) / 255.0
-    return out
+    """DECA input crops ``(B, 3, 224, 224)`` float32 RGB in [0, 1].
+
+    Bilinear sampling with zeros outside the image, pixel centres at integers, on the image
+    divided by 255: what DECA's ``skimage.transform.warp`` (order 1, constant 0) computes.
+
+    Args:
+        images: B RGB uint8 frames of one size.
+        lmk_px: (B, 68, 2) their landmarks in pixels.
+    """
+    T = crop_from_source(lmk_px)
+    imgs = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+    h, w = imgs.shape[-2:]
+    # crop pixel (x, y) samples the source at T^-1 (x, y); as normalised coordinates with
+    # align_corners=True, -1 and +1 are the centres of the first and last source pixels.
+    xy = np.arange(INPUT_SIZE, dtype=np.float64)
+    inv = np.linalg.inv(T)
+    src_x = inv[:, 0, 0, None] * xy + inv[:, 0, 2, None]  # (B, 224), no rotation or shear
+    src_y = inv[:, 1, 1, None] * xy + inv[:, 1, 2, None]
+    gx = np.broadcast_to((2 * src_x / (w - 1) - 1)[:, None, :], (len(T), INPUT_SIZE, INPUT_SIZE))
+    gy = np.broadcast_to((2 * src_y / (h - 1) - 1)[:, :, None], (len(T), INPUT_SIZE, INPUT_SIZE))
+    grid = torch.from_numpy(np.stack([gx, gy], -1)).float()
+    out = F.grid_sample(imgs, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.numpy()
 
 
 @torch.no_grad()
