@@ -88,6 +88,14 @@ ASSETS: dict[str, Asset] = {
             used_by="fit_3dmm_coarse, fit_3dmm_fine",
         ),
         Asset(
+            "bfm_lm3d",
+            "similarity_Lm3D_all.mat (Deep3DFaceRecon BFM/: 3D points of the 5-point alignment)",
+            "https://github.com/sicxu/Deep3DFaceRecon_pytorch (BFM/similarity_Lm3D_all.mat)",
+            "MIT",
+            sha256="53b83ce6e35c50ddc3e97603650cef4970320c157e75c241c844f29c1dcba65a",
+            used_by="fit_3dmm_coarse (alignment; required by fit3dmm.coarse_backend=deep3dface)",
+        ),
+        Asset(
             "bfm_2009",
             "01_MorphableModel.mat (BFM 2009)",
             _BFM,

@@ -65,6 +65,7 @@ class AssetsConfig:
     flame_mediapipe_embedding: str = "${.root}/flame/mediapipe_landmark_embedding.npz"
     flame_masks: str = "${.root}/flame/FLAME_masks.pkl"
     bfm_front: str = "${.root}/bfm/BFM_model_front.mat"
+    bfm_lm3d: str = "${.root}/bfm/similarity_Lm3D_all.mat"
     bfm_2009: str = "${.root}/bfm/01_MorphableModel.mat"
     bfm_exp_pca: str = "${.root}/bfm/Exp_Pca.bin"
     bfm_adnerf: str = "${.root}/bfm/3DMM_info.npy"

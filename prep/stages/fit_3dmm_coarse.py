@@ -28,8 +28,9 @@ from prep.io.files import load_npz, save_npz
 from prep.models.bfm import N_COEFF, BfmModel
 from prep.models.bfm_io import build_front_model, load_bfm, write_front_mat
 from prep.pipeline import StageContext, StageResult, register_stage
-from prep.track.bfm_align import aligned_from_source, apply_affine, five_points, pos_align
+from prep.track.bfm_align import aligned_from_source, apply_affine, pos_align
 from prep.track.bfm_coarse import fit_landmarks
+from prep.vision.deep3dface import alignment_points
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ def _fit_with_landmarks(model: BfmModel, lm: dict, tp: np.ndarray, cfg):
     version=1,
     writes=lambda s: [s.bfm_coarse],
     assets=lambda cfg: (
-        front_assets(cfg) + (["deep3dface"] if coarse_backend(cfg) == "deep3dface" else [])
+        front_assets(cfg)
+        + (["deep3dface", "bfm_lm3d"] if coarse_backend(cfg) == "deep3dface" else [])
     ),
 )
 def run(ctx: StageContext) -> StageResult:
@@ -118,7 +120,7 @@ def run(ctx: StageContext) -> StageResult:
     valid = lm["valid"]
     model = load_front_bfm(ctx)
     h0, w0 = (int(v) for v in lm["image_hw"])
-    lm3d_5 = five_points(model.mean_shape[model.keypoints].cpu().numpy().astype(np.float64))
+    lm3d_5 = alignment_points(cfg, model.mean_shape[model.keypoints].cpu().numpy())
     tp = pos_align(lm["points_px"], (h0, w0), lm3d_5, cfg.fit3dmm.coarse.rescale_factor)
     tp[~valid] = interpolate_invalid(tp, valid)[~valid]
     if backend == "landmarks":

@@ -5,6 +5,11 @@ without its classifier (``backbone.*`` keys) followed by seven 1x1 convolutions 
 2048-d feature (``final_layers.{0..6}``: id 80, exp 64, tex 80, angles 3, gamma 27, txy 2,
 tz 1), concatenated into the 257-d vector. ``epoch_20.pth`` stores its state dict under
 ``net_recon``. Input: the 224x224 image aligned by `prep.track.bfm_align`, RGB in [0, 1].
+
+The aligned image is made as Deep3DFaceRecon's ``util/preprocess.py`` ``resize_n_crop_img`` makes
+it: the whole frame resized with PIL's (antialiased) bicubic filter to ``int(w0 s) x int(h0 s)``,
+then cropped at integer offsets (zeros outside the frame). The five 3D points the alignment fits
+come from ``BFM/similarity_Lm3D_all.mat`` as in ``util/load_mats.py`` ``load_lm3d``.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
+from PIL import Image
+from scipy.io import loadmat
 from torch import nn
 
+from prep.assets import ASSETS, asset_path
 from prep.errors import MissingAssetError
+from prep.track.bfm_align import five_points
 from prep.vision.resnet import ResNet50Features
 
 log = logging.getLogger(__name__)
@@ -80,23 +88,62 @@ def load_deep3dface(path: Path | str, device: str = "cpu") -> Deep3dFaceNet:
     return net.eval().to(device)
 
 
-def aligned_batch(images: list[np.ndarray], M: np.ndarray) -> torch.Tensor:
-    """Warp face frames to the 224 aligned crop: (B, 3, 224, 224) float in [0, 1].
+def load_lm3d(path: Path | str) -> np.ndarray:
+    """The five 3D alignment points (5, 3) from ``similarity_Lm3D_all.mat`` (its 68 points ``lm``:
+    eye centres, nose tip, mouth corners, as Deep3DFaceRecon's ``load_lm3d``)."""
+    path = Path(path)
+    try:
+        lm = np.asarray(loadmat(path)["lm"], np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MissingAssetError(
+            "bfm_lm3d", path, ASSETS["bfm_lm3d"].url, "assets.bfm_lm3d", reason=f"unreadable ({e})"
+        ) from None
+    if lm.shape != (68, 3):
+        raise MissingAssetError(
+            "bfm_lm3d", path, ASSETS["bfm_lm3d"].url, "assets.bfm_lm3d",
+            reason=f"'lm' has shape {lm.shape}, expected (68, 3)",
+        )  # fmt: skip
+    return five_points(lm)
+
+
+def alignment_points(cfg, mean_keypoints: np.ndarray) -> np.ndarray:
+    """(5, 3) points the 5-point alignment fits: Deep3DFaceRecon's file when present (required by
+    the regressor, which was trained on images aligned to them), else the BFM mean shape's."""
+    path = asset_path(cfg, "bfm_lm3d")
+    if path.is_file():
+        return load_lm3d(path)
+    log.info("%s absent: aligning to the BFM mean shape's keypoints", path)
+    return five_points(np.asarray(mean_keypoints, np.float64))
+
+
+def align_image(img: np.ndarray, trans_params: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """One frame aligned as Deep3DFaceRecon's ``resize_n_crop_img`` (util/preprocess.py).
+
+    Args:
+        img: (h0, w0, 3) RGB uint8 frame.
+        trans_params: ``[w0, h0, s, t0, t1]`` (t in the y-up frame, `pos_align`).
+        size: output side.
+
+    Returns:
+        (size, size, 3) uint8.
+    """
+    w0, h0 = img.shape[1], img.shape[0]
+    s, t0, t1 = (np.float64(v) for v in trans_params[2:5])
+    w, h = int(w0 * s), int(h0 * s)  # truncation, as their astype(np.int32)
+    left = int(w / 2 - size / 2 + float((t0 - w0 / 2) * s))
+    up = int(h / 2 - size / 2 + float((h0 / 2 - t1) * s))
+    resized = Image.fromarray(img).resize((w, h), resample=Image.Resampling.BICUBIC)
+    return np.asarray(resized.crop((left, up, left + size, up + size)))
+
+
+def aligned_batch(images: list[np.ndarray], trans_params: np.ndarray) -> torch.Tensor:
+    """Face frames aligned to the 224 crop: (B, 3, 224, 224) float in [0, 1].
 
     Args:
         images: B RGB uint8 frames.
-        M: (B, 2, 3) source -> aligned affine maps (`prep.track.bfm_align.aligned_from_source`).
+        trans_params: (B, 5) alignment parameters (`prep.track.bfm_align.pos_align`).
     """
-    out = [
-        cv2.warpAffine(
-            img,
-            m.astype(np.float64),
-            (INPUT_SIZE, INPUT_SIZE),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-        )
-        for img, m in zip(images, M, strict=True)
-    ]
+    out = [align_image(img, tp) for img, tp in zip(images, trans_params, strict=True)]
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255.0
 
 
@@ -121,7 +168,8 @@ def regress_frames(ctx, model, lm: dict, trans_params: np.ndarray, batch: int = 
         i1 = min(i0 + batch, T)
         imgs = [read_image(face_frame_path(ctx.subject, i)) for i in range(i0, i1)]
         with torch.no_grad():
-            coeff[i0:i1] = net(aligned_batch(imgs, M[i0:i1]).to(ctx.device)).cpu().numpy()
+            x = aligned_batch(imgs, trans_params[i0:i1]).to(ctx.device)
+            coeff[i0:i1] = net(x).cpu().numpy()
     c = torch.from_numpy(coeff)
     with torch.no_grad():
         xy = project_keypoints(

@@ -7,11 +7,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from scipy.io import savemat
 
 from prep.errors import BadInputError, MissingAssetError, NoUsableFramesError
 from prep.export.lmdb import LmdbReader
 from prep.io.files import load_npz, save_npz
-from prep.models.bfm import adnerf_rotation
+from prep.models.bfm import BfmModel, adnerf_rotation
+from prep.models.bfm_io import load_bfm
 from prep.models.rotations import rotation_angle_deg
 from prep.runner import run_plan
 from prep.subject import SubjectDir
@@ -161,10 +163,13 @@ def test_deep3dface_backend_runs_the_regressor_on_aligned_frames(setup, tmp_path
             layer.bias.fill_(bias)
     ckpt = tmp_path / "epoch_20.pth"
     torch.save({"net_recon": net.state_dict()}, ckpt)
-    out = run_plan(
-        cfg("fit_3dmm_coarse", "fit3dmm.coarse_backend=deep3dface", f"assets.deep3dface={ckpt}"),
-        subject,
-    )
+    overrides = ("fit3dmm.coarse_backend=deep3dface", f"assets.deep3dface={ckpt}")
+    with pytest.raises(MissingAssetError, match="bfm_lm3d"):  # the regressor's alignment points
+        run_plan(cfg("fit_3dmm_coarse", *overrides), subject)
+    model = BfmModel(load_bfm("front", tmp_path / "assets" / "bfm" / "BFM_model_front.mat"))
+    lm68 = model.mean_shape[model.keypoints].numpy().astype(np.float32)
+    savemat(tmp_path / "assets" / "bfm" / "similarity_Lm3D_all.mat", {"lm": lm68})
+    out = run_plan(cfg("fit_3dmm_coarse", *overrides), subject)
     c = load_npz(subject.bfm_coarse)
     assert str(c["backend"]) == "deep3dface"
     np.testing.assert_allclose(c["coeff"][:, 0:80], 0.1, atol=1e-5)  # the heads' constant output
