@@ -18,9 +18,9 @@ import pickle
 import zipfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from prep.assets import ASSETS
 from prep.config.perception import MattingConfig
@@ -136,9 +136,28 @@ class RvmMatter:
         return pha[0, 0].cpu().numpy()
 
 
+def modnet_input_size(h: int, w: int, ref_size: int) -> tuple[int, int]:
+    """MODNet's network input (rh, rw) for an (h, w) image, as its image demo chooses it.
+
+    ZHKKKe/MODNet ``demo/image_matting/colab/inference.py`` (lines 83-95): when both sides are
+    below or both above `ref_size`, the short side becomes `ref_size` and the long one
+    ``int(long / short * ref_size)``; then both are rounded down to multiples of 32 (never below
+    32 here, where the demo would fail).
+    """
+    if max(h, w) < ref_size or min(h, w) > ref_size:
+        if w >= h:
+            rh, rw = ref_size, int(w / h * ref_size)
+        else:
+            rh, rw = int(h / w * ref_size), ref_size
+    else:
+        rh, rw = h, w
+    return max(32, rh - rh % 32), max(32, rw - rw % 32)
+
+
 class ModnetMatter:
-    """MODNet: short side resized to `ref_size` when both sides are smaller or both larger, then
-    both sides rounded down to multiples of 32 (as the published demo does)."""
+    """MODNet with its image demo's pre- and post-processing, for frames of any size: RGB
+    normalised to [-1, 1] as float, area-resized to `modnet_input_size` and the matte
+    area-resized back (``F.interpolate(mode='area')`` both ways, inference.py lines 74-102)."""
 
     def __init__(self, cfg: MattingConfig, weights: Path, device: str = "cpu"):
         self.cfg, self.weights, self.device = cfg, weights, torch.device(device)
@@ -160,14 +179,12 @@ class ModnetMatter:
     @torch.inference_mode()
     def matte(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
-        ref = self.cfg.ref_size
-        # As MODNet's demo: rescale only when both sides are below or above ref_size.
-        f = ref / min(h, w) if max(h, w) < ref or min(h, w) > ref else 1.0
-        rh, rw = max(32, round(h * f) // 32 * 32), max(32, round(w * f) // 32 * 32)
-        small = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA)
-        x = torch.from_numpy(small).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1
-        matte = self.net(x)[0, 0].cpu().numpy()
-        return cv2.resize(matte, (w, h), interpolation=cv2.INTER_LINEAR)
+        # ToTensor then Normalize(0.5, 0.5), in that order, for the demo's float rounding
+        x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float().div(255)
+        x = (x - 0.5) / 0.5
+        x = F.interpolate(x, size=modnet_input_size(h, w, self.cfg.ref_size), mode="area")
+        matte = F.interpolate(self.net(x), size=(h, w), mode="area")
+        return matte[0, 0].cpu().numpy()
 
 
 Matter = SelfieMatter | RvmMatter | ModnetMatter
