@@ -68,8 +68,8 @@ class MissingAssetError(PrepError):
 class MissingDependencyError(PrepError):
     """An optional Python package is not installed."""
 
-    def __init__(self, package: str, extra: str = ""):
-        hint = f"pip install -e '.[{extra}]'" if extra else f"pip install {package}"
+    def __init__(self, package: str, extra: str = "", hint: str = ""):
+        hint = hint or (f"pip install -e '.[{extra}]'" if extra else f"pip install {package}")
         super().__init__(f"optional package `{package}` is not installed; run `{hint}`")
         self.package = package
 

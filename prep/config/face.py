@@ -14,7 +14,6 @@ class LandmarksConfig:
     min_detection_confidence: float = 0.5  # mediapipe: face detector threshold
     min_tracking_confidence: float = 0.5  # mediapipe: below this the tracker re-detects
     dlib_upsample: int = 0  # dlib: detector upsampling when no face box is known
-    fan_model: str = "2DFAN4"  # fan: checkpoint prefix expected in assets.fan_dir
     chunk: int = 128  # frames per resumable chunk
     max_gap: int = 5  # bridge interior gaps up to this many frames by interpolation (0 = off)
     smooth: bool = True  # One-Euro temporal filter on the 68 points (off: raw detections)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from prep.config.face import LandmarksConfig
-from prep.errors import BadConfigError, MissingAssetError, MissingDependencyError
+from prep.errors import BadConfigError
 from prep.io.files import write_image
 from prep.vision.landmarks import LandmarkResult, make_backend
 from prep.vision.landmarks.dlib_backend import predictor_path
-from prep.vision.landmarks.fan_backend import FanLandmarks, fan_checkpoints
+from prep.vision.landmarks.fan_backend import FanLandmarks
 from tests.vision.face_data import photo_results
 
 
@@ -60,14 +60,6 @@ def test_dlib_predictor_found_without_pkg_resources():
     assert predictor_path().name == "shape_predictor_68_face_landmarks.dat"
 
 
-def test_fan_without_checkpoints_names_the_asset(tmp_path):
-    with pytest.raises(MissingAssetError, match="fan_dir.*2DFAN4"):
-        fan_checkpoints(tmp_path, "2DFAN4")
-    be = FanLandmarks(LandmarksConfig(backend="fan"), fan_dir=tmp_path)
-    with pytest.raises((MissingAssetError, MissingDependencyError)), be:
-        pass
-
-
 def test_unknown_backend_is_a_config_error():
     with pytest.raises(BadConfigError):
         make_backend(LandmarksConfig(backend="nope"))
@@ -75,14 +67,14 @@ def test_unknown_backend_is_a_config_error():
 
 @pytest.mark.weights
 def test_fan_real_weights_68_points(shared_data):
-    """Needs face-alignment and its 2DFAN4 + s3fd checkpoints in $TORCH_HOME/hub/checkpoints."""
+    """Needs face-alignment (`make fan`) and the two files it loads in assets.fan_dir's default."""
     import os
     from pathlib import Path
 
     pytest.importorskip("face_alignment")
     fan_dir = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache/torch")) / "hub/checkpoints"
-    if not list(fan_dir.glob("2DFAN4*")):
-        pytest.skip(f"no 2DFAN4 checkpoint in {fan_dir}")
+    if not (fan_dir / "2DFAN4-11f355bf06.pth.tar").is_file():
+        pytest.skip(f"no 2DFAN4-11f355bf06.pth.tar in {fan_dir}")
     with FanLandmarks(LandmarksConfig(backend="fan"), fan_dir=fan_dir) as be:
         res = be.detect([shared_data / "photos" / "p02_frontal_smile_ffhq00018.png"])
     _check_contract(res, 1)
