@@ -114,11 +114,13 @@ def test_mesh_shading_flattens_a_rendered_head(compose_cfg, tmp_path, tiny_flame
 FAKE_IA = """
 import argparse, os, sys
 import numpy as np, cv2
-p = argparse.ArgumentParser()
-for a in ("input_dir", "model_dir", "output_dir"):
-    p.add_argument("--" + a, required=True)
-for a in ("ddim", "batch_size", "image_interval"):
-    p.add_argument("--" + a, type=int, required=True)
+p = argparse.ArgumentParser()  # options declared one by one, as HRAvatar's inference.py does
+p.add_argument("--input_dir", required=True)
+p.add_argument("--model_dir", required=True)
+p.add_argument("--output_dir", required=True)
+p.add_argument("--ddim", type=int, required=True)
+p.add_argument("--batch_size", type=int, required=True)
+p.add_argument("--image_interval", type=int, required=True)
 a = p.parse_args()
 assert (a.ddim, a.batch_size) == (100, 10), (a.ddim, a.batch_size)
 names = sorted(os.listdir(a.input_dir))

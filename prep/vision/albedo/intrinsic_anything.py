@@ -2,11 +2,17 @@
 
 HRAvatar runs ``python IntrinsicAnything/inference.py --input_dir <subject>/image --model_dir
 <weights>/albedo --output_dir <subject>/albedo --ddim 100 --batch_size 10 --image_interval 3``:
-the diffusion model decomposes every `image_interval`-th frame. We run the same command (the
-install lives outside our environment: its own interpreter, `albedo.ia_python`), read back whatever
-images it wrote (matched to frames by the number in their file names, resized to the frame size)
-and fill the skipped frames by blending the nearest decomposed frames before and after in linear
-RGB, weighted by distance in time.
+the diffusion model decomposes the frames whose number is a multiple of `image_interval`. Two
+``inference.py`` exist: HRAvatar's vendored copy (``preprocess/submodules/IntrinsicAnything``)
+has ``--image_interval``; zju3dv/IntrinsicAnything's own does not (argparse exits 2 on it) and
+decomposes every image of the folder. We read the script's ``add_argument`` options, pass only
+those it accepts, and for a script without ``--image_interval`` give it a folder of links to the
+same frames HRAvatar's copy would pick. Both write ``<output_dir>/<input stem>.<ext>``.
+
+The install lives outside our environment (its own interpreter, `albedo.ia_python`). Whatever
+images it wrote are matched to frames by the number in their file names, resized to the frame
+size, and the skipped frames are filled by blending the nearest decomposed frames before and
+after in linear RGB, weighted by distance in time.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -29,17 +36,43 @@ IA_URL = "https://github.com/zju3dv/IntrinsicAnything (weights: HF LittleFrog/In
 _NUMBER = re.compile(r"(\d+)")
 
 
-def ia_command(cfg, input_dir: Path, output_dir: Path) -> list[str]:
-    """The subprocess command line (HRAvatar's arguments) for `cfg` (an AlbedoConfig)."""
-    return [
-        cfg.ia_python, str(Path(cfg.ia_script).expanduser()),
-        "--input_dir", str(input_dir),
-        "--model_dir", str(Path(cfg.ia_model_dir).expanduser()),
-        "--output_dir", str(output_dir),
-        "--ddim", str(cfg.ia_ddim),
-        "--batch_size", str(cfg.ia_batch_size),
-        "--image_interval", str(cfg.ia_image_interval),
-    ]  # fmt: skip
+_OPTION = re.compile(r"""add_argument\(\s*['"](--[\w-]+)['"]""")
+REQUIRED = ("--input_dir", "--model_dir", "--output_dir")
+
+
+def script_options(script: Path) -> set[str]:
+    """The ``--options`` an ``inference.py`` declares with argparse (read, not run)."""
+    return set(_OPTION.findall(Path(script).read_text(errors="replace")))
+
+
+def ia_command(cfg, input_dir: Path, output_dir: Path, options: set[str]) -> list[str]:
+    """The subprocess command line for `cfg` (an AlbedoConfig), with only the `options` the
+    script accepts: HRAvatar's settings for ``--ddim``, ``--batch_size``, ``--image_interval``."""
+    script = Path(cfg.ia_script).expanduser()
+    missing = [o for o in REQUIRED if o not in options]
+    if missing:
+        raise PrepError(f"{script} is not IntrinsicAnything's inference.py (no {missing[0]})")
+    model_dir = Path(cfg.ia_model_dir).expanduser()
+    cmd = [cfg.ia_python, str(script), "--input_dir", str(input_dir),
+           "--model_dir", str(model_dir), "--output_dir", str(output_dir)]  # fmt: skip
+    settings = {"--ddim": cfg.ia_ddim, "--batch_size": cfg.ia_batch_size,
+                "--image_interval": cfg.ia_image_interval}  # fmt: skip
+    for option, value in settings.items():
+        if option in options:
+            cmd += [option, str(value)]
+    return cmd
+
+
+def stage_every_nth(input_dir: Path, stage_dir: Path, interval: int) -> int:
+    """Links in `stage_dir` to the images of `input_dir` whose number is a multiple of
+    `interval` (HRAvatar's ``int(image_index) % image_interval == 0``); returns their count."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for p in sorted(Path(input_dir).iterdir()):
+        if p.stem.isdigit() and int(p.stem) % interval == 0:
+            (stage_dir / p.name).symlink_to(p.resolve())
+            n += 1
+    return n
 
 
 def check_install(cfg) -> None:
@@ -52,11 +85,22 @@ def check_install(cfg) -> None:
 
 
 def run_install(cfg, input_dir: Path, output_dir: Path) -> None:
-    """Run IntrinsicAnything on `input_dir`, writing into `output_dir`."""
+    """Run IntrinsicAnything on `input_dir` (every `ia_image_interval`-th frame), into
+    `output_dir`, whichever of the two ``inference.py`` scripts is installed."""
     check_install(cfg)
     output_dir.mkdir(parents=True, exist_ok=True)
-    cmd = ia_command(cfg, input_dir, output_dir)
-    log.info("running IntrinsicAnything: %s", " ".join(cmd))
+    options = script_options(Path(cfg.ia_script).expanduser())
+    interval = max(1, cfg.ia_image_interval)
+    with tempfile.TemporaryDirectory(prefix="ia_input_") as tmp:
+        if "--image_interval" not in options and interval > 1:  # zju3dv's script: stage frames
+            stage_every_nth(input_dir, Path(tmp) / "image", interval)
+            input_dir = Path(tmp) / "image"
+        cmd = ia_command(cfg, input_dir, output_dir, options)
+        log.info("running IntrinsicAnything: %s", " ".join(cmd))
+        _run(cmd, cfg)
+
+
+def _run(cmd: list[str], cfg) -> None:
     try:
         proc = subprocess.run(
             cmd, cwd=Path(cfg.ia_script).expanduser().parent, capture_output=True, text=True,
