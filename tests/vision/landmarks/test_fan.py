@@ -17,16 +17,23 @@ from tests.authors_code import authors_module
 FAN_FILE, S3FD_FILE = "2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth"
 
 
+@pytest.mark.equiv  # needs nothing: runs in the default and in the equivalence environment
 def test_one_distribution_owns_cv2_and_it_is_opencv_contrib():
     """mediapipe needs opencv-contrib-python; face-alignment and facexlib declare opencv-python,
     which `make fan` / `make equiv` keep out (--no-deps): a second owner of cv2/ would overwrite
-    or, uninstalled later, delete the files of the first."""
+    or, uninstalled later, delete the files of the first. Where they are installed, they import
+    with this cv2."""
     import cv2
 
     owners = sorted(set(md.packages_distributions().get("cv2", [])))
     assert [o.lower() for o in owners] == ["opencv-contrib-python"], owners
     assert hasattr(cv2, "ximgproc")  # a contrib module: the contrib build is the one imported
     assert md.version("opencv-contrib-python") == "4.11.0.86"
+    installed = {d.metadata["Name"].lower() for d in md.distributions()}
+    if "face-alignment" in installed:
+        import face_alignment.utils  # noqa: F401 - imports cv2, skimage, numba
+    if "facexlib" in installed:
+        authors_module("facexlib.matting.modnet")
 
 
 def test_fan_extra_does_not_pull_opencv_python():
