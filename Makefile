@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -m "not gpu and not weights"
 
-.PHONY: setup demo test lint format bench browser
+.PHONY: setup demo test lint format bench browser fan equiv
 
 setup: $(VENV)/.installed
 
@@ -12,6 +12,26 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# face-alignment for landmarks=fan, without its opencv-python requirement: a second distribution
+# would write the same cv2 package as our opencv-contrib-python (README "Install notes").
+FAN_PKG := face-alignment==1.5.0
+fan: setup
+	$(BIN)/python -m pip install -q -e '.[fan]'
+	$(BIN)/python -m pip install -q --no-deps $(FAN_PKG)
+
+# Equivalence tests against the authors' code from PyPI, in their own environment so the default
+# install stays as it is: `.[equiv]` plus face-alignment and facexlib, both with --no-deps.
+EQUIV_VENV ?= .venv-equiv
+equiv: $(EQUIV_VENV)/.installed
+	AVATAR_PREP_EQUIV=1 $(EQUIV_VENV)/bin/python -m pytest -m equiv
+
+$(EQUIV_VENV)/.installed: pyproject.toml
+	test -x $(EQUIV_VENV)/bin/python || $(PY) -m venv $(EQUIV_VENV)
+	$(EQUIV_VENV)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(EQUIV_VENV)/bin/python -m pip install -q -e '.[equiv]'
+	$(EQUIV_VENV)/bin/python -m pip install -q --no-deps $(FAN_PKG) facexlib==0.3.0
 	touch $@
 
 # Debian's chromium renders the QA report in its browser test (skipped when it cannot be had).
