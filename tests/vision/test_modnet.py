@@ -83,7 +83,7 @@ def test_matting_equals_the_demo_path_at_any_size(shared_data, tmp_path):
     with make_matter(MattingConfig(backend="modnet", ref_size=512), path) as m:
         for name in PHOTOS:
             im = Image.open(shared_data / "photos" / name).convert("RGB")
-            got = m.matte(np.asarray(im))
+            got = m.matte(np.array(im))
             want = _demo_matte(net, im)
             assert got.shape == want.shape == (im.size[1], im.size[0])
             np.testing.assert_allclose(got, want, atol=1e-6, err_msg=name)
@@ -118,4 +118,4 @@ def test_full_path_equals_the_authors_network_and_demo(shared_data, tmp_path):
         for name in PHOTOS:
             im = Image.open(shared_data / "photos" / name).convert("RGB")
             want = _demo_matte(lambda x: theirs(x, True)[2], im)
-            np.testing.assert_allclose(m.matte(np.asarray(im)), want, atol=1e-5, err_msg=name)
+            np.testing.assert_allclose(m.matte(np.array(im)), want, atol=1e-5, err_msg=name)
