@@ -32,7 +32,12 @@ from prep.resume import outputs_for
 from prep.subject import SubjectDir, frame_stem
 from prep.vision.landmarks import LandmarkResult, make_backend
 from prep.vision.landmarks.filter import inter_ocular_px, one_euro
-from prep.vision.landmarks.metrics import jitter_px, lag_frames, window_by_speed
+from prep.vision.landmarks.metrics import (
+    jitter_px,
+    lag_frames,
+    mean_deviation_px,
+    window_by_speed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,14 +146,16 @@ def _detect_all(ctx: StageContext, n: int) -> tuple[dict[str, np.ndarray], int]:
 
 
 def _metrics(raw: np.ndarray, smooth: np.ndarray, valid: np.ndarray) -> dict[str, float]:
+    """Track quality; a metric is NaN where the input cannot define it (a single photo has no
+    jitter, isolated detections have no lag)."""
     still = window_by_speed(raw, valid, 50, fastest=False)
     fast = window_by_speed(raw, valid, 25, fastest=True)
     return {
         "valid_frac": float(valid.mean()),
         "jitter_raw_px": jitter_px(raw[still], valid[still]),
         "jitter_px": jitter_px(smooth[still], valid[still]),
-        "fast_lag_frames": float(lag_frames(raw[fast], smooth[fast])),
-        "fast_dev_px": float(np.nanmean(np.linalg.norm(raw[fast] - smooth[fast], axis=-1))),
+        "fast_lag_frames": lag_frames(raw[fast], smooth[fast]),
+        "fast_dev_px": mean_deviation_px(raw[fast], smooth[fast]),
     }
 
 

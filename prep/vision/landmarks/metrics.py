@@ -83,11 +83,26 @@ def window_by_speed(points_px: np.ndarray, valid: np.ndarray, length: int, faste
     return slice(i0, i0 + length)
 
 
-def lag_frames(raw_px: np.ndarray, filt_px: np.ndarray, max_lag: int = 5) -> int:
-    """Delay of the filtered nose-tip track behind the raw one (best-matching shift, frames)."""
+def lag_frames(raw_px: np.ndarray, filt_px: np.ndarray, max_lag: int = 5) -> float:
+    """Delay of the filtered nose-tip track behind the raw one (best-matching shift, frames).
+
+    NaN when no shift can be compared: fewer than two consecutive frames with a nose tip in
+    both tracks (a single photo, or a clip where the face is found only in isolated frames).
+    """
     vr = np.diff(raw_px[:, 30], axis=0)
     vf = np.diff(filt_px[:, 30], axis=0)
-    errs = [
-        np.nanmean((vr[: len(vr) - k] - vf[k:]) ** 2) for k in range(min(max_lag, len(vr) - 1) + 1)
-    ]
-    return int(np.nanargmin(errs))
+    errs = np.full(max(0, min(max_lag, len(vr) - 1) + 1), np.nan)
+    for k in range(len(errs)):
+        sq = (vr[: len(vr) - k] - vf[k:]) ** 2
+        ok = np.isfinite(sq).all(axis=-1)
+        if ok.any():
+            errs[k] = sq[ok].mean()
+    return float(np.nanargmin(errs)) if np.isfinite(errs).any() else float("nan")
+
+
+def mean_deviation_px(a_px: np.ndarray, b_px: np.ndarray) -> float:
+    """Mean distance between matching points of two (T, K, 2) tracks over the points finite in
+    both; NaN when there are none."""
+    d = np.linalg.norm(a_px - b_px, axis=-1)
+    d = d[np.isfinite(d)]
+    return float(d.mean()) if d.size else float("nan")
