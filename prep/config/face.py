@@ -15,6 +15,7 @@ class LandmarksConfig:
     min_tracking_confidence: float = 0.5  # mediapipe: below this the tracker re-detects
     dlib_upsample: int = 0  # dlib: detector upsampling when no face box is known
     chunk: int = 128  # frames per resumable chunk
+    warmup: int = 8  # mediapipe video mode: frames tracked before each chunk (see the stage)
     max_gap: int = 5  # bridge interior gaps up to this many frames by interpolation (0 = off)
     smooth: bool = True  # One-Euro temporal filter on the 68 points (off: raw detections)
     min_cutoff_hz: float = 1.0  # One-Euro cutoff at rest (lower = smoother, more lag)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prep.errors import MissingInputError, NoUsableFramesError
+from prep.errors import BadConfigError, MissingInputError, NoUsableFramesError
 from prep.io.files import load_npz, read_image, read_json, save_npz, write_json
 from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
 from prep.progress import progress
@@ -118,6 +118,13 @@ def bridge_gaps(
 # ---- the stage ----------------------------------------------------------------------------------
 
 
+def _warmup(cfg) -> int:  # cfg: LandmarksConfig with static_image_mode resolved
+    """Frames re-tracked before each chunk: only MediaPipe's video mode keeps state."""
+    if cfg.warmup < 0:
+        raise BadConfigError(f"landmarks.warmup={cfg.warmup}: use 0 or more frames")
+    return cfg.warmup if cfg.backend == "mediapipe" and not cfg.static_image_mode else 0
+
+
 def _detect_all(ctx: StageContext, n: int) -> tuple[dict[str, np.ndarray], int]:
     cfg, subject = ctx.cfg.landmarks, ctx.subject
     chunks = subject.ensure(subject.landmarks_dir / "chunks")
@@ -132,15 +139,17 @@ def _detect_all(ctx: StageContext, n: int) -> tuple[dict[str, np.ndarray], int]:
     boxes = face_boxes_crop(subject, n) if cfg.backend != "mediapipe" else None
     if cfg.static_image_mode is None:  # unrelated photos: detect each; a video: track
         cfg = dataclasses.replace(cfg, static_image_mode=ctx.cfg.dataset.images is not None)
+    warm = _warmup(cfg)
     if todo:
         backend = make_backend(cfg)
         if cfg.backend == "fan":
             backend.fan_dir, backend.device = ctx.asset("fan_dir"), ctx.device
         with backend:
             for i0, i1 in progress(todo, desc="landmarks"):
-                paths = [face_frame_path(subject, i) for i in range(i0, i1)]
-                res = backend.detect(paths, None if boxes is None else boxes[i0:i1])
-                store.write(i0, i1, **res.to_arrays())
+                w0 = max(0, i0 - warm)  # the same warm-up frames in every run: exact resume
+                paths = [face_frame_path(subject, i) for i in range(w0, i1)]
+                res = backend.detect(paths, None if boxes is None else boxes[w0:i1])
+                store.write(i0, i1, **{k: a[i0 - w0 :] for k, a in res.to_arrays().items()})
     n_done = n - sum(i1 - i0 for i0, i1 in todo)
     return store.merge(n), n_done
 
@@ -174,7 +183,7 @@ def _overlay(subject: SubjectDir, raw: np.ndarray, points: np.ndarray, fps: floa
     "landmarks",
     needs=("crop",),
     config=("landmarks",),
-    version=1,
+    version=2,  # 2: every chunk tracked from a reset tracker after a warm-up (exact resume)
     writes=lambda s: [s.landmarks_npz, s.keypoint_json],
     assets=lambda cfg: ["fan_dir"] if cfg.landmarks.backend == "fan" else [],
 )

@@ -87,6 +87,17 @@ class _Labeller:
         ]
 
 
+def _batches(todo: list[int], size: int, n: int) -> list[list[int]]:
+    """The fixed batches ``[k size, (k+1) size)`` holding a frame of `todo`, whole.
+
+    A network's output can depend on which frames share its batch (BiSeNet's logits differ by
+    ~1e-7 between batch sizes on CPU, enough to flip a tied label), so a resumed run labels the
+    same batches as an uninterrupted one and writes only the missing frames.
+    """
+    starts = sorted({i - i % size for i in todo})
+    return [list(range(k, min(k + size, n))) for k in starts]
+
+
 def _done(subject: SubjectDir, i: int) -> bool:
     return all(
         p.exists() for p in (subject.parsing_path(i), subject.mask_path(i), subject.image_path(i))
@@ -123,17 +134,15 @@ def run(ctx: StageContext) -> StageResult:
     todo = [i for i in range(n) if not _done(subject, i)]
     counts = np.zeros(len(overlay.LABEL_COLORS), np.int64)
     labeller = _Labeller(ctx) if todo else None
-    step = max(1, cfg.batch_size)
-    for k in progress(
-        range(0, len(todo), step), total=(len(todo) + step - 1) // step, desc="parsing"
-    ):
-        idx = todo[k : k + step]
+    missing = set(todo)
+    for idx in progress(_batches(todo, max(1, cfg.batch_size), n), desc="parsing"):
         rgbs = [read_image(face_frame_path(subject, i), "rgb") for i in idx]
         alphas = [read_alpha(subject, i, r.shape[:2]) for i, r in zip(idx, rgbs, strict=True)]
         for i, rgb, a, lab in zip(
             idx, rgbs, alphas, labeller.labels(idx, rgbs, alphas), strict=True
         ):
-            counts += _write(subject, i, rgb, a, lab, cfg.mask_clothes)
+            if i in missing:
+                counts += _write(subject, i, rgb, a, lab, cfg.mask_clothes)
     fg = max(int(counts[1:].sum()), 1)
     metrics = {
         f"frac_{name}": float(counts[LABEL[name]] / fg)

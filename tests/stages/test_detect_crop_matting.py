@@ -243,24 +243,17 @@ def test_reduced_jpeg_decode_matches_full_decode(tmp_path, c03):
 @pytest.mark.slow
 def test_matting_resumes_after_a_kill(tmp_path, clip_c01):
     import json
-    import signal
-    import time
+
+    from tests.stages.kill import kill_when
 
     cmd = [*_launch(clip_c01, tmp_path, 80), "stage=matting"]
     alpha = tmp_path / "custom" / clip_c01.stem / "matting" / "alpha"
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            names = os.listdir(alpha) if alpha.is_dir() else []
-            if sum(not n.startswith(".tmp-") for n in names) >= 10:  # finished frames only
-                break
-            time.sleep(0.05)
-        if proc.poll() is not None:
-            pytest.skip("matting finished before it could be killed (machine too fast)")
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+
+    def ten_frames() -> bool:  # finished frames only, not temp files
+        names = os.listdir(alpha) if alpha.is_dir() else []
+        return sum(not n.startswith(".tmp-") for n in names) >= 10
+
+    kill_when(cmd, ten_frames)
     done_before = len([p for p in os.listdir(alpha) if not p.startswith(".tmp-")])
     assert 10 <= done_before < 80
     ok = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

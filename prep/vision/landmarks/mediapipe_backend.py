@@ -6,6 +6,12 @@ Pixel convention: MediaPipe's normalised x in [0, 1] spans the image's outer edg
 ``x_px = x * w - 0.5`` puts pixel centres at integer coordinates (OpenCV convention). z uses the
 same pixel scale as x (``z * w``), smaller is nearer the camera.
 
+Each `detect` call starts from a fresh tracker: the graph is reset before its first frame, so the
+result of a call depends only on its frames. In video mode the mesh follows the face from frame
+to frame (the next region of interest comes from the last landmarks), so a sequence processed in
+several calls differs from one processed in one call; the landmarks stage therefore always calls
+it per chunk, each chunk preceded by the same warm-up frames, which makes a resumed run exact.
+
 MediaPipe gives no per-point confidence. Scores are 1 except on the jaw contour of the side
 turned away from the camera, where the silhouette point slides over the cheek: there the score
 falls linearly from 1 at 20 degrees of yaw to 0.2 at 70 degrees (yaw from the 3D mesh).
@@ -67,9 +73,20 @@ def _process(rgb: np.ndarray):
 
 
 def _run_paths(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Worker: dense points (n, 478, 3), found (n,) and readable (n,) for image files."""
+    """Worker: dense points (n, 478, 3), found (n,) and readable (n,) for image files.
+
+    The graph is reset first (a reset graph gives the same bytes as a new one, measured on c01),
+    so nothing tracked in an earlier call carries into this one.
+    """
     import cv2
 
+    from prep.vision.mp_graph import native_stderr_to_log
+
+    global _MESH_SAW_FACE
+    with native_stderr_to_log():  # a restarted graph repeats its start-up notes on first use
+        _MESH.reset()
+        _MESH.process(np.zeros((64, 64, 3), np.uint8))  # no face: leaves no tracked state
+    _MESH_SAW_FACE = False  # ... and its first-face note
     n = len(paths)
     dense = np.full((n, N_DENSE, 3), np.nan, np.float32)
     found = np.zeros(n, bool)
@@ -147,7 +164,8 @@ class MediapipeLandmarks:
     def detect(
         self, frame_paths: Sequence[Path], boxes_px: np.ndarray | None = None
     ) -> LandmarkResult:
-        """Landmarks of consecutive frames (boxes are not needed: the mesh finds the face)."""
+        """Landmarks of consecutive frames, from a fresh tracker (boxes are not needed: the mesh
+        finds the face)."""
         if self._pool is None:
             raise RuntimeError("use MediapipeLandmarks as a context manager")
         dense, found, readable = self._pool.submit(
