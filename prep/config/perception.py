@@ -34,8 +34,9 @@ class CropConfig:
     smooth_sigma: float = 5.0  # smooth: Gaussian sigma of the centre track, frames
     smooth_sigma_size: float = 15.0  # smooth: Gaussian sigma of the box side, frames
     drop_outside: bool = False  # fail (drop the clip) when the static box leaves the frame
-    pad: str = "replicate"  # replicate | constant: fill outside the original frame
-    pad_value: int = 0  # constant padding grey level, 0-255
+    inside_frame: bool = False  # move (and shrink) the box so it never leaves the frame
+    pad: str = "constant"  # constant | replicate (edge streaks): fill outside the original frame
+    pad_value: int = 0  # constant padding grey level, 0-255; mattes and masks are 0 there
     matting_first: bool = False  # matte the full frame, then crop the alpha (OTAvatar order)
     jpeg_quality: int = 95  # crop/frames JPEG quality
     workers: int = 2  # threads decoding, warping and encoding frames

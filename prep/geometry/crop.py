@@ -20,11 +20,20 @@ crop/crop.npz keys (T frames):
     orig_hw (2,) int               (h, w) of the original frames
     frame_names (T,) str           original frame file names
     mode str                       static | smooth
+    inframe_xyxy (T,4) float64     the original frame's rectangle in crop pixels (edges), clipped
+                                   to the crop: pixels whose centre lies in [x0, x1) x [y0, y1)
+                                   show the frame, the rest lies outside it (`inframe_mask`)
+
+Pixels outside the original frame are not there: with ``crop.pad=constant`` (the default) they
+hold ``crop.pad_value`` exactly, and the mattes, parsing labels and masks are 0 there, so
+albedo and photometric terms never see them. With ``crop.inside_frame=true`` the box is moved
+(and shrunk to the frame's shorter side when larger) so that it stays inside the frame.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -47,6 +56,15 @@ class CropTransforms:
     frame_names: np.ndarray
     mode: str
 
+    @cached_property
+    def inframe_rects(self) -> np.ndarray:
+        """(T, 4) the original frame's rectangle in crop pixels (see `inframe_xyxy`)."""
+        return inframe_xyxy(self.orig_to_crop, tuple(self.orig_hw), self.image_size)
+
+    def inframe_mask(self, i: int) -> np.ndarray:
+        """(N, N) bool: the pixels of crop frame `i` that show the original frame."""
+        return inframe_mask(self.inframe_rects[i], self.image_size)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {
             "orig_to_crop": self.orig_to_crop,
@@ -57,6 +75,7 @@ class CropTransforms:
             "orig_hw": np.asarray(self.orig_hw),
             "frame_names": np.asarray(self.frame_names, dtype=str),
             "mode": np.asarray(self.mode),
+            "inframe_xyxy": self.inframe_rects,
         }
 
     @staticmethod
@@ -167,7 +186,9 @@ def check_crop_config(cfg: CropConfig) -> None:
     if not 0 <= cfg.static_size_quantile <= 1:
         raise BadConfigError(f"crop.static_size_quantile={cfg.static_size_quantile}: use 0..1")
     if cfg.pad not in ("replicate", "constant"):
-        raise BadConfigError(f"crop.pad={cfg.pad!r}: use replicate or constant")
+        raise BadConfigError(f"crop.pad={cfg.pad!r}: use constant or replicate")
+    if not 0 <= cfg.pad_value <= 255:
+        raise BadConfigError(f"crop.pad_value={cfg.pad_value}: use a grey level 0..255")
 
 
 def crop_boxes(face_box: np.ndarray, valid: np.ndarray, cfg: CropConfig) -> np.ndarray:
@@ -210,6 +231,53 @@ def crop_boxes(face_box: np.ndarray, valid: np.ndarray, cfg: CropConfig) -> np.n
     return np.concatenate([centre - half, centre + half], axis=1)
 
 
+def inframe_xyxy(orig_to_crop: np.ndarray, orig_hw: tuple[int, int], size: int) -> np.ndarray:
+    """Where the original frame lies in each crop.
+
+    Args:
+        orig_to_crop: (T, 3, 3) axis-aligned maps.
+        orig_hw: (h, w) of the original frames.
+        size: N, side of the crop.
+
+    Returns:
+        (T, 4) float64 edges (x0, y0, x1, y1) in crop pixels of the frame's rectangle
+        [-0.5, w - 0.5] x [-0.5, h - 0.5], clipped to the crop's [-0.5, N - 0.5].
+    """
+    h, w = orig_hw
+    M = np.asarray(orig_to_crop, np.float64)
+    scale = np.stack([M[:, 0, 0], M[:, 1, 1]], 1)
+    shift = M[:, :2, 2]
+    lo = scale * -0.5 + shift
+    hi = scale * (np.array([w, h], np.float64) - 0.5) + shift
+    return np.clip(np.concatenate([lo, hi], 1), -0.5, size - 0.5)
+
+
+def inframe_mask(xyxy: np.ndarray, size: int) -> np.ndarray:
+    """(N, N) bool: pixels whose centre lies in [x0, x1) x [y0, y1) of one `inframe_xyxy` row."""
+    c = np.arange(size, dtype=np.float64)
+    x0, y0, x1, y1 = np.asarray(xyxy, np.float64)
+    return ((c >= y0) & (c < y1))[:, None] & ((c >= x0) & (c < x1))[None, :]
+
+
+def fit_inside(box_xyxy: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
+    """Move square boxes into the frame, shrinking those larger than its shorter side.
+
+    Args:
+        box_xyxy: (T, 4) square boxes, original pixels (edges).
+        orig_hw: (h, w) of the frames.
+
+    Returns:
+        (T, 4) boxes inside [-0.5, w - 0.5] x [-0.5, h - 0.5], centres moved the least.
+    """
+    h, w = orig_hw
+    side = np.minimum(box_xyxy[:, 2] - box_xyxy[:, 0], min(h, w))[:, None]
+    centre = (box_xyxy[:, :2] + box_xyxy[:, 2:]) / 2
+    lo = side / 2 - 0.5
+    hi = np.array([w, h], np.float64) - 0.5 - side / 2
+    centre = np.clip(centre, lo, hi)
+    return np.concatenate([centre - side / 2, centre + side / 2], axis=1)
+
+
 def overflow_px(box_xyxy: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
     """(T,) how far (pixels) each box reaches outside the [-0.5, W-0.5] x [-0.5, H-0.5] frame."""
     h, w = orig_hw
@@ -225,8 +293,11 @@ def make_crop(
     frame_names: list[str],
     cfg: CropConfig,
 ) -> CropTransforms:
-    """Crop boxes and their transforms for a clip (see `crop_boxes`)."""
+    """Crop boxes and their transforms for a clip (see `crop_boxes`; `fit_inside` when
+    ``cfg.inside_frame``)."""
     box = crop_boxes(face_box, valid, cfg)
+    if cfg.inside_frame:
+        box = fit_inside(box, orig_hw)
     M = box_to_orig_to_crop(box, cfg.image_size)
     return CropTransforms(
         M,
@@ -244,9 +315,10 @@ def warp_to_crop(
     img: np.ndarray,
     orig_to_crop: np.ndarray,
     size: int,
-    pad: str = "replicate",
+    pad: str = "constant",
     pad_value: int = 0,
     nearest: bool = False,
+    inframe: np.ndarray | None = None,
 ) -> np.ndarray:
     """Resample an image into its N x N crop.
 
@@ -257,15 +329,19 @@ def warp_to_crop(
         img: (H, W) or (H, W, C) image in original pixels.
         orig_to_crop: (3, 3) map of this frame.
         size: N.
-        pad: "replicate" or "constant" outside the original frame.
+        pad: "constant" or "replicate" outside the original frame.
         pad_value: grey level for constant padding.
         nearest: nearest-neighbour sampling (label maps).
+        inframe: (N, N) bool `inframe_mask` of this frame. With constant padding the warp then
+            replicates the edge for the half pixel that bilinear sampling reaches past it (no
+            dark fringe inside the frame) and sets every pixel outside the mask to
+            `pad_value` exactly.
 
     Returns:
         (N, N[, C]) image of the same dtype.
     """
     if pad not in ("replicate", "constant"):
-        raise BadConfigError(f"crop.pad={pad!r}: use replicate or constant")
+        raise BadConfigError(f"crop.pad={pad!r}: use constant or replicate")
     M = np.asarray(orig_to_crop, np.float64)
     k = int(1.0 / M[0, 0]) if not nearest else 1
     if k >= 2:
@@ -276,12 +352,16 @@ def warp_to_crop(
         # Centre convention: x_small = sx * (x + 0.5) - 0.5.
         D = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
         M = M @ np.linalg.inv(D)
-    border = cv2.BORDER_REPLICATE if pad == "replicate" else cv2.BORDER_CONSTANT
+    paint = pad == "constant" and inframe is not None
+    border = cv2.BORDER_CONSTANT if pad == "constant" and not paint else cv2.BORDER_REPLICATE
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     value = (pad_value,) * 4
-    return cv2.warpAffine(
+    out = cv2.warpAffine(
         img, M[:2], (size, size), flags=flags, borderMode=border, borderValue=value
     )
+    if paint:
+        out[~inframe] = pad_value
+    return out
 
 
 def jitter_px(box_xyxy: np.ndarray, size: int) -> float:

@@ -5,12 +5,15 @@ crop.npz keys and the pixel convention); the transforms are
 written first, then every frame is warped to crop/frames/%06d.jpg. Frames already written for the
 same transforms are kept, so a killed run resumes. Invalid frames (long detection gaps) still get a
 crop (from the interpolated box) so every per-frame folder has every frame; crop.npz `valid` marks
-them.
+them. Where the box leaves the frame the crop holds ``crop.pad_value`` (crop.npz `inframe_xyxy`
+says where the frame is; `load_crop(subject).inframe_mask(i)` gives the pixels), or, with
+``crop.inside_frame=true``, the box is kept inside the frame.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -41,6 +44,18 @@ def load_crop(subject: SubjectDir) -> CropTransforms:
     return CropTransforms.from_arrays(load_npz(subject.crop_npz))
 
 
+def inframe_reader(subject: SubjectDir) -> Callable[[int], np.ndarray | None]:
+    """Per-frame in-frame masks of the face frames: ``reader(i)`` is (N, N) bool, True where crop
+    frame `i` shows the original frame, or None when the face frames are the original frames.
+
+    Reads crop/crop.npz once. For the stages after crop and for the exports: pixels where it is
+    False are padding (alpha and mask 0, image/ holds ``crop.pad_value``).
+    """
+    if not (subject.crop_npz.exists() and subject.crop_dir.is_dir()):
+        return lambda i: None
+    return load_crop(subject).inframe_mask
+
+
 def _check_inside(ct: CropTransforms, drop_outside: bool) -> float:
     over = overflow_px(ct.box_xyxy, tuple(ct.orig_hw))
     frac = float((over > 0.5).mean())
@@ -56,7 +71,7 @@ def _check_inside(ct: CropTransforms, drop_outside: bool) -> float:
     "crop",
     needs=("detect",),
     config=("crop",),
-    version=1,
+    version=2,  # 2: constant padding by default, exact outside the frame; inframe_xyxy
     writes=lambda s: [s.crop_npz, s.crop_dir],
 )
 def run(ctx: StageContext) -> StageResult:
@@ -70,6 +85,7 @@ def run(ctx: StageContext) -> StageResult:
         "M": array_digest(ct.orig_to_crop),
         "pad": cfg.pad,
         "value": cfg.pad_value,
+        "painted": True,  # pixels outside the frame set to the pad value (version 2)
         "q": cfg.jpeg_quality,
         "n": cfg.image_size,
         "frames": manifest_digest(subject.manifest_path("extract_frames")),
@@ -83,7 +99,10 @@ def run(ctx: StageContext) -> StageResult:
         path = subject.frame_path(i)
         r = reduction(1.0 / ct.orig_to_crop[i, 0, 0], path)  # decode no larger than needed
         M = ct.orig_to_crop[i] @ reduced_to_orig(r)
-        out = warp_to_crop(read_rgb(path, r), M, cfg.image_size, cfg.pad, cfg.pad_value)
+        inframe = ct.inframe_mask(i)
+        out = warp_to_crop(
+            read_rgb(path, r), M, cfg.image_size, cfg.pad, cfg.pad_value, False, inframe
+        )
         write_image(subject.crop_frame_path(i), out, cfg.jpeg_quality)
 
     with ThreadPoolExecutor(max(1, cfg.workers)) as pool:

@@ -290,6 +290,7 @@ def _photometric(ctx: StageContext, flame, track: dict, data) -> dict[str, float
     Uses the face-parsing labels (tracker.photo.region) when the parsing stage has run, else the
     whole rendered face; see prep.track.photometric for the model and schedule.
     """
+    from prep.stages.crop import inframe_reader
     from prep.stages.landmarks import face_frame_path
     from prep.track.photometric_tracking import frame_loader, refine_tracking
 
@@ -300,11 +301,13 @@ def _photometric(ctx: StageContext, flame, track: dict, data) -> dict[str, float
 
     if not s.parsing_dir.is_dir():
         log.warning("photometric phase without parsing labels: the whole face render is compared")
+    inframe = inframe_reader(s)
     load = frame_loader(
         lambda i: face_frame_path(s, stem(i)),
         lambda i: s.parsing_path(stem(i)),
         lambda i: s.mask_path(stem(i)),
         list(pc.region),
+        lambda i: inframe(stem(i)),
     )
     refined, metrics = refine_tracking(flame, track, data.lmk_px, data.lmk_w, load, pc)
     track.update(refined)

@@ -4,7 +4,8 @@ By default the crop frames are matted. With ``crop.matting_first=true`` (OTAvata
 full original frame is matted and the alpha is cropped with the same transform as the frame.
 Frames are processed in order because temporal smoothing (and RVM's recurrent state) carry across
 frames; a resumed run re-runs `matting.warmup` frames before the first missing one, without
-writing them, to re-warm that state.
+writing them, to re-warm that state. Pixels outside the original frame
+(`CropTransforms.inframe_mask`) get alpha 0: they are padding, never the subject.
 """
 
 from __future__ import annotations
@@ -78,19 +79,19 @@ def _alphas(
             if k + 1 < len(plan):
                 nxt = reader.submit(load, plan[k + 1][0])
             alpha = post(rgb, matter.matte(rgb))
+            inframe = ct.inframe_mask(i)
             if first:
-                # Pad the alpha the way the frame was padded, so image and matte agree.
                 M = ct.orig_to_crop[i] @ reduced_to_orig(r)
-                alpha = warp_to_crop(alpha, M, ct.image_size, crop_cfg.pad, 0)
+                alpha = warp_to_crop(alpha, M, ct.image_size, "constant", 0, False, inframe)
             if write:
-                yield i, alpha
+                yield i, np.where(inframe, alpha, 0.0)
 
 
 @register_stage(
     "matting",
     needs=("crop",),
     config=("matting",),
-    version=1,
+    version=2,  # 2: alpha 0 outside the original frame
     writes=lambda s: [s.alpha_dir],
     assets=_assets,
 )
@@ -103,6 +104,7 @@ def run(ctx: StageContext) -> StageResult:
         "crop": array_digest(ct.orig_to_crop),
         "first": crop_cfg.matting_first,
         "pad": crop_cfg.pad,
+        "inframe": True,  # alpha 0 outside the frame (version 2)
         "frames": manifest_digest(subject.manifest_path("extract_frames")),
         "crop_frames": manifest_digest(subject.manifest_path("crop")),
     }

@@ -5,6 +5,8 @@ Writes, per face frame i (crop pixels):
     mask/%06d.png            uint8 final mask = matte, with cloth (16) removed when
                              parsing.mask_clothes (HRAvatar's clothes masking)
     image/%06d.png           RGBA: the crop frame with the final mask as alpha
+Pixels outside the original frame (where the crop box left it) are background (label 0, mask 0)
+and, with constant crop padding, hold the pad value in image/ exactly.
 Frames already written under the same inputs and settings are kept (resume after a kill).
 Backends: ``parsing=mesh`` (MediaPipe mesh + matte heuristics) or ``parsing=bisenet``.
 """
@@ -23,6 +25,7 @@ from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.report import overlay
 from prep.resume import outputs_for
+from prep.stages.crop import inframe_reader
 from prep.stages.landmarks import dense_mesh, face_frame_path, video_fps
 from prep.subject import SubjectDir
 from prep.vision.parsing import LABEL, final_mask
@@ -87,6 +90,18 @@ class _Labeller:
         ]
 
 
+def outside_frame_cleared(
+    inframe: np.ndarray | None, pad_value: int | None, rgb: np.ndarray, *maps: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """`rgb` with `pad_value` and each map with 0 where `inframe` is False (the crop's padding;
+    JPEG leaves ringing there). `inframe` None: the whole image is the frame."""
+    if inframe is None:
+        return (rgb, *maps)
+    if pad_value is not None:
+        rgb = np.where(inframe[..., None], rgb, np.uint8(pad_value))
+    return (rgb, *(np.where(inframe, m, 0).astype(m.dtype) for m in maps))
+
+
 def _batches(todo: list[int], size: int, n: int) -> list[list[int]]:
     """The fixed batches ``[k size, (k+1) size)`` holding a frame of `todo`, whole.
 
@@ -105,7 +120,7 @@ def _done(subject: SubjectDir, i: int) -> bool:
 
 
 def _write(subject: SubjectDir, i: int, rgb, alpha, labels, mask_clothes: bool) -> np.ndarray:
-    mask = final_mask(alpha, labels, mask_clothes)
+    mask = final_mask(alpha, labels, mask_clothes)  # alpha is 0 outside the frame
     write_image(subject.parsing_path(i), labels)
     write_image(subject.mask_path(i), mask)
     write_image(subject.image_path(i), np.dstack([rgb, mask]))
@@ -116,7 +131,7 @@ def _write(subject: SubjectDir, i: int, rgb, alpha, labels, mask_clothes: bool) 
     "parsing",
     needs=("landmarks", "matting"),
     config=("parsing",),
-    version=1,
+    version=2,  # 2: background outside the original frame
     writes=lambda s: [s.parsing_dir, s.mask_dir, s.image_dir],
     assets=lambda cfg: ["bisenet"] if cfg.parsing.backend == "bisenet" else [],
 )
@@ -135,6 +150,8 @@ def run(ctx: StageContext) -> StageResult:
     counts = np.zeros(len(overlay.LABEL_COLORS), np.int64)
     labeller = _Labeller(ctx) if todo else None
     missing = set(todo)
+    inframe = inframe_reader(subject) if todo else None
+    pad = ctx.cfg.crop.pad_value if ctx.cfg.crop.pad == "constant" else None
     for idx in progress(_batches(todo, max(1, cfg.batch_size), n), desc="parsing"):
         rgbs = [read_image(face_frame_path(subject, i), "rgb") for i in idx]
         alphas = [read_alpha(subject, i, r.shape[:2]) for i, r in zip(idx, rgbs, strict=True)]
@@ -142,6 +159,7 @@ def run(ctx: StageContext) -> StageResult:
             idx, rgbs, alphas, labeller.labels(idx, rgbs, alphas), strict=True
         ):
             if i in missing:
+                rgb, a, lab = outside_frame_cleared(inframe(i), pad, rgb, a, lab)
                 counts += _write(subject, i, rgb, a, lab, cfg.mask_clothes)
     fg = max(int(counts[1:].sum()), 1)
     metrics = {

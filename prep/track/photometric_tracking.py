@@ -30,10 +30,12 @@ def frame_loader(
     parsing_path: Callable[[int], object] | None,
     mask_path: Callable[[int], object] | None,
     region_labels: list[int],
+    inframe: Callable[[int], np.ndarray | None] | None = None,
 ) -> FrameLoader:
     """Read frames (sRGB in [0,1]) and their face regions from the subject's files, resized.
 
-    Without parsing labels the whole (masked) frame counts as the region.
+    Without parsing labels the whole (masked) frame counts as the region. Pixels outside the
+    original frame (``inframe(i)`` False: the crop's padding) never count.
     """
     import cv2
 
@@ -50,6 +52,9 @@ def frame_loader(
             mp = mask_path(i) if mask_path is not None else None
             if mp is not None and mp.exists():
                 region &= read_image(mp, "gray") > 127
+            inside = inframe(i) if inframe is not None else None
+            if inside is not None:
+                region &= inside
             if rgb.shape[:2] != tuple(hw):
                 rgb = cv2.resize(rgb, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
                 region = cv2.resize(region.astype(np.uint8), (hw[1], hw[0]),

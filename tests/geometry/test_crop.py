@@ -151,3 +151,38 @@ def test_face_margin():
 def test_overflow_px():
     box = np.array([[-0.5, -0.5, 99.5, 99.5], [-10.5, 0, 50, 50], [0, 0, 120.5, 60]])
     np.testing.assert_allclose(overflow_px(box, (100, 100)), [0, 10, 21])
+
+
+@pytest.mark.parametrize("side", [300.0, 700.0, 1500.0])  # upscale, mild and 2x+ downscale
+def test_padding_outside_the_frame_is_exact_and_the_mask_is_the_frame(side):
+    """Geometric fact: a crop pixel shows the frame iff its centre's preimage lies in the
+    frame's rectangle [-0.5, W - 0.5) x [-0.5, H - 0.5); checked per pixel via crop_to_orig."""
+    from prep.geometry.crop import inframe_mask, inframe_xyxy
+
+    rng = np.random.default_rng(1)
+    h, w = 480, 640
+    img = rng.integers(30, 256, (h, w, 3), dtype=np.uint8)
+    box = np.array([[-120.25, 300.5 - side / 2, side - 120.25, 300.5 + side / 2]])
+    M = box_to_orig_to_crop(box, 256)
+    rect = inframe_xyxy(M, (h, w), 256)[0]
+    inside = inframe_mask(rect, 256)
+    v, u = np.mgrid[0:256, 0:256].astype(np.float64)
+    c2o = invert_affine(M)[0]
+    x, y = c2o[0, 0] * u + c2o[0, 2], c2o[1, 1] * v + c2o[1, 2]
+    np.testing.assert_array_equal(inside, (x >= -0.5) & (x < w - 0.5) & (y >= -0.5) & (y < h - 0.5))
+    assert 0 < inside.mean() < 1
+    out = warp_to_crop(img, M[0], 256, "constant", 7, inframe=inside)
+    assert (out[~inside] == 7).all()
+    assert out[inside].min() >= 30 - 1  # no dark fringe: the edge is replicated half a pixel
+    streaks = warp_to_crop(img, M[0], 256, "replicate")
+    assert streaks[~inside].std() > 5  # what replicate padding leaves there
+
+
+def test_inside_frame_moves_and_shrinks_the_box():
+    from prep.geometry.crop import fit_inside
+
+    box = np.array([[-50.0, 10.0, 350.0, 410.0], [100.0, 100.0, 900.0, 900.0]])
+    out = fit_inside(box, (480, 640))
+    np.testing.assert_allclose(out[0], [-0.5, 10.0, 399.5, 410.0])  # moved right, same size
+    np.testing.assert_allclose(out[1, 2:] - out[1, :2], [480.0, 480.0])  # shrunk to the height
+    assert (overflow_px(out, (480, 640)) == 0).all()

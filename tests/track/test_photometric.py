@@ -170,3 +170,22 @@ def test_nan_parameters_and_empty_regions_stay_finite(tiny_flame_assets):  # noq
     assert torch.isfinite(res.params["expr"][others]).all()
     assert torch.isfinite(res.albedo).all() and torch.isfinite(res.sh).all()
     assert all(np.isfinite(v) for v in res.metrics.values())
+
+
+def test_frame_loader_leaves_out_pixels_outside_the_frame(tmp_path):
+    """Without parsing labels the whole frame is the region, except the crop's padding."""
+    import numpy as np
+
+    from prep.io.files import write_image
+    from prep.subject import SubjectDir
+    from prep.track.photometric_tracking import frame_loader
+
+    s = SubjectDir(tmp_path / "s")
+    write_image(s.crop_frame_path(0), np.full((S, S, 3), 90, np.uint8))
+    inside = np.zeros((S, S), bool)
+    inside[5:, : S - 9] = True  # the box left the frame at the top and on the right
+    load = frame_loader(s.crop_frame_path, None, None, [1], lambda i: inside)
+    _, region = load([0], (S, S))
+    np.testing.assert_array_equal(region[0].numpy(), inside)
+    _, region = frame_loader(s.crop_frame_path, None, None, [1], lambda i: None)([0], (S, S))
+    assert region.all()
