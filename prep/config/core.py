@@ -14,6 +14,8 @@ class DatasetConfig:
     name: str = MISSING  # dataset kind: custom | insta | hdtf | demo
     video: str | None = None  # custom: a video file (any container FFmpeg reads)
     images: str | None = None  # custom: a folder of images instead of a video
+    sequence: bool | None = None  # frames in time order; null: videos yes, image folders detected
+    same_person: bool = False  # a photo collection (sequence=false) shows one person: one shape
     root: str | None = None  # insta/hdtf: the dataset release folder holding subjects
     default_subject: str | None = None  # subject used when `subject` is not given
     fx: float | None = None  # dataset default focal length (original pixels), when known

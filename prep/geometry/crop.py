@@ -19,7 +19,7 @@ crop/crop.npz keys (T frames):
     valid (T,) bool                the subject's face was detected (or interpolated) there
     orig_hw (2,) int               (h, w) of the original frames
     frame_names (T,) str           original frame file names
-    mode str                       static | smooth
+    mode str                       static | smooth | per_image (a photo collection)
     inframe_xyxy (T,4) float64     the original frame's rectangle in crop pixels (edges), clipped
                                    to the crop: pixels whose centre lies in [x0, x1) x [y0, y1)
                                    show the frame, the rest lies outside it (`inframe_mask`)
@@ -191,13 +191,20 @@ def check_crop_config(cfg: CropConfig) -> None:
         raise BadConfigError(f"crop.pad_value={cfg.pad_value}: use a grey level 0..255")
 
 
-def crop_boxes(face_box: np.ndarray, valid: np.ndarray, cfg: CropConfig) -> np.ndarray:
-    """Square crop boxes from a face track.
+def crop_boxes(
+    face_box: np.ndarray,
+    valid: np.ndarray,
+    cfg: CropConfig,
+    orig_hw: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Square crop boxes from a face track, or from the faces of unrelated photos.
 
     Args:
         face_box: (T, 4) detected face boxes, original pixels (nan where invalid).
         valid: (T,) frames with a usable face box.
         cfg: crop settings (mode, scale, increase_area, shift_y, smoothing).
+        orig_hw: (h, w) of the frames when they are a photo collection: each image is cropped
+            around its own face (crop.mode does not apply), an image without one whole.
 
     Returns:
         (T, 4) float64 square boxes; invalid frames get interpolated (or held) boxes.
@@ -214,7 +221,11 @@ def crop_boxes(face_box: np.ndarray, valid: np.ndarray, cfg: CropConfig) -> np.n
     centre = (box[:, :2] + box[:, 2:]) / 2
     centre[:, 1] += cfg.shift_y * side
     grow = cfg.scale * (1.0 + cfg.increase_area)
-    if cfg.mode == "static":
+    if orig_hw is not None:  # a photo collection: each image's own box, nothing shared
+        h, w = orig_hw
+        side = np.where(valid, side * grow, max(h, w))  # no face: the whole image
+        centre[~valid] = [(w - 1) / 2, (h - 1) / 2]
+    elif cfg.mode == "static":
         c = np.median(centre[valid], axis=0)
         s = np.quantile(side[valid], cfg.static_size_quantile) * grow
         centre = np.broadcast_to(c, centre.shape)
@@ -292,10 +303,12 @@ def make_crop(
     orig_hw: tuple[int, int],
     frame_names: list[str],
     cfg: CropConfig,
+    sequence: bool = True,
 ) -> CropTransforms:
-    """Crop boxes and their transforms for a clip (see `crop_boxes`; `fit_inside` when
-    ``cfg.inside_frame``)."""
-    box = crop_boxes(face_box, valid, cfg)
+    """Crop boxes and their transforms for a clip, or per image for a photo collection (not
+    `sequence`; mode "per_image"); see `crop_boxes`, and `fit_inside` when ``cfg.inside_frame``.
+    """
+    box = crop_boxes(face_box, valid, cfg, None if sequence else orig_hw)
     if cfg.inside_frame:
         box = fit_inside(box, orig_hw)
     M = box_to_orig_to_crop(box, cfg.image_size)
@@ -307,7 +320,7 @@ def make_crop(
         valid.copy(),
         np.asarray(orig_hw),
         np.asarray(frame_names, dtype=str),
-        cfg.mode,
+        cfg.mode if sequence else "per_image",
     )
 
 

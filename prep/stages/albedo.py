@@ -52,7 +52,8 @@ class MeshNormals:
         sel = np.asarray(idx)
         p = {k: torch.as_tensor(t[k][sel], dtype=torch.float32) for k in FLAME_PARAMS}
         eyelids = torch.as_tensor(t["eyelids"][sel], dtype=torch.float32)
-        shape = torch.as_tensor(t["shape"], dtype=torch.float32)
+        shape = np.asarray(t["shape"])  # (n_shape,), or (T, n_shape) for a photo collection
+        shape = torch.as_tensor(shape[sel] if shape.ndim == 2 else shape, dtype=torch.float32)
         with torch.no_grad():
             verts = self.model(
                 shape, p["expr"], p["global_pose"], p["neck_pose"], p["jaw_pose"],

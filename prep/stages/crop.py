@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from prep.datasets.sequence import is_sequence
 from prep.errors import BadInputError, MissingInputError
 from prep.geometry.crop import (
     CropTransforms,
@@ -78,7 +79,9 @@ def run(ctx: StageContext) -> StageResult:
     cfg, subject = ctx.cfg.crop, ctx.subject
     det = load_npz(subject.detections)
     hw = tuple(int(v) for v in det["image_hw"])
-    ct = make_crop(det["box_xyxy"], det["valid"].astype(bool), hw, list(det["frame_names"]), cfg)
+    sequence = is_sequence(ctx.cfg, subject)
+    names = list(det["frame_names"])
+    ct = make_crop(det["box_xyxy"], det["valid"].astype(bool), hw, names, cfg, sequence)
     outside = _check_inside(ct, cfg.drop_outside)
     save_npz(subject.crop_npz, **ct.to_arrays())
     key = {
@@ -117,7 +120,7 @@ def run(ctx: StageContext) -> StageResult:
             int((margin < 0).sum()),
         )
     metrics = {
-        "jitter_px": jitter_px(ct.box_xyxy, cfg.image_size),
+        "jitter_px": jitter_px(ct.box_xyxy, cfg.image_size) if sequence else float("nan"),
         "outside_frac": outside,
         "box_side_px": float(np.median(side)),
         "valid_frac": float(ct.valid.mean()),

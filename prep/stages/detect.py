@@ -2,7 +2,10 @@
 
 Candidates are written per chunk (detect/chunks/) so a killed run resumes; the subject track
 (`prep.vision.detect.track_subject`) is computed from all of them and written to
-detect/detections.npz (keys in `prep.vision.detect`).
+detect/detections.npz (keys in `prep.vision.detect`). Each chunk also holds how alike each frame
+is to the one before (`prep.datasets.sequence`), from which an image folder is judged a sequence
+or a photo collection (detections.npz ``sequence``, ``pair_ncc``); in a collection every image's
+largest face is its subject and nothing is carried between images.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import logging
 
 import numpy as np
 
+from prep.datasets.sequence import declared_sequence, judge, pair_similarity, thumbnail
 from prep.errors import BadInputError
 from prep.io.files import save_npz
 from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
 from prep.progress import progress
 from prep.resume import manifest_digest, outputs_for
-from prep.vision.detect import track_subject
+from prep.vision.detect import largest_face_per_image, track_subject
 from prep.vision.detect_backends import N_KPS, FaceCandidates, make_detector
 from prep.vision.frames import read_rgb, reduction
 
@@ -71,7 +75,7 @@ def _detect(det, img: np.ndarray, r: int) -> FaceCandidates:
     "detect",
     needs=("extract_frames",),
     config=("detect",),
-    version=1,
+    version=2,  # 2: sequence or photo collection (detections.npz sequence, pair_ncc)
     writes=lambda s: [s.detections],
 )
 def run(ctx: StageContext) -> StageResult:
@@ -80,6 +84,7 @@ def run(ctx: StageContext) -> StageResult:
     chunks = subject.ensure(subject.detect_dir / "chunks")
     key = dataclasses.asdict(cfg) | {
         "n": n,
+        "pair_ncc": True,  # chunks hold the consecutive-frame similarity (version 2)
         "frames": manifest_digest(subject.manifest_path("extract_frames")),
     }
     outputs_for(subject.detect_dir / "chunks.json", key, [chunks], ctx.force)
@@ -91,16 +96,28 @@ def run(ctx: StageContext) -> StageResult:
     if todo:
         with make_detector(cfg) as det:
             for i0, i1 in progress(todo, desc="detect"):
-                rows = [_pad(_detect(det, _read_frame(ctx, i, hw, r), r)) for i in range(i0, i1)]
+                rows, thumbs = [], []
+                for i in range(i0, i1):
+                    img = _read_frame(ctx, i, hw, r)
+                    rows.append(_pad(_detect(det, img, r)))
+                    thumbs.append(thumbnail(img))
                 box, score, kps, count = (np.stack(x) for x in zip(*rows, strict=True))
-                store.write(i0, i1, box=box, score=score, kps=kps, count=count.astype(np.int32))
+                prev = thumbnail(_read_frame(ctx, i0 - 1, hw, r)) if i0 else None
+                store.write(i0, i1, box=box, score=score, kps=kps, count=count.astype(np.int32),
+                            pair_ncc=pair_similarity(np.stack(thumbs), prev))  # fmt: skip
     raw = store.merge(n)
-    track = track_subject(raw["box"], raw["score"], raw["kps"], raw["count"], cfg)
+    sequence, how = judge(ctx.cfg, raw["pair_ncc"]) if n else (True, "")
+    if declared_sequence(ctx.cfg.dataset) is None:
+        log.info("detect: %s", how)
+    pick = track_subject if sequence else largest_face_per_image
+    track = pick(raw["box"], raw["score"], raw["kps"], raw["count"], cfg)
     save_npz(
         subject.detections,
         frame_names=np.asarray(subject.frame_names(), dtype=str),
         image_hw=np.asarray(hw),
         backend=np.asarray(cfg.backend),
+        sequence=np.asarray(sequence),
+        pair_ncc=raw["pair_ncc"],
         **track.to_arrays(),
     )
     n_ok = int((track.reason == "ok").sum())

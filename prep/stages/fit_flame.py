@@ -10,6 +10,9 @@ Reads landmarks/landmarks.npz, iris/iris.npz and crop/crop.npz; writes
   over a wireframe of the fitted mesh.
 The headline metric is the mean landmark RMSE in crop pixels (``lmk_rmse_px``).
 
+A photo collection (`prep.datasets.sequence`) is fitted by `prep.track.flame_collection`: no
+temporal smoothness or bridging, one identity per image unless ``dataset.same_person=true``.
+
 Intrinsics: top-level ``fx fy cx cy`` (original-video pixels; dataset defaults when null) are
 mapped to each crop by its transform; without fx a shared focal length is estimated.
 """
@@ -24,12 +27,14 @@ import numpy as np
 import torch
 
 from prep.config import Config
+from prep.datasets.sequence import is_sequence
 from prep.errors import BadConfigError, BadInputError, MissingInputError
 from prep.export.imavatar_json import flame_params_dict, write_flame_params_json
 from prep.io.files import load_npz, read_image, read_json, save_npz, write_json
 from prep.models.camera import intrinsics_for
 from prep.pipeline import StageContext, StageResult, file_fingerprint, register_stage
 from prep.subject import SubjectDir
+from prep.track.flame_collection import fit_collection
 from prep.track.flame_data import camera_intrinsics_orig, load_tracking_data
 from prep.track.flame_fit import (
     DTYPES,
@@ -112,10 +117,19 @@ def run(ctx: StageContext) -> StageResult:
                 step=step[0],
             )
 
-    out = fit_sequence(flame, data, camera, tc, init, fixed_shape, ctx.device, on_phase_end)
+    sequence = is_sequence(cfg, subject)
+    if sequence:
+        out = fit_sequence(flame, data, camera, tc, init, fixed_shape, ctx.device, on_phase_end)
+    else:  # photo collection: no smoothness, no bridging, a shape per image unless same person
+        same = cfg.dataset.same_person
+        out = fit_collection(flame, data, camera, tc, same, init, fixed_shape, ctx.device,
+                             on_phase_end)  # fmt: skip
+        log.info("fit_flame: photo collection, %s", "one identity" if same else "one per image")
     track = tracking_arrays(out, data, cfg.flame.version, flame.n_shape, flame.n_expr)
+    if tc.photometric and not sequence:
+        log.warning("fit_flame: tracker.photometric is not applied to a photo collection")
     # --- photometric phase (renderer engineer; prep.track.photometric) -----------------------
-    photo_metrics = _photometric(ctx, flame, track, data) if tc.photometric else {}
+    photo_metrics = _photometric(ctx, flame, track, data) if tc.photometric and sequence else {}
     # ------------------------------------------------------------------------------------------
     save_npz(subject.flame_tracking, **track)
     kp = project_tracking(flame, track)
@@ -127,7 +141,8 @@ def run(ctx: StageContext) -> StageResult:
     _write_metrics(subject, data, out, summary)
     if tc.overlay_video:
         _overlays(ctx, flame, track, data, kp)
-        _shaded_overlays(ctx, flame)  # renderer engineer: clay mesh over the frames
+        if np.ndim(track["shape"]) == 1:  # the clay renderer takes one identity
+            _shaded_overlays(ctx, flame)  # renderer engineer: clay mesh over the frames
     if ctx.logger:
         ctx.logger.summary(summary)
     n_bad = int((~data.valid).sum())
@@ -252,9 +267,10 @@ def _mesh_px(flame, track: dict, i: int) -> np.ndarray:
     def t(key):
         return torch.as_tensor(np.asarray(track[key][i : i + 1]), dtype=dt)
 
+    shape = np.asarray(track["shape"])
     with torch.no_grad():
         out = flame(
-            torch.as_tensor(track["shape"], dtype=dt),
+            torch.as_tensor(shape[i : i + 1] if shape.ndim == 2 else shape, dtype=dt),
             t("expr"),
             t("global_pose"),
             t("neck_pose"),
@@ -271,13 +287,20 @@ def _mesh_px(flame, track: dict, i: int) -> np.ndarray:
 
 
 def _write_imavatar_json(subject: SubjectDir, flame, track: dict, kp: np.ndarray, data) -> None:
-    """flame_params.json, which holds one camera: written only when the crop does not move."""
-    if np.ndim(track["K"]) == 3:
+    """flame_params.json, which holds one camera and one identity: written only when the crop does
+    not move and the frames are one person's."""
+    if np.ndim(track["K"]) == 3 or np.ndim(track["shape"]) == 2:
         subject.flame_params_json.unlink(missing_ok=True)
+        why = (
+            "the crop moves (crop.mode=smooth)"
+            if np.ndim(track["shape"]) == 1
+            else "the images are a photo collection with a crop and an identity per image"
+        )
         log.warning(
-            "fit_flame: flame_params.json not written: the crop moves (crop.mode=smooth), so "
-            "each frame has its own intrinsics (kept in tracking.npz); IMAvatar/HRAvatar need "
-            "one camera: re-run with crop.mode=static"
+            "fit_flame: flame_params.json not written: %s, so each frame has its own intrinsics "
+            "(kept in tracking.npz); IMAvatar/HRAvatar need one camera%s",
+            why,
+            ": re-run with crop.mode=static" if np.ndim(track["shape"]) == 1 else "",
         )
         return
     obj = flame_params_dict(track, kp, data.lmk_px, data.lmk_w, with_eyelids=flame.has_eyelids)

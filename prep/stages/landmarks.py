@@ -23,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from prep.config.face import LandmarksConfig
+from prep.datasets.sequence import is_sequence
 from prep.errors import BadConfigError, MissingInputError, NoUsableFramesError
 from prep.io.files import load_npz, read_image, read_json, save_npz, write_json
 from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
 from prep.progress import progress
 from prep.report import overlay
-from prep.resume import outputs_for
+from prep.resume import manifest_digest, outputs_for
 from prep.subject import SubjectDir, frame_stem
 from prep.vision.landmarks import LandmarkResult, make_backend
 from prep.vision.landmarks.filter import inter_ocular_px, one_euro
@@ -125,20 +127,30 @@ def _warmup(cfg) -> int:  # cfg: LandmarksConfig with static_image_mode resolved
     return cfg.warmup if cfg.backend == "mediapipe" and not cfg.static_image_mode else 0
 
 
+def landmarks_config(ctx: StageContext) -> LandmarksConfig:
+    """landmarks.* for this subject: a photo collection (`prep.datasets.sequence`) detects every
+    image afresh (static_image_mode when left null) and has no temporal filter or bridging."""
+    cfg = ctx.cfg.landmarks
+    if is_sequence(ctx.cfg, ctx.subject):
+        static = bool(cfg.static_image_mode)
+        return dataclasses.replace(cfg, static_image_mode=static)
+    static = True if cfg.static_image_mode is None else cfg.static_image_mode
+    return dataclasses.replace(cfg, static_image_mode=static, smooth=False, max_gap=0)
+
+
 def _detect_all(ctx: StageContext, n: int) -> tuple[dict[str, np.ndarray], int]:
-    cfg, subject = ctx.cfg.landmarks, ctx.subject
+    cfg, subject = landmarks_config(ctx), ctx.subject
     chunks = subject.ensure(subject.landmarks_dir / "chunks")
     key = {
         k: v
         for k, v in dataclasses.asdict(cfg).items()
         if k not in ("smooth", "min_cutoff_hz", "beta", "d_cutoff_hz", "overlay", "max_gap")
     }
-    outputs_for(subject.landmarks_dir / "chunks.json", key | {"n": n}, [chunks], ctx.force)
+    key |= {"n": n, "crop": manifest_digest(subject.manifest_path("crop"))}  # the images
+    outputs_for(subject.landmarks_dir / "chunks.json", key, [chunks], ctx.force)
     store = ChunkStore(chunks)
     todo = list(frame_chunks(n, cfg.chunk, done=store.has))
     boxes = face_boxes_crop(subject, n) if cfg.backend != "mediapipe" else None
-    if cfg.static_image_mode is None:  # unrelated photos: detect each; a video: track
-        cfg = dataclasses.replace(cfg, static_image_mode=ctx.cfg.dataset.images is not None)
     warm = _warmup(cfg)
     if todo:
         backend = make_backend(cfg)
@@ -183,12 +195,12 @@ def _overlay(subject: SubjectDir, raw: np.ndarray, points: np.ndarray, fps: floa
     "landmarks",
     needs=("crop",),
     config=("landmarks",),
-    version=2,  # 2: every chunk tracked from a reset tracker after a warm-up (exact resume)
+    version=2,  # 2: chunks tracked from a reset tracker after a warm-up; photo collections
     writes=lambda s: [s.landmarks_npz, s.keypoint_json],
     assets=lambda cfg: ["fan_dir"] if cfg.landmarks.backend == "fan" else [],
 )
 def run(ctx: StageContext) -> StageResult:
-    cfg, subject = ctx.cfg.landmarks, ctx.subject
+    cfg, subject = landmarks_config(ctx), ctx.subject
     n = subject.n_frames
     (subject.landmarks_dir / "dense.npz").unlink(missing_ok=True)  # mesh cache of older frames
     arrays, n_skipped = _detect_all(ctx, n)
@@ -223,18 +235,21 @@ def run(ctx: StageContext) -> StageResult:
         {str(nm): np.round(points[i], 3).tolist() for i, nm in enumerate(names) if usable[i]},
         indent=None,
     )
-    metrics = _metrics(raw, smooth, res.valid) | {"bridged": float(bridged.sum())}
+    if is_sequence(ctx.cfg, subject):
+        metrics = _metrics(raw, smooth, res.valid) | {"bridged": float(bridged.sum())}
+        track = f", jitter {metrics['jitter_px']:.3f} px (raw {metrics['jitter_raw_px']:.3f})"
+    else:  # unrelated photos: no track to measure
+        metrics, track = {"valid_frac": float(res.valid.mean())}, " (photo collection)"
     if ctx.logger:
         ctx.logger.log_metrics(metrics)
     if cfg.overlay:
         _overlay(subject, raw, points, fps)
     log.info(
-        "landmarks: %d/%d frames with a face, %d bridged, jitter %.3f px (raw %.3f)",
+        "landmarks: %d/%d frames with a face, %d bridged%s",
         int(res.valid.sum()),
         n,
         int(bridged.sum()),
-        metrics["jitter_px"],
-        metrics["jitter_raw_px"],
+        track,
     )
     return StageResult(
         n_frames=n, n_skipped=n_skipped, n_flagged=int((~res.valid).sum()), metrics=metrics
@@ -266,7 +281,7 @@ def dense_mesh(ctx: StageContext) -> tuple[np.ndarray, np.ndarray]:
             return d["dense_px"], d["valid"].astype(bool)
     from prep.vision.landmarks.mediapipe_backend import MediapipeLandmarks
 
-    mp_cfg = dataclasses.replace(ctx.cfg.landmarks, backend="mediapipe")
+    mp_cfg = dataclasses.replace(landmarks_config(ctx), backend="mediapipe")
     with MediapipeLandmarks(mp_cfg) as backend:
         res = backend.detect([face_frame_path(subject, i) for i in range(n)])
     save_npz(cache, dense_px=res.dense_px, valid=res.valid)

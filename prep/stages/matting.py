@@ -5,7 +5,9 @@ full original frame is matted and the alpha is cropped with the same transform a
 Frames are processed in order because temporal smoothing (and RVM's recurrent state) carry across
 frames; a resumed run re-runs `matting.warmup` frames before the first missing one, without
 writing them, to re-warm that state. Pixels outside the original frame
-(`CropTransforms.inframe_mask`) get alpha 0: they are padding, never the subject.
+(`CropTransforms.inframe_mask`) get alpha 0: they are padding, never the subject. In a photo
+collection (`prep.datasets.sequence`) nothing carries from one image to the next: no temporal
+smoothing, no warm-up, and recurrent backends start afresh on every image.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
+from prep.datasets.sequence import is_sequence
 from prep.geometry.crop import CropTransforms, warp_to_crop
 from prep.io.files import read_image, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
@@ -54,6 +57,7 @@ def _alphas(
     plan: list[tuple[int, bool]],
     matter: Matter,
     post: MattePostprocess,
+    sequence: bool = True,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(frame, alpha in crop pixels) for every frame of `plan` to write, in order.
 
@@ -78,6 +82,8 @@ def _alphas(
             rgb, r = nxt.result()
             if k + 1 < len(plan):
                 nxt = reader.submit(load, plan[k + 1][0])
+            if not sequence:
+                matter.reset()
             alpha = post(rgb, matter.matte(rgb))
             inframe = ct.inframe_mask(i)
             if first:
@@ -113,28 +119,29 @@ def run(ctx: StageContext) -> StageResult:
     done = np.array([subject.alpha_path(i).exists() for i in range(n)], bool)
     name = asset_name(cfg)
     weights = ctx.asset(name) if name else None
+    sequence = is_sequence(ctx.cfg, subject)
     post = MattePostprocess(
         cfg.refine,
         cfg.guided_radius,
         cfg.guided_eps,
-        cfg.temporal,
+        cfg.temporal if sequence else 0.0,
         cfg.clip_low,
         cfg.clip_high,
         cfg.guided_subsample,
     )
     coverage, flicker, prev = [], [], None
-    plan = _plan(done, cfg.warmup)
+    plan = _plan(done, cfg.warmup if sequence else 0)
     pending: deque[Future] = deque()
     with make_matter(cfg, weights, ctx.device) as matter, ThreadPoolExecutor(1) as writer:
         for i, alpha in progress(
-            _alphas(ctx, ct, plan, matter, post), total=int((~done).sum()), desc="matting"
+            _alphas(ctx, ct, plan, matter, post, sequence), total=int((~done).sum()), desc="matting"
         ):
             a8 = np.round(alpha * 255).astype(np.uint8)
             pending.append(writer.submit(write_image, subject.alpha_path(i), a8))
             while len(pending) > 4:
                 pending.popleft().result()
             coverage.append(float(alpha.mean()))
-            if prev is not None and prev[0] == i - 1:
+            if sequence and prev is not None and prev[0] == i - 1:
                 flicker.append(float(np.abs(alpha - prev[1]).mean()))
             prev = (i, alpha)
         for f in pending:

@@ -12,6 +12,8 @@ pixel (0, 0) covers [-0.5, 0.5]^2; boxes are (x0, y0, x1, y1) edges in ORIGINAL 
   restart, on the candidate closest to where the subject was last seen (size-weighted);
 - gaps of up to `max_gap` frames between (or at the ends of) found frames are filled by linear
   interpolation (held at the ends) and marked `interpolated`; longer gaps stay invalid.
+`largest_face_per_image` is the rule for a photo collection: each image's largest face, nothing
+carried or interpolated between images.
 
 detect/detections.npz keys (T frames, M = most faces in one frame):
     frame_names (T,) str, box_xyxy (T,4) float32, score (T,) float32 (0 where not detected),
@@ -191,6 +193,29 @@ def track_subject(
     return DetectionTrack(
         out_box, out_score, found | interp, interp, reason, out_kps, n_faces.astype(np.int32)
     )
+
+
+def largest_face_per_image(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    kps: np.ndarray,
+    n_faces: np.ndarray,
+    cfg: DetectConfig | None = None,
+) -> DetectionTrack:
+    """Each image's largest face, for unrelated photos (arguments as `track_subject`'s)."""
+    T = len(n_faces)
+    area = box_side(boxes) ** 2
+    real = np.arange(boxes.shape[1])[None, :] < n_faces[:, None]
+    area = np.where(real & np.isfinite(area), area, -1.0)
+    pick = np.argmax(area, axis=1)
+    found = n_faces > 0
+    t = np.arange(T)
+    box = np.where(found[:, None], boxes[t, pick], np.nan).astype(np.float32)
+    score = np.where(found, scores[t, pick], 0.0).astype(np.float32)
+    kp = np.where(found[:, None, None], kps[t, pick], np.nan).astype(np.float32)
+    reason = np.where(found, "ok", "no_face").astype("<U12")
+    none = np.zeros(T, bool)
+    return DetectionTrack(box, score, found, none, reason, kp, n_faces.astype(np.int32))
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -36,6 +36,17 @@ def photo(shared_data: Path, stem: str) -> np.ndarray:
     return read_image(p, "rgb")
 
 
+def letterbox(rgb: np.ndarray, side: int = 512) -> np.ndarray:
+    """`rgb` scaled to fit a grey side x side square, centred (photos of any size, one size)."""
+    h, w = rgb.shape[:2]
+    f = side / max(h, w)
+    small = cv2.resize(rgb, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+    out = np.full((side, side, 3), 127, np.uint8)
+    y, x = (side - small.shape[0]) // 2, (side - small.shape[1]) // 2
+    out[y : y + small.shape[0], x : x + small.shape[1]] = small
+    return out
+
+
 def write_subject(subject: SubjectDir, frames: list[np.ndarray]) -> SubjectDir:
     """Write frames/%06d.jpg and meta/video.json the way extract_frames does."""
     for i, f in enumerate(frames):
