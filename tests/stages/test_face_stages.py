@@ -120,3 +120,16 @@ def test_bisenet_without_weights_fails_before_any_work(tmp_path, clip_c01):
     with pytest.raises(MissingAssetError, match="bisenet"):
         run_plan(cfg, subject_dir(cfg))
     assert not subject_dir(cfg).frames_dir.exists()
+
+
+@pytest.mark.slow
+def test_new_crop_redoes_every_landmark_chunk(chain):
+    """Landmark chunks are kept only for the crops they were detected on (their key once
+    lacked the crop, so a new crop.scale reused landmarks of the old crops)."""
+    work, clip, s, _ = chain
+    before = load_npz(s.landmarks_npz)["points_px"]
+    outcome = run_plan(_cfg(work, clip, "stage=landmarks", "crop.scale=2.0"), s)
+    assert outcome.results["landmarks"].n_skipped == 0
+    after = load_npz(s.landmarks_npz)["points_px"]
+    # a tighter crop shows the face larger: the landmarks spread over more crop pixels
+    assert np.nanstd(after[:, :, 0]) > 1.1 * np.nanstd(before[:, :, 0])
