@@ -14,13 +14,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from prep.config.flame import FlameConfig
 from prep.io.files import load_npz
 from prep.runner import run_plan
 from prep.subject import SubjectDir
 from prep.track.flame_data import TrackingData
-from prep.track.flame_fit import build_flame
 from tests.fixtures import flame_fixtures
+from tests.fixtures.flame_oracle import FlameOracle
 from tests.fixtures.synthetic_sequence import SyntheticSequence, make_sequence, write_subject
 
 N, SIZE, FOCAL = 6, 256, 900.0
@@ -31,7 +30,8 @@ tiny_flame_assets = flame_fixtures.tiny_flame_assets
 
 @pytest.fixture(scope="module")
 def tiny_flame(tiny_flame_assets):
-    return build_flame(tiny_flame_assets, FlameConfig(n_shape=30, n_expr=20), dense=False)
+    """The independent float64 FLAME the synthetic truth is drawn with."""
+    return FlameOracle.from_assets(tiny_flame_assets, 30, 20)
 
 
 def _photos(flame, order=None, missing: int | None = None) -> SyntheticSequence:
