@@ -167,6 +167,25 @@ ASSETS: dict[str, Asset] = {
             used_by="landmarks=fan",
         ),
         Asset(
+            "insta_topology",
+            "INSTA's simplified FLAME topology: its scripts/topology folder (head_idxs.npy, "
+            "flame_vertices_mask.npy, template_face_sparse.npy) or INSTA-pytorch's "
+            "insta/mesh_masks folder (canonical.obj)",
+            "https://github.com/Zielon/INSTA (scripts/topology)",
+            "MPI non-commercial",
+            is_dir=True,
+            used_by="export insta",
+        ),
+        Asset(
+            "deepspeech_features",
+            "folder of DeepSpeech features per clip, <subject>.npy (N, 16, 29), made with "
+            "AD-NeRF's data_util/deepspeech_features/extract_ds_features.py on audio.wav",
+            "https://github.com/YudongGuo/AD-NeRF (data_util/deepspeech_features)",
+            "AD-NeRF: MIT; DeepSpeech 0.1.0 model: MPL-2.0",
+            is_dir=True,
+            used_by="export nerf (aud.npy)",
+        ),
+        Asset(
             "intrinsic_anything_dir",
             "IntrinsicAnything install (code + weights)",
             "https://github.com/zju3dv/IntrinsicAnything",

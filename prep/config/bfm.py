@@ -74,8 +74,12 @@ class Fit3dmmConfig:
 class LmdbConfig:
     """PIRenderer/OTAvatar LMDB packing (stage pack_lmdb)."""
 
-    size: int = 256  # JPEG side, 256 or 512
+    # JPEG sides packed, one database each (<lmdb>/<size>/): PIRender reads 256 (opt.resolution),
+    # OTAvatar opens <path>/512 (config/otavatar.yaml resolution 512)
+    sizes: list[int] = field(default_factory=lambda: [256, 512])
     jpeg_quality: int = 95  # 1-100
     video_name: str | None = None  # key prefix of this subject's video (null = subject name)
-    split: str = "train"  # train | test: which list file (train_list.txt, test_list.txt) names it
+    # train | test | both: which list files name it (PIRender/OTAvatar train from
+    # train_list.txt and run inference from test_list.txt)
+    split: str = "both"
     map_size_gb: float = 8.0  # LMDB map size; the write fails cleanly when it is too small

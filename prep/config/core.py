@@ -79,6 +79,8 @@ class AssetsConfig:
     deep3dface: str = "${.root}/deep3dface/epoch_20.pth"
     fan_dir: str = "${oc.env:TORCH_HOME,${oc.env:HOME}/.cache/torch}/hub/checkpoints"
     intrinsic_anything_dir: str = "${.root}/IntrinsicAnything"
+    insta_topology: str = "${.root}/insta/topology"
+    deepspeech_features: str = "${.root}/deepspeech"
 
 
 @dataclass

@@ -10,22 +10,24 @@ from dataclasses import dataclass, field
 class ExportConfig:
     """Exporters (stage export): one folder per format under <subject>/export/<format>/."""
 
-    formats: list[str] = field(
-        default_factory=lambda: ["imavatar"]
-    )  # imavatar|insta|gaussianavatars|nerf
+    # imavatar | hravatar | insta | gaussianavatars | nerf, each in export/<format>/
+    formats: list[str] = field(default_factory=lambda: ["imavatar"])
     only_valid: bool = True  # export only frames the tracker marked valid
     background: list[int] = field(default_factory=lambda: [255, 255, 255])  # RGB behind the matte
-    imavatar_target: str = (
-        "imavatar"  # imavatar (frames 1.png, 2.png ...) | hravatar (00000.png ...)
-    )
     imavatar_semantic: bool = True  # write semantic/ from parsing labels when they exist
     remove_cloth: bool = False  # zero the mask where parsing says cloth (label 16), as HRAvatar
     insta_test_frames: int = 350  # INSTA test split = the last N frames (clamped to T/4 when short)
     insta_val_frames: int = 20  # INSTA val split = the last N frames
-    insta_meshes: bool = True  # write meshes/*.obj through the FLAME layer (needs the FLAME asset)
-    insta_depth: bool = True  # with meshes: depth/*.png, uint16 mm rendered from the mesh
-    ga_train_fraction: float = 0.7  # GaussianAvatars: first 70% of timesteps train, rest val/test
+    # meshes/, depth/ and canonical.obj through the FLAME layer (needs the FLAME asset and
+    # assets.insta_topology); INSTA-pytorch cannot load an export without them
+    insta_meshes: bool = True
+    insta_remove_cloth: bool = True  # clear cloth (parsing label 16) as INSTA's postprocess.py
+    ga_rgba: bool = True  # GaussianAvatars images as RGBA (false: RGB over `background`, as VHAP)
+    ga_train_fraction: float = 0.7  # GaussianAvatars: first ceil(70%) timesteps train, rest test
     nerf_val_fraction: float = 0.0909  # AD-NeRF: last 1/11 of the frames are the val split
+    # AD-NeRF aud.npy: this clip's DeepSpeech features (N, 16, 29); null = the asset folder
+    # assets.deepspeech_features/<subject>.npy
+    nerf_audio: str | None = None
 
 
 @dataclass

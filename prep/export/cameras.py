@@ -13,8 +13,14 @@ Target conventions (FORMATS.md), each converted here and nowhere else:
   ``u = fx_s * x / z + cx`` with z < 0 gives the usual pixel). Integer pixel centres.
 - INSTA (instant-ngp lineage): ``transform_matrix`` is camera-to-world in OpenCV axes; rays go
   through pixel centres at ``x + 0.5``, so the principal point is shifted by +0.5 px.
-- GaussianAvatars / VHAP: camera-to-world in OpenGL axes (flip y and z of OpenCV); integer pixel
-  centres (the rasteriser maps NDC to pixels with ``((v + 1) * S - 1) / 2``).
+- GaussianAvatars / VHAP: camera-to-world in OpenGL axes (flip y and z of OpenCV). VHAP writes
+  ``cx, cy`` with pixel centres at ``x + 0.5`` (its nvdiffrast projection, ``cx = w / 2`` for a
+  centred camera); GaussianAvatars ignores them and renders with a symmetric frustum whose axis
+  lands on pixel ``(W - 1) / 2`` of our convention (its rasteriser maps NDC to pixels with
+  ``((v + 1) * S - 1) / 2``), so its images must be re-cropped around the principal point
+  (`resample_maps`).
+- HRAvatar reads IMAvatar-style ``world_mat`` (4x4) but builds its field of view from ``cx`` and
+  renders like GaussianAvatars: a centred principal point and ``fy = fx``.
 - AD-NeRF (BFM path): the face tracker gives ``euler`` (its ``euler2rot`` builds
   R = Rx(e0) Ry(e1) Rz(-e2): its z matrix is the transpose of the usual one) and ``trans`` for
   x = R X + t in an OpenGL camera (``u = -f x / z + cx``, ``v = f y / z + cy``); the NeRF pose is
@@ -31,6 +37,7 @@ from scipy.spatial.transform import Rotation
 # Flips y and z: OpenCV camera axes <-> OpenGL camera axes (an involution).
 CV_TO_GL = np.diag([1.0, -1.0, -1.0])
 INSTA_PIXEL_OFFSET = 0.5  # instant-ngp samples rays at (x + 0.5) / w
+VHAP_PIXEL_OFFSET = 0.5  # VHAP's cx, cy put pixel centres at x + 0.5 (cx = w / 2 when centred)
 IMAVATAR_SCALE = 4.0  # IMAvatar multiplies FLAME vertices by 4
 ADNERF_TRANS_SCALE = 10.0  # AD-NeRF divides the tracker translation by 10
 
@@ -90,6 +97,71 @@ def k_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
+def centred_K(focal: np.ndarray, image_size) -> np.ndarray:
+    """(T,3,3) intrinsics with ``fx = fy = focal`` and the principal point at the image centre.
+
+    Args:
+        focal: (T,) focal lengths in pixels.
+        image_size: (h, w); the centre is ``((w - 1) / 2, (h - 1) / 2)`` (integer pixel centres).
+    """
+    h, w = (float(v) for v in image_size)
+    f = np.asarray(focal, np.float64).reshape(-1)
+    K = np.zeros((len(f), 3, 3))
+    K[:, 0, 0] = K[:, 1, 1] = f
+    K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = (w - 1) / 2, (h - 1) / 2, 1.0
+    return K
+
+
+def resample_maps(
+    K_frames: np.ndarray, image_size, centre: bool, per_frame_focal: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Maps from crop pixels to exported pixels that give every frame the camera a consumer needs.
+
+    A pinhole camera re-cropped (shifted and scaled in the image) stays a pinhole camera:
+    ``K_out = D @ K`` for the affine ``D`` that moves the pixels. Consumers that ignore ``cx, cy``
+    (GaussianAvatars, HRAvatar) need the principal point at the centre and ``fy = fx``; consumers
+    that hold one camera for all frames (IMAvatar, HRAvatar, INSTA) need one ``K`` even when the
+    crop moved (``crop.mode=smooth``). A static crop that already suits the consumer keeps ``D = I``
+    (the images are copied, not resampled).
+
+    Args:
+        K_frames: (T,3,3) crop-pixel intrinsics per frame.
+        image_size: (h, w) of the crop (kept for the exported images).
+        centre: put the principal point at the image centre, with ``fy = fx``.
+        per_frame_focal: keep each frame's focal length (GaussianAvatars reads one per frame);
+            otherwise every frame gets the median focal.
+
+    Returns:
+        ``(D (T,3,3), K_out (T,3,3))``, ``K_out = D @ K_frames``.
+    """
+    K_frames = np.asarray(K_frames, np.float64)
+    static = np.allclose(K_frames, K_frames[:1], atol=1e-6)
+    if static and not centre:
+        return np.tile(np.eye(3), (len(K_frames), 1, 1)), K_frames.copy()
+    fx = K_frames[:, 0, 0]
+    f = fx if per_frame_focal else np.full(len(fx), float(np.median(fx)))
+    K_out = centred_K(f, image_size)
+    return K_out @ np.linalg.inv(K_frames), K_out
+
+
+def relocate_world(w2c: np.ndarray, transl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move the world origin to the mean head position, as VHAP's exporter does.
+
+    The head then sits near the origin of the consumer's world (the NeRF-style trainers bound
+    their scene there); cameras move with it, so every projection is unchanged.
+
+    Args:
+        w2c: (T,4,4) world-to-camera. transl: (T,3) FLAME translation in world units.
+
+    Returns:
+        ``(w2c', transl')`` with ``transl' = transl - mean`` and ``w2c' = w2c @ [I | mean]``.
+    """
+    mean = np.asarray(transl, np.float64).mean(0)
+    shift = np.eye(4)
+    shift[:3, 3] = mean
+    return np.asarray(w2c, np.float64) @ shift, np.asarray(transl, np.float64) - mean
+
+
 # ---- INSTA and GaussianAvatars: camera-to-world ------------------------------------------------
 
 
@@ -141,8 +213,8 @@ def to_insta(w2c: np.ndarray, K: np.ndarray, image_size) -> NerfCamera:
 
 
 def to_gaussianavatars(w2c: np.ndarray, K: np.ndarray, image_size) -> NerfCamera:
-    """Canonical -> GaussianAvatars/VHAP camera (c2w, OpenGL axes)."""
-    return _nerf_camera(w2c, K, image_size, opengl=True, offset=0.0)
+    """Canonical -> GaussianAvatars/VHAP camera (c2w, OpenGL axes, VHAP's half-pixel cx, cy)."""
+    return _nerf_camera(w2c, K, image_size, opengl=True, offset=VHAP_PIXEL_OFFSET)
 
 
 def nerf_camera_to_canonical(cam: NerfCamera) -> tuple[np.ndarray, np.ndarray]:
@@ -177,13 +249,22 @@ class ImavatarCamera:
         intrinsics: (4,) ``[-fx/w, fy/h, cx/w, cy/h]``.
         global_pose: (T,3) FLAME global rotation (axis-angle) with the camera rotation folded in.
         transl: (T,3) FLAME-unit translation left after the shared camera translation
-            (HRAvatar stores it per frame; IMAvatar has no such field and needs it ~0).
+            (HRAvatar stores it per frame; IMAvatar reads no such field, so its per-frame
+            ``world_mat`` carries it: `world_mats`).
     """
 
     world_mat: np.ndarray
     intrinsics: np.ndarray
     global_pose: np.ndarray
     transl: np.ndarray
+
+    def world_mats(self) -> np.ndarray:
+        """(T,3,4) per-frame ``[I | t_shared + 4 transl_t]``: IMAvatar builds each frame's camera
+        from its own ``world_mat`` (real_dataset.py:87, train.py:148) and has no translation
+        field, so the head's motion relative to the shared camera goes into the camera."""
+        mats = np.repeat(self.world_mat[None], len(self.transl), 0)
+        mats[:, :, 3] += IMAVATAR_SCALE * np.asarray(self.transl, np.float64)
+        return mats
 
 
 def imavatar_intrinsics(K: np.ndarray, image_size) -> np.ndarray:
@@ -240,7 +321,7 @@ def to_imavatar(
 
 
 def project_imavatar(points_flame: np.ndarray, cam: ImavatarCamera, image_size) -> np.ndarray:
-    """Project FLAME-space points the way IMAvatar does.
+    """Project FLAME-space points the way IMAvatar does (one shared ``world_mat``).
 
     Args:
         points_flame: (T,N,3) posed FLAME points (with `cam.transl` added, before the x4 scale).

@@ -1,49 +1,64 @@
 """INSTA exporter and reader (instant-ngp style transforms with FLAME meshes).
 
-Layout under ``export/insta/``::
+Layout under ``export/insta/`` (what INSTA's scripts/transforms.py + simplification.py +
+postprocess.py leave, and INSTA-pytorch's insta/provider.py opens)::
 
-    images/<id>.png            RGBA crops (alpha = matte)
-    seg_mask/<id>.png          parsing labels (when parsing ran)
-    flame/exp/<id>.txt         100 expression coefficients (zero-padded), one per line
-    meshes/<id>.obj            tracked FLAME mesh in world space (when the FLAME layer is given)
-    depth/<id>.png             uint16 millimetres of camera-space z of that mesh (0 = no mesh)
+    canonical.obj              tracked identity, zero expression, jaw open 12 deg (as
+                               metrical-tracker's save_canonical), INSTA's simplified topology
+                               (provider.py:136 opens it)
+    images/<id>.png            RGBA crops (alpha = matte; cloth cleared as postprocess.py does)
+    seg_mask/<id>.png          3-channel, INSTA's region code in the red channel (provider.py:270
+                               keeps channel 2 of a BGR read): the face-parsing patch's colours
+    depth/<id>.png             uint16 millimetres of camera-space z of the full FLAME mesh
+    meshes/<id>.obj            tracked mesh in world space, simplified topology
+    flame/exp/<id>.txt         100 expression coefficients (provider.py reads the first 16)
     transforms.json            every frame; transforms_{train,val,test}.json: INSTA's split
+    prep_export.json
 
-``<id>`` is the 0-based export index, five digits. ``transform_matrix`` is camera-to-world in
-OpenCV axes and the principal point follows instant-ngp's half-pixel convention (see
-`prep.export.cameras`). Split as INSTA: test = the last N frames, train = the rest, val = the last
-20 frames; when the clip is short, N is clamped to a quarter of it so train is never empty.
+provider.py derives every per-frame path from ``file_path`` by replacing ``images`` (and
+``png``), so all five per-frame files exist for every frame. ``<id>`` is the 0-based export index,
+five digits. ``transform_matrix`` is camera-to-world in OpenCV axes; the principal point follows
+INSTA's half-pixel rays (``i + 0.5``, utils.py:61). The world origin moves to the mean head
+position (as metrical-tracker keeps the head at its origin). Split as INSTA: test = the last N
+frames, train = the rest, val = the last 20; a clip shorter than 2N gets N clamped to a quarter
+of it so train is never empty.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from prep.config.export import ExportConfig
-from prep.export.cameras import NerfCamera, nerf_camera_to_canonical, to_insta
-from prep.export.common import (
-    load_rgba,
-    load_tracking,
-    selected_frames,
-    write_if_needed,
-    write_obj,
+from prep.export.cameras import (
+    NerfCamera,
+    nerf_camera_to_canonical,
+    relocate_world,
+    resample_maps,
+    to_insta,
 )
+from prep.export.common import load_tracking, selected_frames, write_if_needed, write_obj
+from prep.export.flame_mesh import FlameVertices, Topology
+from prep.export.frames import ExportFrames
+from prep.export.info import write_export_info
 from prep.io.files import read_image, read_json, write_bytes, write_image, write_json
 from prep.progress import progress
 from prep.subject import SubjectDir
 
 log = logging.getLogger(__name__)
 
-N_EXPR = 100  # INSTA reads 100 expression coefficients
-DEPTH_SCALE = 0.001  # depth/ PNGs are uint16 millimetres
-# vertices_fn(frame indices (n,)) -> (vertices (n,V,3) world space, faces (F,3))
-VerticesFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+N_EXPR = 100  # INSTA's exp files hold metrical-tracker's 100 coefficients
+DEPTH_SCALE = 0.001  # depth/ PNGs are uint16 millimetres (provider.py divides by 1000)
+CLOTH_LABEL, CLOTH_CODE = 16, 90
+# BiSeNet label -> INSTA region code (red channel), INSTA scripts/patches/face-parsing colours.
+INSTA_SEG_CODES = np.array(
+    [0, 250, 240, 230, 210, 200, 190, 180, 170, 160, 150, 140, 130, 120, 110, 100, 90, 80, 70],
+    np.uint8,
+)
 
 
 def insta_split(n: int, n_test: int, n_val: int) -> dict[str, np.ndarray]:
@@ -60,63 +75,99 @@ def insta_split(n: int, n_test: int, n_val: int) -> dict[str, np.ndarray]:
     }
 
 
+def seg_mask(labels: np.ndarray) -> np.ndarray:
+    """(H,W) BiSeNet labels -> (H,W,3) RGB image whose red channel holds INSTA's codes."""
+    out = np.zeros(labels.shape + (3,), np.uint8)
+    out[..., 0] = INSTA_SEG_CODES[np.clip(labels, 0, len(INSTA_SEG_CODES) - 1)]
+    return out
+
+
 def export_insta(
     subject: SubjectDir,
     cfg: ExportConfig,
     out: Path,
     force: bool,
-    vertices_fn: VerticesFn | None = None,
+    flame: FlameVertices | None = None,
+    topology: Topology | None = None,
 ) -> int:
-    """Write the INSTA folder; returns the number of frames exported."""
+    """Write the INSTA folder; returns the number of frames exported.
+
+    Args:
+        flame: FLAME vertices of the tracking (meshes, depth, canonical.obj); None writes no
+            meshes (INSTA-pytorch cannot train without them: a warning says so).
+        topology: INSTA's simplified topology for meshes/ and canonical.obj (None: FLAME's own,
+            with a warning: insta/masks.py's face ids would then point at the wrong faces).
+    """
     track = load_tracking(subject)
     idx = selected_frames(track, cfg.only_valid)
-    cam = to_insta(track.w2c[idx], track.K, track.image_size)
+    size = tuple(int(v) for v in track.image_size)
+    D_sel, K_out = resample_maps(track.K_frames[idx], size, centre=False)
+    D = np.tile(np.eye(3), (track.n_frames, 1, 1))
+    D[idx] = D_sel
+    images = ExportFrames(subject, D, size)
+    w2c, transl = relocate_world(track.w2c[idx], track.transl[idx])
+    cam = to_insta(w2c, K_out[0], size)
     ids = [f"{j:05d}" for j in range(len(idx))]
-    seg = subject.parsing_dir.is_dir()
     for j, i in enumerate(progress(idx, total=len(idx), desc="export insta")):
-        write_if_needed(out / "images" / f"{ids[j]}.png", load_rgba(subject, int(i)), force)
-        if seg and subject.parsing_path(int(i)).exists():
-            labels = read_image(subject.parsing_path(int(i)), "gray")
-            write_if_needed(out / "seg_mask" / f"{ids[j]}.png", labels, force)
+        _write_frame(images, int(i), out, ids[j], cfg, force)
         exp = np.zeros(N_EXPR)
         n = min(N_EXPR, track.expr.shape[1])
         exp[:n] = track.expr[i, :n]
-        write_bytes(
-            out / "flame" / "exp" / f"{ids[j]}.txt",
-            ("\n".join(f"{x:.8f}" for x in exp) + "\n").encode(),
-        )
-    if vertices_fn is not None:
-        depth = (track.w2c[idx], track.K, track.image_size) if cfg.insta_depth else None
-        _write_meshes(out, idx, ids, vertices_fn, depth, force)
-    meshes = vertices_fn is not None
-    frames = [_frame(cam, j, ids[j], seg, meshes, meshes and cfg.insta_depth)
-              for j in range(len(idx))]  # fmt: skip
-    header = _header(cam)
+        write_bytes(out / "flame" / "exp" / f"{ids[j]}.txt",
+                    ("\n".join(f"{x:.8f}" for x in exp) + "\n").encode())  # fmt: skip
+    notes = []
+    if flame is not None:
+        topo = topology or Topology(np.arange(len(flame.model.v_template)), flame.faces)
+        _write_meshes(out, idx, ids, flame, transl, (w2c, K_out[0], size), topo, force)
+        write_obj(out / "canonical.obj", topo.apply(flame.canonical()), topo.faces)
+        if topology is None:
+            notes.append("insta: meshes use FLAME's full topology; INSTA's masks.py face ids "
+                         "index its simplified one (set assets.insta_topology)")  # fmt: skip
+    else:
+        notes.append("insta: no meshes/, depth/ or canonical.obj: INSTA-pytorch cannot load this")
+    frames = [_frame(cam, j, ids[j]) for j in range(len(idx))]
+    header = {**_header(cam), "flame_model": track.model}
     write_json(out / "transforms.json", {**header, "frames": frames})
     split = insta_split(len(idx), cfg.insta_test_frames, cfg.insta_val_frames)
     for name, sel in split.items():
         write_json(out / f"transforms_{name}.json", {**header, "frames": [frames[k] for k in sel]})
+    write_export_info(out, "insta", track.model, notes, n_frames=len(idx), n_expr=N_EXPR,
+                      image_size=list(size), world_offset=track.transl[idx].mean(0).tolist(),
+                      recropped=not images.identity)  # fmt: skip
     return len(idx)
 
 
-def _write_meshes(out: Path, idx, ids, vertices_fn: VerticesFn, depth, force: bool, chunk=16):
-    """Meshes (and depth maps when `depth` = (w2c (n,4,4), K, (h,w)) is given), by chunks."""
+def _write_frame(images: ExportFrames, i: int, out: Path, fid: str, cfg, force: bool) -> None:
+    path = out / "images" / f"{fid}.png"
+    if path.exists() and not force:
+        return
+    rgba = images.rgba(i)
+    labels = images.labels(i)
+    if labels is None:
+        labels = np.where(rgba[..., 3] > 127, 1, 0).astype(np.uint8)  # no parsing: skin / bg
+    if cfg.insta_remove_cloth:  # INSTA's postprocess.py: cloth cleared from colour and alpha
+        rgba = np.where((labels == CLOTH_LABEL)[..., None], 0, rgba).astype(np.uint8)
+    write_if_needed(out / "seg_mask" / f"{fid}.png", seg_mask(labels), force)
+    write_if_needed(path, rgba, force)
+
+
+def _write_meshes(out: Path, idx, ids, flame: FlameVertices, transl, camera, topo, force, chunk=16):
+    """meshes/ (INSTA topology) and depth/ (full FLAME mesh), by chunks of frames."""
+    w2c, K, size = camera
 
     def done(k: int) -> bool:
-        ok = (out / "meshes" / f"{ids[k]}.obj").exists()
-        return ok and (depth is None or (out / "depth" / f"{ids[k]}.png").exists())
+        return (out / "meshes" / f"{ids[k]}.obj").exists() and (
+            out / "depth" / f"{ids[k]}.png").exists()  # fmt: skip
 
     for c0 in range(0, len(idx), chunk):
         todo = [k for k in range(c0, min(c0 + chunk, len(idx))) if force or not done(k)]
         if not todo:
             continue
-        verts, faces = vertices_fn(np.asarray(idx)[todo])
+        verts = flame.frames(np.asarray(idx)[todo], transl[todo])
         for k, v in zip(todo, verts, strict=True):
-            write_obj(out / "meshes" / f"{ids[k]}.obj", v, faces)
-        if depth is not None:
-            w2c, K, size = depth
-            for k, d in zip(todo, depth_mm(verts, faces, w2c[todo], K, size), strict=True):
-                write_image(out / "depth" / f"{ids[k]}.png", d)
+            write_obj(out / "meshes" / f"{ids[k]}.obj", topo.apply(v), topo.faces)
+        for k, d in zip(todo, depth_mm(verts, flame.faces, w2c[todo], K, size), strict=True):
+            write_image(out / "depth" / f"{ids[k]}.png", d)
 
 
 def depth_mm(verts, faces, w2c, K, image_size) -> np.ndarray:
@@ -144,19 +195,15 @@ def _header(cam: NerfCamera) -> dict:
     }  # fmt: skip
 
 
-def _frame(cam: NerfCamera, j: int, fid: str, seg: bool, meshes: bool, depth: bool) -> dict:
-    f = {
+def _frame(cam: NerfCamera, j: int, fid: str) -> dict:
+    return {
         "file_path": f"images/{fid}.png",
         "exp_path": f"flame/exp/{fid}.txt",
+        "mesh_path": f"meshes/{fid}.obj",
+        "depth_path": f"depth/{fid}.png",
+        "seg_mask_path": f"seg_mask/{fid}.png",
         "transform_matrix": cam.c2w[j].tolist(),
     }
-    if meshes:
-        f["mesh_path"] = f"meshes/{fid}.obj"
-    if depth:
-        f["depth_path"] = f"depth/{fid}.png"
-    if seg:
-        f["seg_mask_path"] = f"seg_mask/{fid}.png"
-    return f
 
 
 @dataclass
@@ -180,22 +227,20 @@ def read_insta(root: Path | str) -> InstaExport:
     root = Path(root)
     tf = read_json(root / "transforms.json")
     c2w = np.asarray([f["transform_matrix"] for f in tf["frames"]], np.float64)
-    cam = NerfCamera(
-        c2w,
-        tf["fl_x"],
-        tf["fl_y"],
-        tf["cx"],
-        tf["cy"],
-        tf["w"],
-        tf["h"],
-        opengl=False,
-        pixel_offset=0.5,
-    )
+    cam = NerfCamera(c2w, tf["fl_x"], tf.get("fl_y", tf["fl_x"]), tf["cx"], tf["cy"], tf["w"],
+                     tf["h"], opengl=False, pixel_offset=0.5)  # fmt: skip
     w2c, K = nerf_camera_to_canonical(cam)
-    exp = np.stack([np.loadtxt(root / f["exp_path"]) for f in tf["frames"]])
+    exp = np.stack([np.loadtxt(root / _exp_path(f)) for f in tf["frames"]])
     splits = {}
     for name in ("train", "val", "test"):
         p = root / f"transforms_{name}.json"
         if p.exists():
             splits[name] = [f["file_path"] for f in read_json(p)["frames"]]
     return InstaExport(root, cam, w2c, K, exp, tf["frames"], splits)
+
+
+def _exp_path(frame: dict) -> str:
+    """provider.py:273 derives it from file_path; exp_path is what transforms.py writes."""
+    return frame.get("exp_path") or frame["file_path"].replace("images", "flame/exp").replace(
+        ".png", ".txt"
+    )

@@ -6,11 +6,13 @@ Layout (as PIRenderer's prepare_vox_lmdb writes and its VoxDataset reads)::
     <out>/train_list.txt, test_list.txt     one video name per line
 
 Keys are UTF-8, parts joined by '-', integers zero-padded to 7 digits (`lmdb_key`):
-``length`` (number of videos, decimal text), ``<video>-length`` (frames, decimal text),
+``length`` (number of videos) and ``<video>-length`` (frames) hold the count as 7-digit text, as
+both prepare scripts write it with ``format_for_lmdb(n)`` (readers parse it with ``int()``),
 ``<video>-0000000``... (JPEG bytes at size x size), ``<video>-keypoint`` float32 (N, 68, 2) in
 pixels of the stored frames, ``<video>-coeff_3dmm`` float32 (N, 260) = 257 Deep3DFaceRecon
-coefficients + crop [ratio, t0, t1], ``<video>-condition`` float32 (N, 7) = [-euler, trans, focal]
-and ``<video>-id`` float32 (1, n_id). Arrays are raw little-endian float32 bytes, no header.
+coefficients + crop [ratio, t0, t1] in pixels of the stored frames (`crop_params_at_size`),
+``<video>-condition`` float32 (N, 7) = [-euler, trans, focal] and ``<video>-id`` float32
+(1, n_id). Arrays are raw little-endian float32 bytes, no header.
 
 Writing is all-or-nothing: the database is built in a temp folder beside the target, one
 transaction per video, and renamed into place only when complete; a too-small map (a full disk)
@@ -41,6 +43,28 @@ ARRAY_KEYS = {"keypoint": (68, 2), "coeff_3dmm": (260,), "condition": (7,), "id"
 def lmdb_key(*parts: str | int) -> bytes:
     """PIRenderer's key format: ints zero-padded to 7 digits, parts joined by '-'."""
     return "-".join(str(p).zfill(7) if isinstance(p, int) else str(p) for p in parts).encode()
+
+
+def crop_params_at_size(trans_params: np.ndarray, size: int) -> np.ndarray:
+    """Deep3DFaceRecon's alignment ``[w0, h0, s, t0, t1]`` of N x N frames -> [s, t0, t1] for the
+    same frames resized to ``size``.
+
+    Both prepare scripts store the crop parameters Deep3DFaceRecon computed on the very frames
+    they pack (PIRender vox at 256, OTAvatar HDTF at 512). Resizing by r = size / N maps a pixel
+    centre x to (x + 0.5) r - 0.5 (also in Deep3DFaceRecon's y-up rows), POS is linear in the
+    points, so t scales the same way and the scale factor s = 102 / pos_scale divides by r.
+
+    Args:
+        trans_params: (T, 5) float, frames of w0 x h0 pixels (square).
+        size: side of the stored frames.
+
+    Returns:
+        (T, 3) float32 ``[s, t0, t1]``.
+    """
+    tp = np.asarray(trans_params, np.float64)
+    r = size / tp[:, 0]
+    out = np.stack([tp[:, 2] / r, (tp[:, 3] + 0.5) * r - 0.5, (tp[:, 4] + 0.5) * r - 0.5], 1)
+    return out.astype(np.float32)
 
 
 @dataclass
@@ -101,7 +125,7 @@ def _put_video(env: lmdb.Environment, v: LmdbVideo, size: int, quality: int) -> 
             count += 1
         if count != n:
             raise BadInputError(f"{v.name}: {count} frames but {n} coefficient rows")
-        txn.put(lmdb_key(v.name, "length"), str(n).encode())
+        txn.put(lmdb_key(v.name, "length"), lmdb_key(n))
         txn.put(lmdb_key(v.name, "keypoint"), np.ascontiguousarray(v.keypoint, "<f4").tobytes())
         txn.put(lmdb_key(v.name, "coeff_3dmm"), np.ascontiguousarray(v.coeff_3dmm, "<f4").tobytes())
         if v.condition is not None:
@@ -130,7 +154,8 @@ def write_lmdb(
         out_dir: folder receiving ``<size>/`` and ``train_list.txt``/``test_list.txt``.
         videos: videos to pack (frames streamed, one transaction each).
         size: frame side in pixels (PIRenderer 256, OTAvatar 512).
-        splits: {"train": [...], "test": [...]} video names; default all in train.
+        splits: {"train": [...], "test": [...]} video names; default: every video in both
+            (PIRender trains from train_list.txt and runs inference from test_list.txt).
         force: replace an existing database; otherwise an existing one is an error.
         map_size: LMDB map size in bytes (too small -> BadInputError, nothing left behind).
         jpeg_quality: 1-100.
@@ -154,7 +179,7 @@ def write_lmdb(
                 names.append(v.name)
                 log.info("lmdb: %s, %d frames", v.name, n)
             with env.begin(write=True) as txn:
-                txn.put(b"length", str(len(names)).encode())
+                txn.put(b"length", lmdb_key(len(names)))
             env.sync()
         finally:
             env.close()
@@ -168,7 +193,7 @@ def write_lmdb(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _swap_in(tmp, target)
-    splits = splits if splits is not None else {"train": names, "test": []}
+    splits = splits if splits is not None else {"train": names, "test": names}
     for split in ("train", "test"):
         text = "".join(f"{name}\n" for name in splits.get(split, []))
         write_bytes(out_dir / f"{split}_list.txt", text.encode())

@@ -1,8 +1,10 @@
 """Stage export: write the configured trainer formats under <subject>/export/<format>/.
 
-Formats: imavatar (IMAvatar/HRAvatar/SplattingAvatar), insta, gaussianavatars (FLAME path, from
-flame/tracking.npz) and nerf (AD-NeRF, BFM path, from bfm/fine.npz). Per-frame files are
-skipped when present unless force, so a killed export resumes.
+Formats: imavatar (IMAvatar), hravatar (HRAvatar), insta, gaussianavatars (FLAME path, from
+flame/tracking.npz) and nerf (AD-NeRF, BFM path, from bfm/fine.npz). Each folder holds what its
+trainer's own loader opens (see the exporter modules and the README's export table) plus
+prep_export.json (model version, notes). Per-frame files are skipped when present unless force,
+so a killed export resumes.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from prep.errors import BadConfigError
+from prep.config import Config
+from prep.errors import BadConfigError, MissingAssetError
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.subject import SubjectDir
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("imavatar", "insta", "gaussianavatars", "nerf")
+FORMATS = ("imavatar", "hravatar", "insta", "gaussianavatars", "nerf")
 
 
 def _check_formats(formats: list[str]) -> None:
@@ -40,6 +43,17 @@ def _bfm_fingerprint(cfg) -> dict:
             if path.exists() else None}  # fmt: skip
 
 
+def _assets(cfg: Config) -> list[str]:
+    """INSTA's topology when INSTA meshes are written; the DeepSpeech features folder for nerf
+    unless export.nerf_audio names the file (the FLAME model is the tracking's: checked in run)."""
+    names = []
+    if "insta" in cfg.export.formats and cfg.export.insta_meshes:
+        names.append("insta_topology")
+    if "nerf" in cfg.export.formats and not cfg.export.nerf_audio:
+        names.append("deepspeech_features")
+    return names
+
+
 def _writes(subject: SubjectDir) -> list[Path]:
     """Every format folder and its per-frame folders (a deleted file or folder re-runs export)."""
     root = subject.root / "export"
@@ -53,8 +67,9 @@ def _writes(subject: SubjectDir) -> list[Path]:
     "export",
     needs=("fit_flame",),
     config=("export",),
-    version=1,
+    version=2,
     writes=_writes,
+    assets=_assets,
     fingerprint=_bfm_fingerprint,
 )
 def run(ctx: StageContext) -> StageResult:
@@ -65,27 +80,51 @@ def run(ctx: StageContext) -> StageResult:
 
     cfg = ctx.cfg.export
     _check_formats(list(cfg.formats))
+    audio = _audio_path(ctx) if "nerf" in cfg.formats else None  # before any work
     counts: dict[str, float] = {}
     for fmt in cfg.formats:
         out = ctx.subject.export_dir(fmt)
-        if fmt == "imavatar":
-            n = export_imavatar(ctx.subject, cfg, out, ctx.force, _root_joint_fn(ctx))
+        if fmt in ("imavatar", "hravatar"):
+            n = export_imavatar(ctx.subject, cfg, out, ctx.force, _root_joint_fn(ctx), fmt)
         elif fmt == "insta":
-            n = export_insta(ctx.subject, cfg, out, ctx.force, _vertices_fn(ctx))
+            flame, topology = _insta_meshes(ctx) if cfg.insta_meshes else (None, None)
+            n = export_insta(ctx.subject, cfg, out, ctx.force, flame, topology)
         elif fmt == "gaussianavatars":
             n = export_gaussianavatars(ctx.subject, cfg, out, ctx.force)
         else:
-            n = export_nerf(ctx.subject, cfg, out, ctx.force)
+            n = export_nerf(ctx.subject, cfg, out, ctx.force, audio)
         counts[f"{fmt}_frames"] = float(n)
         log.info("export %-16s %d frames -> %s", fmt, n, out)
     return StageResult(n_frames=int(max(counts.values())), metrics=counts)
 
 
+def _audio_path(ctx: StageContext) -> Path:
+    """This clip's DeepSpeech features: export.nerf_audio, else <deepspeech_features>/<subject>.npy.
+
+    Raises:
+        MissingAssetError: one line naming the file, how to make it and the keys to set.
+    """
+    how = ("AD-NeRF data_util/deepspeech_features/extract_ds_features.py on "
+           f"{ctx.subject.audio_wav}")  # fmt: skip
+    if ctx.cfg.export.nerf_audio:
+        path = Path(ctx.cfg.export.nerf_audio).expanduser()
+        key = "export.nerf_audio"
+    else:
+        path = ctx.asset("deepspeech_features") / f"{ctx.subject.name}.npy"
+        key = "assets.deepspeech_features"
+    if not path.is_file():
+        raise MissingAssetError("deepspeech_features", path, how, key)
+    return path
+
+
 def _flame_model(ctx: StageContext, track):
+    import torch
+
     from prep.models.flame import FlameModel
     from prep.models.flame_io import load_flame_model
 
-    return FlameModel(load_flame_model(ctx.asset(track.model)), track.n_shape, track.n_expr)
+    data = load_flame_model(ctx.asset(track.model))
+    return FlameModel(data, track.n_shape, track.n_expr, dtype=torch.float64)
 
 
 def _root_joint_fn(ctx: StageContext):
@@ -95,11 +134,7 @@ def _root_joint_fn(ctx: StageContext):
     def fn(track) -> np.ndarray:
         import torch
 
-        from prep.models.flame import FlameModel
-        from prep.models.flame_io import load_flame_model
-
-        data = load_flame_model(ctx.asset(track.model))
-        model = FlameModel(data, track.n_shape, track.n_expr, dtype=torch.float64)
+        model = _flame_model(ctx, track)
         t = len(track.expr)
 
         def f64(a):
@@ -116,29 +151,12 @@ def _root_joint_fn(ctx: StageContext):
     return fn
 
 
-def _vertices_fn(ctx: StageContext):
-    """FLAME world-space vertices for INSTA meshes, or None when meshes are off or unavailable."""
-    if not ctx.cfg.export.insta_meshes:
-        return None
-    import torch
-
+def _insta_meshes(ctx: StageContext):
+    """FLAME vertices of the tracking and INSTA's simplified topology (both assets checked)."""
     from prep.export.common import load_tracking
+    from prep.export.flame_mesh import FlameVertices, insta_topology
 
     track = load_tracking(ctx.subject)
-    model = _flame_model(ctx, track)
-    faces = model.faces.numpy()
-
-    def fn(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        def t(a):
-            return torch.as_tensor(np.asarray(a, np.float32))
-
-        with torch.no_grad():
-            out = model(
-                t(track.shape), t(track.expr[idx]), t(track.global_pose[idx]),
-                t(track.neck_pose[idx]), t(track.jaw_pose[idx]), t(track.eyes_pose[idx]),
-                transl=t(track.transl[idx]),
-                eyelids=t(track.eyelids[idx]) if model.has_eyelids else None,
-            )  # fmt: skip
-        return out.vertices.numpy(), faces
-
-    return fn
+    flame = FlameVertices(_flame_model(ctx, track), track)
+    topology = insta_topology(ctx.asset("insta_topology"), len(flame.model.v_template))
+    return flame, topology

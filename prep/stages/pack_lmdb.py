@@ -1,11 +1,13 @@
 """Stage pack_lmdb: the subject as one video of a PIRenderer/OTAvatar LMDB (lmdb/<size>/).
 
-Keys and values are those of `prep.export.lmdb`; per frame i of the face frames:
-keypoint = the 68 landmarks in pixels of the stored size x size JPEG (invalid frames
-interpolated), coeff_3dmm = the coarse 257 coefficients + crop [s, t0, t1] (the last three of
-Deep3DFaceRecon's five alignment parameters), condition = [-euler, trans, focal] of the fine fit
-(focal in pixels of the stored frames), id = the fine identity (1, n_id; OTAvatar expects the
-AD-NeRF model's 100, i.e. bfm.variant=adnerf; the front model gives 80).
+One database per size in ``lmdb.sizes`` (PIRender trains at 256, OTAvatar opens ``<path>/512``),
+the video named in both list files by default (PIRender's inference reads test_list.txt). Keys
+and values are those of `prep.export.lmdb`; per frame i of the face frames: keypoint = the 68
+landmarks in pixels of the stored size x size JPEG (invalid frames interpolated), coeff_3dmm =
+the coarse 257 coefficients + crop [s, t0, t1] (the last three of Deep3DFaceRecon's five
+alignment parameters) for the stored frames, condition = [-euler, trans, focal] of the fine fit
+(focal in pixels of the stored frames), id = the fine identity (1, n_id: 80 with the front model,
+100 with bfm.variant=adnerf, which OTAvatar_processing uses and OTAvatar expects).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import numpy as np
 
 from prep.errors import BadConfigError, BadInputError, MissingInputError
-from prep.export.lmdb import LmdbVideo, write_lmdb
+from prep.export.lmdb import LmdbVideo, crop_params_at_size, write_lmdb
 from prep.io.files import load_npz, read_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.stages.fit_3dmm_coarse import interpolate_invalid
@@ -29,11 +31,14 @@ def _load(path, stage: str) -> dict[str, np.ndarray]:
     return load_npz(path)
 
 
-def build_video(ctx: StageContext) -> LmdbVideo:
-    """Assemble the arrays of this subject's video (frames streamed lazily)."""
+OTAVATAR_ID, OTAVATAR_FOCAL_512 = 100, 1100.0  # OTAvatar_processing: AD-NeRF id basis, focal 1100
+
+
+def build_video(ctx: StageContext, size: int) -> LmdbVideo:
+    """Assemble the arrays of this subject's video at ``size`` (frames streamed lazily)."""
     from prep.stages.landmarks import face_frame_path
 
-    subject, size = ctx.subject, ctx.cfg.lmdb.size
+    subject = ctx.subject
     lm = _load(subject.landmarks_npz, "landmarks")
     coarse = _load(subject.bfm_coarse, "fit_3dmm_coarse")
     fine = _load(subject.bfm_fine, "fit_3dmm_fine")
@@ -52,14 +57,10 @@ def build_video(ctx: StageContext) -> LmdbVideo:
     keypoint = np.stack(
         [(pts[..., 0] + 0.5) * size / w - 0.5, (pts[..., 1] + 0.5) * size / h - 0.5], -1
     )
-    coeff = np.concatenate([coarse["coeff"][:, :257], coarse["trans_params"][:, 2:5]], 1)
+    crop = crop_params_at_size(coarse["trans_params"], size)
+    coeff = np.concatenate([coarse["coeff"][:, :257], crop], 1)
     focal = float(np.asarray(fine["focal"]).reshape(-1)[0]) * size / w
     condition = np.concatenate([-fine["euler"], fine["trans"], np.full((T, 1), focal)], 1)
-    if fine["id"].shape[-1] != 100:
-        log.warning(
-            "pack_lmdb: id has %d coefficients (OTAvatar expects 100: bfm.variant=adnerf)",
-            fine["id"].shape[-1],
-        )
     name = ctx.cfg.lmdb.video_name or subject.name
     frames = (read_image(face_frame_path(subject, i)) for i in range(T))
     return LmdbVideo(
@@ -87,23 +88,40 @@ def _written(subject) -> list:
 )
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.cfg.lmdb
-    if cfg.size not in (256, 512):
-        log.warning("lmdb.size=%d: PIRenderer reads 256, OTAvatar 512", cfg.size)
-    if cfg.split not in ("train", "test"):
-        raise BadConfigError(f"lmdb.split={cfg.split!r}; use train or test")
-    video = build_video(ctx)
-    splits = {"train": [], "test": []}
-    splits[cfg.split].append(video.name)
-    target = write_lmdb(
-        ctx.subject.lmdb_dir,
-        [video],
-        size=cfg.size,
-        splits=splits,
-        force=ctx.force,
-        map_size=int(cfg.map_size_gb * 2**30),
-        jpeg_quality=cfg.jpeg_quality,
-    )
-    n = len(video.coeff_3dmm)
-    size_mb = sum(p.stat().st_size for p in target.iterdir()) / 2**20
-    log.info("pack_lmdb: %d frames of %s -> %s (%.1f MiB)", n, video.name, target, size_mb)
-    return StageResult(n_frames=n, metrics={"lmdb_mib": size_mb})
+    if cfg.split not in ("train", "test", "both"):
+        raise BadConfigError(f"lmdb.split={cfg.split!r}; use train, test or both")
+    if not cfg.sizes:
+        raise BadConfigError("lmdb.sizes is empty; PIRender reads 256, OTAvatar 512")
+    for size in cfg.sizes:
+        if size not in (256, 512):
+            log.warning("lmdb.sizes has %d: PIRender reads 256, OTAvatar 512", size)
+    _check_otavatar(ctx)
+    total_mb, n = 0.0, 0
+    for size in cfg.sizes:
+        video = build_video(ctx, size)
+        names = [video.name]
+        splits = {s: names if cfg.split in (s, "both") else [] for s in ("train", "test")}
+        target = write_lmdb(ctx.subject.lmdb_dir, [video], size=size, splits=splits,
+                            force=ctx.force, map_size=int(cfg.map_size_gb * 2**30),
+                            jpeg_quality=cfg.jpeg_quality)  # fmt: skip
+        n = len(video.coeff_3dmm)
+        size_mb = sum(p.stat().st_size for p in target.iterdir()) / 2**20
+        total_mb += size_mb
+        log.info("pack_lmdb: %d frames of %s -> %s (%.1f MiB)", n, video.name, target, size_mb)
+    return StageResult(n_frames=n, metrics={"lmdb_mib": total_mb})
+
+
+def _check_otavatar(ctx: StageContext) -> None:
+    """Warn where OTAvatar's assumptions are not met (it still loads the database)."""
+    fine = _load(ctx.subject.bfm_fine, "fit_3dmm_fine")
+    n_id = fine["id"].shape[-1]
+    if n_id != OTAVATAR_ID:
+        log.warning("pack_lmdb: id has %d coefficients (the %s basis); OTAvatar expects "
+                    "AD-NeRF's %d: bfm.variant=adnerf", n_id, ctx.cfg.bfm.variant,
+                    OTAVATAR_ID)  # fmt: skip
+    w = float(np.asarray(fine["image_size"]).reshape(-1)[-1]) if "image_size" in fine else 512.0
+    focal_512 = float(np.asarray(fine["focal"]).reshape(-1)[0]) * 512.0 / w
+    if abs(focal_512 / OTAVATAR_FOCAL_512 - 1) > 0.1:
+        log.warning("pack_lmdb: fine focal %.0f px at 512; OTAvatar's camera assumes the 1100 its "
+                    "processing fixes (fit3dmm.focal_mode=fixed fit3dmm.focal=1100)",
+                    focal_512)  # fmt: skip

@@ -13,12 +13,18 @@ T, H, W = 12, 48, 40
 INVALID = (3, 7)
 
 
-def make_tracking(t: int = T, seed: int = 0, n_shape: int = 20, n_expr: int = 10) -> dict:
-    """Arrays of flame/tracking.npz for t frames with moving cameras and heads."""
+def make_tracking(
+    t: int = T, seed: int = 0, n_shape: int = 20, n_expr: int = 10, rotating: bool = False
+) -> dict:
+    """Arrays of flame/tracking.npz for t frames: fit_flame's fixed camera and moving heads, or
+    (`rotating`) a moving camera as an imported tracking has."""
     rng = np.random.default_rng(seed)
     w2c = np.tile(np.eye(4), (t, 1, 1))
-    w2c[:, :3, :3] = cam.CV_TO_GL @ Rotation.from_rotvec(rng.normal(0, 0.1, (t, 3))).as_matrix()
-    w2c[:, :3, 3] = rng.normal(0, 0.01, (t, 3)) + [0, 0, 0.6]
+    w2c[:, :3, :3] = cam.CV_TO_GL
+    if rotating:
+        w2c[:, :3, :3] = w2c[:, :3, :3] @ Rotation.from_rotvec(
+            rng.normal(0, 0.1, (t, 3))).as_matrix()  # fmt: skip
+        w2c[:, :3, 3] = rng.normal(0, 0.01, (t, 3)) + [0, 0, 0.6]
     valid = np.ones(t, bool)
     valid[list(INVALID)] = False
     return dict(
@@ -32,7 +38,9 @@ def make_tracking(t: int = T, seed: int = 0, n_shape: int = 20, n_expr: int = 10
         neck_pose=rng.normal(0, 0.05, (t, 3)).astype(np.float32),
         jaw_pose=rng.normal(0, 0.05, (t, 3)).astype(np.float32),
         eyes_pose=rng.normal(0, 0.05, (t, 6)).astype(np.float32),
-        transl=rng.normal(0, 0.01, (t, 3)).astype(np.float32),
+        transl=(rng.normal(0, 0.01, (t, 3)) + ([0, 0, 0] if rotating else [0, 0, -0.6])).astype(
+            np.float32
+        ),
         w2c=w2c,
         K=cam.k_matrix(60.0, 61.0, W / 2 - 0.3, H / 2 + 0.2),
         image_size=np.array([H, W]),
@@ -43,12 +51,19 @@ def make_tracking(t: int = T, seed: int = 0, n_shape: int = 20, n_expr: int = 10
     )
 
 
-def make_subject(root, t: int = T, seed: int = 0) -> SubjectDir:
-    """Write image/, mask/, parsing/labels/, crop/frames/, flame/*, bfm/fine.npz for t frames."""
+def make_subject(root, t: int = T, seed: int = 0, rotating: bool = False) -> SubjectDir:
+    """Write image/, mask/, parsing/labels/, crop/frames/, landmarks, irises, flame/*,
+    bfm/fine.npz and a DeepSpeech feature file (``<root>/aud.npy``) for t frames."""
     rng = np.random.default_rng(seed)
     s = SubjectDir(root)
-    track = make_tracking(t, seed)
+    track = make_tracking(t, seed, rotating=rotating)
     save_npz(s.flame_tracking, **track)
+    save_npz(s.landmarks_npz, points_px=rng.uniform(8, 32, (t, 68, 2)).astype(np.float32),
+             valid=np.ones(t, bool), image_hw=np.array([H, W]),
+             frame_names=track["frame_names"])  # fmt: skip
+    save_npz(s.iris_npz, iris_px=rng.uniform(10, 30, (t, 2, 2)).astype(np.float32),
+             valid=np.ones((t, 2), bool))  # fmt: skip
+    np.save(s.root / "aud.npy", rng.normal(size=(t, 16, 29)).astype(np.float32))
     frames = []
     for i in range(t):
         rgba = rng.integers(0, 256, (H, W, 4), dtype=np.uint8)
@@ -73,7 +88,9 @@ def make_subject(root, t: int = T, seed: int = 0) -> SubjectDir:
     })  # fmt: skip
     euler = rng.normal(0, 0.1, (t, 3))
     trans = rng.normal(0, 0.1, (t, 3)) + [0, 0, -10.0]
+    w2c, K = cam.adnerf_to_opencv(euler, trans, 1100.0, (W - 1) / 2, (H - 1) / 2)
     save_npz(s.bfm_fine, euler=euler, trans=trans, focal=np.array(1100.0), valid=np.ones(t, bool),
-             lmk_rmse_px=rng.uniform(0.5, 1.5, t).astype(np.float32),
+             lmk_rmse_px=rng.uniform(0.5, 1.5, t).astype(np.float32), w2c=w2c, K=K,
+             image_size=np.array([H, W]), variant=np.array("adnerf"),
              id=rng.normal(size=(1, 100)), exp=rng.normal(size=(t, 79)))  # fmt: skip
     return s

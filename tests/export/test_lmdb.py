@@ -38,8 +38,9 @@ def test_round_trip_with_exact_key_scheme(tmp_path):
     env = lmdb.open(str(target), readonly=True, lock=False)
     with env.begin() as txn:
         keys = {k.decode() for k, _ in txn.cursor()}
-        assert txn.get(b"length") == b"2"
-        assert txn.get(b"WDA_A#0-length") == b"5"
+        # counts as both prepare scripts write them: format_for_lmdb(n), 7 digits
+        assert txn.get(b"length") == b"0000002"
+        assert txn.get(b"WDA_A#0-length") == b"0000005"
     env.close()
     expected = (
         {"length"} | {f"WDA_A#0-{i:07d}" for i in range(5)} | {f"WDA_B#1-{i:07d}" for i in range(3)}
@@ -118,3 +119,19 @@ def test_reads_an_otavatar_style_database_written_by_hand(tmp_path):
         assert r.array(name, "coeff_3dmm").shape == (2, 260)
         assert r.array(name, "condition") is None
         assert r.frame(name, 1).shape == (512, 512, 3)
+
+
+def test_crop_params_follow_the_frames_to_the_stored_size():
+    """Deep3DFaceRecon's alignment of the 256 frames equals the 512 one carried over: solving
+    POS on the resized landmarks gives the converted parameters."""
+    from prep.export.lmdb import crop_params_at_size
+    from prep.track.bfm_align import pos_align
+
+    rng = np.random.default_rng(0)
+    lm3d_5 = rng.normal(0, 0.5, (5, 3))
+    lmk = rng.uniform(150, 350, (4, 68, 2))
+    tp512 = pos_align(lmk, (512, 512), lm3d_5)
+    for size in (256, 512):
+        lmk_s = (lmk + 0.5) * size / 512 - 0.5
+        want = pos_align(lmk_s, (size, size), lm3d_5)[:, 2:5]
+        np.testing.assert_allclose(crop_params_at_size(tp512, size), want, rtol=1e-5, atol=1e-3)
