@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prep.config import Config
-from prep.datasets import custom, demo, hdtf, insta
+from prep.datasets import custom, demo, hdtf, imported, insta
 from prep.datasets.base import Intrinsics, Source
 from prep.errors import BadConfigError
 
@@ -18,6 +18,11 @@ INGESTS: dict[str, Callable[[Config, str], Source]] = {
     "demo": demo.source,
     "hdtf": hdtf.source,
     "insta": insta.source,
+    # another tracker's output, imported (prep.importers; stage import_tracking)
+    "imavatar": imported.source,
+    "vhap": imported.source,
+    "metrical": imported.source,
+    "insta_tracked": imported.source,
 }
 
 

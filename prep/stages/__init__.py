@@ -18,6 +18,7 @@ BUILTIN_STAGES = (
     "fit_3dmm_coarse",
     "fit_3dmm_fine",
     "pack_lmdb",
+    "import_tracking",
     "export",
     "report",
     "download",

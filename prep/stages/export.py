@@ -71,6 +71,7 @@ def _writes(subject: SubjectDir) -> list[Path]:
     writes=_writes,
     assets=_assets,
     fingerprint=_bfm_fingerprint,
+    uses=("import_tracking",),  # a re-import re-exports
 )
 def run(ctx: StageContext) -> StageResult:
     from prep.export.gaussianavatars import export_gaussianavatars

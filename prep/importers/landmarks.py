@@ -1,0 +1,88 @@
+"""Landmarks and irises of an imported tracking, for layouts that ship no detections.
+
+VHAP, metrical-tracker and INSTA folders hold a FLAME fit (parameters or meshes) but no 2D
+landmarks; fit_flame needs them. We take the fit's own 68 + 2 points: the FLAME landmark
+embedding (DECA's static faces, the jaw contour picked by head yaw, the iris centres of the
+``_with_eyes`` embedding) evaluated on the imported mesh and projected with the imported camera.
+
+The contour bin follows the head's yaw as the camera sees it (DECA picks it from the FLAME pose
+with a frontal camera): the rotation handed to `prep.models.flame.contour_bins` is the head's
+rotation expressed in fit_flame's world, ``F^-1 R_w2c R_head`` with ``F = diag(1, -1, -1)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from prep.export.cameras import CV_TO_GL
+from prep.models.flame import contour_bins
+
+
+def view_bins(w2c: np.ndarray, head_R: np.ndarray, neck_pose: np.ndarray) -> np.ndarray:
+    """(T,) contour bins for heads rotated by `head_R` (T,3,3) seen through `w2c` (T,4,4)."""
+    R_eff = CV_TO_GL @ np.asarray(w2c)[:, :3, :3] @ head_R
+    aa = Rotation.from_matrix(R_eff).as_rotvec()
+    t = torch.as_tensor
+    return contour_bins(t(aa), t(np.asarray(neck_pose, np.float64))).numpy()
+
+
+def project(points: np.ndarray, w2c: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """(T,N,3) world points -> (T,N,2) pixels through OpenCV w2c (T,4,4) and K (T,3,3)."""
+    x = points @ np.swapaxes(w2c[:, :3, :3], -1, -2) + w2c[:, None, :3, 3]
+    uvw = x @ np.swapaxes(K, -1, -2)
+    return uvw[..., :2] / uvw[..., 2:3]
+
+
+def from_params(model, params: dict, w2c: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """(T,70,2) landmarks of FLAME parameters (canonical arrays) through the camera."""
+    dt = model.v_template.dtype
+
+    def t(a):
+        return torch.as_tensor(np.asarray(a, np.float64), dtype=dt)
+
+    head_R = Rotation.from_rotvec(params["global_pose"]).as_matrix()
+    bins = torch.as_tensor(view_bins(w2c, head_R, params["neck_pose"]))
+    with torch.no_grad():
+        lmk, _, _ = model.landmarks(
+            t(params["shape"]), t(params["expr"]), t(params["global_pose"]),
+            t(params["neck_pose"]), t(params["jaw_pose"]), t(params["eyes_pose"]),
+            transl=t(params["transl"]), eyelids=t(params["eyelids"]) if model.has_eyelids else None,
+            bins=bins,
+        )  # fmt: skip
+    return project(lmk.double().numpy(), w2c, K)
+
+
+HEAD_WEIGHT = 0.95  # vertices skinned this much to FLAME's head joint (1) move rigidly with it
+
+
+def head_rotation(vertices: np.ndarray, reference: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """(T,3,3) rotation of each mesh's head (T,V,3) relative to `reference` (V,3) (Kabsch over
+    the `head` vertex indices: the rigid part DECA's contour rule reads, global @ neck)."""
+    a = reference[head] - reference[head].mean(0)
+    out = np.zeros((len(vertices), 3, 3))
+    for k, v in enumerate(vertices[:, head]):  # one 3x3 SVD per frame
+        b = v - v.mean(0)
+        U, _, Vt = np.linalg.svd(b.T @ a)
+        d = np.sign(np.linalg.det(U @ Vt))
+        out[k] = U @ np.diag([1.0, 1.0, d]) @ Vt
+    return out
+
+
+def from_meshes(model, emb, vertices, w2c, K, reference: np.ndarray | None = None) -> np.ndarray:
+    """(T,70,2) landmarks of meshes (T,V,3) on FLAME's vertex order through the camera.
+
+    Args:
+        reference: (V,3) the subject's unposed mesh (INSTA's canonical.obj: its shape, jaw open,
+            no expression) to measure head rotations against; FLAME's template when None.
+    """
+    faces = model.faces.numpy()
+    ref = model.v_template.double().numpy() if reference is None else reference
+    head = np.flatnonzero(model.lbs_weights[:, 1].double().numpy() > HEAD_WEIGHT)
+    bins = view_bins(w2c, head_rotation(vertices, ref, head), np.zeros((len(vertices), 3)))
+    ar = np.arange(len(vertices))[:, None, None]
+    dyn_f = faces[emb.dynamic_faces[bins]]  # (T,17,3)
+    dyn = (vertices[ar, dyn_f] * emb.dynamic_bary[bins][..., None]).sum(-2)
+    st = (vertices[:, faces[emb.static_faces]] * emb.static_bary[..., None]).sum(-2)
+    return project(np.concatenate([dyn, st], 1), w2c, K)
