@@ -13,7 +13,7 @@ from prep.subject import SubjectDir
 from tests.export.synthetic_subject import make_subject
 from tests.fixtures.flame_fixtures import tiny_flame_assets  # noqa: F401
 
-REAL_FRAMES = 40  # frames of the head-turn clip, sampled at 5 fps (8 s of turning and talking)
+REAL_FRAMES = 24  # frames of the head-turn clip, sampled at 3 fps (8 s of turning and talking)
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def build_real_export(root: Path, clip: Path, flame_public: Path, extra=()) -> R
     np.save(root / "deepspeech" / f"{clip.stem}.npy", audio)
     overrides = [
         f"work_dir={root / 'work'}", "logger=none", "dataset=custom", f"dataset.video={clip}",
-        "frames.fps=5", f"frames.max_frames={REAL_FRAMES}", "tracker.threads=2",
+        "frames.fps=3", f"frames.max_frames={REAL_FRAMES}", "tracker.threads=2",
         "tracker.overlay_video=false", "fit3dmm.iters_lmk=150", "fit3dmm.iters_focal=60",
         "fit3dmm.focal_search_frames=16", "fit3dmm.overlay=false",
         *[f"assets.{k}={assets[k]}" for k in ("flame2020", "flame_lmk_embedding_eyes",
@@ -90,5 +90,5 @@ def build_real_export(root: Path, clip: Path, flame_public: Path, extra=()) -> R
 
 @pytest.fixture(scope="session")
 def real_export(tmp_path_factory, clip_c01, flame_public) -> RealExport:
-    """The head-turn clip (40 frames at 5 fps) through every stage and every export, once."""
+    """The head-turn clip (24 frames at 3 fps) through every stage and every export, once."""
     return build_real_export(tmp_path_factory.mktemp("real_export"), clip_c01, flame_public)
