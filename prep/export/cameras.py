@@ -5,7 +5,8 @@ z forward); ``w2c`` (4,4) maps world points (FLAME space, after ``transl``) to c
 ``K`` (3,3) is in crop pixels with pixel centres at integer coordinates (pixel (0,0) covers
 [-0.5, 0.5]). A world point X lands on pixel ``K @ (w2c @ X)`` after division by depth.
 
-Target conventions (FORMATS.md), each converted here and nowhere else:
+K, the OpenCV/OpenGL flip, rigid inverses and projection come from `prep.models.camera` (their
+one home); this module converts to the target conventions (FORMATS.md), here and nowhere else:
 
 - IMAvatar / HRAvatar: ``world_mat`` is world-to-camera in OpenGL camera axes (x right, y up,
   z backward) with identity rotation; the head rotation lives in the FLAME global pose; FLAME
@@ -34,67 +35,28 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-# Flips y and z: OpenCV camera axes <-> OpenGL camera axes (an involution).
-CV_TO_GL = np.diag([1.0, -1.0, -1.0])
+from prep.models.camera import CV_TO_GL, K_matrix, invert_rigid, opencv_to_opengl_c2w, project_np
+
 INSTA_PIXEL_OFFSET = 0.5  # instant-ngp samples rays at (x + 0.5) / w
 VHAP_PIXEL_OFFSET = 0.5  # VHAP's cx, cy put pixel centres at x + 0.5 (cx = w / 2 when centred)
 IMAVATAR_SCALE = 4.0  # IMAvatar multiplies FLAME vertices by 4
 ADNERF_TRANS_SCALE = 10.0  # AD-NeRF divides the tracker translation by 10
 
 
-def rigid_inverse(m: np.ndarray) -> np.ndarray:
-    """Invert rigid transforms.
-
-    Args:
-        m: (..., 4, 4) rotation + translation matrices.
-
-    Returns:
-        (..., 4, 4) inverses.
-    """
-    r = m[..., :3, :3]
-    t = m[..., :3, 3:]
-    out = np.zeros_like(m)
-    rt = np.swapaxes(r, -1, -2)
-    out[..., :3, :3] = rt
-    out[..., :3, 3:] = -rt @ t
-    out[..., 3, 3] = 1.0
-    return out
-
-
 def c2w_opencv_to_opengl(c2w: np.ndarray) -> np.ndarray:
     """Camera-to-world with OpenCV camera axes -> OpenGL camera axes (and back): (...,4,4)."""
-    out = np.array(c2w, dtype=np.float64, copy=True)
-    out[..., :3, :3] = out[..., :3, :3] @ CV_TO_GL
-    return out
+    return opencv_to_opengl_c2w(np.asarray(c2w, np.float64))
 
 
 c2w_opengl_to_opencv = c2w_opencv_to_opengl
-
-
-def project_opencv(points_w: np.ndarray, w2c: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Project world points with the canonical camera.
-
-    Args:
-        points_w: (..., N, 3) world points.
-        w2c: (..., 4, 4) world-to-camera, OpenCV axes.
-        K: (..., 3, 3) intrinsics in pixels (integer pixel centres).
-
-    Returns:
-        (..., N, 2) pixel coordinates.
-    """
-    x_cam = points_w @ np.swapaxes(w2c[..., :3, :3], -1, -2) + w2c[..., None, :3, 3]
-    uvw = x_cam @ np.swapaxes(K, -1, -2)
-    return uvw[..., :2] / uvw[..., 2:3]
+rigid_inverse = invert_rigid
+k_matrix = K_matrix
+project_opencv = project_np
 
 
 def intrinsics_of(K: np.ndarray) -> tuple[float, float, float, float]:
     """(fx, fy, cx, cy) of a (3,3) pinhole matrix."""
     return float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
-
-
-def k_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
-    """(3,3) pinhole matrix."""
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
 def centred_K(focal: np.ndarray, image_size) -> np.ndarray:
@@ -106,10 +68,7 @@ def centred_K(focal: np.ndarray, image_size) -> np.ndarray:
     """
     h, w = (float(v) for v in image_size)
     f = np.asarray(focal, np.float64).reshape(-1)
-    K = np.zeros((len(f), 3, 3))
-    K[:, 0, 0] = K[:, 1, 1] = f
-    K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = (w - 1) / 2, (h - 1) / 2, 1.0
-    return K
+    return K_matrix(f, f, (w - 1) / 2, (h - 1) / 2)
 
 
 def resample_maps(

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from prep.export.common import load_mask, load_rgba
-from prep.geometry.crop import warp_to_crop
-from prep.io.files import load_npz, read_image
+from prep.geometry.crop import CropTransforms, warp_to_crop
+from prep.io.files import read_image
 from prep.subject import SubjectDir
 
 
@@ -49,7 +49,7 @@ class ExportFrames:
         self.identity = all(is_identity(d) for d in self.D)
         self._orig_to_crop = None
         if not self.identity and subject.crop_npz.exists() and subject.frames_dir.is_dir():
-            self._orig_to_crop = load_npz(subject.crop_npz)["orig_to_crop"].astype(np.float64)
+            self._orig_to_crop = CropTransforms.load(subject).orig_to_crop  # frames/ -> crop
 
     def rgba(self, i: int) -> np.ndarray:
         """(H,W,4) uint8: colour and matte of frame i in exported pixels."""

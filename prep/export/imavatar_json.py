@@ -37,6 +37,7 @@ import numpy as np
 from prep.errors import BadInputError
 from prep.export.cameras import IMAVATAR_SCALE, imavatar_K, to_imavatar
 from prep.io.files import read_json, write_json
+from prep.models.camera import OPENGL_FROM_OPENCV
 
 IMAVATAR_N_SHAPE, IMAVATAR_N_EXPR = 100, 50  # code/model/implicit_morphable_model.py:27, conf
 HRAVATAR_N_SHAPE, HRAVATAR_N_EXPR = 100, 50  # arguments/__init__.py:56 (the trainer's defaults)
@@ -73,7 +74,7 @@ class ImavatarParams:
         """Parameters and camera in our canonical convention (``x_cv = F (v + transl)``)."""
         T = len(self.stems)
         t_shared = self.world_mat[:, :, 3] / IMAVATAR_SCALE  # OpenGL camera, identity rotation
-        w2c = np.tile(np.diag([1.0, -1.0, -1.0, 1.0]), (T, 1, 1))
+        w2c = np.tile(OPENGL_FROM_OPENCV, (T, 1, 1))
         return {
             "shape": self.shape,
             "expr": self.expression,

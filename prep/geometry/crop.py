@@ -32,7 +32,7 @@ albedo and photometric terms never see them. With ``crop.inside_frame=true`` the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import cv2
@@ -55,6 +55,8 @@ class CropTransforms:
     orig_hw: np.ndarray
     frame_names: np.ndarray
     mode: str
+    # source video pixels -> extracted-frame pixels (the ingest's cut box; set by `load`)
+    source_to_frame: np.ndarray = field(default_factory=lambda: np.eye(3))
 
     @cached_property
     def inframe_rects(self) -> np.ndarray:
@@ -95,6 +97,35 @@ class CropTransforms:
             names,
             str(d.get("mode", "static")),
         )
+
+    @classmethod
+    def load(cls, subject) -> CropTransforms:
+        """crop/crop.npz of `subject` (a `prep.subject.SubjectDir`): the one reader of that file.
+
+        The transforms map the extracted frames (frames/) to the crop. When the ingest cut a box
+        out of the source video (HDTF's annotations: meta/video.json ``crop_xywh``), the box's
+        offset is composed in `source_to_crop`, which maps the source video's pixels (those of
+        user-given intrinsics).
+
+        Raises:
+            MissingInputError: no crop.npz (run stage crop).
+        """
+        from prep.errors import MissingInputError
+        from prep.io.files import load_npz, read_json
+
+        if not subject.crop_npz.exists():
+            raise MissingInputError("crop", subject.crop_npz)
+        ct = cls.from_arrays(load_npz(subject.crop_npz))
+        meta = read_json(subject.video_json) if subject.video_json.exists() else {}
+        box = meta.get("crop_xywh")
+        if box:
+            ct.source_to_frame = np.array([[1, 0, -box[0]], [0, 1, -box[1]], [0, 0, 1.0]])
+        return ct
+
+    @property
+    def source_to_crop(self) -> np.ndarray:
+        """(T,3,3) source video pixels -> crop pixels (the box offset composed)."""
+        return self.orig_to_crop @ self.source_to_frame
 
 
 def box_to_orig_to_crop(box_xyxy: np.ndarray, size: int) -> np.ndarray:

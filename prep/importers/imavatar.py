@@ -27,10 +27,11 @@ import numpy as np
 
 from prep.datasets.base import check_same_size, list_images
 from prep.errors import BadInputError
-from prep.export.cameras import CV_TO_GL, IMAVATAR_SCALE
+from prep.export.cameras import IMAVATAR_SCALE
 from prep.export.imavatar_json import read_flame_params_json
 from prep.importers import Imported, has_alpha
 from prep.io.files import read_json
+from prep.models.camera import CV_TO_GL, K_matrix
 
 
 def frame_files(folder: Path) -> list[Path]:
@@ -98,7 +99,7 @@ def _from_tracked_params(path: Path, names: list[str]) -> tuple[dict, np.ndarray
     }  # fmt: skip
     w2c = np.tile(np.eye(4), (T, 1, 1))
     w2c[:, :3, :3] = CV_TO_GL
-    K = np.tile(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]), (T, 1, 1))
+    K = np.tile(K_matrix(fx, fy, cx, cy), (T, 1, 1))
     return params, w2c, K
 
 

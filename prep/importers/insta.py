@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from prep.errors import BadInputError
-from prep.export.cameras import rigid_inverse
 from prep.export.common import read_obj
 from prep.importers import Imported
 from prep.io.files import read_json
+from prep.models.camera import K_matrix, invert_rigid
 
 INSTA_PIXEL_OFFSET = 0.5  # insta/utils.py get_rays: pixel i is sampled at i + 0.5
 
@@ -50,7 +50,7 @@ def read(folder: Path) -> Imported:
     c2w = np.asarray([f["transform_matrix"] for f in frames], np.float64)
     fx, fy = float(tf["fl_x"]), float(tf.get("fl_y", tf["fl_x"]))
     cx, cy = float(tf["cx"]) - INSTA_PIXEL_OFFSET, float(tf["cy"]) - INSTA_PIXEL_OFFSET
-    K = np.tile(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]), (T, 1, 1))
+    K = np.tile(K_matrix(fx, fy, cx, cy), (T, 1, 1))
 
     def mesh_vertices(idx: np.ndarray) -> np.ndarray:
         return np.stack([read_obj(meshes[int(i)])[0] for i in idx])
@@ -60,5 +60,5 @@ def read(folder: Path) -> Imported:
              f"fx={fx:.3f} fy={fy:.3f} cx={cx:.3f} cy={cy:.3f} (its camera)"]  # fmt: skip
     canonical = folder / "canonical.obj"
     reference = read_obj(canonical)[0] if canonical.is_file() else None
-    return Imported(files, (h, w), True, None, None, rigid_inverse(c2w), K, None, None, None,
+    return Imported(files, (h, w), True, None, None, invert_rigid(c2w), K, None, None, None,
                     mesh_vertices, notes, [path], reference)  # fmt: skip

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from prep.export.cameras import CV_TO_GL
+from prep.models.camera import CV_TO_GL, project_np
 from prep.models.flame import contour_bins
 
 
@@ -28,11 +28,7 @@ def view_bins(w2c: np.ndarray, head_R: np.ndarray, neck_pose: np.ndarray) -> np.
     return contour_bins(t(aa), t(np.asarray(neck_pose, np.float64))).numpy()
 
 
-def project(points: np.ndarray, w2c: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(T,N,3) world points -> (T,N,2) pixels through OpenCV w2c (T,4,4) and K (T,3,3)."""
-    x = points @ np.swapaxes(w2c[:, :3, :3], -1, -2) + w2c[:, None, :3, 3]
-    uvw = x @ np.swapaxes(K, -1, -2)
-    return uvw[..., :2] / uvw[..., 2:3]
+project = project_np
 
 
 def from_params(model, params: dict, w2c: np.ndarray, K: np.ndarray) -> np.ndarray:

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from prep.errors import BadInputError
-from prep.export.cameras import VHAP_PIXEL_OFFSET, c2w_opengl_to_opencv, k_matrix, rigid_inverse
+from prep.export.cameras import VHAP_PIXEL_OFFSET
 from prep.importers import Imported, has_alpha
 from prep.io.files import read_json
+from prep.models.camera import K_matrix, invert_rigid, opengl_to_opencv_c2w
 
 SPLITS = ("transforms.json", "transforms_train.json", "transforms_val.json", "transforms_test.json")
 
@@ -67,11 +68,11 @@ def read(folder: Path) -> Imported:
                                                "eyes_pose", "transl")}  # fmt: skip
     shape, offsets = None, False
     for t, f in enumerate(frames):
-        c2w = c2w_opengl_to_opencv(np.asarray(f["transform_matrix"], np.float64))
-        w2c[t] = rigid_inverse(c2w)
+        c2w = opengl_to_opencv_c2w(np.asarray(f["transform_matrix"], np.float64))
+        w2c[t] = invert_rigid(c2w)
         get = lambda k, f=f: f.get(k, header.get(k))  # noqa: E731
         off = VHAP_PIXEL_OFFSET
-        K[t] = k_matrix(get("fl_x"), get("fl_y"), get("cx") - off, get("cy") - off)
+        K[t] = K_matrix(get("fl_x"), get("fl_y"), get("cx") - off, get("cy") - off)
         z = np.load(folder / f["flame_param_path"])
         shape = z["shape"] if shape is None else shape
         params["expr"].append(np.reshape(z["expr"], -1))

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
+CV_TO_GL = OPENGL_FROM_OPENCV[:3, :3]  # flips camera y and z: OpenCV <-> OpenGL axes (involution)
 
 
 def make_K(fx, fy, cx, cy, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -28,6 +29,24 @@ def make_K(fx, fy, cx, cy, dtype=torch.float32, device=None) -> torch.Tensor:
     fx, fy, cx, cy = torch.broadcast_tensors(fx, fy, cx, cy)
     o, i = torch.zeros_like(fx), torch.ones_like(fx)
     return torch.stack([fx, o, cx, o, fy, cy, o, o, i], -1).reshape(fx.shape + (3, 3))
+
+
+def K_matrix(fx, fy, cx, cy) -> np.ndarray:
+    """Pinhole intrinsics (numpy twin of `make_K`): scalars or arrays ``(...)`` -> ``(..., 3, 3)``
+    float64."""
+    fx, fy, cx, cy = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (fx, fy, cx, cy)))
+    K = np.zeros(fx.shape + (3, 3))
+    K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2] = fx, fy, cx, cy
+    K[..., 2, 2] = 1.0
+    return K
+
+
+def project_np(points: np.ndarray, w2c: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Numpy `project`: world points ``(..., N, 3)`` through ``w2c (..., 4, 4)`` and
+    ``K (..., 3, 3)`` -> pixels ``(..., N, 2)``."""
+    x_cam = points @ np.swapaxes(w2c[..., :3, :3], -1, -2) + w2c[..., None, :3, 3]
+    uvw = x_cam @ np.swapaxes(np.asarray(K, np.float64), -1, -2)
+    return uvw[..., :2] / uvw[..., 2:3]
 
 
 def default_K(image_size: tuple[int, int], fov_deg: float = 20.0) -> np.ndarray:
@@ -147,8 +166,7 @@ def crop_intrinsics(
     """
     if fx <= 0 or fy <= 0:
         raise ValueError(f"focal lengths must be positive, got fx={fx}, fy={fy}")
-    K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
-    return K_through_affine(K, orig_to_crop)
+    return K_through_affine(K_matrix(fx, fy, cx, cy), orig_to_crop)
 
 
 def shared_or_per_frame(K: np.ndarray, atol: float = 1e-6) -> np.ndarray:
