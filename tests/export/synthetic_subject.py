@@ -58,11 +58,12 @@ def make_subject(root, t: int = T, seed: int = 0, rotating: bool = False) -> Sub
     s = SubjectDir(root)
     track = make_tracking(t, seed, rotating=rotating)
     save_npz(s.flame_tracking, **track)
-    save_npz(s.landmarks_npz, points_px=rng.uniform(8, 32, (t, 68, 2)).astype(np.float32),
-             valid=np.ones(t, bool), image_hw=np.array([H, W]),
-             frame_names=track["frame_names"])  # fmt: skip
-    save_npz(s.iris_npz, iris_px=rng.uniform(10, 30, (t, 2, 2)).astype(np.float32),
-             valid=np.ones((t, 2), bool))  # fmt: skip
+    # a still face with detector-like noise (the report flags jitter above 3 px)
+    points = rng.uniform(8, 32, (68, 2)) + rng.normal(0, 0.1, (t, 68, 2))
+    save_npz(s.landmarks_npz, points_px=points.astype(np.float32), valid=np.ones(t, bool),
+             image_hw=np.array([H, W]), frame_names=track["frame_names"])  # fmt: skip
+    iris = rng.uniform(10, 30, (2, 2)) + rng.normal(0, 0.1, (t, 2, 2))
+    save_npz(s.iris_npz, iris_px=iris.astype(np.float32), valid=np.ones((t, 2), bool))
     np.save(s.root / "aud.npy", rng.normal(size=(t, 16, 29)).astype(np.float32))
     frames = []
     for i in range(t):
