@@ -17,6 +17,7 @@ import logging
 import numpy as np
 
 from prep.errors import BadConfigError, BadInputError, MissingInputError
+from prep.export.info import write_export_info
 from prep.export.lmdb import LmdbVideo, crop_params_at_size, write_lmdb
 from prep.io.files import load_npz, read_image
 from prep.pipeline import StageContext, StageResult, register_stage
@@ -95,7 +96,7 @@ def run(ctx: StageContext) -> StageResult:
     for size in cfg.sizes:
         if size not in (256, 512):
             log.warning("lmdb.sizes has %d: PIRender reads 256, OTAvatar 512", size)
-    _check_otavatar(ctx)
+    notes = _otavatar_notes(ctx)
     total_mb, n = 0.0, 0
     for size in cfg.sizes:
         video = build_video(ctx, size)
@@ -108,20 +109,24 @@ def run(ctx: StageContext) -> StageResult:
         size_mb = sum(p.stat().st_size for p in target.iterdir()) / 2**20
         total_mb += size_mb
         log.info("pack_lmdb: %d frames of %s -> %s (%.1f MiB)", n, video.name, target, size_mb)
+    write_export_info(ctx.subject.lmdb_dir, "lmdb", f"bfm-{ctx.cfg.bfm.variant}", notes,
+                      n_frames=n, sizes=list(cfg.sizes))  # fmt: skip
     return StageResult(n_frames=n, metrics={"lmdb_mib": total_mb})
 
 
-def _check_otavatar(ctx: StageContext) -> None:
-    """Warn where OTAvatar's assumptions are not met (it still loads the database)."""
+def _otavatar_notes(ctx: StageContext) -> list[str]:
+    """Where OTAvatar's assumptions are not met (it still loads the database)."""
     fine = _load(ctx.subject.bfm_fine, "fit_3dmm_fine")
+    notes = []
     n_id = fine["id"].shape[-1]
     if n_id != OTAVATAR_ID:
-        log.warning("pack_lmdb: id has %d coefficients (the %s basis); OTAvatar expects "
-                    "AD-NeRF's %d: bfm.variant=adnerf", n_id, ctx.cfg.bfm.variant,
-                    OTAVATAR_ID)  # fmt: skip
+        notes.append(f"pack_lmdb: id has {n_id} coefficients (the {ctx.cfg.bfm.variant} basis); "
+                     f"OTAvatar expects AD-NeRF's {OTAVATAR_ID}: bfm.variant=adnerf")  # fmt: skip
     w = float(np.asarray(fine["image_size"]).reshape(-1)[-1]) if "image_size" in fine else 512.0
     focal_512 = float(np.asarray(fine["focal"]).reshape(-1)[0]) * 512.0 / w
     if abs(focal_512 / OTAVATAR_FOCAL_512 - 1) > 0.1:
-        log.warning("pack_lmdb: fine focal %.0f px at 512; OTAvatar's camera assumes the 1100 its "
-                    "processing fixes (fit3dmm.focal_mode=fixed fit3dmm.focal=1100)",
-                    focal_512)  # fmt: skip
+        notes.append(
+            f"pack_lmdb: fine focal {focal_512:.0f} px at 512; OTAvatar's camera assumes "
+            "the 1100 its processing fixes (fit3dmm.focal_mode=fixed fit3dmm.focal=1100)"
+        )
+    return notes
