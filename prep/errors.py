@@ -85,3 +85,7 @@ class MissingDependencyError(PrepError):
 
 class SubjectLockedError(PrepError):
     """Another job holds the lock of this subject directory."""
+
+
+class UnmetRequestError(PrepError):
+    """Stages the user asked for (by name, backend or model choice) could not run."""

@@ -232,8 +232,12 @@ def load_checkpoint(path: Path | str, asset: str, url: str = "") -> Any:
             name = glob.group(1) if "." in glob.group(1) else f"builtins.{glob.group(1)}"
             reason = f"refused (the checkpoint names {name}, which could run code)"
             raise MissingAssetError(asset, path, url, key, reason, status="refused") from None
-        first = text.splitlines()[0][:80] if text else ""
-        reason = f"unreadable checkpoint ({type(e).__name__}{': ' + first if first else ''})"
+        if "Weights only load failed" in text:
+            first = "not a torch checkpoint"
+        else:
+            first = text.splitlines()[0].split(". ")[0][:100] if text else ""
+            first = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        reason = f"unreadable checkpoint ({first})"
         raise MissingAssetError(asset, path, url, key, reason, status="corrupt") from None
 
 
