@@ -8,6 +8,7 @@ subject does not stop the sweep: its error is recorded in the job's folder (`sta
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import re
@@ -141,6 +142,11 @@ def one_line_error(e: BaseException) -> str | None:
         return str(e)
     if isinstance(e, OSError):  # read-only folder, full disk: name the path; done work is kept
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        if e.errno == errno.ENOSPC:
+            return (
+                f"no space left on the device writing {e.filename or 'an output'}; free some "
+                "space (or set work_dir=<a larger disk>) and re-run: finished outputs are kept"
+            )
         return f"cannot write output{where}: {e.strerror or e}"
     return None
 

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -353,6 +354,9 @@ def write_manifest(
 ) -> dict[str, Any]:
     man = {
         "stage": stage.name,
+        # Unique per run: stages fed by this one re-run after it re-runs, even when the rest of
+        # the manifest happens to come out identical (same second, same duration).
+        "run_id": uuid.uuid4().hex[:12],
         "version": stage.version,
         "code_version": __version__,
         "config_hash": config_hash(cfg, stage),
