@@ -78,6 +78,8 @@ class Stash:
     def discard(self) -> None:
         """Delete the stashed files (the new outputs are complete)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.folder.parent.rmdir()  # the stashes' folder, when no other stash is in it
         self.moved.clear()
 
 
