@@ -9,23 +9,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Makes every atomic write under a folder fail as on a full disk (ENOSPC), then runs launch.py.
+# Makes every file write under a folder fail as on a full disk (ENOSPC), then runs launch.py.
 FULL_DISK = """
-import errno, os, runpy, sys
+import errno, pathlib, runpy, sys
 folder = sys.argv.pop(1)
-real = os.write
-def write(fd, data):
-    path = os.readlink(f"/proc/self/fd/{fd}")
-    if path.startswith(folder):
-        raise OSError(errno.ENOSPC, "No space left on device")
-    return real(fd, data)
-os.write = write
-import pathlib
-real_wb = pathlib.Path.write_bytes
+real_write_bytes = pathlib.Path.write_bytes
 def write_bytes(self, data):
     if str(self).startswith(folder):
         raise OSError(errno.ENOSPC, "No space left on device")
-    return real_wb(self, data)
+    return real_write_bytes(self, data)
 pathlib.Path.write_bytes = write_bytes
 sys.argv[0] = {launch!r}
 runpy.run_path(sys.argv[0], run_name="__main__")
