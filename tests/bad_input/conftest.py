@@ -64,3 +64,19 @@ def finished(tmp_path_factory, tiny_flame_assets) -> Finished:  # noqa: F811
     cfg = compose(f"work_dir={root / 'work'}", "stage=fit_flame", *args)
     run_plan(cfg, SubjectDir(root / "work" / "custom" / "fin"))
     return Finished(root, video, dict(tiny_flame_assets), args)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The bad-input table: case, exit code, message, outputs intact (yes / NO / - for cases
+    that do not touch a finished subject)."""
+    from tests.bad_input.cases import ROWS
+
+    if not ROWS:
+        return
+    w = max(len(r[0]) for r in ROWS)
+    tr = terminalreporter
+    tr.section("bad-input matrix")
+    tr.write_line(f"{'case':<{w}}  exit  intact  message")
+    for name, code, message, intact in ROWS:
+        mark = "-" if intact is None else "yes" if intact else "NO"
+        tr.write_line(f"{name:<{w}}  {code:>4}  {mark:<6}  {message[:110]}")

@@ -97,3 +97,21 @@ def hostile_checkpoint(path: Path, marker: Path) -> Path:
 
     torch.save({"state_dict": {"w": SystemPayload(marker)}}, path)
     return path
+
+
+def other_flame_model(folder: Path) -> Path:
+    """A FLAME-format model other than the finished subject's (another identity basis)."""
+    from tests.fixtures.synthetic_flame import build_tiny_flame_dict, write_flame_pickle
+
+    return write_flame_pickle(folder / "other_generic_model.pkl", build_tiny_flame_dict(seed=7))
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Content hash of every file under a subject folder (the lock file aside)."""
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
