@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +82,18 @@ class Stash:
         self.moved.clear()
 
 
-_ACTIVE: ContextVar[Stash | None] = ContextVar("prep_active_stash", default=None)
+class _Active:
+    """The stash of the stage running in this process (one stage at a time; a plain holder
+    rather than a context variable so that a stage's worker threads see it too)."""
+
+    stash: Stash | None = None
+
+    @classmethod
+    def get(cls) -> Stash | None:
+        return cls.stash
+
+
+_ACTIVE = _Active
 
 
 @contextlib.contextmanager
@@ -95,8 +105,8 @@ def replace_when_done(folder: Path) -> Iterator[Stash]:
     A stash left by a killed run is deleted first: that run had already replaced its outputs.
     """
     shutil.rmtree(folder, ignore_errors=True)
-    stash = Stash(folder)
-    token = _ACTIVE.set(stash)
+    stash, outer = Stash(folder), _Active.stash
+    _Active.stash = stash
     try:
         yield stash
     except Exception:
@@ -105,7 +115,7 @@ def replace_when_done(folder: Path) -> Iterator[Stash]:
             log.info("stage failed: its %d previous outputs were put back", n)
         raise
     finally:
-        _ACTIVE.reset(token)
+        _Active.stash = outer
         stash.discard()
 
 
