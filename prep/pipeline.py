@@ -32,6 +32,7 @@ import numpy as np
 from prep import __version__
 from prep.errors import BadConfigError, MissingAssetError, MissingInputError
 from prep.io.files import TMP_PREFIX, load_npz, read_json, save_npz, write_json
+from prep.io.fingerprint import content_fingerprint, file_fingerprint  # noqa: F401 (re-export)
 from prep.subject import SubjectDir
 
 if TYPE_CHECKING:
@@ -260,42 +261,6 @@ def input_fingerprints(cfg: Config, subject: SubjectDir, stage: Stage) -> dict[s
 
         fps["assets"] = {n: content_fingerprint(asset_path(cfg, n)) for n in names}
     return fps
-
-
-def file_fingerprint(path: Path | str) -> dict[str, Any]:
-    """Cheap fingerprint of an external file: path, size and modification time."""
-    p = Path(path)
-    st = p.stat()
-    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-_SAMPLE_BYTES = 1 << 16
-_SAMPLES = 16
-
-
-def content_fingerprint(path: Path | str) -> str | None:
-    """Fingerprint of a model file's content: its size and a hash of 16 evenly spaced 64 KiB
-    blocks (the whole file when smaller than 1 MiB); None when it is absent or a folder.
-
-    Reads at most 1 MiB whatever the file's size (a 2 GB checkpoint costs a few ms), and does
-    not depend on the path or modification time, so moving or copying the assets folder re-runs
-    nothing while pointing a key at another model does. An edit that keeps the size and leaves
-    every sampled block alone is not seen: `force=true` re-runs a stage then.
-    """
-    p = Path(path)
-    if not p.is_file():
-        return None
-    size = p.stat().st_size
-    h = hashlib.blake2b(digest_size=10)
-    with open(p, "rb") as f:
-        if size <= _SAMPLES * _SAMPLE_BYTES:
-            h.update(f.read())
-        else:
-            step = (size - _SAMPLE_BYTES) // (_SAMPLES - 1)
-            for k in range(_SAMPLES):
-                f.seek(k * step)
-                h.update(f.read(_SAMPLE_BYTES))
-    return f"{size}:{h.hexdigest()}"
 
 
 def writes_state(subject: SubjectDir, stage: Stage) -> tuple | None:

@@ -88,7 +88,7 @@ class _CountingFile:
 
 def test_model_fingerprint_reads_little_of_a_large_file(tmp_path, monkeypatch):
     """A multi-GB checkpoint costs 16 reads of 64 KiB, whatever its size."""
-    from prep import pipeline
+    from prep.io import fingerprint as pipeline
 
     big = tmp_path / "big.bin"
     with open(big, "wb") as f:
