@@ -190,6 +190,13 @@ def _deep3dface(path: Path):
     return load_deep3dface(path)
 
 
+def _lm3d(path: Path, cfg: Config) -> tuple[str, dict]:
+    from prep.vision.deep3dface import load_lm3d
+
+    load_lm3d(path)
+    return "68 points (5 used for alignment)", {}
+
+
 def _fan_dir(path: Path, cfg: Config) -> tuple[str, dict]:
     from prep.vision.landmarks.fan_backend import fan_checkpoints
 
@@ -215,6 +222,7 @@ CHECKS: dict[str, Check] = {
     "bfm_2009": _bfm_2009,
     "bfm_exp_pca": _exp_pca,
     "bfm_adnerf": _adnerf,
+    "bfm_lm3d": _lm3d,
     "rvm_mobilenetv3": _network(_rvm("mobilenetv3"), "rvm_mobilenetv3"),
     "rvm_resnet50": _network(_rvm("resnet50"), "rvm_resnet50"),
     "modnet": _network(_modnet, "modnet"),
