@@ -8,6 +8,7 @@ subject does not stop the sweep: its error is recorded in the job's folder (`sta
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from prep.config import Config, to_typed
-from prep.errors import BadConfigError, PrepError
+from prep.errors import BadConfigError, PrepError, UnmetRequestError
 from prep.io.files import write_json
 from prep.subject import SubjectDir
 
@@ -49,13 +50,10 @@ def subject_dir(cfg: Config) -> SubjectDir:
 
 
 def validate(cfg: Config) -> None:
-    """Checks across sections that the schema types cannot express."""
-    for key in ("fx", "fy"):
-        v = getattr(cfg, key)
-        if v is not None and not (v > 0 and math.isfinite(v)):
-            raise BadConfigError(f"{key}={v} must be a positive focal length in pixels")
-    if cfg.frames.fps is not None and not cfg.frames.fps > 0:
-        raise BadConfigError(f"frames.fps={cfg.frames.fps} must be positive (or null = native)")
+    """Checks that the schema types cannot express (`prep.config.validate`), before any work."""
+    from prep.config.validate import validate_config
+
+    validate_config(cfg)
 
 
 def run(cfg: Config) -> float | None:
@@ -74,6 +72,11 @@ def run(cfg: Config) -> float | None:
     )
     for line in asset_waiting_lines(outcome):
         log.warning("waiting  %s", line)
+    if outcome.unmet:
+        # A script must see that requested work was not done; the demo's waits are not requests.
+        stage, why = next(iter(outcome.unmet.items()))
+        more = f" (and {len(outcome.unmet) - 1} more)" if len(outcome.unmet) > 1 else ""
+        raise UnmetRequestError(f"stage {stage} could not run{more}: {why}")
     return outcome.headline()
 
 
@@ -82,9 +85,9 @@ def print_asset_table(cfg: Config) -> None:
 
     rows = asset_table(cfg)
     width = max(len(r[0]) for r in rows)
-    print(f"{'asset':<{width}}  {'status':<8}  path  (used by)")
-    for name, status, path, used_by in rows:
-        print(f"{name:<{width}}  {status:<8}  {path}  ({used_by})")
+    print(f"{'asset':<{width}}  {'status':<8}  path  (used by): what was found")
+    for name, status, path, used_by, detail in rows:
+        print(f"{name:<{width}}  {status:<8}  {path}  ({used_by}): {detail}")
 
 
 def _spawn_safe_start_method() -> None:
@@ -139,6 +142,11 @@ def one_line_error(e: BaseException) -> str | None:
         return str(e)
     if isinstance(e, OSError):  # read-only folder, full disk: name the path; done work is kept
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        if e.errno == errno.ENOSPC:
+            return (
+                f"no space left on the device writing {e.filename or 'an output'}; free some "
+                "space (or set work_dir=<a larger disk>) and re-run: finished outputs are kept"
+            )
         return f"cannot write output{where}: {e.strerror or e}"
     return None
 

@@ -3,7 +3,8 @@
 Each asset has a config key under `assets.` (its path), where to get it, its licence and, where
 published and stable, its sha256. `resolve_asset` turns a missing or corrupt file into one
 `MissingAssetError` line that names the file, where it was looked for, where to get it and which
-key overrides the path. `python launch.py stage=assets` prints the table of what is present.
+key overrides the path. `python launch.py stage=assets` prints the table of what is present,
+corrupt, refused (could run code) or missing: `prep.asset_checks` opens each file to tell.
 """
 
 from __future__ import annotations
@@ -225,17 +226,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def asset_table(cfg: Config, verify: bool = False) -> list[tuple[str, str, str, str]]:
-    """Rows ``(name, status, path, used_by)``; status is present, missing or corrupt."""
+def asset_table(cfg: Config, verify: bool = False) -> list[tuple[str, str, str, str, str]]:
+    """Rows ``(name, status, path, used_by, detail)``; status: present, corrupt, refused, missing.
+
+    Each present file is opened as its stage would open it (`prep.asset_checks`), without
+    executing anything in it; `verify` also compares published sha256 sums.
+    """
+    from prep.asset_checks import check_asset
+
     rows = []
     for name, asset in ASSETS.items():
-        path = asset_path(cfg, name)
-        try:
-            resolve_asset(cfg, name)
-            status = "present"
-            if verify and asset.sha256 and sha256_file(path) != asset.sha256:
-                status = "corrupt (sha256 mismatch)"
-        except MissingAssetError as e:
-            status = "missing" if "not found" in str(e) else "corrupt"
-        rows.append((name, status, str(path), asset.used_by))
+        st = check_asset(cfg, name)
+        status, detail = st.status, st.detail
+        if status == "present" and verify and asset.sha256 and sha256_file(st.path) != asset.sha256:
+            status, detail = "corrupt", "sha256 mismatch"
+        rows.append((name, status, str(st.path), asset.used_by, detail))
     return rows

@@ -32,10 +32,109 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> str | None:
 
 
 def precheck(conf_dir: Path) -> None:
-    """Exit with a one-line error when the command line names an unknown group option."""
+    """Before Hydra composes: our --help page, and one-line errors for unknown group options,
+    unknown keys and wrong value types."""
     for key, value in NATIVE_QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    error = check_group_choices(sys.argv[1:], conf_dir)
+    argv = sys.argv[1:]
+    if "--help" in argv or "-h" in argv:
+        print_help(conf_dir)
+        sys.exit(0)
+    error = check_group_choices(argv, conf_dir) or check_overrides(argv, conf_dir)
     if error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+# Hydra options that take the next word as their argument (so it is not read as an override).
+_OPTS_WITH_ARG = {
+    "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+    "--config-dir", "-cd", "--experimental-rerun", "--shell-completion", "-sc",
+}  # fmt: skip
+
+
+def override_args(argv: list[str]) -> list[str]:
+    """The words of `argv` that are overrides (not Hydra options or their arguments)."""
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg in _OPTS_WITH_ARG:
+            skip = True
+        elif arg in ("--info", "-i"):
+            skip = i + 1 < len(argv) and "=" not in argv[i + 1]
+        elif not arg.startswith("-"):
+            out.append(arg)
+    return out
+
+
+def check_overrides(argv: list[str], conf_dir: Path) -> str | None:
+    """One-line error for an override of our schema that Hydra would refuse in five lines, or
+    accept and ignore (``+tracker.w.lmkk=1``): unknown keys (with the nearest valid key), wrong
+    types, ``+`` on an existing key, ``~`` on a schema key. Group choices are left to
+    `check_group_choices`, ``hydra.*`` keys to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    args = override_args(argv)
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except HydraException as e:
+        return f"cannot read the command line: {str(e).splitlines()[0]}"
+    from prep.config.schema_keys import SchemaKeys
+
+    schema = SchemaKeys()
+    for o in overrides:
+        key = o.key_or_group
+        if "/" in key or "@" in key or key.split(".")[0] == "hydra":
+            continue
+        if "." not in key and (conf_dir / key).is_dir():
+            continue  # a config group: check_group_choices
+        error = schema.check(o)
+        if error:
+            return error
+    return None
+
+
+def print_help(conf_dir: Path) -> None:
+    """Our own short --help page (Hydra's full one stays available as --hydra-help)."""
+    groups = {
+        p.name: sorted(q.stem for q in p.glob("*.yaml"))
+        for p in sorted(conf_dir.iterdir())
+        if p.is_dir() and p.name not in ("hydra", "stage") and list(p.glob("*.yaml"))
+    }
+    stages = sorted(q.stem for q in (conf_dir / "stage").glob("*.yaml"))
+    lines = [
+        "usage: python launch.py [key=value ...] [-m] [--cfg job] [--hydra-help]",
+        "",
+        "Turn a talking-head video into a head-avatar dataset (see README.md).",
+        "",
+        "what to run:",
+        "  dataset=" + "|".join(groups.pop("dataset", [])) + "   subject=<name>",
+        "  stage=all|" + "|".join(s for s in stages if s != "all"),
+        "  only=true (just that stage)   force=true (re-run it)   debug=true (tracebacks)",
+        "",
+        "inputs and camera:",
+        "  dataset.video=<file>   dataset.images=<folder>   dataset.root=<release folder>",
+        "  fx= fy= cx= cy=   intrinsics in pixels of the original video (null = estimated)",
+        "  work_dir=<dir> (outputs/subjects)   device=cpu|cuda   assets.<name>=<path>",
+        "",
+        "backends (config groups):",
+        *(f"  {g}={'|'.join(opts)}" for g, opts in groups.items()),
+        "",
+        "settings: <section>.<key>=<value>, e.g. frames.fps=25 crop.image_size=512",
+        "  tracker.w.smooth_pose=10 flame.n_shape=100 logger.mode=online",
+        "  every key: python launch.py --cfg job; one section: --cfg job --package tracker",
+        "",
+        "examples:",
+        "  python launch.py                                         # the built-in demo",
+        "  python launch.py dataset=custom dataset.video=me.mp4     # your clip, all stages",
+        "  python launch.py dataset=hdtf subject=<clip> stage=fit_flame fx=1539.67",
+        "  python launch.py -m dataset=insta subject=bala,justin stage=fit_flame \\",
+        "      tracker.w.smooth_pose=1,10,100                      # a sweep (multirun)",
+        "  python launch.py stage=assets                            # model files: status",
+        "",
+        "errors are one line (README: Troubleshooting); Hydra's own help: --hydra-help",
+    ]
+    print("\n".join(lines))

@@ -49,13 +49,22 @@ class MissingAssetError(PrepError):
         path: where it was looked for.
         url: where to obtain it.
         config_key: the config key that overrides the path.
-        reason: "missing" or a description of what is wrong with the file.
+        reason: what is wrong with the file (empty: it is not there).
+        status: "missing", "corrupt" (unreadable, wrong keys or shapes) or "refused" (it could
+            run code when loaded); default: missing without a reason, corrupt with one.
     """
 
     def __init__(
-        self, asset: str, path: Path | str, url: str = "", config_key: str = "", reason: str = ""
+        self,
+        asset: str,
+        path: Path | str,
+        url: str = "",
+        config_key: str = "",
+        reason: str = "",
+        status: str = "",
     ):
         self.asset, self.path, self.url, self.config_key = asset, Path(path), url, config_key
+        self.status = status or ("corrupt" if reason else "missing")
         what = reason or "not found"
         parts = [f"{asset}: {what} at {self.path}"]
         if url:
@@ -76,3 +85,7 @@ class MissingDependencyError(PrepError):
 
 class SubjectLockedError(PrepError):
     """Another job holds the lock of this subject directory."""
+
+
+class UnmetRequestError(PrepError):
+    """Stages the user asked for (by name, backend or model choice) could not run."""

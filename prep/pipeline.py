@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 from prep import __version__
 from prep.errors import BadConfigError, MissingAssetError, MissingInputError
 from prep.io.files import TMP_PREFIX, load_npz, read_json, save_npz, write_json
+from prep.io.fingerprint import content_fingerprint, file_fingerprint  # noqa: F401 (re-export)
 from prep.subject import SubjectDir
 
 if TYPE_CHECKING:
@@ -39,8 +41,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Sections every stage's output depends on, besides its own.
-COMMON_SECTIONS = ("dataset", "fx", "fy", "cx", "cy")
+# Derived config sections a stage may declare besides the top-level ones: "intrinsics" is the
+# camera a fit uses (top-level fx fy cx cy, else the dataset's defaults).
+INTRINSICS = ("fx", "fy", "cx", "cy")
+# Dataset keys that do not change extracted frames (the stage plan, the default intrinsics).
+_DATASET_NOT_FRAMES = ("plan", "provided", "default_subject", *INTRINSICS)
 
 
 @dataclass
@@ -115,6 +120,7 @@ class Stage:
     writes: Callable[[SubjectDir], list[Path]] | None = None
     assets: Callable[[Config], list[str]] | None = None
     fingerprint: Callable[[Config], dict[str, Any]] | None = None
+    check: Callable[[Config, SubjectDir], None] | None = None
 
 
 _REGISTRY: dict[str, Stage] = {}
@@ -129,13 +135,15 @@ def register_stage(
     assets: Callable[[Config], list[str]] | None = None,
     fingerprint: Callable[[Config], dict[str, Any]] | None = None,
     uses: tuple[str, ...] = (),
+    check: Callable[[Config, SubjectDir], None] | None = None,
 ) -> Callable[[Callable[[StageContext], StageResult]], Callable[[StageContext], StageResult]]:
     """Register ``run(ctx) -> StageResult`` as stage `name`.
 
     Args:
         name: stage name, as typed in ``stage=<name>``.
         needs: stages whose outputs this stage reads.
-        config: top-level config sections that change this stage's output.
+        config: config sections that change this stage's output, and nothing else: top-level
+            sections, or "intrinsics" (the camera: fx fy cx cy, else the dataset's defaults).
         version: bump when the stage's output changes for the same inputs and config.
         writes: paths (files or folders) the stage writes; folders' file counts are checked
             before a finished stage is skipped, so a deleted output file triggers a re-run.
@@ -145,6 +153,8 @@ def register_stage(
             (the source video's size and mtime).
         uses: stages whose outputs this stage reads when they exist (albedo uses the FLAME fit
             when there is one); they are not run for it, but their re-runs re-run it.
+        check: validates the stage's external input (the source video decodes, ...) and raises
+            a `PrepError`; the runner calls it before any stage of the plan removes anything.
     """
 
     def deco(fn: Callable[[StageContext], StageResult]) -> Callable[[StageContext], StageResult]:
@@ -158,6 +168,7 @@ def register_stage(
             writes=writes,
             assets=assets,
             fingerprint=fingerprint,
+            check=check,
         )
         return fn
 
@@ -213,16 +224,26 @@ def upstream_closure(target: str) -> list[str]:
 
 
 def _section_value(cfg: Config, key: str) -> Any:
+    if key == "intrinsics":
+        return {k: _or(getattr(cfg, k), getattr(cfg.dataset, k)) for k in INTRINSICS}
     value = getattr(cfg, key)
-    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    value = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    if key == "dataset":
+        value = {k: v for k, v in value.items() if k not in _DATASET_NOT_FRAMES}
+    return value
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def config_hash(cfg: Config, stage: Stage) -> str:
-    """Hash of the config sections that change `stage`'s output (plan lists excluded)."""
-    values = {k: _section_value(cfg, k) for k in COMMON_SECTIONS + stage.config}
-    values["dataset"] = {
-        k: v for k, v in values["dataset"].items() if k not in ("plan", "provided")
-    }
+    """Hash of the config sections that change `stage`'s output, and of nothing else.
+
+    Only the stage's declared sections count: the camera intrinsics change only the stages that
+    declare "intrinsics" (and, through their manifests, the stages that read their outputs).
+    """
+    values = {k: _section_value(cfg, k) for k in stage.config}
     text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -235,14 +256,11 @@ def input_fingerprints(cfg: Config, subject: SubjectDir, stage: Stage) -> dict[s
         fps[dep] = hashlib.sha1(path.read_bytes()).hexdigest()[:16] if path.exists() else None
     if stage.fingerprint is not None:
         fps.update(stage.fingerprint(cfg))
+    if stage.assets is not None and (names := stage.assets(cfg)):
+        from prep.assets import asset_path
+
+        fps["assets"] = {n: content_fingerprint(asset_path(cfg, n)) for n in names}
     return fps
-
-
-def file_fingerprint(path: Path | str) -> dict[str, Any]:
-    """Cheap fingerprint of an external file: path, size and modification time."""
-    p = Path(path)
-    st = p.stat()
-    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def writes_state(subject: SubjectDir, stage: Stage) -> tuple | None:
@@ -301,6 +319,9 @@ def write_manifest(
 ) -> dict[str, Any]:
     man = {
         "stage": stage.name,
+        # Unique per run: stages fed by this one re-run after it re-runs, even when the rest of
+        # the manifest happens to come out identical (same second, same duration).
+        "run_id": uuid.uuid4().hex[:12],
         "version": stage.version,
         "code_version": __version__,
         "config_hash": config_hash(cfg, stage),
@@ -379,12 +400,18 @@ class ChunkStore:
 # ---- running a plan -------------------------------------------------------------------------
 
 
-def missing_assets(cfg: Config, stage: Stage) -> list[MissingAssetError]:
-    """Assets `stage` needs under `cfg` that are absent, as errors ready to raise or report."""
+def missing_assets(cfg: Config, stage: Stage, deep: bool = False) -> list[MissingAssetError]:
+    """Assets `stage` needs under `cfg` that are absent (or, with `deep`, also those that do not
+    open as their stage needs: corrupt or refused), as errors ready to raise or report."""
+    from prep.asset_checks import check_asset
     from prep.assets import resolve_asset
 
     errors = []
     for name in stage.assets(cfg) if stage.assets else []:
+        if deep:
+            if (err := check_asset(cfg, name).error) is not None:
+                errors.append(err)
+            continue
         try:
             resolve_asset(cfg, name)
         except MissingAssetError as e:

@@ -3,13 +3,23 @@
 A killed per-frame stage resumes by skipping files (or chunks) that already exist. That is only
 right when those files were made from the same inputs and settings: `outputs_for` records a key
 (config values, a hash of the transforms) beside the outputs and clears them when it changes.
+
+Clearing never destroys finished work before the new work is ready: while the runner holds a
+`Stash` for the stage (`replace_when_done`), every file `remove_files` takes away (and every
+marker `outputs_for` rewrites) is moved into the stash instead. When the stage fails, the new,
+partial outputs are removed and the stashed ones put back; when it succeeds, the stash is
+deleted. An interrupt (Ctrl-C) keeps the new partial outputs so the next run resumes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +28,143 @@ import numpy as np
 from prep.io.files import clean_temp_files, read_json, write_json
 
 log = logging.getLogger(__name__)
+
+
+class Stash:
+    """Old outputs moved aside while a stage makes new ones (see `replace_when_done`).
+
+    Args:
+        folder: where moved files go; created on first use, deleted by `discard`/`restore`.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.moved: list[tuple[Path, Path]] = []  # (original path, stashed path)
+        self.cleared: set[Path] = set()  # folders whose files were all taken away
+        self.markers: dict[Path, bytes | None] = {}  # marker file -> content before the stage
+
+    def take(self, path: Path) -> None:
+        """Move `path` into the stash (it is gone from its place until `restore`)."""
+        dest = self.folder / f"{len(self.moved):07d}-{path.name}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+        self.moved.append((path, dest))
+
+    def note_marker(self, marker: Path) -> None:
+        """Remember a resume marker's content before it is rewritten."""
+        if marker not in self.markers:
+            self.markers[marker] = marker.read_bytes() if marker.exists() else None
+
+    def restore(self) -> int:
+        """Remove what the failed stage wrote in cleared folders; put the old outputs back."""
+        for folder in self.cleared:
+            if folder.is_dir():
+                for p in folder.iterdir():
+                    if p.is_file():
+                        p.unlink()
+        for orig, dest in reversed(self.moved):
+            orig.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(dest, orig)
+        for marker, content in self.markers.items():
+            if content is None:
+                marker.unlink(missing_ok=True)
+            else:
+                marker.write_bytes(content)
+        n = len(self.moved)
+        self.discard()
+        return n
+
+    def discard(self) -> None:
+        """Delete the stashed files (the new outputs are complete)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.folder.parent.rmdir()  # the stashes' folder, when no other stash is in it
+        self.moved.clear()
+
+
+class _Active:
+    """The stash of the stage running in this process (one stage at a time; a plain holder
+    rather than a context variable so that a stage's worker threads see it too)."""
+
+    stash: Stash | None = None
+
+    @classmethod
+    def get(cls) -> Stash | None:
+        return cls.stash
+
+
+_ACTIVE = _Active
+
+
+@contextlib.contextmanager
+def replace_when_done(folder: Path) -> Iterator[Stash]:
+    """Within this block, outputs removed through `remove_files` wait in a stash at `folder`.
+
+    On an exception the stage's partial new outputs are removed and the old ones restored; on
+    success (and on an interrupt, which keeps the new outputs for resuming) the stash is deleted.
+    A stash left by a killed run is deleted first: that run had already replaced its outputs.
+    """
+    shutil.rmtree(folder, ignore_errors=True)
+    stash, outer = Stash(folder), _Active.stash
+    _Active.stash = stash
+    try:
+        yield stash
+    except Exception:
+        n = stash.restore()
+        if n:
+            log.info("stage failed: its %d previous outputs were put back", n)
+        raise
+    finally:
+        _Active.stash = outer
+        stash.discard()
+
+
+def remove_files(folder: Path, which: Callable[[os.DirEntry], bool] | None = None) -> int:
+    """Remove the files directly in `folder` (those `which` accepts); returns how many.
+
+    Inside `replace_when_done` they are moved to the stash instead, so a failing stage gives them
+    back. Leftover temp files of killed runs are deleted for good either way.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stash, n = _ACTIVE.get(), 0
+    entries = [e for e in os.scandir(folder) if e.is_file()]
+    for e in entries:
+        if which is not None and not which(e):
+            continue
+        if stash is None:
+            os.unlink(e.path)
+        else:
+            stash.take(Path(e.path))
+        n += 1
+    if stash is not None and which is None:
+        stash.cleared.add(folder)
+    return n
+
+
+def remove_file(path: Path) -> None:
+    """Remove one output file (stashed inside `replace_when_done`, like `remove_files`)."""
+    stash = _ACTIVE.get()
+    if not path.is_file():
+        return
+    if stash is None:
+        path.unlink()
+    else:
+        stash.take(path)
+
+
+def write_marker(marker: Path, key: Any) -> None:
+    """Write a resume marker; a stash remembers the old one so a failed stage restores it."""
+    stash = _ACTIVE.get()
+    if stash is not None:
+        stash.note_marker(marker)
+    write_json(marker, key)
+
+
+def removed_all(folders: Iterable[Path]) -> int:
+    """`remove_files` on every folder; returns the total."""
+    return sum(remove_files(f) for f in folders)
 
 
 def array_digest(*arrays: np.ndarray) -> str:
@@ -42,20 +189,16 @@ def outputs_for(marker: Path, key: dict[str, Any], folders: list[Path], force: b
     """
     key = json.loads(json.dumps(key, sort_keys=True, default=str))
     old = read_json(marker) if marker.exists() else None
-    n = 0
-    if force or old != key:
-        for folder in folders:
-            if folder.is_dir():
-                for p in folder.iterdir():
-                    if p.is_file():
-                        p.unlink()
-                        n += 1
-        if n:
-            why = "force=true" if old == key else "they were made with other inputs or settings"
-            log.info("removed %d previous outputs: %s", n, why)
     for folder in folders:
         clean_temp_files(folder)  # half-written files of a killed run
-    write_json(marker, key)
+    n = 0
+    if force or old != key:
+        n = removed_all(folders)
+        if n:
+            why = "force=true" if old == key else "they were made with other inputs or settings"
+            kept = " (kept aside until the new ones are ready)" if _ACTIVE.get() else ""
+            log.info("removed %d previous outputs%s: %s", n, kept, why)
+    write_marker(marker, key)
     return n
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
 
 from prep.config import Config
-from prep.errors import BadConfigError
+from prep.errors import BadConfigError, MissingAssetError
 from prep.io.files import write_json
 from prep.logger import make_logger
 from prep.pipeline import (
@@ -23,6 +24,7 @@ from prep.pipeline import (
     write_manifest,
     writes_state,
 )
+from prep.resume import replace_when_done
 from prep.subject import SubjectDir
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class PlanOutcome:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     waiting: dict[str, str] = field(default_factory=dict)  # stage -> missing asset message
+    unmet: dict[str, str] = field(default_factory=dict)  # waiting stages the user asked for
     results: dict[str, StageResult] = field(default_factory=dict)  # ran and skipped stages
 
     def headline(self) -> float | None:
@@ -66,25 +69,42 @@ def provided_by_ingest(cfg: Config) -> frozenset[str]:
     return frozenset(cfg.dataset.provided)
 
 
+def stages_to_run(cfg: Config, subject: SubjectDir, stages: list[Stage]) -> set[str]:
+    """Names of the stages of the plan that will run: not done, forced, or fed by one that runs."""
+    run: set[str] = set()
+    for st in stages:
+        forced = cfg.force and cfg.stage.name in ("all", st.name)
+        fed = any(dep in run for dep in st.needs + st.uses)
+        if forced or fed or not is_done(cfg, subject, st)[0]:
+            run.add(st.name)
+    return run
+
+
 def run_plan(cfg: Config, subject: SubjectDir) -> PlanOutcome:
     """Run `cfg.stage` (with its missing upstream stages) on `subject`.
 
-    Assets are checked for the whole plan before any work. With an explicit stage a missing
-    asset is an error; with stage=all the stages that need it (and their dependents) wait and
-    the rest run.
+    Before any stage starts (so before anything is removed), every model file of the stages
+    that will run is opened and checked (`prep.asset_checks`), the config is checked against
+    those models, and each stage's own input check runs (the source video decodes, ...). With
+    an explicit stage a missing or bad asset is an error; with stage=all the stages that need it
+    (and their dependents) wait and the rest run.
     """
     names = plan_stages(cfg)
     stages = [get_stage(n) for n in names]
     outcome = PlanOutcome()
+    will_run = stages_to_run(cfg, subject, stages)
     blocked: set[str] = set()
     for st in stages:
-        errors = missing_assets(cfg, st)
+        errors = missing_assets(cfg, st, deep=st.name in will_run)
         if errors and cfg.stage.name != "all":
             raise errors[0]
         waits_for = [dep for dep in st.needs if dep in blocked]
         if errors or waits_for:
             blocked.add(st.name)
             outcome.waiting[st.name] = str(errors[0]) if errors else f"waits for {waits_for[0]}"
+            if errors:
+                outcome.unmet.update(unmet_request(cfg, st, errors[0]))
+    preflight(cfg, subject, [st for st in stages if st.name in will_run - blocked])
     for st in stages:
         if st.name in blocked:
             continue
@@ -99,6 +119,42 @@ def run_plan(cfg: Config, subject: SubjectDir) -> PlanOutcome:
         outcome.results[st.name] = run_stage(cfg, subject, st, forced)
         outcome.ran.append(st.name)
     return outcome
+
+
+def preflight(cfg: Config, subject: SubjectDir, stages: list[Stage]) -> None:
+    """Checks made before any stage of the plan starts: config against the models, inputs."""
+    from prep.config.validate import check_against_models
+
+    check_against_models(cfg, [st.name for st in stages])
+    for st in stages:
+        if st.check is not None:
+            st.check(cfg, subject)
+
+
+def unmet_request(cfg: Config, st: Stage, error: MissingAssetError) -> dict[str, str]:
+    """{stage: why} when `st` waits for an asset the user asked for, or one that is broken.
+
+    An asset is asked for when the default choices of every backend and model would not need it
+    (``matting=rvm``, ``flame=flame2023``, ``tracker.init=deca``). A missing asset that the
+    defaults need too (FLAME for the demo's fit_flame) only makes the stage wait.
+    """
+    if error.status in ("corrupt", "refused"):
+        return {st.name: str(error)}
+    default_needs = st.assets(default_choices(cfg)) if st.assets else []
+    if error.asset in default_needs:
+        return {}
+    return {st.name: f"the config asks for {error}"}
+
+
+def default_choices(cfg: Config) -> Config:
+    """`cfg` with every stage section (backends, models, tracker) back at its defaults."""
+    keep = {"dataset", "stage", "assets", "logger", "frames"}
+    sections = {
+        f.name: type(getattr(cfg, f.name))()
+        for f in dataclasses.fields(cfg)
+        if dataclasses.is_dataclass(getattr(cfg, f.name)) and f.name not in keep
+    }
+    return dataclasses.replace(cfg, **sections)
 
 
 def result_from_manifest(subject: SubjectDir, name: str) -> StageResult:
@@ -121,10 +177,12 @@ def run_stage(cfg: Config, subject: SubjectDir, st: Stage, force: bool) -> Stage
     started = time.time()
     logger = make_logger(cfg, subject, st.name)
     try:
-        result = st.run(StageContext(cfg, subject, st.name, force, logger))
-        if not isinstance(result, StageResult):
-            raise BadConfigError(f"stage {st.name} returned {type(result).__name__}")
-        man = write_manifest(cfg, subject, st, result, started)
+        # Outputs the stage clears wait in a stash: a failure puts them back (and so the manifest).
+        with replace_when_done(subject.root / ".stash" / st.name):
+            result = st.run(StageContext(cfg, subject, st.name, force, logger))
+            if not isinstance(result, StageResult):
+                raise BadConfigError(f"stage {st.name} returned {type(result).__name__}")
+            man = write_manifest(cfg, subject, st, result, started)
         logger.summary({**result.metrics, "duration_s": man["duration_s"]})
     except BaseException:
         if previous is not None and before is not None and writes_state(subject, st) == before:

@@ -5,34 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from prep.cli import check_group_choices
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def launch(*args: str, cwd: Path = REPO, timeout: int = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AVATAR_PREP_PROGRESS": "0", "WANDB_MODE": "offline"}
-    return subprocess.run(
-        [sys.executable, str(REPO / "launch.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def one_error_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
-    return lines[0]
+from tests.cli_helpers import REPO, launch, one_error_line
 
 
 def test_mission_command_parses_as_written(tmp_path):

@@ -207,3 +207,132 @@ def test_used_stage_is_not_run_but_its_rerun_refreshes_outputs(make):
     assert run_plan(cfg, subject).ran == ["toy_user"]
     assert subject.albedo_path(0).read_text() == "with_sink"
     assert run_plan(cfg, subject).ran == []
+
+
+# ---- finished work survives a failing re-run; keys; requested work (issue 16 items 4, 5, 11) ----
+
+FAIL_AT: dict[str, int | None] = {"toy_frames": None}
+
+
+@register_stage("toy_frames", needs=("toy_src",), config=("crop",), writes=lambda s: [s.alpha_dir])
+def _toy_frames(ctx):
+    """A per-frame stage that clears outputs of other settings, then may fail at frame k."""
+    CALLS.append("toy_frames")
+    ctx.fresh_outputs([ctx.subject.alpha_dir])
+    for i in range(4):
+        if FAIL_AT["toy_frames"] == i:
+            raise RuntimeError(f"frame {i} failed")
+        p = ctx.subject.alpha_path(i)
+        if not p.exists():
+            write_image(p, np.full((4, 4), ctx.cfg.crop.image_size % 256, np.uint8))
+    return StageResult(n_frames=4)
+
+
+@register_stage("toy_fit", needs=("toy_src",), config=("intrinsics",))
+def _toy_fit(ctx):
+    CALLS.append("toy_fit")
+    return StageResult(n_frames=1)
+
+
+@register_stage("toy_check", needs=("toy_src",), check=lambda cfg, s: _refuse(cfg))
+def _toy_check(ctx):
+    CALLS.append("toy_check")
+    return StageResult()
+
+
+def _refuse(cfg):
+    if cfg.crop.image_size == 99:
+        raise MissingInputError("toy_src", "/nowhere", "the source does not decode")
+
+
+def _alpha_bytes(subject: SubjectDir) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(subject.alpha_dir.iterdir())}
+
+
+def test_failed_rerun_gives_the_old_outputs_back(make):
+    cfg, subject = make("stage.name=toy_frames")
+    run_plan(cfg, subject)
+    before, manifest = _alpha_bytes(subject), read_json(subject.manifest_path("toy_frames"))
+    cfg2, _ = make("stage.name=toy_frames", "crop.image_size=300")  # new key: clears, re-makes
+    FAIL_AT["toy_frames"] = 2
+    try:
+        with pytest.raises(RuntimeError, match="frame 2 failed"):
+            run_plan(cfg2, subject)
+    finally:
+        FAIL_AT["toy_frames"] = None
+    assert _alpha_bytes(subject) == before  # new partial frames gone, old ones back
+    assert read_json(subject.manifest_path("toy_frames")) == manifest
+    assert not (subject.root / ".stash").exists()
+    CALLS.clear()
+    assert run_plan(cfg, subject).ran == [] and CALLS == []  # still done under the old config
+    assert run_plan(cfg2, subject).ran == ["toy_frames"]  # and the new one runs cleanly
+    assert _alpha_bytes(subject) != before
+
+
+def test_interrupted_rerun_keeps_its_new_frames_for_resuming(make):
+    cfg, subject = make("stage.name=toy_frames")
+    run_plan(cfg, subject)
+    cfg2, _ = make("stage.name=toy_frames", "crop.image_size=300")
+    original = pipeline_registry()["toy_frames"]
+
+    def interrupted(ctx):
+        ctx.fresh_outputs([ctx.subject.alpha_dir])
+        write_image(ctx.subject.alpha_path(0), np.zeros((4, 4), np.uint8))
+        raise KeyboardInterrupt
+
+    pipeline_registry()["toy_frames"] = original.__class__(
+        **{**original.__dict__, "run": interrupted}
+    )
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_plan(cfg2, subject)
+    finally:
+        pipeline_registry()["toy_frames"] = original
+    assert [p.name for p in subject.alpha_dir.iterdir()] == ["000000.png"]
+    assert not (subject.root / ".stash").exists()
+
+
+def pipeline_registry():
+    from prep import pipeline
+
+    return pipeline._REGISTRY
+
+
+def test_input_check_runs_before_any_stage(make):
+    cfg, subject = make("stage.name=toy_check", "crop.image_size=99")
+    with pytest.raises(MissingInputError, match="does not decode"):
+        run_plan(cfg, subject)
+    assert CALLS == [] and not subject.frames_dir.exists()
+
+
+def test_intrinsics_change_only_stages_that_declare_them(make):
+    cfg, subject = make("stage=all", "dataset.plan=[toy_src,toy_sink,toy_fit]")
+    run_plan(cfg, subject)
+    cfg2, _ = make("stage=all", "dataset.plan=[toy_src,toy_sink,toy_fit]", "fx=1500")
+    assert run_plan(cfg2, subject).ran == ["toy_fit"]
+    # the dataset's default camera counts the same as the top-level key
+    cfg3, _ = make("stage=all", "dataset.plan=[toy_src,toy_sink,toy_fit]", "dataset.fx=1500")
+    assert run_plan(cfg3, subject).ran == []
+    cfg4, _ = make("stage=all", "dataset.plan=[toy_src,toy_sink,toy_fit]", "dataset.fx=1400")
+    assert run_plan(cfg4, subject).ran == ["toy_fit"]
+
+
+@register_stage(
+    "toy_backend",
+    needs=("toy_src",),
+    config=("matting",),
+    assets=lambda cfg: ["rvm_mobilenetv3"] if cfg.matting.backend == "rvm" else ["flame2020"],
+)
+def _toy_backend(ctx):
+    CALLS.append("toy_backend")
+    return StageResult()
+
+
+def test_waiting_is_an_unmet_request_only_when_asked_for(make):
+    plan = "dataset.plan=[toy_src,toy_backend]"
+    cfg, subject = make("stage=all", plan)
+    out = run_plan(cfg, subject)
+    assert "toy_backend" in out.waiting and out.unmet == {}  # the defaults need flame2020 too
+    cfg, _ = make("stage=all", plan, "matting=rvm")
+    out = run_plan(cfg, subject)
+    assert "rvm_mobilenetv3" in out.unmet["toy_backend"]

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageOps
 
 from prep.errors import BadInputError
 
@@ -158,3 +159,15 @@ def check_same_size(images: list[Path]) -> tuple[int, int]:
                 f"{size[0]}x{size[1]} but {p.name} is {s[0]}x{s[1]}; resize them to one size first"
             )
     return size
+
+
+def load_image(path: Path, with_alpha: bool) -> np.ndarray:
+    """RGB or RGBA uint8 in display orientation (EXIF honoured)."""
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if with_alpha and "A" not in im.getbands() and im.mode != "P":
+                log.warning("%s has no alpha channel; using an opaque matte", path.name)
+            return np.asarray(im.convert("RGBA" if with_alpha else "RGB"))
+    except OSError as e:
+        raise BadInputError(f"cannot read image {path}: {e}") from e

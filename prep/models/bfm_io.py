@@ -8,7 +8,8 @@ every index 0-based):
   coefficients are unit-variance because the bases are PCs times standard deviations).
 - ``adnerf``: AD-NeRF's ``3DMM_info.npy`` (id 100, exp 79, tex 100; bases scaled by their sigmas on
   load so coefficients are unit-variance too) with ``keys_info.npy`` and ``topology_info.npy``
-  beside it.
+  beside it. These are pickles: they are read by the restricted loader (`prep.io.safe_load`),
+  which admits numpy arrays only, never by ``np.load(allow_pickle=True)``.
 - ``BFM_model_front.mat`` built from ``01_MorphableModel.mat`` + ``Exp_Pca.bin`` plus the index
   files Deep3DFaceRecon ships in its ``BFM/`` folder (`build_front_model`), as that project does.
 """
@@ -23,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from prep.errors import MissingAssetError
+from prep.errors import BadInputError, MissingAssetError
 from prep.io.files import atomic_path
+from prep.io.safe_load import UnsafePickleError, load_object_npy, refused_reason
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +119,20 @@ def load_front_mat(path: Path | str) -> BfmData:
 
 
 def _load_pickled_dict(path: Path, asset: str) -> dict:
+    """A dict saved with ``np.save``, read by the restricted loader (numpy arrays only)."""
     if not path.is_file():
         raise _bad(asset, path, "not found (AD-NeRF keeps it beside 3DMM_info.npy)")
-    obj = np.load(path, allow_pickle=True, encoding="latin1")
-    return obj.item() if obj.shape == () else dict(obj)
+    try:
+        obj = load_object_npy(path)
+    except UnsafePickleError as e:
+        raise MissingAssetError(
+            asset, path, config_key=f"assets.{asset}", reason=refused_reason(e), status="refused"
+        ) from None
+    except BadInputError as e:
+        raise _bad(asset, path, str(e).removeprefix(f"{path}: ")) from None
+    if not isinstance(obj, dict):
+        raise _bad(asset, path, f"expected a dict saved with np.save, got {type(obj).__name__}")
+    return obj
 
 
 def load_adnerf(path: Path | str, dims: tuple[int, int, int] = ADNERF_DIMS) -> BfmData:

@@ -1,11 +1,11 @@
 """Loading FLAME model files and landmark embeddings without chumpy, safely.
 
 FLAME pickles (``generic_model.pkl``, ``flame2023.pkl``) and DECA's landmark embeddings are
-untrusted input, so they are read with `RestrictedUnpickler`: only the numpy, scipy-sparse, chumpy
-and torch-tensor globals these files contain are admitted, and chumpy/scipy classes are replaced by
-inert stand-ins that only hold their pickled state. A pickle naming any other global is refused
-with `UnsafePickleError`. Torch storages embedded in the embeddings load with
-``torch.load(..., weights_only=True)``.
+untrusted input, so they are read with the project's one restricted loader (`prep.io.safe_load`):
+only the numpy, scipy-sparse, chumpy and torch-tensor globals these files contain are admitted,
+and chumpy/scipy classes are replaced by inert stand-ins that only hold their pickled state. A
+pickle naming any other global is refused with `UnsafePickleError`. Torch storages embedded in the
+embeddings load with ``torch.load(..., weights_only=True)``.
 
 A loaded model is cached as a plain ``<file>.npz`` beside the pickle (when the folder is
 writable), keyed by the pickle's size and modification time.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import logging
-import pickle
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,15 @@ from typing import Any
 import numpy as np
 
 from prep.errors import BadInputError
+from prep.io.safe_load import (
+    ChStandIn,
+    SparseStandIn,
+    UnsafePickleError,
+    load_object_npy,
+    load_pickle,
+)
+
+__all__ = ["UnsafePickleError", "load_flame_model", "load_landmark_embedding", "safe_pickle_load"]
 
 log = logging.getLogger(__name__)
 
@@ -30,115 +38,24 @@ N_JOINTS = 5  # global (root), neck, jaw, left eye, right eye
 N_POSE_FEATURES = 36  # (N_JOINTS - 1) * 9
 
 
-class UnsafePickleError(BadInputError):
-    """A pickle names a global outside the allow-list (it could run arbitrary code)."""
-
-
-class _ChStandIn:
-    """Stand-in for ``chumpy.ch.Ch`` (and its subclasses): keeps the pickled state only."""
-
-    state: dict = {}  # noqa: RUF012  (replaced per instance by __setstate__)
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.state: dict = {}
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state if isinstance(state, dict) else {"state": state}
-
-
-class _SparseStandIn:
-    """Stand-in for scipy sparse matrices: keeps the pickled state, converted by `_densify`."""
-
-    state: dict = {}  # noqa: RUF012
-    fmt = "csc"
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.state: dict = {}
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state if isinstance(state, dict) else {}
-
-
-def _load_storage_bytes(data: bytes):
-    import torch
-
-    return torch.load(io.BytesIO(data), weights_only=True)
-
-
-def _torch_rebuild(name: str):
-    import torch._utils
-
-    return getattr(torch._utils, name)
-
-
-_NUMPY_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-}
-_BUILTIN_GLOBALS = {
-    ("copy_reg", "_reconstructor"): ("copyreg", "_reconstructor"),
-    ("copyreg", "_reconstructor"): ("copyreg", "_reconstructor"),
-    ("__builtin__", "object"): ("builtins", "object"),
-    ("builtins", "object"): ("builtins", "object"),
-    ("collections", "OrderedDict"): ("collections", "OrderedDict"),
-    ("_codecs", "encode"): ("_codecs", "encode"),  # bytes in protocol-2 pickles written by py3
-}
-_SPARSE_MODULES = {"scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse.csr", "scipy.sparse._csr"}
-_TORCH_REBUILD = {"_rebuild_tensor_v2", "_rebuild_tensor", "_rebuild_parameter"}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler admitting only the globals FLAME files and DECA embeddings contain."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _NUMPY_GLOBALS:
-            return super().find_class(module.replace("numpy._core", "numpy.core"), name)
-        if (module, name) in _BUILTIN_GLOBALS:
-            return super().find_class(*_BUILTIN_GLOBALS[(module, name)])
-        if module.split(".")[0] == "chumpy":
-            return _ChStandIn
-        if module in _SPARSE_MODULES and name in ("csc_matrix", "csr_matrix"):
-            return type(name, (_SparseStandIn,), {"fmt": name[:3]})
-        if module == "torch._utils" and name in _TORCH_REBUILD:
-            return _torch_rebuild(name)
-        if module == "torch.storage" and name == "_load_from_bytes":
-            return _load_storage_bytes
-        if module == "torch" and name.endswith("Storage"):
-            return super().find_class(module, name)
-        raise UnsafePickleError(f"refusing to unpickle global {module}.{name}")
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError("refusing a pickle with persistent ids")
-
-
 def safe_pickle_load(data: bytes | io.BufferedIOBase, source: Path | str = "<bytes>") -> Any:
-    """Unpickle untrusted bytes (or a file object) with `RestrictedUnpickler` (latin1 strings).
+    """Unpickle an untrusted FLAME pickle or DECA embedding (see `prep.io.safe_load`).
 
     Raises:
         UnsafePickleError: the pickle names a global outside the allow-list.
         BadInputError: the bytes are not a readable pickle.
     """
-    fh = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
-    try:
-        return RestrictedUnpickler(fh, encoding="latin1").load()
-    except UnsafePickleError as e:
-        raise UnsafePickleError(f"{source}: {e}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
-        raise BadInputError(f"{source}: not a readable pickle ({e})") from None
+    return load_pickle(data, source, kinds=("flame", "torch"))
 
 
 def _densify(value: Any, key: str, source: Path) -> Any:
     """Chumpy/scipy stand-ins -> numpy arrays; other values unchanged."""
-    if isinstance(value, _ChStandIn):
+    if isinstance(value, ChStandIn):
         for k in ("x", "a", "r"):
             if isinstance(value.state.get(k), np.ndarray):
                 return value.state[k]
         raise BadInputError(f"{source}: {key!r} is a derived chumpy object this loader cannot read")
-    if isinstance(value, _SparseStandIn):
+    if isinstance(value, SparseStandIn):
         import scipy.sparse as sp
 
         st = value.state
@@ -281,7 +198,8 @@ def load_flame_model(path: Path | str, use_cache: bool = True) -> FlameModelData
                     return _from_npz(cache, path)
         except (OSError, KeyError, ValueError):
             log.warning("ignoring unreadable FLAME cache %s", cache)
-    data = flame_data_from_dict(safe_pickle_load(path.read_bytes(), path), path)
+    raw = load_pickle(path.read_bytes(), path, kinds=("flame",))
+    data = flame_data_from_dict(raw, path)
     if use_cache:
         try:
             tmp = cache.with_name(".tmp-" + cache.name)
@@ -339,17 +257,7 @@ def _as_numpy(x: Any) -> np.ndarray:
 def load_landmark_embedding(path: Path | str) -> LandmarkEmbedding:
     """Read ``landmark_embedding.npy`` / ``landmark_embedding_with_eyes.npy`` (0-d object npy)."""
     path = Path(path)
-    raw = path.read_bytes()
-    fh = io.BytesIO(raw)
-    try:
-        version = np.lib.format.read_magic(fh)
-        shape, _, dtype = np.lib.format._read_array_header(fh, version)
-    except ValueError as e:
-        raise BadInputError(f"landmark embedding {path}: not an .npy file ({e})") from None
-    if dtype != np.dtype(object):
-        raise BadInputError(f"landmark embedding {path}: expected a pickled dict, got {dtype}")
-    obj = safe_pickle_load(fh, path)
-    d = obj[()] if isinstance(obj, np.ndarray) else obj
+    d = load_object_npy(path, kinds=("torch",))
     keys = (
         "static_lmk_faces_idx",
         "static_lmk_bary_coords",

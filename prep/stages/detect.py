@@ -21,13 +21,14 @@ from prep.io.files import save_npz
 from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
 from prep.progress import progress
 from prep.resume import manifest_digest, outputs_for
-from prep.vision.detect import largest_face_per_image, track_subject
+from prep.vision.detect import box_centre, box_side, largest_face_per_image, track_subject
 from prep.vision.detect_backends import N_KPS, FaceCandidates, make_detector
 from prep.vision.frames import read_rgb, reduction
 
 log = logging.getLogger(__name__)
 
 MAX_FACES = 8  # candidates kept per frame (largest first)
+SMALL_FACE_PX = 100  # faces narrower than this (source pixels) are upscaled by most crop sizes
 
 
 def _pad(c: FaceCandidates) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -69,6 +70,52 @@ def _detect(det, img: np.ndarray, r: int) -> FaceCandidates:
         found.box_xyxy = (found.box_xyxy + 0.5) * r - 0.5
         found.kps_px = (found.kps_px + 0.5) * r - 0.5
     return found
+
+
+def _where(box: np.ndarray) -> str:
+    cx, cy = box_centre(box)
+    return f"at ({cx:.0f}, {cy:.0f}), {box_side(box):.0f} px wide"
+
+
+def face_notes(track, boxes: np.ndarray, crop_cfg, sequence: bool = True) -> list[str]:
+    """What a user should know about the faces found: which one of several is followed, and
+    whether the face is so small that the crop must upscale it a lot.
+
+    Args:
+        track: the subject's `DetectionTrack`.
+        boxes: (T, MAX_FACES, 4) candidates per frame (largest first, NaN rows unused).
+        crop_cfg: the crop settings (image_size, scale, increase_area) the crop stage will use.
+        sequence: frames of a video (one subject followed) rather than a photo collection
+            (the largest face of each image).
+    """
+    notes = []
+    chosen = np.flatnonzero((track.n_faces > 1) & (track.reason == "ok"))
+    t = int(chosen[0]) if len(chosen) else -1
+    others = [b for b in boxes[t] if np.isfinite(b).all() and not np.allclose(b, track.box_xyxy[t])]
+    if len(chosen) and others:
+        side = (
+            "larger"
+            if box_side(track.box_xyxy[t]) >= max(box_side(b) for b in others)
+            else "smaller"
+        )
+        how = "following one subject" if sequence else "using the largest face of each image"
+        notes.append(
+            f"{len(chosen)} of {len(track)} frames show {int(track.n_faces.max())} faces; {how}, "
+            f"the {side} face {_where(track.box_xyxy[t])} in frame {t} "
+            f"(ignored: {'; '.join(_where(b) for b in others[:3])}); see detect/detections.npz"
+        )
+    sides = box_side(track.box_xyxy[track.valid])
+    if len(sides):
+        face_px = float(np.median(sides))
+        crop_px = face_px * crop_cfg.scale * (1.0 + crop_cfg.increase_area)
+        upscale = crop_cfg.image_size / max(crop_px, 1.0)
+        if face_px < SMALL_FACE_PX and upscale >= 2.0:
+            notes.append(
+                f"the face is only about {face_px:.0f} px wide in the source: the "
+                f"{crop_cfg.image_size} px crop upscales it {upscale:.1f}x, so crops, mattes and "
+                "landmarks will be soft; use a sharper source or a smaller crop.image_size"
+            )
+    return notes
 
 
 @register_stage(
@@ -128,6 +175,8 @@ def run(ctx: StageContext) -> StageResult:
         "multi_face_frames": float((track.n_faces > 1).sum()),
         "mean_score": float(track.score[track.reason == "ok"].mean()) if n_ok else 0.0,
     }
+    for line in face_notes(track, raw["box"], ctx.cfg.crop, sequence):
+        log.warning("detect: %s", line)
     if n and metrics["valid_frac"] < 0.9:
         log.warning(
             "detect: only %.0f%% of frames have a usable face (reasons in %s)",

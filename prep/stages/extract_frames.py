@@ -4,7 +4,10 @@ Decoding streams frame by frame; encoding and writing run in a small thread pool
 encoders release the GIL) with a bounded queue, so memory stays flat for any video length.
 Every frame is written atomically. A killed run resumes: frames already on disk are kept when
 they were written under the same config and source (recorded in ``meta/extract_state.json``),
-otherwise the folder is cleared first so outputs of different settings never mix.
+otherwise the folder is cleared first so outputs of different settings never mix. The source is
+checked (`check_source`) before anything is cleared, and cleared frames wait in the runner's
+stash until the new extraction has finished: a file that turns out truncated (fewer frames than
+its header announces) does not replace a finished extraction without force=true.
 
 INSTA subjects (already cropped and matted RGBA images) also get matting/alpha/, crop/frames/
 and an identity crop/crop.npz here, because their plan has no detect/crop/matting stages.
@@ -25,17 +28,18 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
 
 from prep.config import Config
 from prep.datasets import Source, resolve_source
-from prep.datasets.base import display_size
+from prep.datasets.base import display_size, load_image
+from prep.datasets.checks import check_complete, check_source
 from prep.errors import BadConfigError, BadInputError
 from prep.io.audio import extract_audio
-from prep.io.files import TMP_PREFIX, read_json, save_npz, write_bytes, write_json
+from prep.io.files import clean_temp_files, read_json, save_npz, write_bytes, write_json
 from prep.io.video import VideoInfo, iter_frames, probe
 from prep.pipeline import StageContext, StageResult, config_hash, get_stage, register_stage
 from prep.progress import progress
+from prep.resume import remove_file, remove_files, write_marker
 from prep.subject import SubjectDir, frame_stem
 
 log = logging.getLogger(__name__)
@@ -137,33 +141,41 @@ def _time_range(cfg: Config, src: Source) -> tuple[float, float | None]:
     return lo, hi
 
 
-def _prepare(subject: SubjectDir, dirs: list[Path], key: str, force: bool) -> bool:
-    """Clear stale outputs; returns whether existing frames may be kept (same settings)."""
+def _prepare(subject: SubjectDir, dirs: list[Path], key: str, force: bool) -> tuple[bool, int]:
+    """Clear stale outputs (kept aside by the runner until the new ones are ready).
+
+    Returns:
+        (whether existing frames may be kept because they were made with the same settings,
+        how many frames of other settings were taken away).
+    """
     state_path = subject.meta_dir / STATE_NAME
     try:
         same = read_json(state_path).get("key") == key
     except (FileNotFoundError, json.JSONDecodeError):
         same = False
     for d in dirs:
-        if not d.is_dir():
-            continue
-        for e in os.scandir(d):
-            if e.is_file() and (e.name.startswith(TMP_PREFIX) or not same):
-                os.unlink(e.path)
-    write_json(state_path, {"key": key})
-    return same and not force
+        clean_temp_files(d)
+    removed = 0 if same and not force else sum(remove_files(d) for d in dirs)
+    write_marker(state_path, {"key": key})
+    return same and not force, removed
 
 
 def _remove_beyond(folder: Path, n: int) -> int:
     """Delete frames with index >= n left by an earlier, longer extraction."""
-    removed = 0
-    if folder.is_dir():
-        for e in os.scandir(folder):
-            stem = e.name.split(".")[0]
-            if stem.isdigit() and int(stem) >= n:
-                os.unlink(e.path)
-                removed += 1
-    return removed
+
+    def beyond(e: os.DirEntry) -> bool:
+        stem = e.name.split(".")[0]
+        return stem.isdigit() and int(stem) >= n
+
+    return remove_files(folder, beyond)
+
+
+def _check_source(cfg: Config, subject: SubjectDir) -> None:
+    """Before anything is removed: the source decodes and the frame settings fit it."""
+    src = resolve_source(cfg, subject.name)
+    _ext_params(cfg)
+    _time_range(cfg, src)
+    check_source(src)
 
 
 def _crop(img: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -227,20 +239,8 @@ def _expected(info: VideoInfo, cfg: Config, lo: float, hi: float | None) -> int 
     return min(n, cfg.frames.max_frames) if cfg.frames.max_frames else n
 
 
-def _load_image(path: Path, with_alpha: bool) -> np.ndarray:
-    """RGB or RGBA uint8 in display orientation (EXIF honoured)."""
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if with_alpha and "A" not in im.getbands() and im.mode != "P":
-                log.warning("%s has no alpha channel; using an opaque matte", path.name)
-            return np.asarray(im.convert("RGBA" if with_alpha else "RGB"))
-    except OSError as e:
-        raise BadInputError(f"cannot read image {path}: {e}") from e
-
-
 def _write_image_frame(subject, i, path, src, ext, params, frame_out) -> None:
-    img = _load_image(path, src.alpha)
+    img = load_image(path, src.alpha)
     bgr = cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2BGR)
     _encode_write(frame_out, bgr, params)
     if src.alpha:
@@ -304,7 +304,7 @@ def _state_key(cfg: Config, src: Source) -> str:
 
 def _audio(ctx: StageContext, src: Source, res: Extracted) -> dict | None:
     info = res.info
-    ctx.subject.audio_wav.unlink(missing_ok=True)
+    remove_file(ctx.subject.audio_wav)
     if not ctx.cfg.frames.audio or info is None or info.audio is None:
         return None
     # Audio covers exactly the frames kept: from start to one frame after the last timestamp.
@@ -354,6 +354,7 @@ def _meta(ctx: StageContext, src: Source, res: Extracted, ext: str, audio) -> di
     version=1,
     writes=_writes,
     fingerprint=_fingerprint,
+    check=_check_source,
 )
 def run(ctx: StageContext) -> StageResult:
     """Decode the subject's source into frames/, meta/video.json and audio.wav."""
@@ -363,10 +364,11 @@ def run(ctx: StageContext) -> StageResult:
     ext, params = _ext_params(ctx.cfg)
     dirs = [subject.frames_dir]
     dirs += [subject.alpha_dir, subject.crop_dir] if src.provides_crop else []
-    keep = _prepare(subject, dirs, _state_key(ctx.cfg, src), ctx.force)
+    keep, replaced = _prepare(subject, dirs, _state_key(ctx.cfg, src), ctx.force)
     subject.ensure(subject.frames_dir)
     if src.kind == "video":
         res = _extract_video(ctx, src, ext, params, keep)
+        check_complete(ctx.cfg, res, replaced, ctx.force)
     else:
         res = _extract_images(ctx, src, ext, params, keep)
     n = len(res.timestamps_s)

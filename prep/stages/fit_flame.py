@@ -86,7 +86,7 @@ def _assets(cfg: Config) -> list[str]:
 @register_stage(
     "fit_flame",
     needs=("landmarks", "iris"),
-    config=("flame", "tracker"),
+    config=("flame", "tracker", "intrinsics"),
     version=1,
     writes=_writes,
     assets=_assets,

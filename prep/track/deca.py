@@ -25,6 +25,7 @@ from torch import nn
 
 from prep.errors import MissingAssetError
 from prep.io.files import read_image
+from prep.io.safe_load import load_checkpoint
 from prep.subject import SubjectDir
 from prep.track.flame_params import InitValues
 from prep.vision.resnet import ResNet50Features
@@ -58,10 +59,7 @@ class DecaEncoder(nn.Module):
 def load_deca_encoder(path: Path | str, device: str = "cpu") -> DecaEncoder:
     """Load ``E_flame`` from ``deca_model.tar`` (weights only; unexpected layouts are refused)."""
     path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise MissingAssetError("deca", path, reason=f"unreadable checkpoint ({e})") from None
+    ckpt = load_checkpoint(path, "deca")  # weights only: refuses code, names corruption
     sd = ckpt.get("E_flame") if isinstance(ckpt, dict) else None
     if sd is None:
         raise MissingAssetError("deca", path, reason="no 'E_flame' state dict in the checkpoint")

@@ -25,6 +25,7 @@ from torch import nn
 
 from prep.assets import ASSETS, asset_path
 from prep.errors import MissingAssetError
+from prep.io.safe_load import load_checkpoint
 from prep.track.bfm_align import five_points
 from prep.vision.resnet import ResNet50Features
 
@@ -57,15 +58,7 @@ def load_deep3dface(path: Path | str, device: str = "cpu") -> Deep3dFaceNet:
         MissingAssetError: unreadable file or keys that do not match the network.
     """
     path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise MissingAssetError(
-            "deep3dface",
-            path,
-            config_key="assets.deep3dface",
-            reason=f"unreadable checkpoint ({type(e).__name__}: {e})",
-        ) from None
+    ckpt = load_checkpoint(path, "deep3dface")  # weights only: refuses code, names corruption
     state = ckpt.get("net_recon", ckpt) if isinstance(ckpt, dict) else None
     net = Deep3dFaceNet()
     if not isinstance(state, dict):

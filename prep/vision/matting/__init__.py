@@ -14,8 +14,6 @@ networks are created there, in the process that uses them), then ``m.matte(rgb)`
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ import torch.nn.functional as F
 from prep.assets import ASSETS
 from prep.config.perception import MattingConfig
 from prep.errors import BadConfigError, MissingAssetError
+from prep.io.safe_load import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +50,7 @@ def load_state_dict(net: torch.nn.Module, path: Path, asset: str) -> None:
     """
     info = ASSETS[asset]
     key = f"assets.{asset}"
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        reason = f"unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:80]})"
-        raise MissingAssetError(asset, path, info.url, key, reason=reason) from None
+    sd = load_checkpoint(path, asset, info.url)  # weights only: refuses code, names corruption
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prep.errors import MissingAssetError
+from prep.io.safe_load import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -165,16 +166,7 @@ def load_bisenet(path: Path, device: str = "cpu") -> BiSeNet:
     path = Path(path)
     if not path.is_file():
         raise MissingAssetError("bisenet", path, URL, "assets.bisenet")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unpickling failure means a corrupt or foreign file
-        raise MissingAssetError(
-            "bisenet",
-            path,
-            URL,
-            "assets.bisenet",
-            reason=f"unreadable checkpoint ({type(e).__name__})",
-        ) from None
+    state = load_checkpoint(path, "bisenet", URL)  # weights only: refuses code, names corruption
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -1,0 +1,119 @@
+"""Command-line overrides checked against the typed schema, each problem in one line.
+
+Hydra reports an unknown key or a wrong type in five or six lines and, following its own hint,
+``+tracker.w.lmkk=1`` is accepted and silently ignored. `SchemaKeys.check` reads one parsed
+override against `prep.config.Config` (as an OmegaConf structured config, so types are checked
+by the same code Hydra uses) and returns one line: the unknown key and the nearest valid one,
+or the key, the value and the type it needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from omegaconf.nodes import BooleanNode, EnumNode, FloatNode, IntegerNode, StringNode
+
+_KIND = (
+    (BooleanNode, "true or false"),
+    (IntegerNode, "an integer"),
+    (FloatNode, "a number"),
+    (StringNode, "a string"),
+    (EnumNode, "one of its named values"),
+)
+
+
+class SchemaKeys:
+    """The root schema's keys and types, for checking overrides before Hydra composes."""
+
+    def __init__(self) -> None:
+        from prep.config import Config
+
+        self.schema = OmegaConf.structured(Config)
+        self.leaves = sorted(self._leaf_keys(self.schema, ""))
+
+    def _leaf_keys(self, node: Any, prefix: str) -> list[str]:
+        keys = []
+        if isinstance(node, DictConfig):
+            for k in node:
+                child = node._get_node(k)
+                keys.append(f"{prefix}{k}")
+                if isinstance(child, DictConfig):
+                    keys += self._leaf_keys(child, f"{prefix}{k}.")
+        return keys
+
+    def nearest(self, key: str) -> str | None:
+        """The valid key(s) closest to `key`: a key typed without its section (``n_shape``,
+        ``w.lmk``), else the closest sibling, else the closest key anywhere."""
+        ends = [k for k in self.leaves if k.endswith("." + key)]
+        if ends:
+            return " or ".join(ends[:3])
+        parent = key.rpartition(".")[0]
+        siblings = [k for k in self.leaves if k.rpartition(".")[0] == parent]
+        for pool in (siblings, self.leaves):
+            close = difflib.get_close_matches(key, pool, n=1, cutoff=0.6)
+            if close:
+                return close[0]
+        return None
+
+    def node(self, key: str) -> Any:
+        """The schema node at `key`; None when some part of it is not in the schema; the string
+        "list" when the key goes inside a list (indices are left to Hydra)."""
+        node: Any = self.schema
+        for part in key.split("."):
+            if isinstance(node, ListConfig):
+                return "list"
+            if not isinstance(node, DictConfig) or part not in node:
+                return None
+            node = node._get_node(part)
+        return node
+
+    def check(self, override: Any) -> str | None:
+        """One line describing what is wrong with a parsed Hydra override, or None."""
+        key = override.key_or_group
+        sign = "+" if override.is_add() else "++" if override.is_force_add() else ""
+        node = self.node(key)
+        if node == "list":
+            return None
+        if node is None:
+            hint = self.nearest(key)
+            near = f"; did you mean {hint}?" if hint else ""
+            where = "" if not sign else " (+ cannot add keys to avatar-prep's typed config)"
+            return f"unknown key {sign}{key}{where}{near}"
+        if override.is_delete():
+            return f"~{key}: keys of the typed config cannot be removed; set a value instead"
+        if override.is_add():
+            return f"{key} already exists: drop the leading + ({key}=...)"
+        if override.is_sweep_override():
+            sweep = override.value()
+            values = list(getattr(sweep, "list", []))  # ranges and intervals: numbers anyway
+        else:
+            values = [override.value()]
+        for value in values:
+            error = self._type_error(key, node, value)
+            if error:
+                return error
+        return None
+
+    def _type_error(self, key: str, node: Any, value: Any) -> str | None:
+        trial = copy.deepcopy(self.schema)
+        try:
+            OmegaConf.update(trial, key, value, merge=True)
+        except OmegaConfBaseException as e:
+            if value is None:
+                return f"{key}=null: this key needs a value"
+            kind = next((k for t, k in _KIND if isinstance(node, t)), None)
+            if kind is None:
+                kind = "a list [a,b,...]" if isinstance(node, ListConfig) else "a group of keys"
+            text = str(e).splitlines()[0] if str(e) else type(e).__name__
+            return f"{key}={_show(value)}: expected {kind} ({text})"
+        return None
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return str(value).replace("'", "")

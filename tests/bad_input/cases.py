@@ -1,0 +1,194 @@
+"""The bad-input matrix: every way a new user got it wrong (issue 16's sweep, and newer cases).
+
+Each `Case` is one `python launch.py ...` run. Cases marked `finished` run against a copy of the
+shared finished subject (tests/bad_input/conftest.py) and check that it is intact afterwards:
+every file it held is still there with the same bytes, except under `may_change` (the outputs a
+case legitimately re-makes). `test_matrix.py` runs them all and prints the table
+case / exit code / message / outputs intact.
+
+Adding a case (other areas: resume after kill -9, photo collections, crop padding, a one-photo
+folder): append a `Case` to `CASES` below. `args(ctx)` builds the command line from `Ctx` (a
+scratch folder, the finished subject's own overrides, the test media); `run(ctx)` replaces the
+plain launch when a case needs more (killing a process halfway, several runs); `check(ctx, proc)`
+asserts anything else (file counts, a marker file that must not exist).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from tests.bad_input import media
+from tests.conftest import SHARED_DATA
+
+CLIP = SHARED_DATA / "clips" / "c03_german_anchor_512_20s.mp4"
+PHOTOS = SHARED_DATA / "photos"
+FIT = ("flame/", "overlays/fit_flame", ".manifests/fit_flame.json")  # what a new fit re-makes
+
+
+@dataclass
+class Ctx:
+    """What a case builds its command from.
+
+    Attributes:
+        tmp: a scratch folder of its own.
+        work: work_dir of the run (holds the copied finished subject for `finished` cases).
+        base: the finished subject's overrides (dataset, video, assets, work_dir).
+        marker: a file that a hostile model's payload would create.
+    """
+
+    tmp: Path
+    work: Path
+    base: list[str] = field(default_factory=list)
+    marker: Path = Path("/nonexistent")
+
+    @property
+    def subject(self) -> Path:
+        return self.work / "custom" / "fin"
+
+    def new(self, *args: str) -> list[str]:
+        """Overrides for a new subject in this case's work_dir."""
+        return ["dataset=custom", f"work_dir={self.work}", "logger=none", *args]
+
+
+@dataclass
+class Case:
+    """One bad input.
+
+    Attributes:
+        name: short id shown in the table.
+        args: builds the launch.py arguments.
+        exit: expected exit code.
+        says: text the output must contain (the error line, or a warning in the log).
+        finished: run against a copy of the finished subject and check it is intact.
+        may_change: finished-subject paths (prefixes) the case may legitimately re-make.
+        check: extra assertions on the finished run.
+        run: replaces the plain launch (a case needing several steps).
+        full_disk: every write under work_dir fails with ENOSPC.
+        skip: returns a reason to skip (a GPU present, ...) or None.
+        item: which issue item the case belongs to.
+    """
+
+    name: str
+    args: Callable[[Ctx], list[str]]
+    exit: int
+    says: str
+    finished: bool = False
+    may_change: tuple[str, ...] = ()
+    check: Callable[[Ctx, subprocess.CompletedProcess], None] | None = None
+    run: Callable[[Ctx], subprocess.CompletedProcess] | None = None
+    full_disk: bool = False
+    skip: Callable[[], str | None] | None = None
+    item: str = ""
+
+
+def _no_marker(ctx: Ctx, proc) -> None:
+    assert not ctx.marker.exists(), "a model file's code ran"
+
+
+def _n_frames(n: int, name: str = "fin") -> Callable[[Ctx, subprocess.CompletedProcess], None]:
+    def check(ctx: Ctx, proc) -> None:
+        assert len(list((ctx.work / "custom" / name / "frames").iterdir())) == n
+
+    return check
+
+
+def _short_help(ctx: Ctx, proc) -> None:
+    lines = proc.stdout.splitlines()
+    assert len(lines) <= 50 and "examples:" in proc.stdout and "matting=" in proc.stdout
+
+
+def _fit_only(ctx: Ctx, proc) -> None:
+    assert "fit_flame        running" in proc.stdout
+    assert "extract_frames   running" not in proc.stdout
+
+
+def _junk(ctx: Ctx, name: str) -> Path:
+    return media.corrupt_file(ctx.tmp / name)
+
+
+def _assets_folder(ctx: Ctx) -> Path:
+    root = ctx.tmp / "assets"
+    (root / "matting").mkdir(parents=True)
+    (root / "bfm").mkdir()
+    media.corrupt_file(root / "matting" / "rvm_mobilenetv3.pth")
+    media.hostile_checkpoint(root / "matting" / "rvm_resnet50.pth", ctx.marker)
+    media.hostile_npy(root / "bfm" / "3DMM_info.npy", ctx.marker)
+    return root
+
+
+def _front(ctx: Ctx) -> Path:
+    from tests.fixtures.synthetic_bfm import write_synthetic_front_mat
+
+    write_synthetic_front_mat(ctx.tmp / "BFM_model_front.mat")
+    return ctx.tmp / "BFM_model_front.mat"
+
+
+def _gpu() -> str | None:
+    return "this machine has a CUDA GPU" if torch.cuda.is_available() else None
+
+
+def _empty_folder(ctx: Ctx) -> Path:
+    (ctx.tmp / "none").mkdir()
+    return ctx.tmp / "none"
+
+
+def _mixed_sizes(ctx: Ctx) -> Path:
+    from PIL import Image
+
+    folder = ctx.tmp / "mixed"
+    folder.mkdir()
+    Image.new("RGB", (64, 48)).save(folder / "a.png")
+    Image.new("RGB", (48, 64)).save(folder / "b.png")
+    return folder
+
+
+DEMO = ["dataset=demo", "frames.max_frames=6", "logger=none"]
+
+CASES: list[Case] = [
+    # -- finished work is never destroyed (items 3, 4) --------------------------------------
+    Case("video: empty file", lambda c: [*c.base, f"dataset.video={media.empty_file(c.tmp / 'e.mp4')}", "stage=extract_frames"], 2, "is empty (0 bytes)", finished=True, item="3"),  # noqa: E501
+    Case("video: random bytes", lambda c: [*c.base, f"dataset.video={_junk(c, 'c.mp4')}", "stage=extract_frames"], 2, "cannot read", finished=True, item="3"),  # noqa: E501
+    Case("video: truncated, finished subject", lambda c: [*c.base, f"dataset.video={media.truncated_copy(CLIP, c.tmp / 't.mp4')}"], 2, "decoded 144 of the 500 frames", finished=True, item="3"),  # noqa: E501
+    Case("video: path does not exist", lambda c: [*c.base, f"dataset.video={c.tmp / 'gone.mp4'}"], 2, "input not found", finished=True, item="3"),  # noqa: E501
+    Case("matting=rvm, checkpoint random bytes", lambda c: [*c.base, "matting=rvm", f"assets.rvm_mobilenetv3={_junk(c, 'r.pth')}", "stage=matting"], 2, "rvm_mobilenetv3: unreadable checkpoint", finished=True, item="4"),  # noqa: E501
+    Case("parsing=bisenet, checkpoint random bytes", lambda c: [*c.base, "parsing=bisenet", f"assets.bisenet={_junk(c, 'b.pth')}", "stage=parsing"], 2, "bisenet: unreadable checkpoint", finished=True, item="4"),  # noqa: E501
+    Case("matting=rvm stage=all, hostile checkpoint", lambda c: [*c.base, "matting=rvm", f"assets.rvm_mobilenetv3={media.hostile_checkpoint(c.tmp / 'h.pth', c.marker)}"], 2, "refused (the checkpoint names posix.system", finished=True, may_change=("report/", ".manifests/report.json"), check=_no_marker, item="1, 4, 11"),  # noqa: E501
+    Case("bfm.variant=adnerf, hostile 3DMM_info.npy", lambda c: [*c.base, "stage=fit_3dmm_fine", "bfm.variant=adnerf", f"assets.bfm_front={_front(c)}", f"assets.bfm_adnerf={media.hostile_npy(c.tmp / '3DMM_info.npy', c.marker)}"], 2, "refused (the pickle names posix.system", finished=True, check=_no_marker, item="1"),  # noqa: E501
+    # -- stage keys (item 5) ----------------------------------------------------------------
+    Case("fx= on a finished subject", lambda c: [*c.base, "stage=fit_flame", "fx=1539.67"], 0, "fit_flame        running (config changed)", finished=True, may_change=FIT, check=_fit_only, item="5"),  # noqa: E501
+    Case("FLAME file changed under a finished fit", lambda c: [*c.base, "stage=fit_flame", f"assets.flame2020={media.other_flame_model(c.tmp)}"], 0, "fit_flame        running (inputs changed)", finished=True, may_change=FIT, check=_fit_only, item="5"),  # noqa: E501
+    # -- config values up front (item 8, issue 12) --------------------------------------------
+    Case("tracker.w.lmk=-1", lambda c: [*c.base, "stage=fit_flame", "tracker.w.lmk=-1"], 2, "tracker.w.lmk=-1.0 must be > 0", finished=True, item="8"),  # noqa: E501
+    Case("tracker.w.smooth_pose=-4", lambda c: [*c.base, "stage=fit_flame", "tracker.w.smooth_pose=-4"], 2, "must be >= 0", finished=True, item="8"),  # noqa: E501
+    Case("flame.n_shape above the model's", lambda c: [*c.base, "stage=fit_flame", "flame.n_shape=400"], 2, "flame.n_shape=400 but generic_model.pkl has 300 identity components", finished=True, item="8"),  # noqa: E501
+    Case("device=cuda without a GPU", lambda c: [*c.base, "stage=fit_flame", "device=cuda"], 2, "device=cuda but torch finds no CUDA GPU", finished=True, skip=_gpu, item="8"),  # noqa: E501
+    Case("frames.fps=-5", lambda c: [*c.base, "frames.fps=-5"], 2, "frames.fps=-5.0 must be positive", finished=True, item="8"),  # noqa: E501
+    # -- one line for every mistake (item 9) ------------------------------------------------
+    Case("fx=abc", lambda c: ["fx=abc"], 2, "fx=abc: expected a number", item="9"),
+    Case("tracker.w.lmkk=1", lambda c: ["tracker.w.lmkk=1"], 2, "did you mean tracker.w.lmk?", item="9"),  # noqa: E501
+    Case("+tracker.w.lmkk=1", lambda c: ["+tracker.w.lmkk=1"], 2, "unknown key +tracker.w.lmkk", item="9"),  # noqa: E501
+    Case("matting=nope", lambda c: ["matting=nope"], 2, "unknown matting 'nope'", item="9"),
+    Case("dataset=custom without an input", lambda c: c.new("stage=extract_frames"), 2, "needs dataset.video=<file> or dataset.images=<folder>"),  # noqa: E501
+    Case("subject=../x", lambda c: c.new("subject=../x", f"dataset.video={CLIP}"), 2, "path separators"),  # noqa: E501
+    Case("image folder without images", lambda c: c.new(f"dataset.images={_empty_folder(c)}"), 2, "no images"),  # noqa: E501
+    Case("images of mixed sizes", lambda c: c.new(f"dataset.images={_mixed_sizes(c)}"), 2, "mixed image sizes"),  # noqa: E501
+    # -- requested work that could not run (item 11) ----------------------------------------
+    Case("demo, nothing licence-gated asked for", lambda c: [*DEMO, f"work_dir={c.work}", f"assets.root={c.tmp}"], 0, "waiting  fit_flame: flame2020: not found", item="11"),  # noqa: E501
+    Case("demo with matting=rvm, weights missing", lambda c: [*DEMO, f"work_dir={c.work}", f"assets.root={c.tmp}", "matting=rvm"], 2, "stage matting could not run", item="11"),  # noqa: E501
+    # -- what the user is told (items 2, 12) ------------------------------------------------
+    Case("stage=assets, garbage and hostile files", lambda c: ["stage=assets", f"assets.root={_assets_folder(c)}"], 0, "refused (the pickle names posix.system", check=_no_marker, item="2"),  # noqa: E501
+    Case("video: truncated, new subject", lambda c: c.new(f"dataset.video={media.truncated_copy(CLIP, c.tmp / 'cut.mp4')}", "subject=fin", "stage=extract_frames"), 0, "decoded 144 of the 500 frames its header announces", check=_n_frames(144), item="12"),  # noqa: E501
+    Case("two faces", lambda c: c.new(f"dataset.images={media.two_faces_folder(PHOTOS, c.tmp / 'two')}", "stage=detect"), 0, "following one subject, the larger face", item="12"),  # noqa: E501
+    Case("face of ~60 px", lambda c: c.new(f"dataset.images={media.small_face_folder(PHOTOS, c.tmp / 'small')}", "stage=detect"), 0, "the 512 px crop upscales it", item="12"),  # noqa: E501
+    Case("disk full", lambda c: c.new(f"dataset.video={CLIP}", "frames.max_frames=5", "stage=extract_frames"), 2, "no space left on the device writing", full_disk=True, item="12"),  # noqa: E501
+    Case("--help", lambda c: ["--help"], 0, "usage: python launch.py", check=_short_help, item="12"),  # noqa: E501
+]  # fmt: skip
+
+# (case, exit code, message, outputs intact) rows of the cases run in this session; printed at
+# the end of the test run by tests/bad_input/conftest.py.
+ROWS: list[tuple[str, int, str, bool | None]] = []

@@ -1,0 +1,106 @@
+"""A stage's key covers what changes its output and nothing else (issue 16 item 5, issue 12).
+
+On the old engine fx fy cx cy were in every stage's key, so the mission's own command
+(`stage=fit_flame fx=1539.67` on a finished subject) re-extracted the frames and re-ran every
+stage; and the model files were in no key, so pointing `assets.flame2020` at another file
+re-ran nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+
+from prep.runner import run_plan
+from prep.subject import SubjectDir
+from tests.conftest import compose
+
+UPSTREAM = {"extract_frames", "detect", "crop", "matting", "landmarks", "parsing", "iris"}
+
+
+def _run(finished, work, *extra):
+    cfg = compose(*finished.overrides(work), "stage=fit_flame", *extra)
+    return run_plan(cfg, SubjectDir(work / "custom" / "fin"))
+
+
+def test_new_intrinsics_rerun_only_the_fit(finished, tmp_path):
+    finished.copy(tmp_path)
+    work = tmp_path / "work"
+    out = _run(finished, work, "fx=1539.67")
+    assert out.ran == ["fit_flame"] and set(out.skipped) == UPSTREAM
+    out = _run(finished, work, "fx=1539.67")
+    assert out.ran == []  # the new key is recorded: done
+    out = _run(finished, work, "fx=1539.67", "cx=300")
+    assert out.ran == ["fit_flame"]
+
+
+def test_intrinsics_reach_the_stages_that_read_the_fit(finished, tmp_path):
+    """albedo uses the FLAME fit and export reads it: a new fx re-runs them, nothing upstream."""
+    finished.copy(tmp_path)
+    work = tmp_path / "work"
+    plan = "dataset.plan=[extract_frames,detect,crop,matting,landmarks,parsing,iris,fit_flame,albedo,export]"  # noqa: E501
+    cfg = compose(*finished.overrides(work), "stage=all", plan)
+    subject = SubjectDir(work / "custom" / "fin")
+    assert run_plan(cfg, subject).ran == ["albedo", "export"]
+    cfg = compose(*finished.overrides(work), "stage=all", plan, "fx=1200")
+    out = run_plan(cfg, subject)
+    assert out.ran == ["fit_flame", "albedo", "export"] and set(out.skipped) == UPSTREAM
+
+
+def test_another_model_file_reruns_its_stage(finished, tmp_path):
+    finished.copy(tmp_path)
+    work = tmp_path / "work"
+    model = finished.assets["flame2020"]
+    # The same bytes elsewhere (a moved or copied assets folder, new mtime): nothing re-runs.
+    moved = tmp_path / "moved" / model.name
+    moved.parent.mkdir()
+    shutil.copyfile(model, moved)
+    os.utime(moved, (1, 1))
+    assert _run(finished, work, f"assets.flame2020={moved}").ran == []
+    # Another model at that path: the fit re-runs, nothing upstream does.
+    from tests.fixtures.synthetic_flame import build_tiny_flame_dict, write_flame_pickle
+
+    write_flame_pickle(moved, build_tiny_flame_dict(seed=7))
+    out = _run(finished, work, f"assets.flame2020={moved}")
+    assert out.ran == ["fit_flame"] and set(out.skipped) == UPSTREAM
+
+
+class _CountingFile:
+    """Wraps a binary file, recording the size of every read."""
+
+    def __init__(self, fh, reads: list[int]):
+        self.fh, self.reads = fh, reads
+
+    def read(self, n: int = -1) -> bytes:
+        self.reads.append(n)
+        return self.fh.read(n)
+
+    def seek(self, pos: int) -> int:
+        return self.fh.seek(pos)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()
+
+
+def test_model_fingerprint_reads_little_of_a_large_file(tmp_path, monkeypatch):
+    """A multi-GB checkpoint costs 16 reads of 64 KiB, whatever its size."""
+    from prep.io import fingerprint as pipeline
+
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(3 << 30)  # 3 GiB, sparse
+    reads: list[int] = []
+
+    def counting_open(*args, **kwargs) -> _CountingFile:
+        return _CountingFile(open(*args, **kwargs), reads)  # noqa: SIM115 (closed by __exit__)
+
+    monkeypatch.setattr(pipeline, "open", counting_open, raising=False)
+    fp = pipeline.content_fingerprint(big)
+    assert fp.startswith(f"{3 << 30}:") and len(reads) == 16 and max(reads) == 1 << 16
+    with open(big, "r+b") as f:  # a change inside a sampled block changes the fingerprint
+        f.write(pickle.dumps("another model"))
+    assert pipeline.content_fingerprint(big) != fp

@@ -1,0 +1,80 @@
+"""The command line before Hydra composes: one line for unknown keys (with the nearest valid
+key), wrong types and `+` on schema keys (issue 16 item 9), and our own short --help (item 12).
+
+Hydra alone prints five or six lines for `fx=abc` and `tracker.w.lmkk=1`, and, following its own
+hint, accepts `+tracker.w.lmkk=1` silently so that the weight the user meant never changes.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from prep.cli import override_args
+from prep.config.schema_keys import SchemaKeys
+from tests.cli_helpers import REPO, launch, one_error_line
+
+
+@pytest.mark.parametrize(
+    ("arg", "says"),
+    [
+        ("fx=abc", "fx=abc: expected a number"),
+        ("tracker.w.lmkk=1", "unknown key tracker.w.lmkk; did you mean tracker.w.lmk?"),
+        ("+tracker.w.lmkk=1", "unknown key +tracker.w.lmkk"),
+        ("+tracker.w.lmk=1", "tracker.w.lmk already exists: drop the leading +"),
+        ("n_shape=80", "did you mean flame.n_shape?"),
+        ("trackr.w.lmk=1", "did you mean tracker.w.lmk?"),
+        ("only=maybe", "only=maybe: expected true or false"),
+        ("frames.jpeg_quality=high", "frames.jpeg_quality=high: expected an integer"),
+        ("tracker.w.smooth_pose=1,ten,100", "tracker.w.smooth_pose=ten: expected a number"),
+    ],
+)
+def test_bad_override_is_one_line(arg, says, tmp_path):
+    line = one_error_line(launch(arg, "stage=assets", f"work_dir={tmp_path}"))
+    assert says in line
+
+
+def test_plus_key_is_not_silently_ignored():
+    line = one_error_line(launch("+tracker.w.lmkk=1", "stage=assets"))
+    assert "did you mean tracker.w.lmk?" in line
+
+
+def test_valid_overrides_pass():
+    keys = SchemaKeys()
+    parsed = OverridesParser.create().parse_overrides(
+        [
+            "fx=1539.67",
+            "fx=null",
+            "tracker.w.smooth_pose=1,10,100",
+            "tracker.w.smooth_pose=interval(1,100)",
+            "export.formats=[imavatar,insta]",
+            "tracker.phases.0.iters=3",
+            "assets.root=${oc.env:HOME}/m",
+            "dataset.video=/x/y.mp4",
+        ]
+    )
+    assert [keys.check(o) for o in parsed] == [None] * len(parsed)
+
+
+def test_hydra_options_are_not_overrides():
+    argv = ["-m", "--cfg", "job", "-sc", "install=bash", "--info", "defaults", "fx=3", "-p", "a"]
+    assert override_args(argv) == ["fx=3"]
+
+
+def test_help_is_our_short_page():
+    proc = launch("--help")
+    assert proc.returncode == 0 and not proc.stderr
+    lines = proc.stdout.splitlines()
+    assert 20 <= len(lines) <= 50
+    text = proc.stdout
+    for needed in ("usage: python launch.py", "matting=", "stage=all", "fx=", "examples:"):
+        assert needed in text
+    assert "stage=fit_flame fx=1539.67" in text and "--hydra-help" in text
+    hydra = launch("--hydra-help")
+    assert hydra.returncode == 0 and len(hydra.stdout.splitlines()) > len(lines)
+
+
+def test_readme_commands_still_parse():
+    for args in (["dataset=hdtf", "stage=fit_flame", "fx=1539.67"], ["dataset=custom", "fx=3"]):
+        proc = launch(*args, "--cfg", "job", cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
