@@ -13,7 +13,6 @@ import logging
 import math
 import re
 import sys
-import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -99,18 +98,8 @@ def _spawn_safe_start_method() -> None:
         multiprocessing.set_start_method("spawn", force=True)
 
 
-# Lightning notices that say nothing to a user of this tool: the trackers run their own
-# Gauss-Newton steps (no torch optimizer), and a torch-internal deprecation.
-_QUIET_WARNINGS = (
-    r".*configure_optimizers.* returned `None`",
-    r".*isinstance\(treespec, LeafSpec\)",
-)
-
-
 def main(dcfg: DictConfig) -> float | None:
     """Entry from launch.py. Returns the headline metric (a multirun sweeper minimises it)."""
-    for pattern in _QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=pattern)
     _spawn_safe_start_method()
     multirun = _is_multirun()
     debug = bool(dcfg.get("debug", False))

@@ -1,9 +1,17 @@
 """Experiment logging: one run per subject and stage, grouped by dataset.
 
-Backends: `wandb` (offline by default, online when the user sets logger.mode=online and is logged
-in; an online run that cannot reach the server falls back to offline and says so), `csv` (metrics
-appended to a CSV per run) and `none`. The W&B run starts lazily, on the first thing logged, so
-stages that log nothing cost nothing.
+Backends (`logger.backend`): `wandb` (offline by default; online with logger.mode=online, bounded
+by logger.init_timeout_s, see `prep.wandb_online`), `csv` and `none`. A stage logs its metrics,
+images, videos and QA tables through `ExperimentLogger`; a tracker's Lightning Trainer logs its
+per-step loss terms and metrics through `ExperimentLogger.lightning()`, Lightning's own logger of
+the same backend writing into the same run. The W&B run starts lazily, on the first thing logged,
+so stages that log nothing cost nothing.
+
+Runs are named ``<subject>/<stage>`` followed by the job's swept or changed config values (e.g.
+``c01/fit_flame tracker.w.smooth_pose=10``), so a sweep's runs are told apart; each run records
+the whole resolved config and the job's overrides. CSV runs go to
+``<logger.dir>/<dataset>/<subject>/<stage>/<run id>/`` (``metrics.csv`` per step from Lightning,
+``stage.csv`` for stage metrics, ``hparams.yaml`` the config).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,12 +32,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Override keys that say where a job runs rather than what it computes (left out of run names).
+_PLACE_KEYS = ("dataset", "subject", "stage", "logger", "hydra", "assets", "work_dir", "only",
+               "force", "debug", "lock_wait", "trainer", "device")  # fmt: skip
+STEP_METRIC = "trainer/global_step"
+
 
 class ExperimentLogger:
     """Base class and `none` backend: every call is a no-op."""
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Log scalar metrics (per phase/iteration when `step` is given)."""
+        """Log scalar metrics (`step`: an index of the stage's own, logged as ``stage_step``)."""
 
     def log_image(self, key: str, image_rgb: np.ndarray) -> None:
         """Log an (H,W,3) uint8 RGB image."""
@@ -42,16 +56,25 @@ class ExperimentLogger:
     def summary(self, values: dict[str, Any]) -> None:
         """Set the run's summary values (headline metrics)."""
 
+    def lightning(self):
+        """A Lightning logger writing into this run, or None (no logging)."""
+        return None
+
     def finish(self) -> None:
         """Close the run."""
 
 
 class CsvLogger(ExperimentLogger):
-    """Appends metrics to ``<dir>/<dataset>/<subject>/<stage>.csv``."""
+    """Writes ``stage.csv`` (time, step, key, value rows) into the run's folder.
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.path = folder.with_suffix(".csv")
+    Args:
+        folder: the run's folder (``<dir>/<dataset>/<subject>/<stage>/<run id>``).
+        config: the run's config, written to ``hparams.yaml`` with the first Lightning logger.
+    """
+
+    def __init__(self, folder: Path, config: dict | None = None):
+        self.folder, self.config = folder, config or {}
+        self.path = folder / "stage.csv"
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +88,13 @@ class CsvLogger(ExperimentLogger):
 
     def summary(self, values: dict[str, Any]) -> None:
         self.log_metrics({f"summary/{k}": v for k, v in values.items()})
+
+    def lightning(self):
+        from lightning.pytorch.loggers import CSVLogger as LightningCsv
+
+        lg = LightningCsv(save_dir=str(self.folder.parent), name="", version=self.folder.name)
+        lg.log_hyperparams(self.config)
+        return lg
 
 
 class WandbLogger(ExperimentLogger):
@@ -81,7 +111,9 @@ class WandbLogger(ExperimentLogger):
         return self._run
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.run.log(dict(metrics), step=step)
+        # W&B's own step belongs to the run (Lightning's rows advance it); a stage's index is
+        # logged as a value so the two never conflict.
+        self.run.log(dict(metrics) if step is None else {**metrics, "stage_step": step})
 
     def log_image(self, key: str, image_rgb: np.ndarray) -> None:
         import wandb
@@ -102,59 +134,83 @@ class WandbLogger(ExperimentLogger):
         if values and self._run is not None:
             self._run.summary.update(values)
 
+    def lightning(self):
+        from lightning.pytorch.loggers import WandbLogger as LightningWandb
+
+        if self.cfg.logger.mode == "disabled":
+            return None
+        run = self.run
+        run.define_metric(STEP_METRIC)
+        for prefix in ("loss", "metrics", "solver", "phase", "epoch"):
+            run.define_metric(f"{prefix}*", step_metric=STEP_METRIC)
+        return LightningWandb(experiment=run)
+
     def finish(self) -> None:
         if self._run is not None:
             self._run.finish()
             self._run = None
 
 
+def job_overrides() -> list[str]:
+    """The Hydra job's command-line overrides (empty outside a Hydra job)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def sweep_id() -> str | None:
+    """The multirun's sweep folder (e.g. ``outputs/multirun/2025-01-01/10-00-00``), or None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return str(HydraConfig.get().sweep.dir)
+
+
+def run_name(subject: str, stage: str, overrides: list[str]) -> str:
+    """``<subject>/<stage>`` plus the overrides that change what is computed."""
+    keep = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] not in _PLACE_KEYS]
+    return " ".join([f"{subject}/{stage}", *keep])
+
+
+def run_config(cfg: Config) -> dict:
+    """The resolved config plus the job's overrides and sweep, as logged with each run."""
+    from prep.config import to_plain
+
+    return {**to_plain(cfg), "overrides": job_overrides(), "sweep": sweep_id()}
+
+
 def _start_wandb(cfg: Config, subject: SubjectDir, stage: str):
     import wandb
 
-    from prep.config import to_plain
+    from prep.wandb_online import init_online
 
     folder = Path(cfg.logger.dir)
     folder.mkdir(parents=True, exist_ok=True)
+    sweep = sweep_id()
     kwargs = dict(
         project=cfg.logger.project,
         entity=cfg.logger.entity,
         group=cfg.dataset.name,
         job_type=stage,
-        name=f"{subject.name}/{stage}",
-        tags=list(cfg.logger.tags),
+        name=run_name(subject.name, stage, job_overrides()),
+        tags=list(cfg.logger.tags) + ([f"sweep:{sweep}"] if sweep else []),
         dir=str(folder),
-        config=to_plain(cfg),
+        config=run_config(cfg),
         reinit="finish_previous",
     )
     mode = cfg.logger.mode
-    if mode == "online" and not _server_reachable(cfg.logger.init_timeout_s):
-        log.warning("W&B server unreachable; logging offline to %s (sync later)", folder)
-        mode = "offline"
+    if mode not in ("offline", "online", "disabled"):
+        from prep.errors import BadConfigError
+
+        raise BadConfigError(f"logger.mode={mode!r}; use offline, online or disabled")
     if mode == "online":
-        try:
-            return wandb.init(
-                mode="online",
-                settings=wandb.Settings(init_timeout=cfg.logger.init_timeout_s),
-                **kwargs,
-            )
-        except Exception as e:  # network or auth failure: keep the run, locally
-            log.warning("W&B online init failed (%s); logging offline to %s", e, folder)
+        run = init_online(kwargs, cfg.logger.init_timeout_s)
+        if run is not None:
+            return run
     os.environ.setdefault("WANDB_SILENT", "true")
-    return wandb.init(mode="offline" if mode != "disabled" else "disabled", **kwargs)
-
-
-def _server_reachable(timeout_s: float) -> bool:
-    """Whether the W&B server accepts a TCP connection (wandb itself retries for minutes)."""
-    import socket
-    from urllib.parse import urlparse
-
-    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "", port), timeout=min(timeout_s, 5.0)):
-            return True
-    except OSError:
-        return False
+    return wandb.init(mode="disabled" if mode == "disabled" else "offline", **kwargs)
 
 
 def make_logger(cfg: Config, subject: SubjectDir, stage: str) -> ExperimentLogger:
@@ -163,5 +219,7 @@ def make_logger(cfg: Config, subject: SubjectDir, stage: str) -> ExperimentLogge
     if backend == "wandb":
         return WandbLogger(cfg, subject, stage)
     if backend == "csv":
-        return CsvLogger(Path(cfg.logger.dir) / cfg.dataset.name / subject.name / stage)
+        run_id = f"run-{time.strftime('%Y%m%d_%H%M%S')}-{secrets.token_hex(3)}"
+        folder = Path(cfg.logger.dir) / cfg.dataset.name / subject.name / stage / run_id
+        return CsvLogger(folder, run_config(cfg))
     return ExperimentLogger()

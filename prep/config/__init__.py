@@ -19,6 +19,7 @@ from prep.config.core import (
     FramesConfig,
     LoggerConfig,
     StageSelect,
+    TrainerConfig,
 )
 from prep.config.export import DownloadConfig, ExportConfig, ReportConfig
 from prep.config.face import IrisConfig, LandmarksConfig, ParsingConfig
@@ -64,6 +65,7 @@ class Config:
     report: ReportConfig = field(default_factory=ReportConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
 def register_configs() -> None:

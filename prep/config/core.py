@@ -1,4 +1,4 @@
-"""Schemas of the run-level sections: dataset, frames, logger, assets (owned by the foundation)."""
+"""Run-level schemas: dataset, frames, logger, trainer, assets (owned by the foundation)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,11 @@ class FramesConfig:
 
 @dataclass
 class LoggerConfig:
-    """Experiment logging (W&B offline by default; csv or none)."""
+    """Experiment logging: one run per subject and stage (W&B offline by default; csv; none).
+
+    The trackers log every loss term and their headline metrics per optimisation step through
+    Lightning's own logger of the same backend, into the stage's run.
+    """
 
     backend: str = "wandb"  # wandb | csv | none
     project: str = "avatar-prep"
@@ -52,7 +56,20 @@ class LoggerConfig:
     mode: str = "offline"  # offline | online | disabled (wandb)
     dir: str = "outputs/wandb"  # where offline runs and csv logs go
     tags: list[str] = field(default_factory=list)
-    init_timeout_s: float = 20.0  # online init gives up and falls back to offline after this
+    init_timeout_s: float = 20.0  # online: fall back to offline when W&B has not answered by then
+
+
+@dataclass
+class TrainerConfig:
+    """The Lightning Trainer of the trackers (fit_flame, fit_3dmm_fine); group conf/trainer/.
+
+    One Lightning step is one solver step; the phases' budgets set ``max_steps``.
+    """
+
+    accelerator: str | None = None  # cpu | gpu; null = from the top-level `device`
+    devices: int | None = None  # null = the device of `device` (cuda:1 -> GPU 1); only 1 device
+    precision: str = "32-true"  # 32-true | 64-true (the FLAME fit in float64)
+    deterministic: bool = False  # torch's deterministic algorithms (GPU runs repeat bitwise)
 
 
 @dataclass

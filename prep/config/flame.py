@@ -62,11 +62,15 @@ class TrackerWeights:
 
 @dataclass
 class PhaseConfig:
-    """One optimisation phase: which parameters move, for how many L-BFGS iterations."""
+    """One optimisation phase: which parameters move, for how many solver steps.
+
+    Phases run in order (`prep.track.phases.PhaseSchedule`); a phase ends at its budget or
+    when the Gauss-Newton solver stops making progress.
+    """
 
     name: str = "joint"  # rigid | joint | eyes (logged under this name)
     params: list[str] = field(default_factory=lambda: ["all"])  # names, or "all"
-    iters: int = 10  # solver iterations (Gauss-Newton steps, or L-BFGS iterations)
+    iters: int = 10  # solver steps = Lightning steps (Gauss-Newton steps or L-BFGS iterations)
     iris_scale: float = 1.0  # multiplier on w.iris in this phase (IMAvatar: 10 for eyes)
 
 
@@ -93,7 +97,7 @@ class TrackerConfig:
     with_translation: bool = True  # per-frame translation; false = one shared translation
     estimate_focal: bool = True  # optimise a shared focal when fx/fy are not given
     focal_init_fov_deg: float = 14.0  # initial horizontal field of view when estimating
-    solver: str = "gn"  # gn (damped Gauss-Newton, vectorised over frames) | lbfgs
+    solver: str = "gn"  # gn (Levenberg-Marquardt, vectorised over frames) | lbfgs
     gn_chunk: int = 512  # frames per Jacobian chunk (bounds memory for long videos)
     lbfgs_history: int = 20  # L-BFGS memory
     lbfgs_lr: float = 1.0  # L-BFGS step scale (strong-Wolfe line search on top)
@@ -102,5 +106,4 @@ class TrackerConfig:
     photo: PhotometricConfig = field(default_factory=PhotometricConfig)  # its settings (renderer)
     overlay_video: bool = True  # write overlays/fit_flame/fit.mp4
     overlay_max_frames: int = 600  # frames in the overlay video (evenly sampled)
-    dtype: str = "float32"  # float32 | float64
     threads: int | None = None  # torch CPU threads for the fit (null = torch default)

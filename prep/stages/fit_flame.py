@@ -37,16 +37,15 @@ from prep.subject import SubjectDir
 from prep.track.flame_collection import fit_collection
 from prep.track.flame_data import camera_intrinsics_orig, load_tracking_data
 from prep.track.flame_fit import (
-    DTYPES,
     Camera,
     build_flame,
+    fit_dtype,
     fit_sequence,
     flame_assets,
     init_from_deca_code,
     project_tracking,
     tracking_arrays,
 )
-from prep.track.flame_tracker import PhaseLog
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ def _assets(cfg: Config) -> list[str]:
 @register_stage(
     "fit_flame",
     needs=("landmarks", "iris"),
-    config=("flame", "tracker", "intrinsics"),
+    config=("flame", "tracker", "intrinsics", "trainer"),
     version=1,
     writes=_writes,
     assets=_assets,
@@ -97,33 +96,21 @@ def run(ctx: StageContext) -> StageResult:
     tc = cfg.tracker
     if tc.threads:
         torch.set_num_threads(int(tc.threads))
-    dtype = DTYPES.get(tc.dtype)
-    if dtype is None:
-        raise BadConfigError(f"tracker.dtype={tc.dtype!r}; use float32 or float64")
     paths = {name: ctx.asset(name) for name in flame_assets(cfg.flame, tc)}
-    flame = build_flame(paths, cfg.flame, dense=tc.w.dense > 0, dtype=dtype)
+    flame = build_flame(paths, cfg.flame, dense=tc.w.dense > 0, dtype=fit_dtype(cfg.trainer))
     mp_index = flame.mediapipe.mp_index if flame.mediapipe is not None else None
     data = load_tracking_data(subject, tc.min_score, mp_index)
     camera = _camera(cfg, data.orig_hw)
     init, fixed_shape = _init(ctx, flame, data)
-    step = [0]
-
-    def on_phase_end(entry: PhaseLog) -> None:
-        step[0] += 1
-        if ctx.logger:
-            ctx.logger.log_metrics(
-                {f"{entry.name}/{k}": v for k, v in entry.terms.items()}
-                | {f"{entry.name}/seconds": entry.seconds},
-                step=step[0],
-            )
-
+    lightning_logger = ctx.logger.lightning() if ctx.logger else None  # per-step loss curves
     sequence = is_sequence(cfg, subject)
     if sequence:
-        out = fit_sequence(flame, data, camera, tc, init, fixed_shape, ctx.device, on_phase_end)
+        out = fit_sequence(flame, data, camera, tc, init, fixed_shape, ctx.device,
+                           trainer=cfg.trainer, logger=lightning_logger)  # fmt: skip
     else:  # photo collection: no smoothness, no bridging, a shape per image unless same person
         same = cfg.dataset.same_person
         out = fit_collection(flame, data, camera, tc, same, init, fixed_shape, ctx.device,
-                             on_phase_end)  # fmt: skip
+                             trainer=cfg.trainer, logger=lightning_logger)  # fmt: skip
         log.info("fit_flame: photo collection, %s", "one identity" if same else "one per image")
     track = tracking_arrays(out, data, cfg.flame.version, flame.n_shape, flame.n_expr)
     if tc.photometric and not sequence:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from prep.config.core import TrainerConfig
 from prep.config.flame import TrackerConfig
 from prep.errors import NoUsableFramesError
 from prep.models.flame import FlameModel
@@ -86,11 +87,14 @@ def fit_collection(
     fixed_shape: np.ndarray | None = None,
     device: str = "cpu",
     on_phase_end: Callable[[PhaseLog], None] | None = None,
+    trainer: TrainerConfig | None = None,
+    logger=None,
 ) -> CollectionFit:
     """Fit the valid images of a collection (see the module docstring).
 
     Args:
-        flame, data, camera, init, fixed_shape, device, on_phase_end: as for `fit_sequence`.
+        flame, data, camera, init, fixed_shape, device, on_phase_end, trainer, logger: as for
+            `fit_sequence` (each image's fit logs its steps to `logger` in turn).
         cfg: tracker config; its smoothness weights are ignored (zeroed).
         same_person: fit one shared identity to all valid images.
     """
@@ -104,7 +108,7 @@ def fit_collection(
     fits = [
         fit_sequence(
             flame, data.subset(g), camera, cfg, _subset(init, g, T), fixed_shape, device,
-            on_phase_end if same_person else None,
+            on_phase_end if same_person else None, trainer, logger,
         )
         for g in groups
     ]  # fmt: skip

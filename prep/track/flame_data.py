@@ -216,22 +216,24 @@ def camera_intrinsics_orig(
 
 
 class FlameDataModule(L.LightningDataModule):
-    """Serves the whole sequence as one batch, once per optimisation step."""
+    """Serves the whole sequence as one batch, once per optimisation step (`steps` of them)."""
 
     def __init__(self, data: TrackingData, dtype=torch.float32):
         super().__init__()
         self.batch = data.to_torch(dtype)
+        self.steps = 1
 
     def train_dataloader(self):
-        return torch.utils.data.DataLoader(_OneBatch(self.batch), batch_size=None, shuffle=False)
+        data = _RepeatedBatch(self.batch, self.steps)
+        return torch.utils.data.DataLoader(data, batch_size=None, shuffle=False)
 
 
-class _OneBatch(torch.utils.data.Dataset):
-    def __init__(self, batch: dict[str, torch.Tensor]):
-        self.batch = batch
+class _RepeatedBatch(torch.utils.data.Dataset):
+    def __init__(self, batch: dict[str, torch.Tensor], n: int):
+        self.batch, self.n = batch, max(int(n), 1)
 
     def __len__(self) -> int:
-        return 1
+        return self.n
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return self.batch

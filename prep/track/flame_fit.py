@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prep.config.core import TrainerConfig
 from prep.config.flame import FlameConfig, TrackerConfig
 from prep.errors import BadConfigError, BadInputError
 from prep.models.camera import focal_from_fov, intrinsics_for, shared_or_per_frame
@@ -29,10 +30,9 @@ from prep.track.flame_data import FlameDataModule, TrackingData
 from prep.track.flame_params import FlameParams, InitValues, w2c_flame
 from prep.track.flame_tracker import FlameTracker, PhaseLog, fit_phases
 from prep.track.metrics import jitter_px, landmark_rmse_px, mean_point_error_px, nanmean
+from prep.track.trainer import precision_dtype
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def flame_assets(flame_cfg: FlameConfig, tracker_cfg: TrackerConfig) -> list[str]:
@@ -164,7 +164,8 @@ def fit_sequence(
     fixed_shape: np.ndarray | None = None,
     device: str = "cpu",
     on_phase_end: Callable[[PhaseLog], None] | None = None,
-    extra_phases: list | None = None,
+    trainer: TrainerConfig | None = None,
+    logger=None,
 ) -> FitOutput:
     """Fit FLAME to all frames of a sequence at once.
 
@@ -176,32 +177,20 @@ def fit_sequence(
         init: initial values (merged over the rigid init), or None.
         fixed_shape: (n_shape,) identity kept fixed (``shape_from``), or None.
         device: torch device.
-        on_phase_end: callback per finished phase (logging).
-        extra_phases: phases appended after cfg.phases (photometric hook).
+        on_phase_end: callback per finished phase.
+        trainer: the Lightning Trainer settings (None: defaults at the model's precision);
+            their precision must be the model's dtype.
+        logger: a Lightning logger for the per-step loss terms and metrics, or None.
     """
     t0 = time.perf_counter()
-    T = data.n_frames
     dt = flame.v_template.dtype
-    if camera.fx is None:
-        if not cfg.estimate_focal:
-            raise BadConfigError("fx/fy not given and tracker.estimate_focal=false: set fx")
-        f0 = focal_from_fov(cfg.focal_init_fov_deg, float(data.orig_hw[1]))
-        fx, aspect = f0, 1.0
-    else:
-        fx, aspect = camera.fx, camera.fy / camera.fx
-    params = FlameParams(
-        T,
-        flame.n_shape,
-        flame.n_expr,
-        flame.has_eyelids,
-        cfg.with_translation,
-        fx,
-        camera.fx is None,
-        aspect,
-        camera.cx,
-        camera.cy,
-        dtype=dt,
-    )
+    trainer = trainer or TrainerConfig(precision="64-true" if dt == torch.float64 else "32-true")
+    if precision_dtype(trainer.precision) != dt:
+        raise BadConfigError(
+            f"trainer.precision={trainer.precision} but the FLAME model is {dt}; build it with "
+            "prep.track.flame_fit.fit_dtype(trainer)"
+        )
+    params = _make_params(flame, data, camera, cfg)
     K0 = params.K_orig().detach().double().numpy()
     base = rigid_init(flame, data, K0, fixed_shape)
     params.load(base)
@@ -209,9 +198,8 @@ def fit_sequence(
         params.load(init)
     if fixed_shape is not None:
         params.load(InitValues(shape=fixed_shape))
-    tracker = FlameTracker(flame, params, cfg, fixed_shape=fixed_shape is not None)
     dm = FlameDataModule(data, dtype=dt)
-    phases = list(cfg.phases) + list(extra_phases or [])
+    tracker = FlameTracker(flame, params, cfg, dm.batch, fixed_shape=fixed_shape is not None)
 
     def phase_end(k: int, entry: PhaseLog) -> None:
         if k == 0:  # after the rigid init, invalid frames start from their neighbours' values
@@ -219,16 +207,33 @@ def fit_sequence(
         if on_phase_end is not None:
             on_phase_end(entry)
 
-    logs = fit_phases(tracker, dm, phases, device, phase_end)
+    logs = fit_phases(tracker, dm, list(cfg.phases), device, phase_end, trainer, logger)
     params.bridge(data.valid)
     return _finish(tracker, dm, data, logs, time.perf_counter() - t0)
+
+
+def fit_dtype(trainer: TrainerConfig) -> torch.dtype:
+    """The FLAME model's dtype for a trainer precision (32-true: float32, 64-true: float64)."""
+    return precision_dtype(trainer.precision)
+
+
+def _make_params(flame: FlameModel, data: TrackingData, camera: Camera, cfg) -> FlameParams:
+    if camera.fx is None:
+        if not cfg.estimate_focal:
+            raise BadConfigError("fx/fy not given and tracker.estimate_focal=false: set fx")
+        fx, aspect = focal_from_fov(cfg.focal_init_fov_deg, float(data.orig_hw[1])), 1.0
+    else:
+        fx, aspect = camera.fx, camera.fy / camera.fx
+    return FlameParams(
+        data.n_frames, flame.n_shape, flame.n_expr, flame.has_eyelids, cfg.with_translation,
+        fx, camera.fx is None, aspect, camera.cx, camera.cy, dtype=flame.v_template.dtype,
+    )  # fmt: skip
 
 
 @torch.no_grad()
 def _finish(tracker: FlameTracker, dm: FlameDataModule, data: TrackingData, logs, seconds):
     tracker.cpu()
-    batch = dm.batch
-    lmk, _ = tracker.predict(batch)
+    lmk, _ = tracker.predict(dm.batch)
     lmk = lmk.double().numpy()
     rmse = landmark_rmse_px(lmk[:, :68], data.lmk_px, data.lmk_w)
     if lmk.shape[1] == 70:

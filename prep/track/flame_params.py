@@ -112,7 +112,7 @@ class FlameParams(nn.Module):
     @torch.no_grad()
     def set_value(self, name: str, value: torch.Tensor) -> None:
         scale = getattr(self, f"scale_{name}")
-        getattr(self, f"u_{name}").copy_(value.to(scale.dtype) / scale)
+        getattr(self, f"u_{name}").copy_(value.to(scale) / scale)
 
     @torch.no_grad()
     def set_scale(self, name: str, scale: torch.Tensor) -> None:

@@ -17,7 +17,6 @@ from prep.track.flame_fit import (
     project_tracking,
     tracking_arrays,
 )
-from prep.track.gauss_newton import GaussNewton, make_layout
 from tests.fixtures.flame_oracle import FlameOracle
 from tests.fixtures.synthetic_sequence import make_sequence, project_px
 
@@ -59,41 +58,41 @@ def test_recovers_pose_and_landmarks(flame, oracle):
 
 
 def test_gauss_newton_jacobian_matches_autograd(flame, oracle):
+    """The analytic/jvp point Jacobians equal torch.func.jacfwd of the same residuals."""
+    from prep.models.flame import contour_bins
     from prep.track.flame_data import FlameDataModule
+    from prep.track.flame_jacobian import make_layout, point_jacobians
     from prep.track.flame_params import FlameParams, InitValues
-    from prep.track.flame_tracker import FlameTracker
+    from prep.track.objective import FlameObjective
 
     flame64 = flame.double()
     seq = make_sequence(oracle, 6, seed=2)
-    p = FlameParams(
-        6,
-        flame.n_shape,
-        flame.n_expr,
-        False,
-        True,
-        seq.focal,
-        True,
-        1.0,
-        255.5,
-        255.5,
-        dtype=torch.float64,
-    )
+    p = FlameParams(6, flame.n_shape, flame.n_expr, False, True, seq.focal, True, 1.0, 255.5,
+                    255.5, dtype=torch.float64)  # fmt: skip
     p.load(InitValues(**{k: v + 0.01 for k, v in seq.gt.items()}))
-    tr = FlameTracker(flame64, p, TrackerConfig())
-    gn = GaussNewton(
-        tr, FlameDataModule(seq.data, torch.float64).batch, make_layout(p, ["all"], False)
+    obj = FlameObjective(
+        flame64, p, TrackerConfig(), False, FlameDataModule(seq.data, torch.float64).batch
     )
-    e, jf, js = gn.jacobians()
-    v = gn._values()
-    bins = __import__("prep.models.flame", fromlist=["contour_bins"]).contour_bins(
-        v["global_pose"], v["neck_pose"]
-    )
-    for name, i, d in gn.lay.frame:
-        full = torch.func.jacfwd(lambda x, n=name: gn._residuals({**v, n: x}, bins))(v[name])
+    lay = make_layout(p, ["all"])
+    e, jf, js = point_jacobians(obj, lay, slice(0, 6))
+    v = obj.values(detach=True)
+    bins = contour_bins(v["global_pose"], v["neck_pose"])
+
+    def residuals(name, x):
+        return (
+            (obj.points_px({**v, name: x}, bins=bins) - obj.observations()) / obj.scale
+        ).reshape(6, -1)
+
+    torch.testing.assert_close(e, residuals("expr", v["expr"]), atol=1e-12, rtol=0)
+    for name, i, d in lay.frame:
+        full = torch.func.jacfwd(lambda x, n=name: residuals(n, x))(v[name])
         diag = full[torch.arange(6), :, torch.arange(6)]  # (T, R, d): frame-local derivatives
         torch.testing.assert_close(jf[..., i : i + d], diag, atol=1e-9, rtol=1e-7)
-    for name, i, d in gn.lay.shared:
-        full = torch.func.jacfwd(lambda x, n=name: gn._residuals({**v, n: x}, bins))(v[name])
+    for name, i, d in lay.shared:
+        x = p.value(name).detach()
+        full = torch.func.jacfwd(
+            lambda xx, n=name: residuals(n, xx.expand(v[n].shape) if n == "transl" else xx)
+        )(x)
         torch.testing.assert_close(js[..., i : i + d], full.reshape(6, -1, d), atol=1e-9, rtol=1e-7)
     flame.float()
 

@@ -1,0 +1,194 @@
+"""Jacobians of the tracker's point residuals, per frame and for the shared parameters.
+
+The residuals are `FlameObjective.points_px` minus the observations, in normalised crop units
+(``(t, 2N)`` for t frames). Each frame's residuals depend on its own per-frame parameters and on
+the shared ones (shape, shared translation, focal), so the Jacobian is returned as a per-frame
+block ``(t, 2N, Dp)`` and a shared block ``(t, 2N, Ds)``; columns follow a `Layout`.
+
+Coefficient columns (shape, expression, eyelids) are analytic (`coefficient_jacobian`); pose,
+translation and focal columns come from forward-mode derivatives, one batched jvp per parameter
+dimension over all frames at once. Contour bins are held fixed while differentiating.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.func import vmap
+
+from prep.models.flame import contour_bins
+from prep.track.flame_params import FLIP_YZ
+
+PER_FRAME_ORDER = ("expr", "global_pose", "neck_pose", "jaw_pose", "eyes_pose", "eyelids")
+COEFFICIENTS = ("shape", "expr", "eyelids")
+
+
+@dataclass
+class Layout:
+    """Which parameters a phase moves, and where they sit in the per-frame/shared vectors."""
+
+    frame: list[tuple[str, int, int]]  # (name, start, size) in the per-frame vector
+    shared: list[tuple[str, int, int]]  # (name, start, size) in the shared vector
+
+    @property
+    def n_frame(self) -> int:
+        return sum(s for _, _, s in self.frame)
+
+    @property
+    def n_shared(self) -> int:
+        return sum(s for _, _, s in self.shared)
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _, _ in self.frame + self.shared]
+
+    def find(self, name: str) -> tuple[bool, int, int] | None:
+        """``(shared?, start, size)`` of parameter `name`, or None when it does not move."""
+        for shared, entries in ((False, self.frame), (True, self.shared)):
+            for n, i, d in entries:
+                if n == name:
+                    return shared, i, d
+        return None
+
+    def columns(self, names: tuple[str, ...]) -> tuple[list, list]:
+        """Per-frame and shared ``(start, size)`` column ranges of the parameters `names`."""
+        return (
+            [(i, d) for n, i, d in self.frame if n in names],
+            [(i, d) for n, i, d in self.shared if n in names],
+        )
+
+
+def make_layout(params, names: list[str]) -> Layout:
+    """Layout of the parameters `names` (FlameParams names; a shared translation is shared)."""
+    groups = params.groups(names)
+    per_transl = params.u_transl.shape[0] > 1
+    frame, shared, i, j = [], [], 0, 0
+    for n in (*PER_FRAME_ORDER, "transl"):
+        if n in groups and (n != "transl" or per_transl):
+            d = groups[n].shape[1]
+            frame.append((n, i, d))
+            i += d
+    for n in ("shape", "transl", "focal"):
+        if n in groups and not (n == "transl" and per_transl):
+            d = groups[n].numel()
+            shared.append((n, j, d))
+            j += d
+    return Layout(frame, shared)
+
+
+def point_jacobians(obj, lay: Layout, sl: slice):
+    """Residuals ``(t, 2N)``, per-frame Jacobian ``(t, 2N, Dp)``, shared ``(t, 2N, Ds)``.
+
+    Args:
+        obj: the `FlameObjective` (model, parameters, observations).
+        lay: the columns.
+        sl: the frames to evaluate (t of them).
+    """
+    v = obj.values(detach=True)
+    v = {k: (x if k in ("shape", "focal") else x[sl]) for k, x in v.items()}
+    obs = obj.observations(sl)
+
+    def residuals(vv: dict) -> torch.Tensor:
+        return ((obj.points_px(vv, sl, bins) - obs) / obj.scale).reshape(obs.shape[0], -1)
+
+    with torch.no_grad():
+        bins = contour_bins(v["global_pose"], v["neck_pose"])
+        e = residuals(v)
+    T, R = e.shape
+    jf = e.new_zeros(T, R, lay.n_frame)
+    js = e.new_zeros(T, R, lay.n_shared)
+    if any(n in COEFFICIENTS for n in lay.names):
+        Jc = _coefficient_columns(obj, v, bins, sl)  # (T, R, K)
+        ns, ne = obj.flame.n_shape, obj.flame.n_expr
+        cols = {"shape": slice(0, ns), "expr": slice(ns, ns + ne), "eyelids": slice(ns + ne, None)}
+        for target, entries in ((jf, lay.frame), (js, lay.shared)):
+            for n, i, d in entries:
+                if n in COEFFICIENTS:
+                    target[..., i : i + d] = Jc[..., cols[n]]
+    for target, entries in ((jf, lay.frame), (js, lay.shared)):
+        for n, i, d in entries:
+            if n not in COEFFICIENTS:
+                target[..., i : i + d] = _jvp_columns(residuals, v, n)
+    return e, jf, js
+
+
+def _jvp_columns(f, v: dict, name: str) -> torch.Tensor:
+    """(T, R, d) derivatives of ``f(v)`` w.r.t. each dimension of parameter `name`."""
+    x = v[name]
+    d = x.shape[-1]
+    tangents = torch.zeros((d, *x.shape), dtype=x.dtype, device=x.device)
+    for k in range(d):  # at most 6 dimensions per parameter
+        tangents[k, ..., k] = 1.0
+    cols = vmap(lambda t: torch.func.jvp(lambda xx: f({**v, name: xx}), (x,), (t,))[1])(tangents)
+    return cols.permute(1, 2, 0)
+
+
+def _coefficient_columns(obj, v: dict, bins: torch.Tensor, sl: slice) -> torch.Tensor:
+    """(T, R, K) derivatives of the residuals w.r.t. [shape, expression, eyelids]."""
+    dL = coefficient_jacobian(obj.flame, v, bins, obj.use_dense)  # (T, N, 3, K)
+    P = _projection_derivative(obj, v, bins, sl)  # (T, N, 2, 3): d crop px / d X_flame
+    J = torch.einsum("tnab,tnbk->tnak", P, dL) / obj.scale[None, None, :, None]
+    return J.reshape(J.shape[0], -1, J.shape[-1])
+
+
+@torch.no_grad()
+def _projection_derivative(obj, v: dict, bins: torch.Tensor, sl: slice) -> torch.Tensor:
+    lmk, mp, _ = obj.flame.landmarks(
+        v["shape"], v["expr"], v["global_pose"], v["neck_pose"], v["jaw_pose"], v["eyes_pose"],
+        transl=v["transl"], bins=bins, with_mediapipe=obj.use_dense,
+        eyelids=v["eyelids"] if v["eyelids"].numel() else None,
+    )  # fmt: skip
+    pts = lmk if mp is None else torch.cat([lmk, mp], 1)
+    X = pts * pts.new_tensor(FLIP_YZ)
+    Kt = obj.batch["orig_to_crop"][sl] @ obj.params.K_orig(v["focal"])  # (t, 3, 3)
+    h = X @ Kt.transpose(1, 2)  # (T, N, 3)
+    uv = h[..., :2] / h[..., 2:3]
+    P = (Kt[:, None, :2, :] - uv[..., None] * Kt[:, None, 2:3, :]) / h[..., 2:3, None]
+    return P * P.new_tensor(FLIP_YZ)  # chain through x_cam = F x_flame
+
+
+def _world_rotations(R_local: torch.Tensor, parents: list[int]) -> torch.Tensor:
+    out = [R_local[:, 0]]
+    for j in range(1, R_local.shape[1]):
+        out.append(out[parents[j]] @ R_local[:, j])
+    return torch.stack(out, 1)
+
+
+@torch.no_grad()
+def coefficient_jacobian(flame, v: dict, bins: torch.Tensor, with_mp: bool) -> torch.Tensor:
+    """Exact derivative of the posed 3D landmarks w.r.t. the blendshape coefficients.
+
+    Vertices are linear in the coefficients for fixed joint rotations: a vertex moves by
+    ``sum_j w_j R_j B_v`` plus the motion of the joints (which are linear in the coefficients
+    through the joint regressor) carried down the kinematic chain.
+
+    Returns:
+        (T, N, 3, K) with K = n_shape + n_expr (+ 2 eyelids); N = 68|70 (+ M dense points).
+    """
+    T = v["expr"].shape[0]
+    R = _world_rotations(
+        flame.rot_mats(v["global_pose"], v["neck_pose"], v["jaw_pose"], v["eyes_pose"]),
+        flame.parents,
+    )
+    Jd = flame.J_dirs  # (5, 3, K)
+    dposed = [Jd[0].expand(T, -1, -1)]
+    for j in range(1, Jd.shape[0]):  # kinematic chain of 5 joints
+        pj = flame.parents[j]
+        dposed.append(dposed[pj] + R[:, pj] @ (Jd[j] - Jd[pj]))
+    dt_joint = torch.stack(dposed, 1) - R @ Jd  # (T, 5, 3, K)
+    vidx = flame.lmk_vertex_idx
+    W = flame.lbs_weights[vidx]  # (Vs, 5)
+    B = flame.dirs[vidx]  # (Vs, 3, K)
+    tri = [flame.dynamic_vlocal[bins], flame.static_vlocal.expand(T, -1, -1)]
+    bary = [flame.dynamic_bary[bins], flame.static_bary.expand(T, -1, -1)]
+    if with_mp and flame.mediapipe is not None:
+        tri.append(flame.mp_vlocal.expand(T, -1, -1))
+        bary.append(flame.mp_bary.expand(T, -1, -1))
+    tri, bary = torch.cat(tri, 1), torch.cat(bary, 1)  # (T, N, 3)
+    Wl = W[tri]  # (T, N, 3, 5)
+    Mv = torch.einsum("tnvj,tjab->tnvab", Wl, R)  # blended rotation per landmark vertex
+    rot_part = ((Mv * bary[..., None, None]) @ B[tri]).sum(2)  # (T, N, 3, K)
+    Wb = (Wl * bary[..., None]).sum(2)  # (T, N, 5)
+    joint_part = (Wb @ dt_joint.reshape(T, dt_joint.shape[1], -1)).reshape(rot_part.shape)
+    return rot_part + joint_part
