@@ -1,7 +1,7 @@
 """Experiment logging: one run per subject and stage, grouped by dataset.
 
 Backends (`logger.backend`): `wandb` (offline by default; online with logger.mode=online, bounded
-by logger.init_timeout_s, see `prep.wandb_online`), `csv` and `none`. A stage logs its metrics,
+by logger.init_timeout_s, see `prep.wandb_runs`), `csv` and `none`. A stage logs its metrics,
 images, videos and QA tables through `ExperimentLogger`; a tracker's Lightning Trainer logs its
 per-step loss terms and metrics through `ExperimentLogger.lightning()`, Lightning's own logger of
 the same backend writing into the same run. The W&B run starts lazily, on the first thing logged,
@@ -93,6 +93,8 @@ class CsvLogger(ExperimentLogger):
         from lightning.pytorch.loggers import CSVLogger as LightningCsv
 
         lg = LightningCsv(save_dir=str(self.folder.parent), name="", version=self.folder.name)
+        if not self.folder.exists():  # Lightning warns about a folder with files in it
+            _ = lg.experiment
         lg.log_hyperparams(self.config)
         return lg
 
@@ -184,7 +186,7 @@ def run_config(cfg: Config) -> dict:
 def _start_wandb(cfg: Config, subject: SubjectDir, stage: str):
     import wandb
 
-    from prep.wandb_online import init_online
+    from prep.wandb_runs import init_online
 
     folder = Path(cfg.logger.dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,7 @@ def _to_fit_px(pts: np.ndarray, scale: float) -> np.ndarray:
 @register_stage(
     "fit_3dmm_fine",
     needs=("fit_3dmm_coarse",),
-    config=("bfm", "fit3dmm"),
+    config=("bfm", "fit3dmm", "trainer"),
     version=1,
     writes=lambda s: [s.bfm_fine],
     assets=_assets,
@@ -110,6 +110,7 @@ def run(ctx: StageContext) -> StageResult:
             f.focal_search_frames,
             images,
             euler0,
+            ctx.cfg.trainer,
         )
     focal_crop = res.focal / scale
     rmse = np.where(valid, res.lmk_rmse_px / scale, np.nan).astype(np.float32)

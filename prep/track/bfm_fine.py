@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from prep.config.bfm import Fit3dmmConfig
+from prep.config.core import TrainerConfig
 from prep.models.bfm import (
     INIT_LIGHT,
     BfmModel,
@@ -50,6 +51,7 @@ from prep.track.bfm_losses import (
     photometric_loss,
     sample_image,
 )
+from prep.track.trainer import make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -279,32 +281,29 @@ def solve_light(albedo, normals_gl, observed, visible, ridge: float = 1e-3) -> t
     return torch.where(has, g, torch.zeros_like(g)).reshape(-1, 27)
 
 
-def make_trainer(max_steps: int = -1, max_epochs: int = 1) -> L.Trainer:
-    """A quiet CPU trainer (no checkpoints, no Lightning logger: metrics go to ctx.logger)."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    return L.Trainer(
-        accelerator="cpu", devices=1, max_steps=max_steps, max_epochs=max_epochs, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )  # fmt: skip
+def _trainer(cfg: TrainerConfig | None, **kwargs) -> L.Trainer:
+    """The shared Trainer (prep.track.trainer), on the CPU: this module builds CPU tensors."""
+    cfg = dataclasses.replace(cfg or TrainerConfig(), accelerator="cpu", devices=None)
+    return make_trainer(cfg, "cpu", **kwargs)
 
 
-def fit_landmark_phase(module: BfmFineModule, steps: int) -> None:
+def fit_landmark_phase(module: BfmFineModule, steps: int,
+                       trainer: TrainerConfig | None = None) -> None:  # fmt: skip
     """Landmark phase: `steps` full-batch Adam steps over every frame."""
     module.phase = "lmk"
     T = module.lmk.shape[0]
     loader = DataLoader(_Repeat(steps, T), batch_size=None)
-    make_trainer(max_steps=steps).fit(module, loader)
+    _trainer(trainer, max_steps=steps).fit(module, loader)
 
 
-def fit_photo_phase(module: BfmFineModule, images: FrameImages, epochs: int, batch: int) -> None:
+def fit_photo_phase(module: BfmFineModule, images: FrameImages, epochs: int, batch: int,
+                    trainer: TrainerConfig | None = None) -> None:  # fmt: skip
     """Photometric phase: `epochs` passes over the frames in mini-batches."""
     if not module.photo_ok or epochs <= 0:
         return
     module.phase = "photo"
     loader = DataLoader(images, batch_size=batch, shuffle=True, num_workers=0)
-    make_trainer(max_epochs=epochs).fit(module, loader)
+    _trainer(trainer, max_epochs=epochs).fit(module, loader)
 
 
 @dataclass
@@ -337,6 +336,7 @@ def search_focal(
     s: Fit3dmmConfig,
     n_frames: int,
     euler0: np.ndarray | None = None,
+    trainer: TrainerConfig | None = None,
 ) -> np.ndarray:
     """Landmark RMSE per candidate focal on `n_frames` evenly spaced frames -> (K, 2)."""
     usable = np.flatnonzero(weights.sum(1) > 0)
@@ -352,7 +352,7 @@ def search_focal(
             quiet,
             euler0=None if euler0 is None else euler0[sel],
         )
-        fit_landmark_phase(m, s.iters_focal)
+        fit_landmark_phase(m, s.iters_focal, trainer)
         rows.append((f, float(np.sqrt(np.mean(m.lmk_rmse_px() ** 2)))))
         log.info("focal %.0f px: landmark rmse %.3f px", *rows[-1])
     return np.array(rows, np.float64)
@@ -369,6 +369,7 @@ def fit_video(
     search_frames: int,
     images: FrameImages | None,
     euler0: np.ndarray | None = None,
+    trainer: TrainerConfig | None = None,
 ) -> FineResult:
     """Run the phases on one video; see the module docstring.
 
@@ -378,17 +379,18 @@ def fit_video(
         candidates: focal grid (fit px) for "search".
         images: the frames for the photometric phase, or None to skip it.
         euler0: optional (T, 3) initial Euler angles (from the coarse fit).
+        trainer: the Lightning Trainer settings (precision, determinism); the fit runs on the CPU.
     """
     losses = np.zeros((0, 2))
     if focal_mode == "search":
-        losses = search_focal(model, lmk_px, weights, candidates, s, search_frames, euler0)
+        losses = search_focal(model, lmk_px, weights, candidates, s, search_frames, euler0, trainer)
         focal = float(losses[np.argmin(losses[:, 1]), 0])
     elif focal_mode not in ("optimise", "fixed"):
         raise ValueError(f"focal_mode must be search, optimise or fixed, not {focal_mode!r}")
     module = BfmFineModule(model, lmk_px, weights, focal, s, focal_mode == "optimise", euler0)
-    fit_landmark_phase(module, s.iters_lmk)
+    fit_landmark_phase(module, s.iters_lmk, trainer)
     if images is not None:
-        fit_photo_phase(module, images, s.photo_epochs, s.photo_batch)
+        fit_photo_phase(module, images, s.photo_epochs, s.photo_batch, trainer)
     p = {
         k: getattr(module, k).detach().cpu().numpy()
         for k in ("id", "tex", "exp", "euler", "trans", "gamma")

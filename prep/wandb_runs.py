@@ -1,4 +1,6 @@
-"""Starting an online W&B run that cannot hang the pipeline (logger.mode=online).
+"""W&B runs: starting an online run that cannot hang the pipeline; reading offline runs back.
+
+Online (logger.mode=online):
 
 ``wandb.init(mode="online")`` waits for its service, which waits for the server; a server that
 accepts the connection but never answers held it past 300 s, whatever ``init_timeout`` said, and
@@ -11,16 +13,23 @@ a stuck init blocks every later W&B call of the process, exit included. So:
    fresh one) and the run is logged offline.
 
 Either way one warning line says so and where the offline run is (``wandb sync`` uploads it).
+
+Offline: `read_offline_run` reads a run folder (``<logger.dir>/wandb/offline-run-*``) back: its
+name, group, job type, tags, config and every logged row, e.g. to check that a sweep's runs hold
+per-step curves of every loss term without uploading them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +112,60 @@ def _stop_service() -> None:
             proc.wait(timeout=10)
     except Exception as e:  # noqa: BLE001
         log.debug("could not stop the W&B service: %s", e)
+
+
+@dataclass
+class OfflineRun:
+    """What an offline W&B run holds (see `read_offline_run`)."""
+
+    name: str
+    group: str
+    job_type: str
+    tags: list[str]
+    config: dict = field(default_factory=dict)  # top-level config keys, values decoded
+    history: list[dict] = field(default_factory=list)  # logged rows, in order
+
+    def series(self, key: str) -> list:
+        """The values of metric `key` over the rows that logged it."""
+        return [row[key] for row in self.history if key in row]
+
+
+def read_offline_run(folder: Path | str, wait_s: float = 30.0) -> OfflineRun:
+    """Read an offline run folder (``.../wandb/offline-run-<time>-<id>``) with wandb's reader.
+
+    W&B's service writes the file after ``run.finish()`` returns, so a run without its closing
+    record is read again until it has one or `wait_s` has passed (then what is there).
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        run, complete = _scan(folder)
+        if complete or time.monotonic() > deadline:
+            return run
+        time.sleep(0.2)
+
+
+def _scan(folder: Path | str) -> tuple[OfflineRun, bool]:
+    from wandb.proto import wandb_internal_pb2 as pb
+    from wandb.sdk.internal import datastore
+
+    (path,) = Path(folder).glob("run-*.wandb")
+    store = datastore.DataStore()
+    store.open_for_scan(str(path))
+    run, complete = OfflineRun("", "", "", []), False
+    while (data := store.scan_data()) is not None:
+        rec = pb.Record()
+        rec.ParseFromString(data)
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            r = rec.run  # the first record has them all; later ones only what changed
+            run.name, run.group = r.display_name or run.name, r.run_group or run.group
+            run.job_type, run.tags = r.job_type or run.job_type, list(r.tags) or run.tags
+            run.config.update({i.key: json.loads(i.value_json) for i in r.config.update})
+        elif kind == "config":
+            run.config.update({i.key: json.loads(i.value_json) for i in rec.config.update})
+        elif kind == "history":
+            items = rec.history.item
+            run.history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                                for i in items})  # fmt: skip
+        complete |= kind == "exit"
+    return run, complete
