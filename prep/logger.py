@@ -170,6 +170,11 @@ def sweep_id() -> str | None:
     return str(HydraConfig.get().sweep.dir)
 
 
+def sweep_tag(sweep: str) -> str:
+    """A W&B tag (at most 64 characters) naming a sweep by its folder's last two parts."""
+    return ("sweep:" + "/".join(Path(sweep).parts[-2:]))[:64]
+
+
 def run_name(subject: str, stage: str, overrides: list[str]) -> str:
     """``<subject>/<stage>`` plus the overrides that change what is computed."""
     keep = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] not in _PLACE_KEYS]
@@ -197,7 +202,7 @@ def _start_wandb(cfg: Config, subject: SubjectDir, stage: str):
         group=cfg.dataset.name,
         job_type=stage,
         name=run_name(subject.name, stage, job_overrides()),
-        tags=list(cfg.logger.tags) + ([f"sweep:{sweep}"] if sweep else []),
+        tags=list(cfg.logger.tags) + ([sweep_tag(sweep)] if sweep else []),
         dir=str(folder),
         config=run_config(cfg),
         reinit="finish_previous",

@@ -13,7 +13,14 @@ import time
 import pytest
 import yaml
 
-from prep.logger import CsvLogger, ExperimentLogger, WandbLogger, make_logger, run_name
+from prep.logger import (
+    CsvLogger,
+    ExperimentLogger,
+    WandbLogger,
+    make_logger,
+    run_name,
+    sweep_tag,
+)
 from prep.subject import SubjectDir
 from prep.wandb_runs import read_offline_run
 
@@ -58,6 +65,8 @@ def test_run_names_tell_a_sweeps_runs_apart():
         "bala/fit_flame tracker.w.smooth_pose=10 flame.n_shape=50"
     )
     assert run_name("bala", "fit_flame", []) == "bala/fit_flame"
+    assert sweep_tag("outputs/multirun/2025-01-01/10-00-00") == "sweep:2025-01-01/10-00-00"
+    assert len(sweep_tag("/" + "x" * 200 + "/y")) == 64  # W&B refuses longer tags
 
 
 def _wandb_cfg(compose_cfg, tmp_path, mode):
