@@ -32,9 +32,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Override keys that say where a job runs rather than what it computes (left out of run names).
+# Override keys that say where or how a job runs rather than what it computes (left out of run
+# names): top-level sections, and single keys.
 _PLACE_KEYS = ("dataset", "subject", "stage", "logger", "hydra", "assets", "work_dir", "only",
                "force", "debug", "lock_wait", "trainer", "device")  # fmt: skip
+_QUIET_KEYS = ("tracker.threads", "tracker.overlay_video", "tracker.overlay_max_frames")
 STEP_METRIC = "trainer/global_step"
 
 
@@ -177,7 +179,9 @@ def sweep_tag(sweep: str) -> str:
 
 def run_name(subject: str, stage: str, overrides: list[str]) -> str:
     """``<subject>/<stage>`` plus the overrides that change what is computed."""
-    keep = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] not in _PLACE_KEYS]
+    keys = [o.lstrip("+~").split("=")[0] for o in overrides]
+    keep = [o for o, k in zip(overrides, keys, strict=True)
+            if k.split(".")[0] not in _PLACE_KEYS and k not in _QUIET_KEYS]  # fmt: skip
     return " ".join([f"{subject}/{stage}", *keep])
 
 

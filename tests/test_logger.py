@@ -60,7 +60,8 @@ def test_csv_backend_writes_one_folder_per_run(compose_cfg, tmp_path):
 
 def test_run_names_tell_a_sweeps_runs_apart():
     overrides = ["dataset=insta", "subject=bala", "stage=fit_flame", "tracker.w.smooth_pose=10",
-                 "logger.mode=online", "+assets.flame2020=/m.pkl", "flame.n_shape=50"]  # fmt: skip
+                 "logger.mode=online", "+assets.flame2020=/m.pkl", "flame.n_shape=50",
+                 "tracker.threads=1"]  # fmt: skip
     assert run_name("bala", "fit_flame", overrides) == (
         "bala/fit_flame tracker.w.smooth_pose=10 flame.n_shape=50"
     )
