@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from prep.config.flame import FlameConfig
 from prep.subject import SubjectDir
-from prep.track.flame_fit import build_flame
 from prep.wandb_runs import read_offline_run
 from tests.fixtures import flame_fixtures
+from tests.fixtures.flame_oracle import FlameOracle
 from tests.fixtures.synthetic_sequence import make_sequence, write_subject
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,8 +26,8 @@ TERMS = ["lmk", "iris", "prior/shape", "prior/expr", "prior/jaw", "prior/neck", 
 @pytest.mark.slow
 def test_sweep_runs_have_per_step_curves_of_every_term(tmp_path, tiny_flame_assets):
     work, wb, sweep = tmp_path / "work", tmp_path / "wb", tmp_path / "sweep"
-    flame = build_flame(tiny_flame_assets, FlameConfig(n_shape=30, n_expr=20), dense=False)
-    seq = make_sequence(flame, 12, seed=3, size=256, focal=900.0, noise_px=1.0)
+    oracle = FlameOracle.from_assets(tiny_flame_assets, 30, 20)
+    seq = make_sequence(oracle, 12, seed=3, size=256, focal=900.0, noise_px=1.0)
     write_subject(SubjectDir(work / "custom" / "sw"), seq)
     env = {**os.environ, "AVATAR_PREP_PROGRESS": "0", "WANDB_MODE": "offline"}
     proc = subprocess.run(

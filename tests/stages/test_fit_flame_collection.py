@@ -98,7 +98,7 @@ def test_same_person_has_no_temporal_smoothness(compose_cfg, tiny_flame, tiny_fl
     runs = {}
     for seq in ("false", "true"):
         extra = (f"dataset.sequence={seq}", "dataset.same_person=true", smooth)
-        extra += ("tracker.dtype=float64",)
+        extra += ("trainer.precision=64-true",)  # the fit in float64
         runs[seq] = [
             _fit(compose_cfg, tiny_flame_assets, _photos(tiny_flame, o), f"p{seq}{k}", *extra)[0]
             for k, o in enumerate((None, ORDER))

@@ -21,6 +21,7 @@ from prep.track.flame_tracker import FlameTracker
 from prep.track.gauss_newton import GaussNewton
 from prep.track.lbfgs import LBFGS
 from prep.track.trainer import accelerator_devices, make_trainer
+from tests.fixtures.flame_oracle import FlameOracle
 from tests.fixtures.synthetic_sequence import make_sequence
 
 PHASES = [
@@ -36,13 +37,19 @@ def flame(tiny_flame_assets):
     return build_flame(tiny_flame_assets, FlameConfig(n_shape=20, n_expr=10), dense=False)
 
 
+@pytest.fixture(scope="module")
+def oracle(tiny_flame_assets):
+    """Draws the truth (independent of the FLAME layer under test)."""
+    return FlameOracle.from_assets(tiny_flame_assets, 20, 10)
+
+
 def _rows(path) -> list[dict[str, float]]:
     with open(path) as f:
         return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
 
 
-def test_one_lightning_step_per_solver_step_with_every_term_logged(flame, tmp_path):
-    seq = make_sequence(flame, 12, seed=2, size=256, focal=900.0, noise_px=1.0)
+def test_one_lightning_step_per_solver_step_with_every_term_logged(flame, oracle, tmp_path):
+    seq = make_sequence(oracle, 12, seed=2, size=256, focal=900.0, noise_px=1.0)
     logger = CSVLogger(str(tmp_path), name="", version="run")
     out = fit_sequence(flame, seq.data, Camera(900.0, 900.0, 127.5, 127.5),
                        TrackerConfig(phases=PHASES), logger=logger)  # fmt: skip
@@ -64,8 +71,8 @@ def test_one_lightning_step_per_solver_step_with_every_term_logged(flame, tmp_pa
     assert rows[-1]["loss/total"] == pytest.approx(out.phases[-1].terms["total"], rel=1e-6)
 
 
-def test_configure_optimizers_returns_the_solvers(flame):
-    seq = make_sequence(flame, 3, seed=1, size=256, focal=900.0)
+def test_configure_optimizers_returns_the_solvers(flame, oracle):
+    seq = make_sequence(oracle, 3, seed=1, size=256, focal=900.0)
     for solver, kind in (("gn", GaussNewton), ("lbfgs", LBFGS)):
         p = FlameParams(3, 20, 10, False, True, 900.0, False, 1.0, 127.5, 127.5)
         tr = FlameTracker(flame, p, TrackerConfig(solver=solver), FlameDataModule(seq.data).batch)
@@ -75,11 +82,11 @@ def test_configure_optimizers_returns_the_solvers(flame):
         FlameTracker(flame, p, TrackerConfig(solver="adam"), FlameDataModule(seq.data).batch)
 
 
-def test_a_converged_phase_ends_before_its_budget(flame, tmp_path):
+def test_a_converged_phase_ends_before_its_budget(flame, oracle, tmp_path):
     """Noise-free float64 data: Gauss-Newton reaches the optimum and the phase hands over."""
     f64 = flame.double()
     try:
-        seq = make_sequence(f64, 6, seed=4, size=256, focal=900.0, noise_px=0.0)
+        seq = make_sequence(oracle, 6, seed=4, size=256, focal=900.0, noise_px=0.0)
         phases = [PhaseConfig("rigid", ["global_pose", "transl"], 40)]
         logger = CSVLogger(str(tmp_path), name="", version="run")
         out = fit_sequence(f64, seq.data, Camera(900.0, 900.0, 127.5, 127.5),
@@ -136,8 +143,8 @@ def test_trainer_factory():
     assert t.max_steps == 7 and t.log_every_n_steps == 1 and not t.checkpoint_callback
 
 
-def test_precision_must_match_the_model(flame):
-    seq = make_sequence(flame, 3, seed=1, size=256, focal=900.0)
+def test_precision_must_match_the_model(flame, oracle):
+    seq = make_sequence(oracle, 3, seed=1, size=256, focal=900.0)
     with pytest.raises(BadConfigError, match="64-true"):
         fit_sequence(flame, seq.data, Camera(900.0, 900.0, 127.5, 127.5), TrackerConfig(),
                      trainer=TrainerConfig(precision="64-true"))  # fmt: skip
@@ -146,11 +153,11 @@ def test_precision_must_match_the_model(flame):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("precision", ["64-true", "32-true"])
-def test_cuda_fit_equals_cpu(flame, precision):
+def test_cuda_fit_equals_cpu(flame, oracle, precision):
     dt = torch.float64 if precision == "64-true" else torch.float32
     model = flame.double() if dt == torch.float64 else flame
     try:
-        seq = make_sequence(model, 30, seed=5, size=256, focal=900.0, noise_px=1.0)
+        seq = make_sequence(oracle, 30, seed=5, size=256, focal=900.0, noise_px=1.0)
         cam, cfg = Camera(900.0, 900.0, 127.5, 127.5), TrackerConfig()
         trainer = TrainerConfig(precision=precision)
         cpu = fit_sequence(model, seq.data, cam, cfg, trainer=trainer)

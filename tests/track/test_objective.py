@@ -23,8 +23,9 @@ from prep.track.flame_jacobian import make_layout
 from prep.track.flame_params import ALL_PARAMS, FlameParams, InitValues, project_flame_points
 from prep.track.gauss_newton import gn_gradient, normal_equations
 from prep.track.objective import TERMS, FlameObjective
+from tests.fixtures.flame_oracle import FlameOracle
 from tests.fixtures.synthetic_flame import write_tiny_assets
-from tests.fixtures.synthetic_sequence import PARAM_KEYS, make_sequence
+from tests.fixtures.synthetic_sequence import make_sequence, project_px
 
 T = 4
 
@@ -34,16 +35,12 @@ def problem(tmp_path_factory):
     torch.set_num_threads(1)
     assets = write_tiny_assets(tmp_path_factory.mktemp("flame_eyelids"), seed=1, eyelids=True)
     flame = build_flame(assets, FlameConfig(n_shape=6, n_expr=5), dense=True, dtype=torch.float64)
-    seq = make_sequence(flame, T, seed=3, size=256, focal=900.0, noise_px=1.5)
-    g = {k: torch.as_tensor(seq.gt[k], dtype=torch.float64) for k in PARAM_KEYS}
-    with torch.no_grad():
-        _, mp3d, _ = flame.landmarks(
-            *[g[k] for k in PARAM_KEYS[:-1]], transl=g["transl"], with_mediapipe=True
-        )
-        K = torch.tensor([[900.0, 0, 127.5], [0, 900.0, 127.5], [0, 0, 1]], dtype=torch.float64)
-        dense = project_flame_points(mp3d, K, torch.eye(3, dtype=torch.float64).expand(T, 3, 3))
+    oracle = FlameOracle.from_assets(assets, 6, 5, dense=True)
+    seq = make_sequence(oracle, T, seed=3, size=256, focal=900.0, noise_px=1.5)
+    verts, _ = oracle.draw({k: np.asarray(v, np.float64) for k, v in seq.gt.items()})
+    dense = project_px(oracle.mediapipe_points(verts), 900.0, 127.5)
     rng = np.random.default_rng(0)
-    dense_px = dense.numpy() + rng.normal(0, 1.5, dense.shape)
+    dense_px = dense + rng.normal(0, 1.5, dense.shape)
     dense_w = rng.uniform(0.2, 1.0, dense.shape[:2])
     data = dataclasses.replace(seq.data, dense_px=dense_px, dense_w=dense_w)
     cfg = TrackerConfig()
