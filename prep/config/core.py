@@ -63,7 +63,8 @@ class LoggerConfig:
 class TrainerConfig:
     """The Lightning Trainer of the trackers (fit_flame, fit_3dmm_fine); group conf/trainer/.
 
-    One Lightning step is one solver step; the phases' budgets set ``max_steps``.
+    One Lightning step is one solver step; the phases' budgets set ``max_steps``. The BFM fine
+    fit takes `deterministic` and runs in 32-true on the CPU whatever the rest says.
     """
 
     accelerator: str | None = None  # cpu | gpu; null = from the top-level `device`

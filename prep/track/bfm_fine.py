@@ -282,8 +282,12 @@ def solve_light(albedo, normals_gl, observed, visible, ridge: float = 1e-3) -> t
 
 
 def _trainer(cfg: TrainerConfig | None, **kwargs) -> L.Trainer:
-    """The shared Trainer (prep.track.trainer), on the CPU: this module builds CPU tensors."""
-    cfg = dataclasses.replace(cfg or TrainerConfig(), accelerator="cpu", devices=None)
+    """The shared Trainer (prep.track.trainer) in 32-bit on the CPU, where the BFM model lives."""
+    cfg = cfg or TrainerConfig()
+    if (cfg.accelerator or "cpu") != "cpu" or cfg.precision not in ("32-true", "32"):
+        log.warning("fit_3dmm_fine runs in 32-true on the CPU (trainer.accelerator/precision "
+                    "apply to fit_flame)")  # fmt: skip
+    cfg = dataclasses.replace(cfg, accelerator="cpu", devices=None, precision="32-true")
     return make_trainer(cfg, "cpu", **kwargs)
 
 

@@ -110,3 +110,17 @@ def test_photometric_phase_reproduces_the_rendered_shading(bfm_model):
     assert truth[front].mean() > 0.3  # the colours are far from zero: the test can fail
     photo = [h["photo"] for h in res.history if h["phase"] == "photo"]
     assert photo and photo[-1] < 0.05  # RGB distance in [0, 1] units
+
+
+def test_the_shared_trainer_runs_the_fine_fit_in_32_bit_on_the_cpu(bfm_model, caplog):
+    """trainer.precision=64-true is for fit_flame; the fine fit says so once and stays float32."""
+    from prep.config.core import TrainerConfig
+
+    T, size = 8, 256
+    lmk = adnerf_sequence(bfm_model, T, 500.0, size, seed=2)["lmk_px"]
+    s = Fit3dmmConfig(size=size, iters_lmk=5)
+    with torch_threads(1):
+        res = fit_video(bfm_model, lmk, np.ones((T, 68)), s, "fixed", 500.0, [], 0, None,
+                        trainer=TrainerConfig(precision="64-true", accelerator="gpu"))  # fmt: skip
+    assert res.exp.dtype == np.float32 and np.isfinite(res.lmk_rmse_px).all()
+    assert "fit_3dmm_fine runs in 32-true on the CPU" in caplog.text
