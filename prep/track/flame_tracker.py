@@ -155,6 +155,8 @@ class FlameTracker(L.LightningModule):
         return sum(self.loss_terms(batch).values())
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        if not self.trainer.loggers:  # nobody listens: spare the ~5 ms per step self.log costs
+            return
         terms, metrics = self.state()
         values = {f"loss/{k}": v for k, v in terms.items()}
         values.update({f"metrics/{k}": v for k, v in metrics.items()})
