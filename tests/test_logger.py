@@ -6,7 +6,6 @@ answered all fall back to offline within logger.init_timeout_s, with one line.""
 from __future__ import annotations
 
 import csv
-import socket
 import threading
 import time
 
@@ -23,6 +22,7 @@ from prep.logger import (
 )
 from prep.subject import SubjectDir
 from prep.wandb_runs import read_offline_run
+from tests.bad_input import media
 
 
 def test_none_backend_is_a_no_op(compose_cfg, tmp_path):
@@ -122,23 +122,8 @@ def test_refused_connection_falls_back_offline(compose_cfg, tmp_path, monkeypatc
 @pytest.fixture
 def silent_server():
     """A TCP server that accepts every connection and never sends a byte."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-    held = []
-
-    def accept():
-        while True:
-            try:
-                held.append(srv.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.getsockname()[1]}"
-    srv.close()
-    for c in held:
-        c.close()
+    with media.silent_server() as url:
+        yield url
 
 
 def test_server_that_never_answers_falls_back_offline(

@@ -73,6 +73,23 @@ class TrainerConfig:
     deterministic: bool = False  # torch's deterministic algorithms (GPU runs repeat bitwise)
 
 
+TRAINER_PRECISIONS = ("32-true", "64-true", "32", "64")
+
+
+def trainer_errors(t: TrainerConfig) -> list[str]:
+    """What is wrong with a `TrainerConfig` (empty when nothing), one line each."""
+    errors = []
+    if t.accelerator not in (None, "cpu", "gpu", "cuda"):
+        errors.append(f"trainer.accelerator={t.accelerator!r}; use cpu or gpu (or null)")
+    if t.devices is not None and t.devices != 1:
+        errors.append(f"trainer.devices={t.devices}: the trackers fit on one device (1 or null)")
+    if t.precision not in TRAINER_PRECISIONS:
+        errors.append(
+            f"trainer.precision={t.precision!r}: the FLAME fit runs in 32-true or 64-true"
+        )
+    return errors
+
+
 @dataclass
 class AssetsConfig:
     """Paths of every external, user-supplied file (see `prep.assets` and `stage=assets`)."""

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
+from prep.config.core import trainer_errors
 from prep.errors import BadConfigError
 
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ def cross_errors(cfg: Config) -> list[str]:
     f = cfg.frames
     if f.start_s is not None and f.end_s is not None and f.end_s <= f.start_s:
         errors.append(f"frames.end_s={f.end_s} must be after frames.start_s={f.start_s}")
-    return errors
+    return errors + trainer_errors(cfg.trainer)
 
 
 def device_error(device: str) -> str | None:

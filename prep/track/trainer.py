@@ -14,7 +14,7 @@ import warnings
 import lightning as L
 import torch
 
-from prep.config.core import TrainerConfig
+from prep.config.core import TrainerConfig, trainer_errors
 from prep.errors import BadConfigError
 
 PRECISIONS = {
@@ -32,15 +32,12 @@ _QUIET_WARNINGS = (
 
 def accelerator_devices(cfg: TrainerConfig, device: str) -> tuple[str, list[int] | int]:
     """Lightning's ``accelerator`` and ``devices`` for `cfg` and a torch device string."""
+    errors = trainer_errors(cfg)
+    if errors:
+        raise BadConfigError(errors[0])
     is_cuda = device.startswith("cuda")
     accelerator = cfg.accelerator or ("gpu" if is_cuda else "cpu")
-    if accelerator not in ("cpu", "gpu", "cuda"):
-        raise BadConfigError(f"trainer.accelerator={accelerator!r}; use cpu or gpu (or null)")
-    if cfg.devices is not None:
-        if cfg.devices != 1:
-            raise BadConfigError(f"trainer.devices={cfg.devices}: the trackers fit on one device")
-        return accelerator, 1
-    if accelerator != "cpu" and is_cuda and ":" in device:
+    if accelerator != "cpu" and is_cuda and ":" in device and cfg.devices is None:
         return accelerator, [int(device.split(":", 1)[1])]
     return accelerator, 1
 

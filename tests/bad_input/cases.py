@@ -147,6 +147,28 @@ def _mixed_sizes(ctx: Ctx) -> Path:
     return folder
 
 
+def _wandb_never_answers(ctx: Ctx) -> subprocess.CompletedProcess:
+    """logger.mode=online, an API key, and a W&B server that accepts but never answers."""
+    import os
+    import sys
+
+    from tests.cli_helpers import REPO
+
+    args = ["dataset=custom", f"work_dir={ctx.work}", f"dataset.video={CLIP}", "stage=detect",
+            "frames.max_frames=3", "logger=wandb", "logger.mode=online",
+            "logger.init_timeout_s=3", f"logger.dir={ctx.tmp / 'wandb'}"]  # fmt: skip
+    with media.silent_server() as url:
+        env = {**os.environ, "AVATAR_PREP_PROGRESS": "0", "WANDB_BASE_URL": url,
+               "WANDB_API_KEY": "x" * 40}  # fmt: skip
+        env.pop("WANDB_MODE", None)
+        return subprocess.run([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def _offline_run_written(ctx: Ctx, proc) -> None:
+    assert list((ctx.tmp / "wandb" / "wandb").glob("offline-run-*")), "no offline run"
+
+
 DEMO = ["dataset=demo", "frames.max_frames=6", "logger=none"]
 
 CASES: list[Case] = [
@@ -187,6 +209,7 @@ CASES: list[Case] = [
     Case("face of ~60 px", lambda c: c.new(f"dataset.images={media.small_face_folder(PHOTOS, c.tmp / 'small')}", "stage=detect"), 0, "the 512 px crop upscales it", item="12"),  # noqa: E501
     Case("disk full", lambda c: c.new(f"dataset.video={CLIP}", "frames.max_frames=5", "stage=extract_frames"), 2, "no space left on the device writing", full_disk=True, item="12"),  # noqa: E501
     Case("--help", lambda c: ["--help"], 0, "usage: python launch.py", check=_short_help, item="12"),  # noqa: E501
+    Case("W&B online, server never answers", lambda c: [], 0, "did not answer within 3 s", run=_wandb_never_answers, check=_offline_run_written, item="10"),  # noqa: E501
 ]  # fmt: skip
 
 # (case, exit code, message, outputs intact) rows of the cases run in this session; printed at

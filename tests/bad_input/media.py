@@ -3,7 +3,10 @@ one frame, a small face in a large frame, hostile model files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
 from pathlib import Path
 
 import av
@@ -115,3 +118,30 @@ def tree_digest(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.name != ".lock"
     }
+
+
+@contextlib.contextmanager
+def silent_server():
+    """A local TCP server that accepts every connection and never sends a byte; yields its URL.
+
+    What a W&B server behind a broken proxy looks like to a client (issue 16, item 10).
+    """
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    finally:
+        srv.close()
+        for c in held:
+            c.close()

@@ -143,6 +143,18 @@ def test_trainer_factory():
     assert t.max_steps == 7 and t.log_every_n_steps == 1 and not t.checkpoint_callback
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [("trainer.precision=16-mixed", "32-true or 64-true"), ("trainer.devices=2", "one device"),
+     ("trainer.accelerator=tpu", "use cpu or gpu")],
+)  # fmt: skip
+def test_bad_trainer_settings_stop_before_any_stage(compose_cfg, override, message):
+    from prep.config.validate import validate_config
+
+    with pytest.raises(BadConfigError, match=message):
+        validate_config(compose_cfg(override))
+
+
 def test_precision_must_match_the_model(flame, oracle):
     seq = make_sequence(oracle, 3, seed=1, size=256, focal=900.0)
     with pytest.raises(BadConfigError, match="64-true"):
