@@ -62,6 +62,7 @@ TUNING_SEEDS = (*range(0, 4), *range(12, 24))
 HELD_OUT = {"4-7": (4, 5, 6, 7), "8-11": (8, 9, 10, 11), "24-27": (24, 25, 26, 27)}
 N_SHAPE, N_EXPR = 100, 50  # our default FlameConfig; the truth is drawn in this space
 REF_DEFAULT_INTRINSICS = (1500.0, 1500.0, 256.0, 256.0)  # optimize.py argparse, 512 crop
+FITS = ("ours", "reference", "ours_from_deca_code", "deca_code_itself")
 METRICS_COMPARED = ("lmk_rmse_vs_truth_px", "head_rot_err_deg", "head_rot_err_max_deg",
                     "jaw_err_deg", "gaze_err_left_deg", "gaze_err_right_deg",
                     "expr_vertex_err_mm", "identity_vertex_err_mm", "seconds")  # fmt: skip
@@ -112,11 +113,12 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def _job_ours(assets, data, focal, threads, iters_per_phase=None) -> dict:
+def _job_ours(assets, data, focal, threads, iters_per_phase=None, code=None) -> dict:
+    """Our default tracker (`code`: start from this DECA code instead, as ``init=deca_code``)."""
     import torch
 
     from prep.config.flame import FlameConfig, TrackerConfig
-    from prep.track.flame_fit import Camera, build_flame, fit_sequence
+    from prep.track.flame_fit import Camera, build_flame, fit_sequence, init_from_deca_code
 
     torch.set_num_threads(threads)
     flame = build_flame(assets, FlameConfig(n_shape=N_SHAPE, n_expr=N_EXPR), dense=False)
@@ -124,8 +126,14 @@ def _job_ours(assets, data, focal, threads, iters_per_phase=None) -> dict:
     for ph in cfg.phases if iters_per_phase else ():
         ph.iters = iters_per_phase
     c = (data.image_size[1] - 1) / 2
+    init = None
+    if code is not None:
+        per_frame = {
+            str(n): {k: v[i] for k, v in code.items()} for i, n in enumerate(data.frame_names)
+        }
+        init = init_from_deca_code(per_frame, data.frame_names, N_SHAPE, N_EXPR)
     t0 = time.perf_counter()
-    out = fit_sequence(flame, data, Camera(focal, focal, c, c), cfg)
+    out = fit_sequence(flame, data, Camera(focal, focal, c, c), cfg, init=init)
     sec = time.perf_counter() - t0
     return {"params": out.params, "lmk_px": out.lmk_px.astype(np.float64), "seconds": sec,
             "focal_px": float(out.K_orig[0, 0]), "peak_rss_gb": _peak_rss_gb()}  # fmt: skip
@@ -170,21 +178,32 @@ def compare_seed(args, seed: int, tmp: Path) -> dict:
     c = (size - 1) / 2
     ev = TruthEvaluator(FlameOracle.from_assets(assets, N_SHAPE, ReferenceConfig().n_expr),
                         seq.gt, seq.clean_px, data.lmk_px, data.lmk_w)  # fmt: skip
-    ours = isolated(_job_ours, assets, data, None if args.estimate_focal else seq.focal,
-                    args.threads)  # fmt: skip
+    focal = None if args.estimate_focal else seq.focal
+    ours = isolated(_job_ours, assets, data, focal, args.threads)
     noise = {k: v * args.deca_noise for k, v in vars(DecaNoise()).items()}
     gt64 = {k: np.asarray(v, np.float64) for k, v in seq.gt.items()}
     code = deca_code_from_truth(gt64, np.random.default_rng(1000 + seed), DecaNoise(**noise))
     intr = REF_DEFAULT_INTRINSICS if args.estimate_focal else (seq.focal, seq.focal, c, c)
     ref_cfg = ReferenceConfig(iters=args.ref_iters, eye_iters=args.ref_eye_iters)
     ref = isolated(_job_reference, assets, data, intr, code, args.threads, ref_cfg)
+    ours_deca = isolated(_job_ours, assets, data, focal, args.threads, None, code)
     yaw = np.degrees(seq.gt["global_pose"][:, 1])
     out = {"model": model, "yaw_range_deg": [float(yaw.min()), float(yaw.max())]}
-    for name, r in (("ours", ours), ("reference", ref)):
+    for name, r in (("ours", ours), ("reference", ref), ("ours_from_deca_code", ours_deca)):
         m = ev.evaluate(r["params"], r["lmk_px"], r["focal_px"], seq.focal)
         out[name] = {**m, "seconds": r["seconds"], "peak_rss_gb": r["peak_rss_gb"]}
     out["reference"]["intrinsics"] = list(map(float, intr))
+    out["deca_code_itself"] = ev.param_errors(deca_params(code))
     return out
+
+
+def deca_params(code: dict) -> dict:
+    """The simulated DECA code as FLAME parameters (global rotation, identity averaged)."""
+    T = len(code["pose"])
+    z = np.zeros((T, 3))
+    return {"shape": code["shape"].mean(0), "expr": code["exp"], "eyelids": np.zeros((T, 2)),
+            "global_pose": code["pose"][:, :3], "neck_pose": z, "jaw_pose": code["pose"][:, 3:],
+            "eyes_pose": np.zeros((T, 6))}  # fmt: skip
 
 
 def long_and_memory(args) -> dict:
@@ -209,9 +228,9 @@ def summarise(per_seed: dict[str, dict]) -> dict:
     """Means per held-out set and over all seeds run; which metrics ours is at or below."""
 
     def means(seeds: list[str]) -> dict:
-        return {who: {k: float(np.mean([per_seed[s][who][k] for s in seeds]))
-                      for k in (*METRICS_COMPARED, "focal_err_pct", "peak_rss_gb")}
-                for who in ("ours", "reference")}  # fmt: skip
+        first = per_seed[seeds[0]]
+        return {who: {k: float(np.mean([per_seed[s][who][k] for s in seeds])) for k in first[who]
+                      if not isinstance(first[who][k], list)} for who in FITS}  # fmt: skip
 
     sets = {name: [str(s) for s in seeds if str(s) in per_seed] for name, seeds in HELD_OUT.items()}
     sets = {k: v for k, v in sets.items() if v}

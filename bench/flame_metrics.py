@@ -61,13 +61,9 @@ class TruthEvaluator:
             d = d + np.einsum("vck,tk->tvc", o.eyelids[self.face], p["eyelids"])
         return d
 
-    def evaluate(self, p: dict, lmk_px: np.ndarray, focal_px: float, true_focal: float) -> dict:
-        """All metrics of one fit (see bench/fit_flame.py's docstring)."""
+    def param_errors(self, p: dict) -> dict:
+        """Head, jaw and gaze angle errors (deg), expression and identity vertex errors (mm)."""
         gt, o = self.gt, self.oracle
-        d = np.linalg.norm(lmk_px - self.clean_px, axis=-1)  # (T, 70)
-        w = self.obs_w
-        d_obs = np.linalg.norm(lmk_px[:, :68] - self.obs_px, axis=-1)
-        rmse_obs = np.sqrt((d_obs**2 * w).sum(1) / np.maximum(w.sum(1), 1e-9))[w.sum(1) > 0]
         head = _angle_deg(_head(p), _head(gt))
         jaw = _angle_deg(Rotation.from_rotvec(p["jaw_pose"]), Rotation.from_rotvec(gt["jaw_pose"]))
         gaze = [
@@ -78,10 +74,6 @@ class TruthEvaluator:
         s_diff = np.einsum("vck,k->vc", o.shapedirs, _pad(p["shape"], o.n_shape) - gt["shape"])
         s_err = np.linalg.norm(s_diff, axis=-1)
         return {
-            "lmk_rmse_vs_truth_px": float(np.sqrt((d**2).mean(1)).mean()),
-            "contour_rmse_vs_truth_px": float(np.sqrt((d[:, :17] ** 2).mean(1)).mean()),
-            "iris_err_vs_truth_px": float(d[:, 68:70].mean()),
-            "lmk_rmse_vs_observed_px": float(rmse_obs.mean()),
             "head_rot_err_deg": float(head.mean()),
             "head_rot_err_max_deg": float(head.max()),
             "jaw_err_deg": float(jaw.mean()),
@@ -90,6 +82,20 @@ class TruthEvaluator:
             "expr_vertex_err_mm": float(e_err.mean() * M_TO_MM),
             "identity_vertex_err_mm": float(s_err[self.face].mean() * M_TO_MM),
             "identity_vertex_err_all_mm": float(s_err.mean() * M_TO_MM),
+        }
+
+    def evaluate(self, p: dict, lmk_px: np.ndarray, focal_px: float, true_focal: float) -> dict:
+        """All metrics of one fit (see bench/fit_flame.py's docstring)."""
+        d = np.linalg.norm(lmk_px - self.clean_px, axis=-1)  # (T, 70)
+        w = self.obs_w
+        d_obs = np.linalg.norm(lmk_px[:, :68] - self.obs_px, axis=-1)
+        rmse_obs = np.sqrt((d_obs**2 * w).sum(1) / np.maximum(w.sum(1), 1e-9))[w.sum(1) > 0]
+        return {
+            "lmk_rmse_vs_truth_px": float(np.sqrt((d**2).mean(1)).mean()),
+            "contour_rmse_vs_truth_px": float(np.sqrt((d[:, :17] ** 2).mean(1)).mean()),
+            "iris_err_vs_truth_px": float(d[:, 68:70].mean()),
+            "lmk_rmse_vs_observed_px": float(rmse_obs.mean()),
+            **self.param_errors(p),
             "focal_px": float(focal_px),
             "focal_err_pct": float(100 * (focal_px - true_focal) / true_focal),
         }
