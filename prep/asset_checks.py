@@ -198,10 +198,12 @@ def _lm3d(path: Path, cfg: Config) -> tuple[str, dict]:
 
 
 def _fan_dir(path: Path, cfg: Config) -> tuple[str, dict]:
-    from prep.vision.landmarks.fan_backend import fan_checkpoints
+    """The two files face-alignment loads, by their exact names (any plain folder)."""
+    from prep.vision.landmarks.fan_backend import check_files, installed_files
 
-    found = fan_checkpoints(path, cfg.landmarks.fan_model) + fan_checkpoints(path, "s3fd")
-    return ", ".join(p.name for p in found), {}
+    names, version = installed_files()
+    found = check_files(path, names, version)
+    return ", ".join(p.name for p in found.values()), {}
 
 
 def _intrinsic_anything(path: Path, cfg: Config) -> tuple[str, dict]:

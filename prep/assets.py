@@ -34,6 +34,9 @@ class Asset:
 
 
 _FLAME = "https://flame.is.tue.mpg.de (register, then download)"
+# The files face-alignment 1.5 loads (the file names of its URLs; prep.vision.landmarks.fan_backend
+# reads them from the installed face-alignment's own tables, these when it is not installed).
+FAN_FILES = {"fan": "2DFAN4-11f355bf06.pth.tar", "s3fd": "s3fd-619a316812.pth"}
 _BFM = "https://faces.dmi.unibas.ch/bfm/ (register); Deep3DFaceRecon_pytorch README for the rest"
 
 ASSETS: dict[str, Asset] = {
@@ -161,8 +164,11 @@ ASSETS: dict[str, Asset] = {
         ),
         Asset(
             "fan_dir",
-            "face-alignment (FAN) checkpoints folder ($TORCH_HOME/hub/checkpoints)",
-            "https://github.com/1adrianb/face-alignment (place 2DFAN4 weights there)",
+            "face-alignment (FAN) weights: any plain folder holding the exact files face-alignment "
+            f"1.5 loads, {FAN_FILES['fan']} and {FAN_FILES['s3fd']} (default: torch hub's "
+            "checkpoints folder, where face-alignment itself would download them)",
+            "https://github.com/1adrianb/face-alignment (the files its URL tables name: "
+            f"{FAN_FILES['fan']}, {FAN_FILES['s3fd']})",
             "BSD-3-Clause",
             is_dir=True,
             used_by="landmarks=fan",

@@ -113,3 +113,24 @@ def test_missing_file_is_missing(tmp_path, compose_cfg):
     assert (
         st.status == "missing" and st.error is not None and Path(st.path).name == "79999_iter.pth"
     )
+
+
+def test_fan_dir_is_any_folder_with_face_alignments_two_files(tmp_path, compose_cfg):
+    """FAN's weights are the two files face-alignment 1.5 loads, by exact name (from its URL
+    tables, face_alignment/api.py `models_urls['2DFAN-4']` and detection/sfd/sfd_detector.py
+    `models_urls['s3fd']`), in any plain folder; the table once crashed on an existing folder."""
+    fan, s3fd = "2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth"
+    from prep.assets import ASSETS
+
+    asset = ASSETS["fan_dir"]
+    assert fan in asset.description and s3fd in asset.description and fan in asset.url
+    assert "any plain folder" in asset.description and "$TORCH_HOME" not in asset.description
+    folder = tmp_path / "models"  # not a hub/checkpoints folder
+    folder.mkdir()
+    (folder / fan).write_bytes(b"weights")
+    cfg = compose_cfg(f"assets.fan_dir={folder}")
+    st = check_asset(cfg, "fan_dir")
+    assert st.status == "missing" and f"loads exactly {s3fd}, not found" in st.detail
+    (folder / s3fd).write_bytes(b"weights")
+    st = check_asset(cfg, "fan_dir")
+    assert st.status == "present" and st.detail == f"{fan}, {s3fd}"

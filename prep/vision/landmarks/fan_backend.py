@@ -28,12 +28,13 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from prep.assets import ASSETS, FAN_FILES
 from prep.errors import MissingAssetError, MissingDependencyError
 from prep.vision.landmarks import LandmarkResult
 
 log = logging.getLogger(__name__)
 
-FAN_URL = "https://github.com/1adrianb/face-alignment (the files its URL tables name)"
+FAN_URL = ASSETS["fan_dir"].url
 # face-alignment without its opencv-python requirement (we ship opencv-contrib-python's cv2)
 INSTALL_HINT = "make fan  (pip install -e '.[fan]' && pip install --no-deps face-alignment==1.5.0)"
 
@@ -59,8 +60,20 @@ def expected_files() -> dict[str, str]:
     }
 
 
+def installed_files() -> tuple[dict[str, str], str]:
+    """(`expected_files`, face-alignment's version); without face-alignment installed, the files
+    1.5 loads (what ``make fan`` installs) and "1.5"."""
+    try:
+        import face_alignment
+    except ImportError:
+        return dict(FAN_FILES), "1.5"
+    return expected_files(), getattr(face_alignment, "__version__", "?")
+
+
 def _missing(path: Path, reason: str) -> MissingAssetError:
-    return MissingAssetError("fan_dir", path, FAN_URL, "assets.fan_dir", reason=reason)
+    return MissingAssetError(
+        "fan_dir", path, FAN_URL, "assets.fan_dir", reason=reason, status="missing"
+    )
 
 
 def check_files(fan_dir: Path, names: dict[str, str], version: str) -> dict[str, Path]:
@@ -68,7 +81,7 @@ def check_files(fan_dir: Path, names: dict[str, str], version: str) -> dict[str,
     paths = {k: Path(fan_dir) / n for k, n in names.items()}
     for p in paths.values():
         if not p.is_file():
-            raise _missing(p, f"face-alignment {version} loads exactly {p.name}; not found")
+            raise _missing(p, f"face-alignment {version} loads exactly {p.name}, not found")
     return paths
 
 

@@ -120,10 +120,12 @@ def fa(monkeypatch):
 
 @pytest.mark.equiv
 def test_expected_names_come_from_face_alignments_url_tables(fa):
+    from prep.assets import FAN_FILES
     from prep.vision.landmarks.fan_backend import expected_files
 
     assert fa.__version__ == "1.5.0"
     assert expected_files() == {"fan": FAN_FILE, "s3fd": S3FD_FILE}
+    assert FAN_FILES == expected_files()  # what stage=assets checks without face-alignment
 
 
 @pytest.mark.equiv
