@@ -1,13 +1,28 @@
-"""Command-line checks made before Hydra composes the config, for one-line errors."""
+"""Command-line checks made before Hydra composes the config, for one-line errors, and the
+terminal's log line format."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
 
 # Native libraries (mediapipe's TFLite/absl) print info and warnings to stderr; keep errors only.
 NATIVE_QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Terminal log lines (conf/hydra/job_logging/prep.yaml): a warning's message starts with
+    ``warning: `` so it stands out among the progress lines; other levels are left as they are
+    (a failed run ends with its one ``error: ...`` line on stderr, printed by `prep.app`)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        if logging.WARNING <= record.levelno < logging.ERROR:
+            record = logging.makeLogRecord(
+                {**record.__dict__, "message": f"warning: {record.message}"}
+            )
+        return super().formatMessage(record)
 
 
 def check_group_choices(argv: list[str], conf_dir: Path) -> str | None:

@@ -78,3 +78,27 @@ def test_readme_commands_still_parse():
     for args in (["dataset=hdtf", "stage=fit_flame", "fx=1539.67"], ["dataset=custom", "fx=3"]):
         proc = launch(*args, "--cfg", "job", cwd=REPO)
         assert proc.returncode == 0, proc.stderr
+
+
+def test_console_lines_mark_warnings_only():
+    """The console format of conf/hydra/job_logging/prep.yaml: a warning's message starts with
+    `warning: `; info lines stay `[time] message`; errors are not marked here (a failed run's one
+    `error: ...` line goes to stderr from prep.app)."""
+    import logging
+    import logging.config
+    import re
+
+    import yaml
+
+    conf = yaml.safe_load((REPO / "conf/hydra/job_logging/prep.yaml").read_text())
+    fmt = logging.config.DictConfigurator({}).configure_formatter(conf["formatters"]["short"])
+
+    def line(level: int, msg: str, *args) -> str:
+        return fmt.format(logging.LogRecord("prep", level, __file__, 1, msg, args, None))
+
+    stamp = r"^\[\d\d:\d\d:\d\d\] "
+    assert re.match(
+        stamp + r"crop             3 frames$", line(logging.INFO, "%-16s 3 frames", "crop")
+    )
+    assert re.match(stamp + r"warning: waiting  export$", line(logging.WARNING, "waiting  export"))
+    assert re.match(stamp + r"  failed job 3$", line(logging.ERROR, "  failed job %d", 3))

@@ -97,6 +97,16 @@ def _n_frames(n: int, name: str = "fin") -> Callable[[Ctx, subprocess.CompletedP
     return check
 
 
+def _warned(text: str, n_frames: int) -> Callable[[Ctx, subprocess.CompletedProcess], None]:
+    """The new subject has `n_frames` frames and the terminal shows `text` in a warning line."""
+
+    def check(ctx: Ctx, proc) -> None:
+        _n_frames(n_frames)(ctx, proc)
+        assert any(" warning: " in ln and text in ln for ln in proc.stdout.splitlines())
+
+    return check
+
+
 def _short_help(ctx: Ctx, proc) -> None:
     lines = proc.stdout.splitlines()
     assert len(lines) <= 50 and "examples:" in proc.stdout and "matting=" in proc.stdout
@@ -200,13 +210,13 @@ CASES: list[Case] = [
     Case("image folder without images", lambda c: c.new(f"dataset.images={_empty_folder(c)}"), 2, "no images"),  # noqa: E501
     Case("images of mixed sizes", lambda c: c.new(f"dataset.images={_mixed_sizes(c)}"), 2, "mixed image sizes"),  # noqa: E501
     # -- requested work that could not run (item 11) ----------------------------------------
-    Case("demo, nothing licence-gated asked for", lambda c: [*DEMO, f"work_dir={c.work}", f"assets.root={c.tmp}"], 0, "waiting  fit_flame: flame2020: not found", item="11"),  # noqa: E501
+    Case("demo, nothing licence-gated asked for", lambda c: [*DEMO, f"work_dir={c.work}", f"assets.root={c.tmp}"], 0, "warning: waiting  fit_flame: flame2020: not found", item="11"),  # noqa: E501
     Case("demo with matting=rvm, weights missing", lambda c: [*DEMO, f"work_dir={c.work}", f"assets.root={c.tmp}", "matting=rvm"], 2, "stage matting could not run", item="11"),  # noqa: E501
     # -- what the user is told (items 2, 12) ------------------------------------------------
     Case("stage=assets, garbage and hostile files", lambda c: ["stage=assets", f"assets.root={_assets_folder(c)}"], 0, "refused (the pickle names posix.system", check=_no_marker, item="2"),  # noqa: E501
-    Case("video: truncated, new subject", lambda c: c.new(f"dataset.video={media.truncated_copy(CLIP, c.tmp / 'cut.mp4')}", "subject=fin", "stage=extract_frames"), 0, "decoded 144 of the 500 frames its header announces", check=_n_frames(144), item="12"),  # noqa: E501
-    Case("two faces", lambda c: c.new(f"dataset.images={media.two_faces_folder(PHOTOS, c.tmp / 'two')}", "stage=detect"), 0, "following one subject, the larger face", item="12"),  # noqa: E501
-    Case("face of ~60 px", lambda c: c.new(f"dataset.images={media.small_face_folder(PHOTOS, c.tmp / 'small')}", "stage=detect"), 0, "the 512 px crop upscales it", item="12"),  # noqa: E501
+    Case("video: truncated, new subject", lambda c: c.new(f"dataset.video={media.truncated_copy(CLIP, c.tmp / 'cut.mp4')}", "subject=fin", "stage=extract_frames"), 0, "decoded 144 of the 500 frames its header announces", check=_warned("decoded 144 of the 500", 144), item="12"),  # noqa: E501
+    Case("two faces", lambda c: c.new(f"dataset.images={media.two_faces_folder(PHOTOS, c.tmp / 'two')}", "stage=detect"), 0, "warning: detect: 3 of 3 frames show 2 faces; following one subject, the larger face", item="12"),  # noqa: E501
+    Case("face of ~60 px", lambda c: c.new(f"dataset.images={media.small_face_folder(PHOTOS, c.tmp / 'small')}", "stage=detect"), 0, "warning: detect: the face is only about 58 px wide", item="12"),  # noqa: E501
     Case("disk full", lambda c: c.new(f"dataset.video={CLIP}", "frames.max_frames=5", "stage=extract_frames"), 2, "no space left on the device writing", full_disk=True, item="12"),  # noqa: E501
     Case("--help", lambda c: ["--help"], 0, "usage: python launch.py", check=_short_help, item="12"),  # noqa: E501
     Case("W&B online, server never answers", lambda c: [], 0, "did not answer within 3 s", run=_wandb_never_answers, check=_offline_run_written, item="10"),  # noqa: E501
