@@ -25,7 +25,6 @@ Usage: ``python bench/collection.py`` (about 30 s).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -141,8 +140,9 @@ def main() -> None:
             for i, nm in enumerate(names)
         },
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=1))
+    from prep.io.files import write_json  # strict JSON: an undefined number is null, not NaN
+
+    write_json(RESULTS, res)
     print(f"images compared (both found a face): {res['compared']} of {len(names)}")
     for k in runs:
         print(f"68-point error, {k:16s} {res[f'nme_{k}_pct']:.2f} % of the face size")

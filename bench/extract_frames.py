@@ -262,8 +262,9 @@ def report(args, rows: dict, gen_s: float, enc_ms: float) -> None:
         },
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1))
+    from prep.io.files import write_json  # strict JSON: an undefined number is null, not NaN
+
+    write_json(RESULTS, result)
     print(f"wrote {RESULTS}")
 
 

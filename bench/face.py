@@ -20,7 +20,6 @@ Prints a table and writes bench/results/face.json. Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -139,8 +138,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=400)
     args = ap.parse_args()
     res = run_face_bench(args.frames)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=1))
+    from prep.io.files import write_json  # strict JSON: an undefined number is null, not NaN
+
+    write_json(RESULTS, res)
     flat = {}
     for k, v in res.items():
         flat.update({f"{k}.{kk}": vv for kk, vv in v.items()} if isinstance(v, dict) else {k: v})

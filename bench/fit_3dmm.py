@@ -182,8 +182,9 @@ def main() -> None:
             }  # fmt: skip
             if not args.no_compare:
                 out["fine_landmarks_only"] = bench_fine(model, seq, folder, size, photo=False)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
+    from prep.io.files import write_json  # strict JSON: an undefined number is null, not NaN
+
+    write_json(RESULTS, out)
     print(json.dumps(out, indent=1))
 
 

@@ -158,8 +158,9 @@ def main() -> None:
             "detect+crop+matting+landmarks+iris on {clip}: {fps_wall:.1f} fps "
             "({ratio_to_face_mesh:.2f} x face mesh alone; target >= 15 fps)".format(**out["chain"])
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=1))
+    from prep.io.files import write_json  # strict JSON: an undefined number is null, not NaN
+
+    write_json(RESULTS, out)
     print(f"wrote {RESULTS}")
 
 

@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -241,8 +240,9 @@ def main() -> None:
               f"s/frame cpu -> 1000 frames: {p['projected_1000_frames_min_wall']:.1f} min wall, "
               f"{p['projected_1000_frames_min_cpu']:.1f} min of CPU time "
               f"(target {p['target_min']:.0f})")  # fmt: skip
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=1))
+    from prep.io.files import write_json  # strict JSON: an undefined number is null, not NaN
+
+    write_json(RESULTS, res)
     print(f"wrote {RESULTS}")
 
 

@@ -10,6 +10,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from prep.io.files import write_json
+
 log = logging.getLogger("prep")
 
 
@@ -31,4 +33,4 @@ class SweepSummary(Callback):
         for name, s in failed:
             log.error("  failed %s: %s", " ".join(s["overrides"]) or name, s["error"])
         summary = [{"job": name, **s} for name, s in rows]
-        (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        write_json(sweep_dir / "summary.json", summary)

@@ -31,7 +31,7 @@ import numpy as np
 
 from prep import __version__
 from prep.errors import BadConfigError, MissingAssetError, MissingInputError
-from prep.io.files import TMP_PREFIX, load_npz, read_json, save_npz, write_json
+from prep.io.files import TMP_PREFIX, load_npz, nan_for_null, read_json, save_npz, write_json
 from prep.io.fingerprint import content_fingerprint, file_fingerprint  # noqa: F401 (re-export)
 from prep.subject import SubjectDir
 
@@ -291,11 +291,15 @@ def _written_counts(subject: SubjectDir, stage: Stage) -> dict[str, int]:
 
 
 def read_manifest(subject: SubjectDir, stage: str) -> dict[str, Any] | None:
+    """A stage's manifest (its metrics' nulls read back as NaN), or None when absent or broken."""
     path = subject.manifest_path(stage)
     try:
-        return read_json(path)
+        man = read_json(path)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+    if isinstance(man, dict) and "metrics" in man:
+        man["metrics"] = nan_for_null(man["metrics"])
+    return man
 
 
 def is_done(cfg: Config, subject: SubjectDir, stage: Stage) -> tuple[bool, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -65,9 +66,41 @@ def write_bytes(path: Path | str, data: bytes) -> None:
 
 
 def write_json(path: Path | str, obj: Any, indent: int | None = 1) -> None:
-    """Write `obj` as JSON atomically (numpy scalars and arrays are converted)."""
-    text = json.dumps(obj, indent=indent, default=_json_default)
+    """Write `obj` as strict JSON atomically (numpy scalars and arrays are converted).
+
+    A number that is not finite (NaN: a metric the input cannot define; infinity) is written as
+    null: Python's NaN / Infinity tokens are not JSON, and browsers' JSON.parse, jq and most
+    other readers refuse the whole file. `nan_for_null` turns them back into NaN where a reader
+    expects numbers.
+    """
+    text = json_text(obj, indent)
     write_bytes(path, text.encode("utf-8"))
+
+
+def json_text(obj: Any, indent: int | None = 1) -> str:
+    """`obj` as strict JSON text: numbers that are not finite become null (see `write_json`)."""
+    try:  # the usual case, at json's C speed: every number finite
+        return json.dumps(obj, indent=indent, default=_json_default, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite_or_null(obj), indent=indent, default=_json_default)
+
+
+def _finite_or_null(o: Any) -> Any:
+    """`o` with every non-finite float (numpy's included) replaced by None."""
+    if isinstance(o, float):  # np.float64 is a float too
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite_or_null(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_finite_or_null(v) for v in o]
+    if isinstance(o, np.ndarray | np.generic):
+        return _finite_or_null(o.tolist())
+    return o
+
+
+def nan_for_null(numbers: dict[str, Any] | None) -> dict[str, Any]:
+    """A dict of numbers read back from JSON, with null (a NaN when written) as NaN again."""
+    return {k: math.nan if v is None else v for k, v in (numbers or {}).items()}
 
 
 def _json_default(o: Any) -> Any:

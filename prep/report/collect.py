@@ -15,7 +15,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from prep.config.export import ReportConfig
-from prep.io.files import load_npz, read_json
+from prep.io.files import load_npz, nan_for_null, read_json
 from prep.subject import SubjectDir
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def _manifests(subject: SubjectDir) -> list[dict]:
                 log.warning("unreadable manifest %s", p)
                 continue
             if man.get("stage") and man.get("stage") != "report":
-                out.append(man)
+                out.append(man | {"metrics": nan_for_null(man.get("metrics"))})
     return sorted(out, key=lambda m: m.get("started_at", ""))
 
 

@@ -13,7 +13,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from prep.io.files import read_json, write_bytes
+from prep.io.files import nan_for_null, read_json, write_bytes
 from prep.report.page import index_page
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,8 @@ def subject_rows(dataset_dir: Path) -> list[dict]:
     rows = []
     for p in sorted(dataset_dir.glob(f"*/report/{SUMMARY}")):
         try:
-            rows.append(read_json(p))
+            row = read_json(p)
+            rows.append(row | {"headline": nan_for_null(row.get("headline"))})
         except ValueError:
             log.warning("unreadable report summary %s", p)
     return rows
