@@ -42,10 +42,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Derived config sections a stage may declare besides the top-level ones: "intrinsics" is the
-# camera a fit uses (top-level fx fy cx cy, else the dataset's defaults).
+# camera a fit uses (top-level fx fy cx cy, else the dataset's defaults); "sequence" whether the
+# frames follow each other in time (dataset.sequence; null: a video is, an image folder is judged
+# by detect); "same_person" whether a photo collection shares one identity (no effect on a video).
 INTRINSICS = ("fx", "fy", "cx", "cy")
-# Dataset keys that do not change extracted frames (the stage plan, the default intrinsics).
-_DATASET_NOT_FRAMES = ("plan", "provided", "default_subject", *INTRINSICS)
+# Dataset keys that do not change extracted frames: the stage plan, the default intrinsics, how
+# the frames relate (declared by the stages they change), and the source's path as typed (the
+# source fingerprint holds the resolved path, size and mtime: `clip.mp4` and `./clip.mp4` agree).
+_DATASET_NOT_FRAMES = (
+    "plan", "provided", "default_subject", "sequence", "same_person", "video", "images", "root",
+    *INTRINSICS,
+)  # fmt: skip
 
 
 @dataclass
@@ -143,7 +150,8 @@ def register_stage(
         name: stage name, as typed in ``stage=<name>``.
         needs: stages whose outputs this stage reads.
         config: config sections that change this stage's output, and nothing else: top-level
-            sections, or "intrinsics" (the camera: fx fy cx cy, else the dataset's defaults).
+            sections, or "intrinsics" (the camera: fx fy cx cy, else the dataset's defaults),
+            "sequence" (dataset.sequence as it applies), "same_person" (dataset.same_person).
         version: bump when the stage's output changes for the same inputs and config.
         writes: paths (files or folders) the stage writes; folders' file counts are checked
             before a finished stage is skipped, so a deleted output file triggers a re-run.
@@ -224,8 +232,14 @@ def upstream_closure(target: str) -> list[str]:
 
 
 def _section_value(cfg: Config, key: str) -> Any:
+    from prep.datasets.sequence import declared_sequence
+
     if key == "intrinsics":
         return {k: _or(getattr(cfg, k), getattr(cfg.dataset, k)) for k in INTRINSICS}
+    if key == "sequence":  # null and true are one for a video
+        return declared_sequence(cfg.dataset)
+    if key == "same_person":  # a video is fitted with one identity whatever it says
+        return cfg.dataset.same_person and declared_sequence(cfg.dataset) is not True
     value = getattr(cfg, key)
     value = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
     if key == "dataset":

@@ -71,7 +71,7 @@ def _check_inside(ct: CropTransforms, drop_outside: bool) -> float:
 @register_stage(
     "crop",
     needs=("detect",),
-    config=("crop",),
+    config=("crop", "sequence"),
     version=2,  # 2: constant padding by default, exact outside the frame; inframe_xyxy
     writes=lambda s: [s.crop_npz, s.crop_dir],
 )

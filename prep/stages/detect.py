@@ -121,7 +121,7 @@ def face_notes(track, boxes: np.ndarray, crop_cfg, sequence: bool = True) -> lis
 @register_stage(
     "detect",
     needs=("extract_frames",),
-    config=("detect",),
+    config=("detect", "sequence"),
     version=2,  # 2: sequence or photo collection (detections.npz sequence, pair_ncc)
     writes=lambda s: [s.detections],
 )

@@ -85,7 +85,7 @@ def _assets(cfg: Config) -> list[str]:
 @register_stage(
     "fit_flame",
     needs=("landmarks", "iris"),
-    config=("flame", "tracker", "intrinsics", "trainer"),
+    config=("flame", "tracker", "intrinsics", "trainer", "sequence", "same_person"),
     version=1,
     writes=_writes,
     assets=_assets,
@@ -120,7 +120,7 @@ def run(ctx: StageContext) -> StageResult:
     # ------------------------------------------------------------------------------------------
     save_npz(subject.flame_tracking, **track)
     kp = project_tracking(flame, track)
-    _write_imavatar_json(subject, flame, track, kp, data)
+    _write_imavatar_json(subject, flame, track, kp, data, sequence)
     summary = out.summary()
     if photo_metrics:  # renderer engineer: the headline follows the refined fit
         summary["lmk_rmse_px"] = float(np.nanmean(track["lmk_rmse_px"]))
@@ -273,21 +273,24 @@ def _mesh_px(flame, track: dict, i: int) -> np.ndarray:
     return uvw[:, :2] / uvw[:, 2:3]
 
 
-def _write_imavatar_json(subject: SubjectDir, flame, track: dict, kp: np.ndarray, data) -> None:
+def _write_imavatar_json(
+    subject: SubjectDir, flame, track: dict, kp: np.ndarray, data, sequence: bool
+) -> None:
     """flame_params.json, which holds one camera and one identity: written only when the crop does
     not move and the frames are one person's."""
     if np.ndim(track["K"]) == 3 or np.ndim(track["shape"]) == 2:
         subject.flame_params_json.unlink(missing_ok=True)
-        why = (
-            "the crop moves (crop.mode=smooth)"
-            if np.ndim(track["shape"]) == 1
-            else "the images are a photo collection with a crop and an identity per image"
-        )
+        if sequence:
+            why = "the crop moves (crop.mode=smooth)"
+        elif np.ndim(track["shape"]) == 2:
+            why = "the images are a photo collection with a crop and an identity per image"
+        else:  # dataset.same_person=true: one identity, still a crop per image
+            why = "the images are a photo collection with a crop per image"
         log.warning(
             "fit_flame: flame_params.json not written: %s, so each frame has its own intrinsics "
             "(kept in tracking.npz); IMAvatar/HRAvatar need one camera%s",
             why,
-            ": re-run with crop.mode=static" if np.ndim(track["shape"]) == 1 else "",
+            ": re-run with crop.mode=static" if sequence else "",
         )
         return
     obj = flame_params_dict(track, kp, data.lmk_px, data.lmk_w, with_eyelids=flame.has_eyelids)

@@ -194,7 +194,7 @@ def _overlay(subject: SubjectDir, raw: np.ndarray, points: np.ndarray, fps: floa
 @register_stage(
     "landmarks",
     needs=("crop",),
-    config=("landmarks",),
+    config=("landmarks", "sequence"),
     version=2,  # 2: chunks tracked from a reset tracker after a warm-up; photo collections
     writes=lambda s: [s.landmarks_npz, s.keypoint_json],
     assets=lambda cfg: ["fan_dir"] if cfg.landmarks.backend == "fan" else [],

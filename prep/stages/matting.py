@@ -96,7 +96,7 @@ def _alphas(
 @register_stage(
     "matting",
     needs=("crop",),
-    config=("matting",),
+    config=("matting", "sequence"),
     version=2,  # 2: alpha 0 outside the original frame
     writes=lambda s: [s.alpha_dir],
     assets=_assets,

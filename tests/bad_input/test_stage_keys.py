@@ -8,9 +8,12 @@ re-ran nothing.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import shutil
+
+import pytest
 
 from prep.runner import run_plan
 from prep.subject import SubjectDir
@@ -104,3 +107,57 @@ def test_model_fingerprint_reads_little_of_a_large_file(tmp_path, monkeypatch):
     with open(big, "r+b") as f:  # a change inside a sampled block changes the fingerprint
         f.write(pickle.dumps("another model"))
     assert pipeline.content_fingerprint(big) != fp
+
+
+def _hashes(*overrides: str) -> dict[str, str]:
+    """Every built-in stage's config hash under `overrides`."""
+    from prep.pipeline import config_hash, get_stage
+    from prep.stages import BUILTIN_STAGES
+
+    cfg = compose("dataset=custom", "logger=none", *overrides)
+    return {name: config_hash(cfg, get_stage(name)) for name in BUILTIN_STAGES}
+
+
+def _changed(*overrides: str, base: tuple[str, ...]) -> set[str]:
+    before, after = _hashes(*base), _hashes(*base, *overrides)
+    return {name for name in before if before[name] != after[name]}
+
+
+def test_how_the_frames_relate_is_in_the_keys_of_the_stages_it_changes():
+    """dataset.sequence changes detect (which face, the decision) and every stage that asks
+    `is_sequence` (crop per image, matte smoothing, landmark filter, fit smoothness), never the
+    frames; dataset.same_person changes only the fit of a photo collection."""
+    photos = ("dataset.images=/data/photos",)
+    seq = {"detect", "crop", "matting", "landmarks", "fit_flame"}
+    assert _changed("dataset.sequence=false", base=photos) == seq
+    assert _changed("dataset.sequence=true", base=photos) == seq  # null: detect judges
+    assert _changed("dataset.same_person=true", base=photos) == {"fit_flame"}
+    video = ("dataset.video=/data/clip.mp4",)
+    assert _changed("dataset.sequence=false", base=video) == seq
+    assert _changed("dataset.sequence=true", base=video) == set()  # a video is a sequence
+    assert _changed("dataset.same_person=true", base=video) == set()  # one identity anyway
+    # the source as typed: its fingerprint holds the resolved path, size and mtime
+    assert _changed("dataset.video=/data/./clip.mp4", base=video) == set()
+
+
+@pytest.mark.slow
+def test_declaring_a_collection_redoes_the_face_stages_not_the_frames(finished, tmp_path, caplog):
+    """On a finished video: dataset.sequence=false re-runs detect onwards (not the frames), then
+    dataset.same_person=true only the fit, which says why it writes no flame_params.json."""
+    finished.copy(tmp_path)
+    work = tmp_path / "work"
+    video = finished.video
+    # said out loud what was already so, or spelled another way: nothing to redo
+    spelled = video.parent / "." / video.name
+    out = _run(finished, work, "dataset.sequence=true", "dataset.same_person=true",
+               f"dataset.video={spelled}")  # fmt: skip
+    assert out.ran == []
+    out = _run(finished, work, "dataset.sequence=false")
+    assert out.skipped == ["extract_frames"]  # detect's chunks are reused, the frames kept
+    assert set(out.ran) == UPSTREAM - {"extract_frames"} | {"fit_flame"}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="prep.stages.fit_flame"):
+        out = _run(finished, work, "dataset.sequence=false", "dataset.same_person=true")
+    assert out.ran == ["fit_flame"] and set(out.skipped) == UPSTREAM
+    (said,) = [r.getMessage() for r in caplog.records if "flame_params.json" in r.getMessage()]
+    assert "a photo collection with a crop per image" in said and "crop.mode" not in said
