@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from prep.config.perception import CropConfig
 from prep.datasets.sequence import is_sequence
 from prep.errors import BadInputError, MissingInputError
 from prep.geometry.crop import (
@@ -57,13 +58,28 @@ def inframe_reader(subject: SubjectDir) -> Callable[[int], np.ndarray | None]:
     return load_crop(subject).inframe_mask
 
 
-def _check_inside(ct: CropTransforms, drop_outside: bool) -> float:
+def _check_inside(ct: CropTransforms, cfg: CropConfig) -> float:
+    """The fraction of frames whose crop box leaves the source frame (said in one line)."""
     over = overflow_px(ct.box_xyxy, tuple(ct.orig_hw))
     frac = float((over > 0.5).mean())
-    if drop_outside and frac > 0:
+    if cfg.drop_outside and frac > 0:
         raise BadInputError(
             f"the crop box leaves the frame by up to {over.max():.0f} px in {frac:.0%} of frames; "
             "this clip is dropped (crop.drop_outside=true); lower crop.scale or allow padding"
+        )
+    if frac > 0:
+        fill = (
+            f"padded with crop.pad_value={cfg.pad_value}"
+            if cfg.pad == "constant"
+            else "filled with the edge pixels (crop.pad=replicate)"
+        )
+        log.info(
+            "crop: the box leaves the frame by up to %.0f px in %d of %d frames: %s and left out "
+            "of mattes, parsing and fits (crop.inside_frame=true keeps the box inside)",
+            over.max(),
+            int((over > 0.5).sum()),
+            len(over),
+            fill,
         )
     return frac
 
@@ -82,7 +98,7 @@ def run(ctx: StageContext) -> StageResult:
     sequence = is_sequence(ctx.cfg, subject)
     names = list(det["frame_names"])
     ct = make_crop(det["box_xyxy"], det["valid"].astype(bool), hw, names, cfg, sequence)
-    outside = _check_inside(ct, cfg.drop_outside)
+    outside = _check_inside(ct, cfg)
     save_npz(subject.crop_npz, **ct.to_arrays())
     key = {
         "M": array_digest(ct.orig_to_crop),

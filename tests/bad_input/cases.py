@@ -6,8 +6,7 @@ every file it held is still there with the same bytes, except under `may_change`
 case legitimately re-makes). `test_matrix.py` runs them all and prints the table
 case / exit code / message / outputs intact.
 
-Adding a case (other areas: resume after kill -9, photo collections, crop padding, a one-photo
-folder): append a `Case` to `CASES` below. `args(ctx)` builds the command line from `Ctx` (a
+Adding a case: append a `Case` to `CASES` below. `args(ctx)` builds the command line from `Ctx` (a
 scratch folder, the finished subject's own overrides, the test media); `run(ctx)` replaces the
 plain launch when a case needs more (killing a process halfway, several runs); `check(ctx, proc)`
 asserts anything else (file counts, a marker file that must not exist).
@@ -15,15 +14,23 @@ asserts anything else (file counts, a marker file that must not exist).
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from prep.io.files import load_npz
 from tests.bad_input import media
+from tests.cli_helpers import launch
 from tests.conftest import SHARED_DATA
+from tests.stages.kill import kill_when
 
 CLIP = SHARED_DATA / "clips" / "c03_german_anchor_512_20s.mp4"
 PHOTOS = SHARED_DATA / "photos"
@@ -179,6 +186,88 @@ def _offline_run_written(ctx: Ctx, proc) -> None:
     assert list((ctx.tmp / "wandb" / "wandb").glob("offline-run-*")), "no offline run"
 
 
+def _strict_manifest(subject: Path, stage: str) -> dict:
+    """The stage's manifest parsed as strict JSON (no NaN / Infinity tokens)."""
+
+    def refuse(token: str):
+        raise AssertionError(f"{stage} manifest holds {token}, which is not JSON")
+
+    return json.loads((subject / ".manifests" / f"{stage}.json").read_text(), parse_constant=refuse)
+
+
+def _one_photo(ctx: Ctx, proc) -> None:
+    s = ctx.work / "custom" / "one"
+    assert load_npz(s / "landmarks" / "landmarks.npz")["valid"].tolist() == [True]
+    assert _strict_manifest(s, "landmarks")["metrics"] == {"valid_frac": 1.0}  # no track
+
+
+def _noise_clip(ctx: Ctx, proc) -> None:
+    s = ctx.work / "custom" / "noise"
+    assert np.flatnonzero(load_npz(s / "landmarks" / "landmarks.npz")["valid"]).tolist() == [3, 12]
+    metrics = _strict_manifest(s, "landmarks")["metrics"]
+    assert metrics["valid_frac"] == 0.1 and metrics["fast_lag_frames"] is None  # NaN -> null
+
+
+def _kill_landmarks_then_resume(ctx: Ctx) -> subprocess.CompletedProcess:
+    """The finished subject's landmarks redone in a process killed (SIGKILL) once one of its
+    three chunks is written, then resumed; the finished landmarks are kept as the reference."""
+    s = ctx.subject
+    ref = ctx.tmp / "uninterrupted"
+    ref.mkdir()
+    shutil.copy(s / "landmarks" / "landmarks.npz", ref)
+    shutil.copy(s / "landmarks" / "keypoint.json", ref)
+    shutil.rmtree(s / "landmarks")
+    (s / ".manifests" / "landmarks.json").unlink()
+    args = [*ctx.base, "stage=landmarks"]
+    chunks = s / "landmarks" / "chunks"
+    kill_when([sys.executable, "launch.py", *args], lambda: len(_chunks(chunks)) >= 1, 120)
+    assert 1 <= len(_chunks(chunks)) < 3 and not (s / "landmarks" / "landmarks.npz").exists()
+    return launch(*args)
+
+
+def _chunks(folder: Path) -> list[Path]:
+    return list(folder.glob("0*.npz")) if folder.is_dir() else []
+
+
+def _same_as_uninterrupted(ctx: Ctx, proc) -> None:
+    from tests.stages.test_exact_resume import assert_same_npz
+
+    s, ref = ctx.subject / "landmarks", ctx.tmp / "uninterrupted"
+    skipped = int(re.search(r"landmarks +41 frames, (\d+) skipped", proc.stdout).group(1))
+    assert skipped in (16, 32)  # resumed after the chunks the killed run finished
+    assert_same_npz(s / "landmarks.npz", ref / "landmarks.npz")
+    assert (s / "keypoint.json").read_bytes() == (ref / "keypoint.json").read_bytes()
+
+
+def _padded_outside_the_frame(ctx: Ctx, proc) -> None:
+    """c03 is a tight 512 head shot: the default 2.3x box leaves it on every side."""
+    from prep.io.files import read_image
+    from prep.stages.crop import inframe_reader
+    from prep.subject import SubjectDir
+
+    s = SubjectDir(ctx.work / "custom" / "pad")
+    inside_of = inframe_reader(s)
+    for i in range(s.n_frames):
+        inside = inside_of(i)
+        assert 0.6 < inside.mean() < 0.95 and not inside[0].any() and not inside[:, -1].any()
+        assert (read_image(s.alpha_path(i), "gray")[~inside] == 0).all()  # never foreground
+        # the JPEG crop: pad value 0 away from the frame's edge (ringing in the blocks along
+        # it); replicated edge pixels made streaks all the way out
+        ys, xs = np.nonzero(inside)
+        far = np.ones_like(inside)
+        far[max(ys.min() - 16, 0) : ys.max() + 17, max(xs.min() - 16, 0) : xs.max() + 17] = False
+        assert far.any() and read_image(s.crop_frame_path(i), "rgb")[far].max() <= 2
+
+
+def _said_once(text: str) -> Callable[[Ctx, subprocess.CompletedProcess], None]:
+    def check(ctx: Ctx, proc) -> None:
+        assert sum(text in ln for ln in (proc.stdout + proc.stderr).splitlines()) == 1
+        det = load_npz(ctx.work / "custom" / "photos" / "detect" / "detections.npz")
+        assert not det["sequence"]
+
+    return check
+
+
 DEMO = ["dataset=demo", "frames.max_frames=6", "logger=none"]
 
 CASES: list[Case] = [
@@ -220,6 +309,12 @@ CASES: list[Case] = [
     Case("disk full", lambda c: c.new(f"dataset.video={CLIP}", "frames.max_frames=5", "stage=extract_frames"), 2, "no space left on the device writing", full_disk=True, item="12"),  # noqa: E501
     Case("--help", lambda c: ["--help"], 0, "usage: python launch.py", check=_short_help, item="12"),  # noqa: E501
     Case("W&B online, server never answers", lambda c: [], 0, "did not answer within 3 s", run=_wandb_never_answers, check=_offline_run_written, item="10"),  # noqa: E501
+    # -- perception: sparse inputs, resume, pixels outside the frame, photo collections -------
+    Case("folder with one photo", lambda c: c.new(f"dataset.images={media.one_photo_folder(PHOTOS, c.tmp / 'one')}", "stage=landmarks"), 0, "detect: a single image: processed as a photo", check=_one_photo, item="7"),  # noqa: E501
+    Case("noise clip, 20 frames, a face in 2", lambda c: c.new(f"dataset.video={media.noise_clip(CLIP, c.tmp / 'noise.mp4')}", "stage=landmarks"), 0, "landmarks: 2/20 frames with a face", check=_noise_clip, item="7"),  # noqa: E501
+    Case("landmarks killed (SIGKILL) and resumed", lambda c: [], 0, "landmarks        41 frames,", finished=True, may_change=("landmarks/", ".manifests/landmarks.json"), run=_kill_landmarks_then_resume, check=_same_as_uninterrupted, item="6"),  # noqa: E501
+    Case("c03, default crop leaves the frame", lambda c: c.new(f"dataset.video={CLIP}", "subject=pad", "frames.max_frames=3", "stage=matting"), 0, "crop: the box leaves the frame by up to", check=_padded_outside_the_frame, item="14"),  # noqa: E501
+    Case("folder of unrelated photos", lambda c: c.new(f"dataset.images={media.unrelated_photos_folder(PHOTOS, CLIP, c.tmp / 'photos')}", "stage=detect"), 0, "processed as a photo collection", check=_said_once("photo collection"), item="13"),  # noqa: E501
 ]  # fmt: skip
 
 # (case, exit code, message, outputs intact) rows of the cases run in this session; printed at

@@ -14,6 +14,7 @@ from tests.fixtures.flame_fixtures import tiny_flame_assets  # noqa: F401
 
 CLIP = SHARED_DATA / "clips" / "c03_german_anchor_512_20s.mp4"
 N_FRAMES = 40
+LANDMARK_CHUNK = 16  # three landmark chunks, so a kill can land between two (cases.py)
 
 
 @dataclass
@@ -56,6 +57,7 @@ def finished(tmp_path_factory, tiny_flame_assets) -> Finished:  # noqa: F811
         "tracker.threads=1",
         "tracker.overlay_video=false",
         "landmarks.overlay=false",
+        f"landmarks.chunk={LANDMARK_CHUNK}",
         "parsing.overlay=false",
         "iris.overlay=false",
         f"assets.root={root / 'assets'}",

@@ -1,10 +1,12 @@
 """Bad inputs made from the real test media: empty, corrupt and truncated videos, two faces in
-one frame, a small face in a large frame, hostile model files."""
+one frame, a small face in a large frame, one photo, a noise clip, unrelated photos, hostile model
+files, a server that never answers."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import threading
 from pathlib import Path
@@ -145,3 +147,40 @@ def silent_server():
         srv.close()
         for c in held:
             c.close()
+
+
+def first_frame(clip: Path) -> np.ndarray:
+    """The first frame of a video, RGB uint8."""
+    with av.open(str(clip)) as c:
+        return next(c.decode(video=0)).to_ndarray(format="rgb24")
+
+
+def one_photo_folder(photos: Path, folder: Path) -> Path:
+    """A folder holding a single photo (one frontal face)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(photos / "p02_frontal_smile_ffhq00018.png", folder)
+    return folder
+
+
+def noise_clip(clip: Path, dst: Path, n: int = 20, face_at: tuple[int, ...] = (3, 12)) -> Path:
+    """`n` frames of uniform noise, the first frame of `clip` in place of frames `face_at`."""
+    from prep.io.video_writer import write_video
+
+    face = first_frame(clip)
+    rng = np.random.default_rng(0)
+    frames = (
+        face if i in face_at else rng.integers(0, 256, face.shape, dtype=np.uint8) for i in range(n)
+    )
+    write_video(dst, frames, fps=25)
+    return dst
+
+
+def unrelated_photos_folder(photos: Path, clip: Path, folder: Path) -> Path:
+    """Four different people (three photos and a video frame), letterboxed to one 512 size."""
+    from tests.vision.perception_data import letterbox
+
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(photos.iterdir())]
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, rgb in enumerate([*images, first_frame(clip)]):
+        Image.fromarray(letterbox(rgb)).save(folder / f"{k:02d}.png")
+    return folder
