@@ -14,6 +14,9 @@ from prep.io.files import write_json
 
 log = logging.getLogger("prep")
 
+# Jobs of this process's multiruns that failed (read by launch.py to set the exit status).
+FAILED_JOBS: list[str] = []
+
 
 class SweepSummary(Callback):
     """At the end of a multirun, list every job's outcome from its status.json."""
@@ -32,5 +35,6 @@ class SweepSummary(Callback):
         )
         for name, s in failed:
             log.error("  failed %s: %s", " ".join(s["overrides"]) or name, s["error"])
+            FAILED_JOBS.append(name)
         summary = [{"job": name, **s} for name, s in rows]
         write_json(sweep_dir / "summary.json", summary)
