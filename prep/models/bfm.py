@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from prep.models.bfm_io import BfmData
-from prep.models.camera import make_K
+from prep.models.camera import FLIP_YZ, make_K
 from prep.models.rotations import euler_angles_to_matrix
 
 COEFF_SLICES = {
@@ -39,7 +39,7 @@ COEFF_SLICES = {
 N_COEFF = 257
 # Deep3DFaceRecon adds this to the first SH band of each colour (ambient light 0.8).
 INIT_LIGHT = (0.8, 0, 0, 0, 0, 0, 0, 0, 0)
-_GL_TO_CV = torch.tensor([1.0, -1.0, -1.0])
+_GL_TO_CV = torch.tensor(FLIP_YZ)
 
 
 @dataclass

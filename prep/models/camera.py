@@ -19,8 +19,23 @@ import math
 import numpy as np
 import torch
 
-OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
-CV_TO_GL = OPENGL_FROM_OPENCV[:3, :3]  # flips camera y and z: OpenCV <-> OpenGL axes (involution)
+# Camera y and z negated: OpenCV <-> OpenGL axes (an involution), and FLAME space (y up, z out of
+# the face) -> the camera that looks at the face from the front.
+FLIP_YZ = (1.0, -1.0, -1.0)
+OPENGL_FROM_OPENCV = np.diag([*FLIP_YZ, 1.0])
+CV_TO_GL = OPENGL_FROM_OPENCV[:3, :3]
+
+
+def flip_yz(points):
+    """Points ``(..., 3)`` (torch or numpy) with y and z negated (`FLIP_YZ`)."""
+    if isinstance(points, torch.Tensor):
+        return points * points.new_tensor(FLIP_YZ)
+    return np.asarray(points) * np.asarray(FLIP_YZ)
+
+
+def frontal_w2c() -> np.ndarray:
+    """``(4, 4)`` world-to-camera of a camera at the origin facing FLAME's face: the y/z flip."""
+    return OPENGL_FROM_OPENCV.copy()
 
 
 def make_K(fx, fy, cx, cy, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -58,7 +73,16 @@ def default_K(image_size: tuple[int, int], fov_deg: float = 20.0) -> np.ndarray:
     """
     h, w = image_size
     f = focal_from_fov(fov_deg, w)
-    return np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]], dtype=np.float64)
+    return K_matrix(f, f, (w - 1) / 2, (h - 1) / 2)
+
+
+def resize_affine(sx: float, sy: float) -> np.ndarray:
+    """``(3, 3)`` pixel map of an image resized by ``(sx, sy)``, pixel centres at integers.
+
+    Pixel edges scale, so ``x' = sx (x + 0.5) - 0.5`` (same in y); intrinsics follow as
+    ``resize_affine(sx, sy) @ K`` (`rescale_intrinsics` is the torch form).
+    """
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
 
 
 def focal_from_fov(fov_deg: float, size_px: float) -> float:
@@ -90,11 +114,10 @@ def project(
         ``(xy_px (..., N, 2), depth (..., N))``: pixel coordinates and camera-space z.
     """
     x_cam = points_world if w2c is None else transform_points(w2c, points_world)
-    z = x_cam[..., 2]
-    z_safe = torch.where(z.abs() < 1e-9, torch.full_like(z, 1e-9), z)
-    uv = x_cam[..., :2] / z_safe[..., None]
-    xy = uv @ K[..., :2, :2].transpose(-1, -2) + K[..., None, :2, 2]
-    return xy, z
+    uvw = x_cam @ K.transpose(-1, -2)  # as `project_np`: (u w, v w, w), w = z for a pinhole K
+    w = uvw[..., 2:3]
+    w = torch.where(w.abs() < 1e-9, torch.full_like(w, 1e-9), w)
+    return uvw[..., :2] / w, x_cam[..., 2]
 
 
 def unproject(xy_px: torch.Tensor, depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
