@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch.func import vmap
 
+from prep.models.camera import flip_yz, project
 from prep.models.flame import contour_bins
-from prep.track.flame_params import FLIP_YZ
 
 PER_FRAME_ORDER = ("expr", "global_pose", "neck_pose", "jaw_pose", "eyes_pose", "eyelids")
 COEFFICIENTS = ("shape", "expr", "eyelids")
@@ -140,12 +140,11 @@ def _projection_derivative(obj, v: dict, bins: torch.Tensor, sl: slice) -> torch
         eyelids=v["eyelids"] if v["eyelids"].numel() else None,
     )  # fmt: skip
     pts = lmk if mp is None else torch.cat([lmk, mp], 1)
-    X = pts * pts.new_tensor(FLIP_YZ)
+    X = flip_yz(pts)
     Kt = obj.batch["orig_to_crop"][sl] @ obj.params.K_orig(v["focal"])  # (t, 3, 3)
-    h = X @ Kt.transpose(1, 2)  # (T, N, 3)
-    uv = h[..., :2] / h[..., 2:3]
-    P = (Kt[:, None, :2, :] - uv[..., None] * Kt[:, None, 2:3, :]) / h[..., 2:3, None]
-    return P * P.new_tensor(FLIP_YZ)  # chain through x_cam = F x_flame
+    uv, z = project(X, Kt)  # Kt's last row is (0, 0, 1): the homogeneous w is the depth z
+    P = (Kt[:, None, :2, :] - uv[..., None] * Kt[:, None, 2:3, :]) / z[..., None, None]
+    return flip_yz(P)  # chain through x_cam = F x_flame
 
 
 def _world_rotations(R_local: torch.Tensor, parents: list[int]) -> torch.Tensor:

@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from prep.models.camera import make_K
+from prep.models.camera import flip_yz, frontal_w2c, make_K, project
 
-FLIP_YZ = (1.0, -1.0, -1.0)
 PER_FRAME = ("expr", "global_pose", "neck_pose", "jaw_pose", "eyes_pose", "eyelids")
 ALL_PARAMS = (*PER_FRAME, "shape", "transl", "focal")
 
@@ -39,9 +38,7 @@ class InitValues:
 
 def w2c_flame() -> np.ndarray:
     """The fixed world(FLAME)-to-camera transform ``(4, 4)``."""
-    w2c = np.eye(4)
-    w2c[:3, :3] = np.diag(FLIP_YZ)
-    return w2c
+    return frontal_w2c()
 
 
 class FlameParams(nn.Module):
@@ -199,10 +196,4 @@ def project_flame_points(
     points: torch.Tensor, K_orig: torch.Tensor, orig_to_crop: torch.Tensor
 ) -> torch.Tensor:
     """FLAME-space points ``(T, N, 3)`` (after transl) -> crop pixels ``(T, N, 2)``."""
-    flip = points.new_tensor(FLIP_YZ)
-    x_cam = points * flip
-    K = orig_to_crop @ K_orig  # (T, 3, 3)
-    h = x_cam @ K.transpose(-1, -2)
-    z = h[..., 2:3]
-    z = torch.where(z.abs() < 1e-6, torch.full_like(z, 1e-6), z)
-    return h[..., :2] / z
+    return project(flip_yz(points), orig_to_crop @ K_orig)[0]
