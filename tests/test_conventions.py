@@ -28,8 +28,6 @@ RULES = {
 }  # fmt: skip
 
 NOT_YET_MOVED = {
-    ("prep/report/collect.py", "flip"),
-    ("prep/track/flame_params.py", "flip"),
     ("prep/geometry/crop.py", "K"),
     ("prep/stages/crop.py", "crop.npz"),
     ("prep/stages/iris.py", "crop.npz"),

@@ -16,11 +16,10 @@ from scipy.spatial.transform import Rotation
 
 from prep.config.export import ReportConfig
 from prep.io.files import load_npz, nan_for_null, read_json
+from prep.models.camera import CV_TO_GL
 from prep.subject import SubjectDir
 
 log = logging.getLogger(__name__)
-
-CV_TO_GL = np.diag([1.0, -1.0, -1.0])
 
 
 @dataclass
