@@ -1,4 +1,4 @@
-"""Pinhole camera in torch: projection, intrinsics helpers, convention conversions.
+"""Pinhole camera, torch and numpy: K, the OpenCV/OpenGL flip, rigid inverses, projection.
 
 Convention (used by every geometry module in `prep`):
 - Camera axes are OpenCV's: x right, y down, z forward (into the scene). A point is visible
@@ -10,14 +10,20 @@ Convention (used by every geometry module in `prep`):
   integer coordinates: pixel (0, 0) covers [-0.5, 0.5] x [-0.5, 0.5], so an image of width W has
   its centre at cx = (W - 1) / 2.
 - Image sizes are given as ``(h, w)``.
+
+This is the one home of these conventions (tests/test_conventions.py). torch is imported by the
+functions that need it, so numpy-only users (the crop stages) do not load it.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 # Camera y and z negated: OpenCV <-> OpenGL axes (an involution), and FLAME space (y up, z out of
 # the face) -> the camera that looks at the face from the front.
@@ -28,7 +34,7 @@ CV_TO_GL = OPENGL_FROM_OPENCV[:3, :3]
 
 def flip_yz(points):
     """Points ``(..., 3)`` (torch or numpy) with y and z negated (`FLIP_YZ`)."""
-    if isinstance(points, torch.Tensor):
+    if _is_torch(points):
         return points * points.new_tensor(FLIP_YZ)
     return np.asarray(points) * np.asarray(FLIP_YZ)
 
@@ -38,8 +44,16 @@ def frontal_w2c() -> np.ndarray:
     return OPENGL_FROM_OPENCV.copy()
 
 
-def make_K(fx, fy, cx, cy, dtype=torch.float32, device=None) -> torch.Tensor:
-    """Intrinsics from scalars or tensors of shape ``(...)`` -> ``(..., 3, 3)``."""
+def _is_torch(x) -> bool:
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def make_K(fx, fy, cx, cy, dtype=None, device=None) -> torch.Tensor:
+    """Intrinsics from scalars or tensors of shape ``(...)`` -> ``(..., 3, 3)`` (float32 unless
+    `dtype` says otherwise)."""
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     fx, fy, cx, cy = (torch.as_tensor(v, dtype=dtype, device=device) for v in (fx, fy, cx, cy))
     fx, fy, cx, cy = torch.broadcast_tensors(fx, fy, cx, cy)
     o, i = torch.zeros_like(fx), torch.ones_like(fx)
@@ -113,6 +127,8 @@ def project(
     Returns:
         ``(xy_px (..., N, 2), depth (..., N))``: pixel coordinates and camera-space z.
     """
+    import torch
+
     x_cam = points_world if w2c is None else transform_points(w2c, points_world)
     uvw = x_cam @ K.transpose(-1, -2)  # as `project_np`: (u w, v w, w), w = z for a pinhole K
     w = uvw[..., 2:3]
@@ -122,6 +138,8 @@ def project(
 
 def unproject(xy_px: torch.Tensor, depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """Pixels ``(..., N, 2)`` and camera z ``(..., N)`` -> camera-space points ``(..., N, 3)``."""
+    import torch
+
     fx, fy = K[..., 0, 0, None], K[..., 1, 1, None]
     cx, cy = K[..., 0, 2, None], K[..., 1, 2, None]
     skew = K[..., 0, 1, None]
@@ -132,10 +150,10 @@ def unproject(xy_px: torch.Tensor, depth: torch.Tensor, K: torch.Tensor) -> torc
 
 def invert_rigid(T: np.ndarray | torch.Tensor):
     """Inverse of rigid transforms ``(..., 4, 4)`` (numpy or torch), without a general inverse."""
-    if isinstance(T, torch.Tensor):
+    if _is_torch(T):
         R, t = T[..., :3, :3], T[..., :3, 3:]
         Rt = R.transpose(-1, -2)
-        out = torch.zeros_like(T)
+        out = T.new_zeros(T.shape)
         out[..., :3, :3] = Rt
         out[..., :3, 3:] = -Rt @ t
         out[..., 3, 3] = 1
