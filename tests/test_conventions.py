@@ -28,7 +28,6 @@ RULES = {
 }  # fmt: skip
 
 NOT_YET_MOVED = {
-    ("prep/geometry/crop.py", "K"),
     ("prep/stages/crop.py", "crop.npz"),
     ("prep/stages/iris.py", "crop.npz"),
     ("prep/stages/landmarks.py", "crop.npz"),

@@ -41,6 +41,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from prep.config.perception import CropConfig
 from prep.errors import BadConfigError, NoUsableFramesError
+from prep.models.camera import K_matrix, resize_affine
 
 
 @dataclass
@@ -159,11 +160,6 @@ def invert_affine(M: np.ndarray) -> np.ndarray:
     return inv
 
 
-def K_from_fxfycxcy(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
-    """(3, 3) pinhole intrinsics."""
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-
-
 def intrinsics_to_crop(K_orig: np.ndarray, orig_to_crop: np.ndarray) -> np.ndarray:
     """K in original pixels (3,3) or (T,3,3) -> K in crop pixels (T,3,3)."""
     return np.asarray(orig_to_crop) @ np.asarray(K_orig, np.float64)
@@ -177,16 +173,13 @@ def intrinsics_to_orig(K_crop: np.ndarray, crop_to_orig: np.ndarray) -> np.ndarr
 def fxfycxcy_to_crop(fxfycxcy: np.ndarray, orig_to_crop: np.ndarray) -> np.ndarray:
     """(fx, fy, cx, cy) in original pixels -> (T, 4) in crop pixels (same convention)."""
     fx, fy, cx, cy = np.asarray(fxfycxcy, np.float64)
-    return _K_to_fxfycxcy(intrinsics_to_crop(K_from_fxfycxcy(fx, fy, cx, cy), orig_to_crop))
+    return _K_to_fxfycxcy(intrinsics_to_crop(K_matrix(fx, fy, cx, cy), orig_to_crop))
 
 
 def fxfycxcy_to_orig(fxfycxcy_crop: np.ndarray, crop_to_orig: np.ndarray) -> np.ndarray:
     """(T, 4) or (4,) (fx, fy, cx, cy) in crop pixels -> (T, 4) in original pixels."""
     v = np.atleast_2d(np.asarray(fxfycxcy_crop, np.float64))
-    K = np.zeros((len(v), 3, 3))
-    K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2] = v.T
-    K[:, 2, 2] = 1.0
-    return _K_to_fxfycxcy(intrinsics_to_orig(K, crop_to_orig))
+    return _K_to_fxfycxcy(intrinsics_to_orig(K_matrix(*v.T), crop_to_orig))
 
 
 def _K_to_fxfycxcy(K: np.ndarray) -> np.ndarray:
@@ -393,9 +386,7 @@ def warp_to_crop(
         dw, dh = max(1, round(w / k)), max(1, round(h / k))
         img = cv2.resize(img, (dw, dh), interpolation=cv2.INTER_AREA)
         sx, sy = dw / w, dh / h
-        # Centre convention: x_small = sx * (x + 0.5) - 0.5.
-        D = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
-        M = M @ np.linalg.inv(D)
+        M = M @ np.linalg.inv(resize_affine(sx, sy))
     paint = pad == "constant" and inframe is not None
     border = cv2.BORDER_CONSTANT if pad == "constant" and not paint else cv2.BORDER_REPLICATE
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from prep.io.files import read_image
+from prep.models.camera import resize_affine
 
 _FLAGS = {
     2: cv2.IMREAD_REDUCED_COLOR_2,
@@ -48,4 +49,4 @@ def read_rgb(path: Path | str, r: int = 1) -> np.ndarray:
 
 def reduced_to_orig(r: int) -> np.ndarray:
     """(3, 3) map from pixels of a 1/r-size decode to original pixels."""
-    return np.array([[r, 0.0, 0.5 * r - 0.5], [0.0, r, 0.5 * r - 0.5], [0.0, 0.0, 1.0]])
+    return resize_affine(r, r)

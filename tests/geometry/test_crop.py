@@ -8,7 +8,6 @@ import pytest
 from prep.config.perception import CropConfig
 from prep.errors import BadConfigError, NoUsableFramesError
 from prep.geometry.crop import (
-    K_from_fxfycxcy,
     box_to_orig_to_crop,
     crop_boxes,
     face_margin,
@@ -22,6 +21,7 @@ from prep.geometry.crop import (
     transform_points,
     warp_to_crop,
 )
+from prep.models.camera import K_matrix
 
 
 def test_box_edges_map_to_crop_edges_and_back():
@@ -40,7 +40,7 @@ def test_intrinsics_round_trip_and_projection_agree():
     rng = np.random.default_rng(0)
     box = np.array([[100.0, 50.0, 700.0, 650.0], [120.5, 40.25, 520.5, 440.25]])
     M = box_to_orig_to_crop(box, 512)
-    K = K_from_fxfycxcy(1539.67, 1541.0, 959.5, 539.5)
+    K = K_matrix(1539.67, 1541.0, 959.5, 539.5)
     K_crop = intrinsics_to_crop(K, M)
     np.testing.assert_allclose(intrinsics_to_orig(K_crop, invert_affine(M)), [K, K], rtol=1e-14)
     X = rng.normal(size=(20, 3)) + [0, 0, 5]
