@@ -58,6 +58,14 @@ class CropTransforms:
     mode: str
     # source video pixels -> extracted-frame pixels (the ingest's cut box; set by `load`)
     source_to_frame: np.ndarray = field(default_factory=lambda: np.eye(3))
+    source_hw: np.ndarray | None = None  # (h, w) of the source video (orig_hw when not cut)
+    crop_hw: tuple[int, int] | None = None  # (h, w) of the face frames ((N, N) for a crop)
+
+    def __post_init__(self):
+        if self.source_hw is None:
+            self.source_hw = np.asarray(self.orig_hw)
+        if self.crop_hw is None:
+            self.crop_hw = (self.image_size, self.image_size)
 
     @cached_property
     def inframe_rects(self) -> np.ndarray:
@@ -97,6 +105,7 @@ class CropTransforms:
             np.asarray(hw).astype(int),
             names,
             str(d.get("mode", "static")),
+            crop_hw=(int(size[0]), int(size[-1])),  # an ingest's identity crop may be (h, w)
         )
 
     @classmethod
@@ -106,7 +115,7 @@ class CropTransforms:
         The transforms map the extracted frames (frames/) to the crop. When the ingest cut a box
         out of the source video (HDTF's annotations: meta/video.json ``crop_xywh``), the box's
         offset is composed in `source_to_crop`, which maps the source video's pixels (those of
-        user-given intrinsics).
+        user-given intrinsics); `source_hw` is then the source video's size.
 
         Raises:
             MissingInputError: no crop.npz (run stage crop).
@@ -121,6 +130,9 @@ class CropTransforms:
         box = meta.get("crop_xywh")
         if box:
             ct.source_to_frame = np.array([[1, 0, -box[0]], [0, 1, -box[1]], [0, 0, 1.0]])
+            probe = meta.get("probe") or {}
+            if probe.get("width"):
+                ct.source_hw = np.array([probe["height"], probe["width"]], np.int64)
         return ct
 
     @property

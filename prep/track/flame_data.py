@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from prep.errors import BadConfigError, BadInputError, MissingInputError, NoUsableFramesError
+from prep.geometry.crop import CropTransforms
 from prep.io.files import load_npz, read_json
 from prep.subject import SubjectDir
 
@@ -163,16 +164,20 @@ def _load_dense(subject, lm, mp_index, valid) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_crop(subject: SubjectDir, T: int, lm: dict):
+    """Crop transforms from the source video's pixels, the crop's (h, w) and the source's (h, w).
+
+    "Original pixels" are the source video's, also when the ingest cut a box out of it (HDTF's
+    annotation boxes, meta/video.json `crop_xywh`): intrinsics given by users (`fx fy cx cy`) are
+    in the source video's pixels (`CropTransforms.source_to_crop`).
+    """
     if subject.crop_npz.exists():
-        c = load_npz(subject.crop_npz)
-        A = np.asarray(c["orig_to_crop"], np.float64)
-        if len(A) != T:
-            raise BadInputError(f"{subject.crop_npz}: {len(A)} crop transforms for {T} frames")
-        size = np.asarray(c["image_size"]).reshape(-1)
-        image_size = np.array([size[0], size[-1]], np.int64)
-        orig_hw = np.asarray(c.get("orig_hw", image_size), np.int64).reshape(2)
-        A, orig_hw = _source_pixels(subject, A, orig_hw)
-        return A, image_size, orig_hw
+        ct = CropTransforms.load(subject)
+        if len(ct.orig_to_crop) != T:
+            raise BadInputError(
+                f"{subject.crop_npz}: {len(ct.orig_to_crop)} crop transforms for {T} frames"
+            )
+        image_size = np.asarray(ct.crop_hw, np.int64)
+        return ct.source_to_crop, image_size, np.asarray(ct.source_hw, np.int64).reshape(2)
     hw = lm.get("image_hw")
     if hw is None and subject.video_json.exists():
         meta = read_json(subject.video_json)
@@ -181,23 +186,6 @@ def _load_crop(subject: SubjectDir, T: int, lm: dict):
         raise MissingInputError("crop", subject.crop_npz, "no crop transform and no image size")
     hw = np.asarray(hw, np.int64).reshape(2)
     return np.repeat(np.eye(3)[None], T, 0), hw, hw
-
-
-def _source_pixels(subject: SubjectDir, A: np.ndarray, orig_hw: np.ndarray):
-    """Make "original pixels" mean the source video's, also when the ingest cut a box out of it.
-
-    HDTF's annotation boxes are cut from every frame at extraction (meta/video.json `crop_xywh`),
-    so crop.npz maps extracted-frame pixels; intrinsics given by users (`fx fy cx cy`) are in the
-    source video's pixels, so the box's offset is composed in front of the crop transform.
-    """
-    if not subject.video_json.exists():
-        return A, orig_hw
-    meta = read_json(subject.video_json)
-    box, probe = meta.get("crop_xywh"), meta.get("probe") or {}
-    if not box or not probe.get("width"):
-        return A, orig_hw
-    source_to_frame = np.array([[1, 0, -box[0]], [0, 1, -box[1]], [0, 0, 1]], np.float64)
-    return A @ source_to_frame, np.array([probe["height"], probe["width"]], np.int64)
 
 
 def camera_intrinsics_orig(
