@@ -20,7 +20,7 @@ import numpy as np
 
 from prep.config.perception import CropConfig
 from prep.datasets.sequence import is_sequence
-from prep.errors import BadInputError, MissingInputError
+from prep.errors import BadInputError
 from prep.geometry.crop import (
     CropTransforms,
     face_margin,
@@ -41,9 +41,7 @@ log = logging.getLogger(__name__)
 
 def load_crop(subject: SubjectDir) -> CropTransforms:
     """Read crop/crop.npz (raises MissingInputError naming stage crop when absent)."""
-    if not subject.crop_npz.exists():
-        raise MissingInputError("crop", subject.crop_npz)
-    return CropTransforms.from_arrays(load_npz(subject.crop_npz))
+    return CropTransforms.load(subject)
 
 
 def inframe_reader(subject: SubjectDir) -> Callable[[int], np.ndarray | None]:

@@ -19,7 +19,8 @@ import logging
 import cv2
 import numpy as np
 
-from prep.io.files import load_npz, read_image, save_npz, write_json
+from prep.geometry.crop import CropTransforms
+from prep.io.files import read_image, save_npz, write_json
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.report import overlay
 from prep.stages.landmarks import dense_mesh, load_landmarks, video_fps
@@ -77,22 +78,22 @@ def _to_orig(m_crop_to_orig: np.ndarray, pts: np.ndarray) -> np.ndarray:
 def qa_overlay(subject: SubjectDir, iris: IrisResult) -> None:
     """Crop box, matte tint, landmarks and irises over the original frames (overlays/iris/)."""
     lm = load_landmarks(subject)
-    crop = load_npz(subject.crop_npz) if subject.crop_npz.exists() else None
+    crop = CropTransforms.load(subject) if subject.crop_npz.exists() else None
     n = len(lm["frame_names"])
 
     def render(i: int) -> np.ndarray:
         img = read_image(subject.frame_path(i), "rgb")
         h, w = img.shape[:2]
-        c2o = crop["crop_to_orig"][i] if crop is not None else np.eye(3)
+        c2o = crop.crop_to_orig[i] if crop is not None else np.eye(3)
         if subject.alpha_path(i).exists():
             alpha = read_image(subject.alpha_path(i), "gray")
-            o2c = crop["orig_to_crop"][i] if crop is not None else np.eye(3)
+            o2c = crop.orig_to_crop[i] if crop is not None else np.eye(3)
             alpha = cv2.warpAffine(
                 alpha, o2c[:2], (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
             )
             img = overlay.tint_matte(img, alpha)
         if crop is not None:
-            img = overlay.draw_box(img, crop["box_xyxy"][i])
+            img = overlay.draw_box(img, crop.box_xyxy[i])
         img = overlay.draw_landmarks68(img, _to_orig(c2o, lm["points_px"][i]))
         return overlay.draw_irises(img, _to_orig(c2o, iris.iris_px[i]), iris.valid[i])
 

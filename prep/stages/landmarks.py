@@ -26,6 +26,7 @@ import numpy as np
 from prep.config.face import LandmarksConfig
 from prep.datasets.sequence import is_sequence
 from prep.errors import BadConfigError, MissingInputError, NoUsableFramesError
+from prep.geometry.crop import CropTransforms
 from prep.io.files import load_npz, read_image, read_json, save_npz, write_json
 from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
 from prep.progress import progress
@@ -56,7 +57,7 @@ def face_frame_path(subject: SubjectDir, i: int) -> Path:
 def orig_to_crop(subject: SubjectDir, n: int) -> np.ndarray:
     """(T, 3, 3) maps original-frame pixels to face-frame pixels (identity when uncropped)."""
     if subject.crop_npz.exists() and subject.crop_dir.is_dir():
-        return load_npz(subject.crop_npz)["orig_to_crop"].astype(np.float64)
+        return CropTransforms.load(subject).orig_to_crop
     return np.repeat(np.eye(3)[None], n, axis=0)
 
 
