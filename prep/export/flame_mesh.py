@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from prep.errors import BadInputError
-from prep.export.common import Tracking, read_obj
+from prep.export.common import read_obj
+from prep.models.flame_tracking import Tracking
 
 TOPOLOGY_FILES = ("head_idxs.npy", "flame_vertices_mask.npy", "template_face_sparse.npy")
 METRICAL_CANONICAL_JAW = np.deg2rad(12.0)  # metrical-tracker save_canonical: jaw open 12 deg

@@ -39,11 +39,12 @@ from prep.export.cameras import (
     resample_maps,
     to_gaussianavatars,
 )
-from prep.export.common import Tracking, composite, load_tracking, selected_frames
+from prep.export.common import composite, selected_frames
 from prep.export.common import write_if_needed as write_img
 from prep.export.frames import ExportFrames
 from prep.export.info import coefficient_notes, model_notes, write_export_info
 from prep.io.files import load_npz, read_image, read_json, save_npz, write_json
+from prep.models.flame_tracking import Tracking, load_tracking
 from prep.progress import progress
 from prep.subject import SubjectDir
 

@@ -33,7 +33,7 @@ import numpy as np
 from prep.config.export import ExportConfig
 from prep.errors import BadConfigError, BadInputError
 from prep.export.cameras import imavatar_K, resample_maps
-from prep.export.common import Tracking, composite, load_tracking, selected_frames
+from prep.export.common import composite, selected_frames
 from prep.export.common import write_if_needed as write_img
 from prep.export.frames import ExportFrames
 from prep.export.imavatar_json import (
@@ -48,6 +48,7 @@ from prep.export.imavatar_json import (
 from prep.export.info import coefficient_notes, model_notes, write_export_info
 from prep.io.files import load_npz, read_image, read_json, write_json
 from prep.models.camera import CV_TO_GL
+from prep.models.flame_tracking import Tracking, load_tracking
 from prep.progress import progress
 from prep.subject import SubjectDir
 

@@ -41,11 +41,12 @@ from prep.export.cameras import (
     resample_maps,
     to_insta,
 )
-from prep.export.common import load_tracking, selected_frames, write_if_needed, write_obj
+from prep.export.common import selected_frames, write_if_needed, write_obj
 from prep.export.flame_mesh import FlameVertices, Topology
 from prep.export.frames import ExportFrames
 from prep.export.info import write_export_info
 from prep.io.files import read_image, read_json, write_bytes, write_image, write_json
+from prep.models.flame_tracking import load_tracking
 from prep.progress import progress
 from prep.subject import SubjectDir
 

@@ -154,8 +154,8 @@ def _root_joint_fn(ctx: StageContext):
 
 def _insta_meshes(ctx: StageContext):
     """FLAME vertices of the tracking and INSTA's simplified topology (both assets checked)."""
-    from prep.export.common import load_tracking
     from prep.export.flame_mesh import FlameVertices, insta_topology
+    from prep.models.flame_tracking import load_tracking
 
     track = load_tracking(ctx.subject)
     flame = FlameVertices(_flame_model(ctx, track), track)

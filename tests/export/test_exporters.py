@@ -13,13 +13,14 @@ from scipy.spatial.transform import Rotation
 from prep.config.export import ExportConfig
 from prep.errors import BadConfigError, MissingInputError
 from prep.export import cameras as cam
-from prep.export.common import load_tracking, read_obj
+from prep.export.common import read_obj
 from prep.export.flame_mesh import FlameVertices, Topology, insta_topology
 from prep.export.gaussianavatars import export_gaussianavatars, read_gaussianavatars, vhap_split
 from prep.export.imavatar import export_imavatar, read_imavatar
 from prep.export.insta import INSTA_SEG_CODES, export_insta, insta_split, read_insta, seg_mask
 from prep.export.nerf import export_nerf, read_nerf
 from prep.io.files import load_npz, read_image, save_npz
+from prep.models.flame_tracking import load_tracking
 from tests.export.synthetic_subject import INVALID, T, make_subject
 
 

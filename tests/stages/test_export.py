@@ -84,10 +84,11 @@ def test_missing_insta_topology_names_the_asset(compose_cfg, subject, tmp_path):
 
 def test_insta_meshes_through_the_engine(compose_cfg, subject, tiny_flame_assets, tmp_path):  # noqa: F811
     torch = pytest.importorskip("torch")
-    from prep.export.common import load_tracking, read_obj, write_obj
+    from prep.export.common import read_obj, write_obj
     from prep.export.insta import read_insta
     from prep.models.flame import FlameModel
     from prep.models.flame_io import load_flame_model
+    from prep.models.flame_tracking import load_tracking
 
     data = load_flame_model(tiny_flame_assets["flame2020"])
     topo = tmp_path / "mesh_masks"  # INSTA-pytorch's folder: canonical.obj carries the faces

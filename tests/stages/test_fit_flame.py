@@ -10,9 +10,9 @@ import pytest
 
 from prep.config.flame import FlameConfig
 from prep.errors import BadConfigError, BadInputError, MissingAssetError, NoUsableFramesError
-from prep.export.common import TRACKING_KEYS, load_tracking
 from prep.export.imavatar_json import read_flame_params_json
 from prep.io.files import load_npz, read_json, save_npz
+from prep.models.flame_tracking import TRACKING_KEYS, load_tracking
 from prep.runner import run_plan
 from prep.subject import SubjectDir
 from prep.track.flame_fit import build_flame, project_tracking
