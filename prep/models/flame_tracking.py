@@ -181,7 +181,7 @@ def save_tracking(subject: SubjectDir, arrays: Mapping[str, np.ndarray]) -> None
 def rest_params(shape, n_expr: int, n_frames: int = 1) -> dict[str, np.ndarray]:
     """FLAME parameters of `n_frames` frames at rest (zero pose and expression) with `shape`."""
     z3 = np.zeros((n_frames, 3))
-    return {"shape": np.asarray(shape, np.float64), "expr": np.zeros((n_frames, n_expr)),
+    return {"shape": shape, "expr": np.zeros((n_frames, n_expr)),
             "eyelids": np.zeros((n_frames, 2)), "global_pose": z3, "neck_pose": z3.copy(),
             "jaw_pose": z3.copy(), "eyes_pose": np.zeros((n_frames, 6)),
             "transl": z3.copy()}  # fmt: skip
@@ -222,7 +222,7 @@ def flame_inputs(model: FlameModel, params: Mapping, idx=None) -> dict[str, torc
     if params.get("transl") is not None:
         out["transl"] = t("transl", np.ndim(params["transl"]) == 2)
     lids = params.get("eyelids")
-    if model.has_eyelids and lids is not None and np.size(lids):
+    if model.has_eyelids and lids is not None and np.prod(lids.shape):
         out["eyelids"] = t("eyelids", True)
     return out
 
@@ -239,14 +239,18 @@ def landmarks(model: FlameModel, params: Mapping, idx=None, bins=None, with_medi
     return model.landmarks(**inputs, bins=bins, with_mediapipe=with_mediapipe)
 
 
-def landmarks_px(model: FlameModel, params: Mapping, w2c, K, bins=None) -> np.ndarray:
-    """``(T, L, 2)`` landmarks of FLAME parameters through ``w2c (T,4,4)`` and ``K (3,3)|(T,3,3)``.
+def landmarks_px(model: FlameModel, params: Mapping, w2c=None, K=None, bins=None) -> np.ndarray:
+    """``(T, L, 2)`` landmarks of FLAME parameters in pixels.
 
     Args:
+        params: FLAME parameters, and the camera ``w2c``, ``K`` unless given (tracking arrays).
+        w2c: (T,4,4) world-to-camera. K: (3,3) or (T,3,3) intrinsics.
         bins: (T,) contour yaw bins to use instead of those of the FLAME pose, or None.
     """
     import torch
 
+    w2c = params["w2c"] if w2c is None else w2c
+    K = params["K"] if K is None else K
     with torch.no_grad():
         lmk, _, _ = landmarks(model, params, bins=bins)
     x = lmk.double().numpy()

@@ -30,8 +30,9 @@ from prep.config import Config
 from prep.datasets.sequence import is_sequence
 from prep.errors import BadConfigError, BadInputError, MissingInputError
 from prep.export.imavatar_json import flame_params_dict, write_flame_params_json
-from prep.io.files import load_npz, read_image, read_json, save_npz, write_json
-from prep.models.camera import intrinsics_for
+from prep.io.files import read_image, read_json, write_json
+from prep.models.camera import intrinsics_for, project_np
+from prep.models.flame_tracking import evaluate, landmarks_px, read_shape, save_tracking
 from prep.pipeline import StageContext, StageResult, file_fingerprint, register_stage
 from prep.subject import SubjectDir
 from prep.track.flame_collection import fit_collection
@@ -43,7 +44,6 @@ from prep.track.flame_fit import (
     fit_sequence,
     flame_assets,
     init_from_deca_code,
-    project_tracking,
     tracking_arrays,
 )
 
@@ -112,14 +112,14 @@ def run(ctx: StageContext) -> StageResult:
         out = fit_collection(flame, data, camera, tc, same, init, fixed_shape, ctx.device,
                              trainer=cfg.trainer, logger=lightning_logger)  # fmt: skip
         log.info("fit_flame: photo collection, %s", "one identity" if same else "one per image")
-    track = tracking_arrays(out, data, cfg.flame.version, flame.n_shape, flame.n_expr)
+    track = tracking_arrays(out, data, cfg.flame.version)
     if tc.photometric and not sequence:
         log.warning("fit_flame: tracker.photometric is not applied to a photo collection")
     # --- photometric phase (renderer engineer; prep.track.photometric) -----------------------
     photo_metrics = _photometric(ctx, flame, track, data) if tc.photometric and sequence else {}
     # ------------------------------------------------------------------------------------------
-    save_npz(subject.flame_tracking, **track)
-    kp = project_tracking(flame, track)
+    save_tracking(subject, track)
+    kp = landmarks_px(flame, track)
     _write_imavatar_json(subject, flame, track, kp, data, sequence)
     summary = out.summary()
     if photo_metrics:  # renderer engineer: the headline follows the refined fit
@@ -182,7 +182,7 @@ def _init(ctx: StageContext, flame, data):
                 path,
                 f"tracker.shape_from={tc.shape_from}: no FLAME fit of that subject",
             )
-        shape = np.asarray(load_npz(path)["shape"], np.float64).reshape(-1)
+        shape = read_shape(path)
         if len(shape) < flame.n_shape:
             raise BadInputError(
                 f"{path} has {len(shape)} shape coefficients; flame.n_shape={flame.n_shape}"
@@ -249,28 +249,9 @@ def _overlays(ctx: StageContext, flame, track: dict, data, kp: np.ndarray) -> No
 
 def _mesh_px(flame, track: dict, i: int) -> np.ndarray:
     """Full-mesh vertices of frame i projected to crop pixels, (V, 2)."""
-    dt = flame.v_template.dtype
-
-    def t(key):
-        return torch.as_tensor(np.asarray(track[key][i : i + 1]), dtype=dt)
-
-    shape = np.asarray(track["shape"])
     with torch.no_grad():
-        out = flame(
-            torch.as_tensor(shape[i : i + 1] if shape.ndim == 2 else shape, dtype=dt),
-            t("expr"),
-            t("global_pose"),
-            t("neck_pose"),
-            t("jaw_pose"),
-            t("eyes_pose"),
-            transl=t("transl"),
-            eyelids=t("eyelids") if flame.has_eyelids else None,
-        )
-    x = out.vertices[0].double().numpy()
-    w2c, K = np.asarray(track["w2c"][i], np.float64), intrinsics_for(track["K"], i)
-    xc = x @ w2c[:3, :3].T + w2c[:3, 3]
-    uvw = xc @ K.T
-    return uvw[:, :2] / uvw[:, 2:3]
+        x = evaluate(flame, track, slice(i, i + 1)).vertices[0].double().numpy()
+    return project_np(x, np.asarray(track["w2c"][i], np.float64), intrinsics_for(track["K"], i))
 
 
 def _write_imavatar_json(

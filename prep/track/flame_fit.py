@@ -19,7 +19,8 @@ import torch
 from prep.config.core import TrainerConfig
 from prep.config.flame import FlameConfig, TrackerConfig
 from prep.errors import BadConfigError, BadInputError
-from prep.models.camera import focal_from_fov, intrinsics_for, shared_or_per_frame
+from prep.models import flame_tracking
+from prep.models.camera import focal_from_fov, shared_or_per_frame
 from prep.models.flame import FlameModel
 from prep.models.flame_io import (
     load_flame_model,
@@ -104,11 +105,8 @@ def rigid_init(
     (pixels) times the focal length; invalid frames are interpolated.
     """
     dt = flame.v_template.dtype
-    z = torch.zeros(1, 3, dtype=dt)
     sh = torch.zeros(flame.n_shape, dtype=dt) if shape is None else torch.as_tensor(shape, dtype=dt)
-    lmk3d, _, _ = flame.landmarks(
-        sh, torch.zeros(1, flame.n_expr, dtype=dt), z, z, z, torch.zeros(1, 6, dtype=dt)
-    )
+    lmk3d, _, _ = flame_tracking.landmarks(flame, flame_tracking.rest_params(sh, flame.n_expr))
     pts_m = lmk3d[0, 17:68].double().numpy()  # inner-face points (contour excluded)
     c_m = pts_m.mean(0)
     s_m = np.sqrt(((pts_m[:, :2] - c_m[:2]) ** 2).sum(-1).mean())
@@ -257,55 +255,11 @@ def crop_K(data: TrackingData, K_orig: np.ndarray) -> np.ndarray:
     return shared_or_per_frame(data.orig_to_crop @ K_orig)
 
 
-def tracking_arrays(
-    out: FitOutput, data: TrackingData, model: str, n_shape: int, n_expr: int
-) -> dict[str, np.ndarray]:
-    """The canonical flame/tracking.npz arrays (see COMMON.md)."""
-    T = data.n_frames
-    p = out.params
-    rmse = np.where(data.valid, out.lmk_rmse_px, np.nan).astype(np.float32)
-    return {
-        "frame_names": np.asarray(data.frame_names).astype(str),
-        "valid": data.valid.astype(bool),
-        "lmk_rmse_px": rmse,
-        "shape": p["shape"],
-        "expr": p["expr"],
-        "eyelids": p["eyelids"],
-        "global_pose": p["global_pose"],
-        "neck_pose": p["neck_pose"],
-        "jaw_pose": p["jaw_pose"],
-        "eyes_pose": p["eyes_pose"],
-        "transl": p["transl"],
-        "w2c": np.repeat(w2c_flame()[None], T, 0).astype(np.float32),
-        "K": crop_K(data, out.K_orig).astype(np.float32),
-        "image_size": np.asarray(data.image_size, np.int64),
-        "crop_to_orig": np.linalg.inv(data.orig_to_crop).astype(np.float32),
-        "model": np.asarray(model),
-        "n_shape": np.asarray(n_shape),
-        "n_expr": np.asarray(n_expr),
-    }
-
-
-def project_tracking(flame: FlameModel, track: dict) -> np.ndarray:
-    """Landmarks ``(T, N, 2)`` from canonical tracking arrays (FLAME + transl, w2c, K)."""
-    dt = flame.v_template.dtype
-
-    def t(a):
-        return torch.as_tensor(np.asarray(a), dtype=dt)
-
-    with torch.no_grad():
-        lmk3d, _, _ = flame.landmarks(
-            t(track["shape"]),
-            t(track["expr"]),
-            t(track["global_pose"]),
-            t(track["neck_pose"]),
-            t(track["jaw_pose"]),
-            t(track["eyes_pose"]),
-            transl=t(track["transl"]),
-            eyelids=t(track["eyelids"]) if flame.has_eyelids else None,
-        )
-    x = lmk3d.double().numpy()
-    w2c = np.asarray(track["w2c"], np.float64)
-    x_cam = x @ np.swapaxes(w2c[:, :3, :3], -1, -2) + w2c[:, None, :3, 3]
-    uvw = x_cam @ np.swapaxes(intrinsics_for(track["K"], slice(None)), -1, -2)
-    return uvw[..., :2] / uvw[..., 2:3]
+def tracking_arrays(out: FitOutput, data: TrackingData, model: str) -> dict[str, np.ndarray]:
+    """The flame/tracking.npz arrays of a fit (`prep.models.flame_tracking`)."""
+    rmse = np.where(data.valid, out.lmk_rmse_px, np.nan)
+    w2c = np.repeat(w2c_flame()[None], data.n_frames, 0)
+    K = crop_K(data, out.K_orig)
+    crop_to_orig = np.linalg.inv(data.orig_to_crop)
+    return flame_tracking.tracking_arrays(data.frame_names, data.valid, rmse, out.params, w2c, K,
+                                          data.image_size, crop_to_orig, model)  # fmt: skip

@@ -13,7 +13,7 @@ from PIL import Image
 
 from prep.io.files import load_npz
 from prep.models.flame import contour_bins
-from prep.track.flame_fit import project_tracking
+from prep.models.flame_tracking import landmarks_px
 
 TOL_PX = 0.5  # the bound on what a format may add to the fit's own error
 
@@ -35,7 +35,7 @@ def fit_of(real) -> Fit:
 
     track = load_npz(real.subject.flame_tracking)
     model = real.flame(int(track["n_shape"]), int(track["n_expr"]))
-    lmk = project_tracking(model, track)
+    lmk = landmarks_px(model, track)
     pose = {k: torch.as_tensor(track[k], dtype=torch.float64) for k in ("global_pose", "neck_pose")}
     bins = contour_bins(pose["global_pose"], pose["neck_pose"]).numpy()
     data = load_flame_model(real.assets["flame2020"])

@@ -12,10 +12,10 @@ from prep.config.flame import FlameConfig
 from prep.errors import BadConfigError, BadInputError, MissingAssetError, NoUsableFramesError
 from prep.export.imavatar_json import read_flame_params_json
 from prep.io.files import load_npz, read_json, save_npz
-from prep.models.flame_tracking import TRACKING_KEYS, load_tracking
+from prep.models.flame_tracking import TRACKING_KEYS, landmarks_px, load_tracking
 from prep.runner import run_plan
 from prep.subject import SubjectDir
-from prep.track.flame_fit import build_flame, project_tracking
+from prep.track.flame_fit import build_flame
 from tests.fixtures import flame_fixtures
 from tests.fixtures.flame_oracle import FlameOracle
 from tests.fixtures.synthetic_sequence import make_sequence, write_subject
@@ -81,8 +81,8 @@ def test_outputs_and_imavatar_round_trip(compose_cfg, tiny_flame, tiny_oracle, t
     np.testing.assert_allclose(params.world_mat[:, :, :3], np.tile(np.eye(3), (T, 1, 1)))
     assert params.intrinsics[0] < 0  # IMAvatar stores fx negated
     canon = params.canonical((SIZE, SIZE))
-    lmk_json = project_tracking(tiny_flame, canon)
-    lmk_npz = project_tracking(tiny_flame, {k: track[k] for k in track})
+    lmk_json = landmarks_px(tiny_flame, canon)
+    lmk_npz = landmarks_px(tiny_flame, {k: track[k] for k in track})
     np.testing.assert_allclose(lmk_json, lmk_npz, atol=1e-3)
     kp_px = (params.keypoints + 1) / 2 * SIZE
     np.testing.assert_allclose(kp_px, lmk_npz, atol=1e-3)
@@ -111,7 +111,7 @@ def test_moving_crop_keeps_per_frame_intrinsics(
     assert track["K"].shape == (T, 3, 3)
     np.testing.assert_allclose(track["K"][:, :2, 2], (SIZE - 1) / 2 + shift, atol=1e-3)
     np.testing.assert_allclose(track["K"][:, 0, 0], FOCAL, rtol=1e-6)
-    kp = project_tracking(tiny_flame, {k: track[k] for k in track})
+    kp = landmarks_px(tiny_flame, {k: track[k] for k in track})
     rmse = np.sqrt(((kp[:, :68] - (seq.clean_px[:, :68] + shift[:, None])) ** 2).sum(-1).mean())
     assert rmse < 3.0  # the fit follows the moving crop (toy model, coarse contour)
     assert not s.flame_params_json.exists()
