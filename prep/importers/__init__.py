@@ -25,9 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-PARAM_KEYS = ("shape", "expr", "eyelids", "global_pose", "neck_pose", "jaw_pose", "eyes_pose",
-              "transl")  # fmt: skip
-
 
 @dataclass
 class Imported:
@@ -40,7 +37,8 @@ class Imported:
         mask_files: (T,) grey masks per frame (None when there are none, or in the images).
         label_files: (T,) BiSeNet-convention parsing labels per frame (IMAvatar semantic/), or
             None.
-        params: FLAME parameters (`PARAM_KEYS`, (T, ...) arrays and (n_shape,) shape), or None.
+        params: FLAME parameters (`prep.models.flame_tracking.FLAME_PARAMS`: (T, ...) arrays and
+            (n_shape,) shape), or None.
         w2c: (T,4,4) OpenCV world-to-camera (None without parameters or meshes).
         K: (T,3,3) intrinsics, integer pixel centres.
         model: FLAME version the parameters belong to (None: the configured one).
@@ -71,14 +69,6 @@ class Imported:
     @property
     def n_frames(self) -> int:
         return len(self.frame_files)
-
-
-def zeros_params(T: int, shape: np.ndarray) -> dict[str, np.ndarray]:
-    """FLAME parameters at rest for T frames with identity `shape`."""
-    z3 = np.zeros((T, 3))
-    return {"shape": np.asarray(shape, np.float64).reshape(-1), "expr": np.zeros((T, 0)),
-            "eyelids": np.zeros((T, 2)), "global_pose": z3, "neck_pose": z3.copy(),
-            "jaw_pose": z3.copy(), "eyes_pose": np.zeros((T, 6)), "transl": z3.copy()}  # fmt: skip
 
 
 def has_alpha(path: Path) -> bool:

@@ -32,6 +32,7 @@ from prep.export.imavatar_json import read_flame_params_json
 from prep.importers import Imported, has_alpha
 from prep.io.files import read_json
 from prep.models.camera import CV_TO_GL, K_matrix
+from prep.models.flame_tracking import PER_FRAME
 
 
 def frame_files(folder: Path) -> list[Path]:
@@ -67,8 +68,7 @@ def _from_flame_params(path: Path, names: list[str], size) -> tuple[dict, np.nda
         missing = [n for n, r in zip(names, rows, strict=True) if r is None][:3]
         raise BadInputError(f"{path} has no frame for {missing}")
     c = p.canonical(size)
-    per = {k: np.asarray(c[k])[rows] for k in ("expr", "global_pose", "neck_pose", "jaw_pose",
-                                                 "eyes_pose", "eyelids", "transl")}  # fmt: skip
+    per = {k: np.asarray(c[k])[rows] for k in (*PER_FRAME, "transl")}
     T = len(names)
     return ({**per, "shape": c["shape"]}, np.repeat(c["w2c"][:1], T, 0),
             np.repeat(c["K"][None], T, 0))  # fmt: skip

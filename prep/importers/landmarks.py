@@ -18,6 +18,7 @@ from scipy.spatial.transform import Rotation
 
 from prep.models.camera import CV_TO_GL, project_np
 from prep.models.flame import contour_bins
+from prep.models.flame_tracking import landmarks_px
 
 
 def view_bins(w2c: np.ndarray, head_R: np.ndarray, neck_pose: np.ndarray) -> np.ndarray:
@@ -28,26 +29,11 @@ def view_bins(w2c: np.ndarray, head_R: np.ndarray, neck_pose: np.ndarray) -> np.
     return contour_bins(t(aa), t(np.asarray(neck_pose, np.float64))).numpy()
 
 
-project = project_np
-
-
 def from_params(model, params: dict, w2c: np.ndarray, K: np.ndarray) -> np.ndarray:
     """(T,70,2) landmarks of FLAME parameters (canonical arrays) through the camera."""
-    dt = model.v_template.dtype
-
-    def t(a):
-        return torch.as_tensor(np.asarray(a, np.float64), dtype=dt)
-
     head_R = Rotation.from_rotvec(params["global_pose"]).as_matrix()
     bins = torch.as_tensor(view_bins(w2c, head_R, params["neck_pose"]))
-    with torch.no_grad():
-        lmk, _, _ = model.landmarks(
-            t(params["shape"]), t(params["expr"]), t(params["global_pose"]),
-            t(params["neck_pose"]), t(params["jaw_pose"]), t(params["eyes_pose"]),
-            transl=t(params["transl"]), eyelids=t(params["eyelids"]) if model.has_eyelids else None,
-            bins=bins,
-        )  # fmt: skip
-    return project(lmk.double().numpy(), w2c, K)
+    return landmarks_px(model, params, w2c, K, bins=bins)
 
 
 HEAD_WEIGHT = 0.95  # vertices skinned this much to FLAME's head joint (1) move rigidly with it
@@ -66,19 +52,17 @@ def head_rotation(vertices: np.ndarray, reference: np.ndarray, head: np.ndarray)
     return out
 
 
-def from_meshes(model, emb, vertices, w2c, K, reference: np.ndarray | None = None) -> np.ndarray:
+def from_meshes(model, vertices, w2c, K, reference: np.ndarray | None = None) -> np.ndarray:
     """(T,70,2) landmarks of meshes (T,V,3) on FLAME's vertex order through the camera.
 
     Args:
+        model: float64 FLAME layer with the landmark embedding (its vertex order and weights).
         reference: (V,3) the subject's unposed mesh (INSTA's canonical.obj: its shape, jaw open,
             no expression) to measure head rotations against; FLAME's template when None.
     """
-    faces = model.faces.numpy()
     ref = model.v_template.double().numpy() if reference is None else reference
     head = np.flatnonzero(model.lbs_weights[:, 1].double().numpy() > HEAD_WEIGHT)
     bins = view_bins(w2c, head_rotation(vertices, ref, head), np.zeros((len(vertices), 3)))
-    ar = np.arange(len(vertices))[:, None, None]
-    dyn_f = faces[emb.dynamic_faces[bins]]  # (T,17,3)
-    dyn = (vertices[ar, dyn_f] * emb.dynamic_bary[bins][..., None]).sum(-2)
-    st = (vertices[:, faces[emb.static_faces]] * emb.static_bary[..., None]).sum(-2)
-    return project(np.concatenate([dyn, st], 1), w2c, K)
+    v = torch.as_tensor(np.asarray(vertices, np.float64), dtype=model.v_template.dtype)
+    lmk, _ = model.landmarks_from_vertices(v, None, None, bins=torch.as_tensor(bins))
+    return project_np(lmk.double().numpy(), w2c, K)

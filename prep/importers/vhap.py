@@ -20,6 +20,7 @@ from prep.export.cameras import VHAP_PIXEL_OFFSET
 from prep.importers import Imported, has_alpha
 from prep.io.files import read_json
 from prep.models.camera import K_matrix, invert_rigid, opengl_to_opencv_c2w
+from prep.models.flame_tracking import PER_FRAME
 
 SPLITS = ("transforms.json", "transforms_train.json", "transforms_val.json", "transforms_test.json")
 
@@ -64,8 +65,7 @@ def read(folder: Path) -> Imported:
     T = len(frames)
     w2c = np.zeros((T, 4, 4))
     K = np.zeros((T, 3, 3))
-    params: dict[str, list] = {k: [] for k in ("expr", "global_pose", "neck_pose", "jaw_pose",
-                                               "eyes_pose", "transl")}  # fmt: skip
+    params: dict[str, list] = {k: [] for k in (*PER_FRAME, "transl") if k != "eyelids"}
     shape, offsets = None, False
     for t, f in enumerate(frames):
         c2w = opengl_to_opencv_c2w(np.asarray(f["transform_matrix"], np.float64))

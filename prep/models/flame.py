@@ -239,10 +239,15 @@ class FlameModel(nn.Module):
         return lmk, mp, out
 
     def landmarks_from_vertices(
-        self, vertices: torch.Tensor, global_pose: torch.Tensor, neck_pose: torch.Tensor
+        self,
+        vertices: torch.Tensor,
+        global_pose: torch.Tensor | None,
+        neck_pose: torch.Tensor | None,
+        bins: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Reference landmarks from a full mesh ``(B, V, 3)`` (used by tests and benchmarks)."""
-        bins = contour_bins(global_pose, neck_pose)
+        """Landmarks of full meshes ``(B, V, 3)`` on FLAME's vertices: contour bins from the pose,
+        or `bins` (B,) when given (meshes imported without FLAME parameters)."""
+        bins = contour_bins(global_pose, neck_pose) if bins is None else bins
         return self._gather_lmk(vertices, bins, "vglobal", self.mediapipe is not None)
 
 

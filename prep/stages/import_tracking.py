@@ -27,6 +27,7 @@ from prep.importers import IMPORT_KINDS, Imported, read_importer
 from prep.importers import landmarks as lmk
 from prep.io.files import read_image, save_npz, write_image, write_json
 from prep.models.camera import shared_or_per_frame
+from prep.models.flame_tracking import save_tracking, tracking_arrays
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.subject import SubjectDir, frame_stem
 
@@ -103,7 +104,7 @@ def run(ctx: StageContext) -> StageResult:
     names = [f"{frame_stem(i)}.png" for i in range(T)]
     _write_landmarks(subject, names, pts, iris, imp.image_size, cfg.dataset.name)
     if imp.params is not None:
-        save_npz(subject.flame_tracking, **_tracking(imp, names, model_name, K))
+        save_tracking(subject, _tracking(imp, names, model_name, K))
     write_json(subject.root / "import.json", {"dataset": cfg.dataset.name,
                "source": str(import_folder(cfg)), "flame_model": model_name,
                "notes": imp.notes})  # fmt: skip
@@ -130,10 +131,7 @@ def _fit_landmarks(ctx: StageContext, imp: Imported, model_name: str, K: np.ndar
         p = imp.params
         model = FlameModel(data, len(p["shape"]), max(p["expr"].shape[1], 1), emb,
                            dtype=torch.float64)  # fmt: skip
-        params = dict(p)
-        if p["expr"].shape[1] == 0:
-            params["expr"] = np.zeros((imp.n_frames, 1))
-        return lmk.from_params(model, params, imp.w2c, K)
+        return lmk.from_params(model, p, imp.w2c, K)  # no expression: padded with a zero
     model = FlameModel(data, 1, 1, emb, dtype=torch.float64)
     out = []
     for a in range(0, imp.n_frames, 64):
@@ -142,7 +140,7 @@ def _fit_landmarks(ctx: StageContext, imp: Imported, model_name: str, K: np.ndar
         if verts.shape[1] != model.n_vertices:
             raise BadInputError(f"imported meshes have {verts.shape[1]} vertices; the FLAME "
                                 f"model {model_name} has {model.n_vertices}")  # fmt: skip
-        out.append(lmk.from_meshes(model, emb, verts, imp.w2c[idx], K[idx], imp.reference_mesh))
+        out.append(lmk.from_meshes(model, verts, imp.w2c[idx], K[idx], imp.reference_mesh))
     return np.concatenate(out)
 
 
@@ -172,17 +170,7 @@ def _write_landmarks(subject, names, pts, iris, image_size, kind: str) -> None:
 
 
 def _tracking(imp: Imported, names: list[str], model_name: str, K: np.ndarray) -> dict:
-    p = imp.params
     T = imp.n_frames
-    return {
-        "frame_names": np.asarray(names), "valid": np.ones(T, bool),
-        "lmk_rmse_px": np.full(T, np.nan, np.float32),
-        **{k: np.asarray(p[k], np.float32) for k in ("shape", "expr", "eyelids", "global_pose",
-                                                     "neck_pose", "jaw_pose", "eyes_pose",
-                                                     "transl")},
-        "w2c": np.asarray(imp.w2c, np.float32), "K": shared_or_per_frame(K).astype(np.float32),
-        "image_size": np.asarray(imp.image_size, np.int64),
-        "crop_to_orig": np.tile(np.eye(3, dtype=np.float32), (T, 1, 1)),
-        "model": np.asarray(model_name), "n_shape": np.asarray(len(p["shape"])),
-        "n_expr": np.asarray(p["expr"].shape[1]),
-    }  # fmt: skip
+    return tracking_arrays(names, np.ones(T, bool), np.full(T, np.nan), imp.params, imp.w2c,
+                           shared_or_per_frame(K), imp.image_size, np.tile(np.eye(3), (T, 1, 1)),
+                           model_name)  # fmt: skip
