@@ -93,6 +93,32 @@ class Tracking:
             )
         return self.K_frames[0]
 
+    @classmethod
+    def from_arrays(cls, z: Mapping[str, np.ndarray], source: str = "tracking") -> Tracking:
+        """Check and type the arrays of a tracking file (`source` names it in errors).
+
+        Raises:
+            BadInputError: keys are missing or shapes disagree.
+        """
+        missing = [k for k in TRACKING_KEYS if k not in z]
+        if missing:
+            raise BadInputError(f"{source} lacks keys {missing}; re-run stage=fit_flame")
+        t = len(z["frame_names"])
+        for k in ("valid", "expr", "global_pose", "transl", "w2c"):
+            if len(z[k]) != t:
+                raise BadInputError(f"{source}: {k} has {len(z[k])} rows for {t} frames")
+        K = np.asarray(z["K"], np.float64)
+        if K.shape not in ((3, 3), (t, 3, 3)):
+            raise BadInputError(f"{source}: K has shape {K.shape}, expected (3, 3) or ({t}, 3, 3)")
+        arrays = {k: z[k] for k in TRACKING_KEYS if k not in ("model", "n_shape", "n_expr", "K")}
+        return cls(
+            **arrays,
+            K_frames=np.broadcast_to(K, (t, 3, 3)).copy(),
+            model=str(z["model"]),
+            n_shape=int(z["n_shape"]),
+            n_expr=int(z["n_expr"]),
+        )
+
     def params(self) -> dict[str, np.ndarray]:
         """The FLAME parameters by name (`FLAME_PARAMS`), for `evaluate` and `landmarks`."""
         return {k: getattr(self, k) for k in FLAME_PARAMS}
@@ -112,25 +138,7 @@ def load_tracking(subject: SubjectDir, needed_by: str = "export") -> Tracking:
     path = subject.flame_tracking
     if not path.exists():
         raise MissingInputError("fit_flame", path, f"{needed_by} needs FLAME tracking {path}")
-    z = load_npz(path)
-    missing = [k for k in TRACKING_KEYS if k not in z]
-    if missing:
-        raise BadInputError(f"{path} lacks keys {missing}; re-run stage=fit_flame")
-    t = len(z["frame_names"])
-    for k in ("valid", "expr", "global_pose", "transl", "w2c"):
-        if len(z[k]) != t:
-            raise BadInputError(f"{path}: {k} has {len(z[k])} rows for {t} frames")
-    K = np.asarray(z["K"], np.float64)
-    if K.shape not in ((3, 3), (t, 3, 3)):
-        raise BadInputError(f"{path}: K has shape {K.shape}, expected (3, 3) or ({t}, 3, 3)")
-    arrays = {k: z[k] for k in TRACKING_KEYS if k not in ("model", "n_shape", "n_expr", "K")}
-    return Tracking(
-        **arrays,
-        K_frames=np.broadcast_to(K, (t, 3, 3)).copy(),
-        model=str(z["model"]),
-        n_shape=int(z["n_shape"]),
-        n_expr=int(z["n_expr"]),
-    )
+    return Tracking.from_arrays(load_npz(path), str(path))
 
 
 def read_shape(path: Path) -> np.ndarray:

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from prep.errors import BadConfigError, MissingInputError
-from prep.io.files import load_npz, read_image, write_image
-from prep.models.camera import intrinsics_for, rescale_intrinsics
+from prep.io.files import read_image, write_image
+from prep.models.camera import rescale_intrinsics
 from prep.models.flame import FlameModel
 from prep.models.flame_io import load_flame_model
+from prep.models.flame_tracking import evaluate, load_tracking
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.render import interpolate, rasterize, vertex_normals, world_to_camera
@@ -32,37 +33,25 @@ from prep.vision.albedo.decompose import lowfreq_std, srgb_to_linear
 
 log = logging.getLogger(__name__)
 
-FLAME_PARAMS = ("expr", "global_pose", "neck_pose", "jaw_pose", "eyes_pose", "transl")
-
 
 class MeshNormals:
     """Renders camera-space normals of the tracked FLAME mesh for given frames."""
 
     def __init__(self, ctx: StageContext):
-        trk = load_npz(ctx.subject.flame_tracking)
-        self.trk = trk
-        name = str(trk["model"])
-        data = load_flame_model(ctx.asset(name))
-        self.model = FlameModel(data, int(trk["n_shape"]), int(trk["n_expr"]))
-        self.image_size = tuple(int(x) for x in trk["image_size"])
+        self.trk = load_tracking(ctx.subject, "albedo")
+        data = load_flame_model(ctx.asset(self.trk.model))
+        self.model = FlameModel(data, self.trk.n_shape, self.trk.n_expr)
+        self.image_size = tuple(int(x) for x in self.trk.image_size)
 
     def render(self, idx: list[int], size_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """((B,H,W,3) unit normals, (B,H,W) covered) for frames `idx` at image size `size_hw`."""
         t = self.trk
         sel = np.asarray(idx)
-        p = {k: torch.as_tensor(t[k][sel], dtype=torch.float32) for k in FLAME_PARAMS}
-        eyelids = torch.as_tensor(t["eyelids"][sel], dtype=torch.float32)
-        shape = np.asarray(t["shape"])  # (n_shape,), or (T, n_shape) for a photo collection
-        shape = torch.as_tensor(shape[sel] if shape.ndim == 2 else shape, dtype=torch.float32)
         with torch.no_grad():
-            verts = self.model(
-                shape, p["expr"], p["global_pose"], p["neck_pose"], p["jaw_pose"],
-                p["eyes_pose"], transl=p["transl"], eyelids=eyelids if self.model.has_eyelids
-                else None,
-            ).vertices  # fmt: skip
-            K = torch.as_tensor(intrinsics_for(t["K"], sel), dtype=torch.float32)
+            verts = evaluate(self.model, t.params(), sel).vertices
+            K = torch.as_tensor(t.K_frames[sel], dtype=torch.float32)
             K = rescale_intrinsics(K, self.image_size, size_hw)
-            cam = world_to_camera(verts, torch.as_tensor(t["w2c"][sel], dtype=torch.float32))
+            cam = world_to_camera(verts, torch.as_tensor(t.w2c[sel], dtype=torch.float32))
             frags = rasterize(cam, self.model.faces, K, size_hw)
             n = interpolate(vertex_normals(cam, self.model.faces), self.model.faces, frags)
             n = torch.nn.functional.normalize(n, dim=-1)
@@ -81,7 +70,7 @@ def _run_shading(ctx: StageContext, todo: list[int]) -> tuple[dict[str, float], 
     mesh = None
     if cfg.use_mesh and subject.flame_tracking.exists():
         mesh = MeshNormals(ctx)
-    valid = mesh.trk["valid"].astype(bool) if mesh is not None else None
+    valid = mesh.trk.valid.astype(bool) if mesh is not None else None
     before, after, n_flagged, n_mesh = [], [], 0, 0
     step = max(1, cfg.batch_size)
     for k in progress(range(0, len(todo), step), total=-(-len(todo) // step), desc="albedo"):

@@ -75,6 +75,7 @@ def _tiny_mesh_frames(assets):
     transl = (-centre + torch.tensor([0, 0, -1.6 * extent])).numpy().astype(np.float32)
     z = np.zeros((T, 3), np.float32)
     trk = dict(
+        frame_names=np.array([f"{i:06d}.png" for i in range(T)]), lmk_rmse_px=np.ones(T),
         valid=np.ones(T, bool), shape=np.zeros(5, np.float32), expr=np.zeros((T, 5), np.float32),
         eyelids=np.zeros((T, 2), np.float32), global_pose=(z + [0, 0.2, 0]).astype(np.float32),
         neck_pose=z,
