@@ -17,6 +17,7 @@ from scipy.spatial.transform import Rotation
 from prep.config.export import ReportConfig
 from prep.io.files import load_npz, nan_for_null, read_json
 from prep.models.camera import CV_TO_GL
+from prep.models.flame_tracking import load_tracking
 from prep.subject import SubjectDir
 
 log = logging.getLogger(__name__)
@@ -135,17 +136,17 @@ def collect(subject: SubjectDir, cfg: ReportConfig) -> SubjectSummary:
 def _collect_flame(subject, cfg, series, flagged, headline) -> None:
     if not subject.flame_tracking.exists():
         return
-    z = load_npz(subject.flame_tracking)
-    valid = z["valid"].astype(bool)
-    rmse = np.where(valid, z["lmk_rmse_px"], np.nan)
+    z = load_tracking(subject, "the report")
+    valid = z.valid.astype(bool)
+    rmse = np.where(valid, z.lmk_rmse_px, np.nan)
     series.append(Series("FLAME landmark error (RMSE)", "px", rmse, invalid=~valid,
                          threshold=cfg.lmk_flag_px))  # fmt: skip
     _flag(flagged, np.nan_to_num(rmse) > cfg.lmk_flag_px, "landmark error")
     _flag(flagged, ~valid, "tracking invalid")
-    pose = head_pose_deg(z["global_pose"].astype(np.float64), z["w2c"].astype(np.float64))
+    pose = head_pose_deg(z.global_pose.astype(np.float64), z.w2c.astype(np.float64))
     series.append(Series("Head pose (relative to the camera)", "degrees", pose,
                          ["yaw", "pitch", "roll"], invalid=~valid))  # fmt: skip
-    series.append(Series("FLAME translation", "m", z["transl"].astype(np.float64),
+    series.append(Series("FLAME translation", "m", z.transl.astype(np.float64),
                          ["x", "y", "z"], invalid=~valid))  # fmt: skip
     headline["lmk_rmse_px_median"] = _nanmedian(rmse)
     headline["tracked_frac"] = float(valid.mean()) if len(valid) else 0.0

@@ -19,47 +19,39 @@ import cv2
 import numpy as np
 import torch
 
-from prep.io.files import load_npz, read_image
+from prep.io.files import read_image
 from prep.logger import ExperimentLogger
-from prep.models.camera import intrinsics_for, rescale_intrinsics
+from prep.models.camera import rescale_intrinsics
 from prep.models.flame import FlameModel
+from prep.models.flame_tracking import Tracking, evaluate, load_tracking
 from prep.render import render_mesh
 from prep.report.overlay import sample_indices, write_overlays
 from prep.subject import SubjectDir
 
 log = logging.getLogger(__name__)
 
-PARAMS = ("expr", "global_pose", "neck_pose", "jaw_pose", "eyes_pose", "transl", "eyelids")
-
 
 def render_tracked(
-    model: FlameModel, trk: dict[str, np.ndarray], idx: list[int], size_hw: tuple[int, int]
+    model: FlameModel, trk: Tracking, idx: list[int], size_hw: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clay renders of tracked frames.
 
     Args:
         model: FLAME layer with the tracking's n_shape / n_expr.
-        trk: arrays of flame/tracking.npz.
+        trk: the tracking (flame/tracking.npz).
         idx: frame indices.
-        size_hw: output size; the crop intrinsics are rescaled from ``trk["image_size"]``.
+        size_hw: output size; the crop intrinsics are rescaled from ``trk.image_size``.
 
     Returns:
         ((B,H,W,3) uint8 renders, (B,H,W) bool coverage).
     """
     sel = np.asarray(idx)
     dt = model.v_template.dtype
-    p = {k: torch.as_tensor(trk[k][sel], dtype=dt) for k in PARAMS}
-    K = torch.as_tensor(intrinsics_for(trk["K"], sel), dtype=dt)
-    K = rescale_intrinsics(K, [int(x) for x in trk["image_size"]], size_hw)
+    K = torch.as_tensor(trk.K_frames[sel], dtype=dt)
+    K = rescale_intrinsics(K, [int(x) for x in trk.image_size], size_hw)
     with torch.no_grad():
-        verts = model(
-            torch.as_tensor(trk["shape"], dtype=dt), p["expr"], p["global_pose"],
-            p["neck_pose"], p["jaw_pose"], p["eyes_pose"], transl=p["transl"],
-            eyelids=p["eyelids"] if model.has_eyelids else None,
-        ).vertices  # fmt: skip
-        out = render_mesh(
-            verts, model.faces, torch.as_tensor(trk["w2c"][sel], dtype=dt), K, size_hw
-        )
+        verts = evaluate(model, trk.params(), sel).vertices
+        out = render_mesh(verts, model.faces, torch.as_tensor(trk.w2c[sel], dtype=dt), K, size_hw)
     rgb = (out.rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     return rgb, out.mask.numpy()
 
@@ -86,7 +78,7 @@ class _BatchedPanels:
     def __init__(self, model, trk, frame_path, batch: int, alpha: float, frames=None):
         self.model, self.trk, self.frame_path = model, trk, frame_path
         self.batch, self.alpha = batch, alpha
-        self.valid = trk["valid"].astype(bool)
+        self.valid = trk.valid.astype(bool)
         self.frames = list(range(len(self.valid))) if frames is None else [int(f) for f in frames]
         self.cache: dict[int, np.ndarray] = {}
 
@@ -136,8 +128,8 @@ def write_shaded_overlays(
     Returns:
         Paths written.
     """
-    trk = load_npz(subject.flame_tracking)
-    n = len(trk["valid"])
+    trk = load_tracking(subject, "the shaded overlay")
+    n = trk.n_frames
     frames = sample_indices(n, max_frames) if max_frames else np.arange(n)
     panels = _BatchedPanels(model, trk, frame_path, batch, alpha, frames)
     out_dir = subject.overlay_dir("shaded")

@@ -7,6 +7,7 @@ import numpy as np
 from prep.io.files import read_image, save_npz, write_image
 from prep.io.video import count_frames
 from prep.logger import ExperimentLogger
+from prep.models.flame_tracking import Tracking
 from prep.report.shaded import render_tracked, write_shaded_overlays
 from prep.subject import SubjectDir
 from tests.fixtures.flame_fixtures import tiny_flame_assets  # noqa: F401
@@ -42,7 +43,7 @@ def test_shaded_overlay_video_and_sheet(tmp_path, tiny_flame_assets):  # noqa: F
     assert read_image(sheet).shape[1] > 0
     assert [k for k, _ in rec.videos] == ["overlay/shaded"] and rec.images
     # The clay panel covers the head where the renderer says so, and only there.
-    renders, masks = render_tracked(model, trk, [0], (H, W))
+    renders, masks = render_tracked(model, Tracking.from_arrays(trk), [0], (H, W))
     assert 0.1 < masks[0].mean() < 0.8
     assert (renders[0][~masks[0]] == 0).all() and (renders[0][masks[0]].mean() > 60)
 
@@ -55,7 +56,7 @@ def test_panels_mark_invalid_frames(tmp_path, tiny_flame_assets):  # noqa: F811
     s = SubjectDir(tmp_path / "s")
     for i in range(T):
         write_image(s.crop_frame_path(i), np.full((H, W, 3), 90, np.uint8))
-    panels = _BatchedPanels(model, trk, s.crop_frame_path, batch=2, alpha=0.5)
+    panels = _BatchedPanels(model, Tracking.from_arrays(trk), s.crop_frame_path, 2, 0.5)
     good, bad = panels(0), panels(1)
     assert good.shape == bad.shape == (H, 3 * W, 3)
     assert bad[:, W : 2 * W].max() == 0  # no mesh on an invalid frame
