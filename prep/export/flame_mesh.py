@@ -22,7 +22,7 @@ import numpy as np
 
 from prep.errors import BadInputError
 from prep.export.common import read_obj
-from prep.models.flame_tracking import Tracking
+from prep.models.flame_tracking import Tracking, evaluate, rest_params
 
 TOPOLOGY_FILES = ("head_idxs.npy", "flame_vertices_mask.npy", "template_face_sparse.npy")
 METRICAL_CANONICAL_JAW = np.deg2rad(12.0)  # metrical-tracker save_canonical: jaw open 12 deg
@@ -93,27 +93,18 @@ class FlameVertices:
         self.track = track
         self.faces = model.faces.numpy()
 
-    def _eval(self, shape, expr, gp, neck, jaw, eyes, transl, eyelids) -> np.ndarray:
+    def _eval(self, params: dict) -> np.ndarray:
         import torch
 
-        def t(a):
-            return torch.as_tensor(np.asarray(a, np.float64), dtype=self.model.v_template.dtype)
-
         with torch.no_grad():
-            out = self.model(t(shape), t(expr), t(gp), t(neck), t(jaw), t(eyes), transl=t(transl),
-                             eyelids=t(eyelids) if self.model.has_eyelids else None)  # fmt: skip
-        return out.vertices.double().numpy()
+            return evaluate(self.model, params).vertices.double().numpy()
 
     def frames(self, idx: np.ndarray, transl: np.ndarray) -> np.ndarray:
         """(n,V,3) posed vertices of frames `idx`, moved by `transl` (n,3) instead of theirs."""
-        tr = self.track
-        return self._eval(tr.shape, tr.expr[idx], tr.global_pose[idx], tr.neck_pose[idx],
-                          tr.jaw_pose[idx], tr.eyes_pose[idx], transl, tr.eyelids[idx])  # fmt: skip
+        p = {k: v if k == "shape" else v[idx] for k, v in self.track.params().items()}
+        return self._eval({**p, "transl": transl})
 
     def canonical(self, jaw_rad: float = METRICAL_CANONICAL_JAW) -> np.ndarray:
         """(V,3) the tracked identity, zero expression, mouth opened by `jaw_rad` about x."""
-        tr = self.track
-        z = np.zeros((1, 3))
-        jaw = np.array([[jaw_rad, 0.0, 0.0]])
-        return self._eval(tr.shape, np.zeros((1, tr.expr.shape[1])), z, z, jaw,
-                          np.zeros((1, 6)), z, np.zeros((1, 2)))[0]  # fmt: skip
+        p = rest_params(self.track.shape, self.track.expr.shape[1])
+        return self._eval({**p, "jaw_pose": np.array([[jaw_rad, 0.0, 0.0]])})[0]

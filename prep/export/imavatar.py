@@ -48,7 +48,7 @@ from prep.export.imavatar_json import (
 from prep.export.info import coefficient_notes, model_notes, write_export_info
 from prep.io.files import load_npz, read_image, read_json, write_json
 from prep.models.camera import CV_TO_GL
-from prep.models.flame_tracking import Tracking, load_tracking
+from prep.models.flame_tracking import FLAME_PARAMS, Tracking, load_tracking
 from prep.progress import progress
 from prep.subject import SubjectDir
 
@@ -140,8 +140,7 @@ def _has_eyelids(track: Tracking) -> bool:
 
 def _arrays(track: Tracking, idx: np.ndarray, K: np.ndarray) -> dict:
     """Canonical arrays of the exported frames with the exported camera."""
-    keys = ("shape", "expr", "eyelids", "global_pose", "neck_pose", "jaw_pose", "eyes_pose",
-            "transl", "w2c", "frame_names")  # fmt: skip
+    keys = (*FLAME_PARAMS, "w2c", "frame_names")
     out = {k: getattr(track, k) if k == "shape" else getattr(track, k)[idx] for k in keys}
     out["global_pose"] = out["global_pose"].astype(np.float64)
     out["transl"] = out["transl"].astype(np.float64)

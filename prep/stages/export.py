@@ -135,18 +135,13 @@ def _root_joint_fn(ctx: StageContext):
     def fn(track) -> np.ndarray:
         import torch
 
+        from prep.models.flame_tracking import evaluate, rest_params
+
         model = _flame_model(ctx, track)
-        t = len(track.expr)
-
-        def f64(a):
-            return torch.as_tensor(np.asarray(a, np.float64))
-
+        p = rest_params(track.shape, 0, len(track.expr))
+        p.update(expr=track.expr, eyelids=track.eyelids, transl=None)  # the rest joints
         with torch.no_grad():
-            z3 = torch.zeros(t, 3, dtype=torch.float64)
-            out = model(f64(track.shape), f64(track.expr), z3, z3, z3,
-                        torch.zeros(t, 6, dtype=torch.float64),
-                        eyelids=f64(track.eyelids) if model.has_eyelids else None,
-                        vertex_idx=torch.zeros(1, dtype=torch.long))  # fmt: skip
+            out = evaluate(model, p, vertex_idx=torch.zeros(1, dtype=torch.long))
         return out.joints[:, 0].numpy()
 
     return fn
