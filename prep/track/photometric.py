@@ -31,6 +31,7 @@ from torch import Tensor
 from prep.config.render import PhotometricConfig
 from prep.models.camera import rescale_intrinsics
 from prep.models.flame import FlameModel
+from prep.models.flame_tracking import HEAD_ROTATIONS, POSE_PARAMS, evaluate
 from prep.progress import progress
 from prep.render import (
     camera_to_pixels,
@@ -47,8 +48,8 @@ from prep.render.silhouette import mesh_edges
 
 log = logging.getLogger(__name__)
 
-POSE_KEYS = ("global_pose", "neck_pose", "jaw_pose", "eyes_pose")
-FRAME_KEYS = ("expr", *POSE_KEYS, "transl")
+FRAME_KEYS = ("expr", *POSE_PARAMS, "transl")
+SMOOTHED = (*HEAD_ROTATIONS, "transl")  # kept smooth across windows
 # Adam moves every parameter by about lr per step whatever its units: scale the step to each
 # parameter's natural size (expression units, radians, metres).
 LR_SCALE = {"expr": 1.0, "eyelids": 1.0, "global_pose": 0.2, "neck_pose": 0.2, "jaw_pose": 0.2,
@@ -111,11 +112,7 @@ class _Renderer:
 
     def world(self, p: dict[str, Tensor]) -> Tensor:
         """(B,V,3) posed FLAME vertices (world space, after transl)."""
-        eyelids = p.get("eyelids")
-        return self.model(
-            p["shape"], p["expr"], p["global_pose"], p["neck_pose"], p["jaw_pose"], p["eyes_pose"],
-            transl=p["transl"], eyelids=eyelids if self.model.has_eyelids else None,
-        ).vertices  # fmt: skip
+        return evaluate(self.model, p).vertices
 
     def verts(self, p: dict[str, Tensor], idx: Tensor) -> Tensor:
         return world_to_camera(self.world(p), self.prob.w2c[idx])
@@ -243,7 +240,7 @@ class _Losses:
         sh_reg = (sh_w[..., 1:, :] ** 2).mean()
         expr_reg = (p["expr"] ** 2).mean()
         smooth = p["expr"].new_zeros(())
-        for k in ("global_pose", "neck_pose", "jaw_pose", "transl"):
+        for k in SMOOTHED:
             seq = p[k] if prev is None else torch.cat([prev[k][None], p[k]])
             if len(seq) > 1:
                 smooth = smooth + ((seq[1:] - seq[:-1]) ** 2).sum(-1).mean()
@@ -302,8 +299,7 @@ def refine_photometric(
         p = _window_params(prob, idx, refine)
         prev = None
         if int(idx[0]) > 0:
-            prev = {k: out[k][int(idx[0]) - 1] for k in ("global_pose", "neck_pose", "jaw_pose",
-                                                          "transl")}  # fmt: skip
+            prev = {k: out[k][int(idx[0]) - 1] for k in SMOOTHED}
         opt = torch.optim.Adam(
             [{"params": [p[k]], "lr": cfg.lr * LR_SCALE.get(k, 1.0)} for k in refine if k in p]
         )
