@@ -19,8 +19,9 @@ from torch.func import vmap
 
 from prep.models.camera import flip_yz, project
 from prep.models.flame import contour_bins
+from prep.models.flame_tracking import PER_FRAME, landmarks
 
-PER_FRAME_ORDER = ("expr", "global_pose", "neck_pose", "jaw_pose", "eyes_pose", "eyelids")
+PER_FRAME_ORDER = PER_FRAME
 COEFFICIENTS = ("shape", "expr", "eyelids")
 
 
@@ -134,11 +135,7 @@ def _coefficient_columns(obj, v: dict, bins: torch.Tensor, sl: slice) -> torch.T
 
 @torch.no_grad()
 def _projection_derivative(obj, v: dict, bins: torch.Tensor, sl: slice) -> torch.Tensor:
-    lmk, mp, _ = obj.flame.landmarks(
-        v["shape"], v["expr"], v["global_pose"], v["neck_pose"], v["jaw_pose"], v["eyes_pose"],
-        transl=v["transl"], bins=bins, with_mediapipe=obj.use_dense,
-        eyelids=v["eyelids"] if v["eyelids"].numel() else None,
-    )  # fmt: skip
+    lmk, mp, _ = landmarks(obj.flame, v, bins=bins, with_mediapipe=obj.use_dense)
     pts = lmk if mp is None else torch.cat([lmk, mp], 1)
     X = flip_yz(pts)
     Kt = obj.batch["orig_to_crop"][sl] @ obj.params.K_orig(v["focal"])  # (t, 3, 3)

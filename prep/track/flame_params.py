@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from prep.models.camera import flip_yz, frontal_w2c, make_K, project
+from prep.models.flame_tracking import PER_FRAME, POSE_PARAMS
 
-PER_FRAME = ("expr", "global_pose", "neck_pose", "jaw_pose", "eyes_pose", "eyelids")
 ALL_PARAMS = (*PER_FRAME, "shape", "transl", "focal")
 
 
@@ -138,23 +138,9 @@ class FlameParams(nn.Module):
         c = self.principal
         return make_K(f, f * self.aspect, c[0], c[1], dtype=f.dtype, device=f.device)
 
-    def flame_kwargs(self) -> dict[str, torch.Tensor]:
-        kw = dict(
-            shape=self.shape,
-            expr=self.expr,
-            global_pose=self.global_pose,
-            neck_pose=self.neck_pose,
-            jaw_pose=self.jaw_pose,
-            eyes_pose=self.eyes_pose,
-            transl=self.transl if self.transl.shape[0] > 1 else self.transl[0],
-        )
-        if self.u_eyelids.numel():
-            kw["eyelids"] = self.eyelids
-        return kw
-
     @torch.no_grad()
     def load(self, init: InitValues) -> None:
-        for name in ("shape", "expr", "global_pose", "neck_pose", "jaw_pose", "eyes_pose"):
+        for name in ("shape", "expr", *POSE_PARAMS):
             v = getattr(init, name)
             if v is not None:
                 self.set_value(name, torch.as_tensor(v))
