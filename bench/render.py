@@ -38,6 +38,7 @@ RESULTS = REPO / "bench" / "results" / "render.json"
 sys.path.insert(0, str(REPO))
 
 from prep.config.render import PhotometricConfig  # noqa: E402
+from prep.models.camera import make_K  # noqa: E402
 from prep.render import render_mesh  # noqa: E402
 
 
@@ -80,7 +81,7 @@ def bench_raster(size: int, batch: int = 8, reps: int = 3, device: str = "cpu") 
     w2c = torch.eye(4, device=device)
     w2c[2, 3] = 0.45
     fpx = 0.5 * size / (0.11 / 0.45) * 0.75  # the head spans ~75% of the image height
-    K = torch.tensor([[fpx, 0, (size - 1) / 2], [0, fpx, (size - 1) / 2], [0, 0, 1]], device=device)
+    K = make_K(fpx, fpx, (size - 1) / 2, (size - 1) / 2, device=device)
     yaw = torch.linspace(-0.5, 0.5, batch, device=device)
     R = torch.zeros(batch, 3, 3, device=device)
     R[:, 0, 0], R[:, 0, 2], R[:, 1, 1] = torch.cos(yaw), torch.sin(yaw), 1
@@ -111,8 +112,10 @@ def bench_photometric(n_frames: int, size: int = 256) -> dict:
     """Time refine_photometric with the default schedule on a synthetic FLAME sequence."""
     import torch.nn.functional as F
 
+    from prep.models.camera import frontal_w2c
     from prep.models.flame import FlameModel
     from prep.models.flame_io import load_flame_model, load_landmark_embedding
+    from prep.models.flame_tracking import evaluate, landmarks
     from prep.render import camera_to_pixels, world_to_camera
     from prep.track.photometric import PhotometricProblem, refine_photometric
     from tests.fixtures.synthetic_flame import write_full_assets, write_tiny_assets
@@ -130,13 +133,11 @@ def bench_photometric(n_frames: int, size: int = 256) -> dict:
          "global_pose": 0.1 * torch.randn(T, 3, generator=g), "neck_pose": torch.zeros(T, 3),
          "jaw_pose": torch.zeros(T, 3), "eyes_pose": torch.zeros(T, 6),
          "transl": (-centre + torch.tensor([0, 0, -0.6])).expand(T, 3).clone()}  # fmt: skip
-    w2c = torch.diag(torch.tensor([1.0, -1, -1, 1])).expand(T, 4, 4)  # frontal view of FLAME
-    K = torch.tensor([[2.2 * size, 0, (size - 1) / 2], [0, 2.2 * size, (size - 1) / 2], [0, 0, 1]])
-    verts = model(p["shape"], p["expr"], p["global_pose"], p["neck_pose"], p["jaw_pose"],
-                  p["eyes_pose"], transl=p["transl"]).vertices  # fmt: skip
+    w2c = torch.from_numpy(frontal_w2c()).float().expand(T, 4, 4)  # frontal view of FLAME
+    K = make_K(2.2 * size, 2.2 * size, (size - 1) / 2, (size - 1) / 2)
+    verts = evaluate(model, p).vertices
     img = render_mesh(verts, model.faces, w2c, K, (size, size))
-    lmk, _, _ = model.landmarks(p["shape"], p["expr"], p["global_pose"], p["neck_pose"],
-                                p["jaw_pose"], p["eyes_pose"], transl=p["transl"])  # fmt: skip
+    lmk, _, _ = landmarks(model, p)
     lmk_px = camera_to_pixels(world_to_camera(lmk, w2c), K)
 
     def load(frames, hw):
