@@ -86,6 +86,7 @@ def run_pipeline(folder: Path, work: Path, *overrides: str) -> np.ndarray:
 
     import prep.config
     from prep.app import subject_dir
+    from prep.geometry.crop import CropTransforms
     from prep.io.files import load_npz
     from prep.runner import run_plan
 
@@ -98,8 +99,8 @@ def run_pipeline(folder: Path, work: Path, *overrides: str) -> np.ndarray:
     cfg = prep.config.to_typed(raw)
     subject = subject_dir(cfg)
     run_plan(cfg, subject)
-    lm, ct = load_npz(subject.landmarks_npz), load_npz(subject.crop_npz)
-    c2o = ct["crop_to_orig"]
+    lm = load_npz(subject.landmarks_npz)
+    c2o = CropTransforms.load(subject).crop_to_orig
     pts = lm["points_px"].astype(np.float64) @ np.swapaxes(c2o[:, :2, :2], 1, 2)
     pts = pts + c2o[:, None, :2, 2]
     usable = lm["valid"] | lm.get("interpolated", np.zeros_like(lm["valid"]))
