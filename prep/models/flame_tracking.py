@@ -48,8 +48,19 @@ POSE_PARAMS = ("global_pose", "neck_pose", "jaw_pose", "eyes_pose")  # the 15-d 
 HEAD_ROTATIONS = POSE_PARAMS[:3]  # the three 3-d joint rotations (the eyes are 6-d)
 PER_FRAME = ("expr", *POSE_PARAMS, "eyelids")  # one row per frame (transl may be shared)
 FLAME_PARAMS = ("shape", *PER_FRAME, "transl")
-TRACKING_KEYS = ("frame_names", "valid", "lmk_rmse_px", *FLAME_PARAMS, "w2c", "K", "image_size",
-                 "crop_to_orig", "model", "n_shape", "n_expr")  # fmt: skip
+TRACKING_KEYS = (
+    "frame_names",
+    "valid",
+    "lmk_rmse_px",
+    *FLAME_PARAMS,
+    "w2c",
+    "K",
+    "image_size",
+    "crop_to_orig",
+    "model",
+    "n_shape",
+    "n_expr",
+)
 
 
 @dataclass
@@ -189,10 +200,16 @@ def save_tracking(subject: SubjectDir, arrays: Mapping[str, np.ndarray]) -> None
 def rest_params(shape, n_expr: int, n_frames: int = 1) -> dict[str, np.ndarray]:
     """FLAME parameters of `n_frames` frames at rest (zero pose and expression) with `shape`."""
     z3 = np.zeros((n_frames, 3))
-    return {"shape": shape, "expr": np.zeros((n_frames, n_expr)),
-            "eyelids": np.zeros((n_frames, 2)), "global_pose": z3, "neck_pose": z3.copy(),
-            "jaw_pose": z3.copy(), "eyes_pose": np.zeros((n_frames, 6)),
-            "transl": z3.copy()}  # fmt: skip
+    return {
+        "shape": shape,
+        "expr": np.zeros((n_frames, n_expr)),
+        "eyelids": np.zeros((n_frames, 2)),
+        "global_pose": z3,
+        "neck_pose": z3.copy(),
+        "jaw_pose": z3.copy(),
+        "eyes_pose": np.zeros((n_frames, 6)),
+        "transl": z3.copy(),
+    }
 
 
 # ---- evaluation -----------------------------------------------------------------------------

@@ -171,6 +171,14 @@ def _write_landmarks(subject, names, pts, iris, image_size, kind: str) -> None:
 
 def _tracking(imp: Imported, names: list[str], model_name: str, K: np.ndarray) -> dict:
     T = imp.n_frames
-    return tracking_arrays(names, np.ones(T, bool), np.full(T, np.nan), imp.params, imp.w2c,
-                           shared_or_per_frame(K), imp.image_size, np.tile(np.eye(3), (T, 1, 1)),
-                           model_name)  # fmt: skip
+    return tracking_arrays(
+        names,
+        np.ones(T, bool),
+        np.full(T, np.nan),
+        imp.params,
+        imp.w2c,
+        shared_or_per_frame(K),
+        imp.image_size,
+        np.tile(np.eye(3), (T, 1, 1)),
+        model_name,
+    )

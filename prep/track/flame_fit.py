@@ -261,5 +261,6 @@ def tracking_arrays(out: FitOutput, data: TrackingData, model: str) -> dict[str,
     w2c = np.repeat(w2c_flame()[None], data.n_frames, 0)
     K = crop_K(data, out.K_orig)
     crop_to_orig = np.linalg.inv(data.orig_to_crop)
-    return flame_tracking.tracking_arrays(data.frame_names, data.valid, rmse, out.params, w2c, K,
-                                          data.image_size, crop_to_orig, model)  # fmt: skip
+    return flame_tracking.tracking_arrays(
+        data.frame_names, data.valid, rmse, out.params, w2c, K, data.image_size, crop_to_orig, model
+    )
