@@ -173,7 +173,6 @@ def bench_real(subject_root: Path, n_frames: int = 12) -> dict:
     import numpy as np
 
     from prep.config.flame import FlameConfig, PhaseConfig, TrackerConfig
-    from prep.stages.landmarks import face_frame_path
     from prep.subject import SubjectDir
     from prep.track.flame_data import camera_intrinsics_orig, load_tracking_data
     from prep.track.flame_fit import Camera, build_flame, fit_sequence, tracking_arrays
@@ -191,7 +190,7 @@ def bench_real(subject_root: Path, n_frames: int = 12) -> dict:
     out = fit_sequence(flame, data, Camera(fx, fy, cx, cy), tc)
     trk = tracking_arrays(out, data, fc.version)
     cfg = PhotometricConfig()
-    load = frame_loader(lambda i: face_frame_path(s, i), s.parsing_path, s.mask_path, cfg.region)
+    load = frame_loader(s.face_frame_path, s.parsing_path, s.mask_path, cfg.region)
     res: dict = {}
 
     def run() -> None:

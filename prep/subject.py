@@ -93,6 +93,14 @@ class SubjectDir:
         """Frame count recorded by extract_frames (decoded, not from headers)."""
         return int(read_json(self.video_json)["n_frames"])
 
+    def video_fps(self, default: float = 25.0) -> float:
+        """Frame rate recorded by extract_frames (`default` when it recorded none)."""
+        if self.video_json.exists():
+            fps = read_json(self.video_json).get("fps")
+            if fps:
+                return float(fps)
+        return default
+
     @property
     def audio_wav(self) -> Path:
         return self.root / "audio.wav"
@@ -116,6 +124,10 @@ class SubjectDir:
 
     def crop_frame_path(self, i: int) -> Path:
         return self.crop_dir / f"{frame_stem(i)}.jpg"
+
+    def face_frame_path(self, i: int) -> Path:
+        """The image the face stages work on: the crop frame, or the frame itself when uncropped."""
+        return self.crop_frame_path(i) if self.crop_dir.is_dir() else self.frame_path(i)
 
     @property
     def alpha_dir(self) -> Path:

@@ -83,7 +83,6 @@ def export_nerf(
     Args:
         audio: DeepSpeech feature file for this clip (checked by the stage: asset or config).
     """
-    from prep.stages.landmarks import face_frame_path
 
     z = _fine(subject)
     euler, trans = z["euler"].astype(np.float64), z["trans"].astype(np.float64)
@@ -98,7 +97,7 @@ def export_nerf(
     K = np.asarray(z["K"], np.float64).reshape(-1, 3, 3)[0]
 
     def rgb(i: int) -> np.ndarray:
-        return read_image(face_frame_path(subject, i))
+        return read_image(subject.face_frame_path(i))
 
     def labels(i: int) -> np.ndarray:
         return read_image(subject.parsing_path(i), "gray")

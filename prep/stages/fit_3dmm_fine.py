@@ -77,7 +77,6 @@ def _to_fit_px(pts: np.ndarray, scale: float) -> np.ndarray:
     assets=_assets,
 )
 def run(ctx: StageContext) -> StageResult:
-    from prep.stages.landmarks import face_frame_path
 
     cfg, subject = ctx.cfg, ctx.subject
     started = time.time()
@@ -97,7 +96,7 @@ def run(ctx: StageContext) -> StageResult:
     images = None
     if f.photo_epochs > 0:
         ids = np.flatnonzero(valid)
-        images = FrameImages(ids, lambda i: read_image(face_frame_path(subject, i)), s.size)
+        images = FrameImages(ids, lambda i: read_image(subject.face_frame_path(i)), s.size)
     with torch_threads(1):
         res = fit_video(
             model,
@@ -165,7 +164,6 @@ def _write_overlay(ctx: StageContext, lm: dict, model: BfmModel, res, scale: flo
 
     from prep.io.video_writer import write_video
     from prep.report.overlay import RED, draw_landmarks68
-    from prep.stages.landmarks import face_frame_path, video_fps
 
     size = ctx.cfg.fit3dmm.overlay_size
     kp = model.subset(model.keypoints)
@@ -175,7 +173,7 @@ def _write_overlay(ctx: StageContext, lm: dict, model: BfmModel, res, scale: flo
     def frames():
         for i in range(len(lm["valid"])):
             img = cv2.resize(
-                read_image(face_frame_path(ctx.subject, i)),
+                read_image(ctx.subject.face_frame_path(i)),
                 (size, size),
                 interpolation=cv2.INTER_AREA,
             )
@@ -200,6 +198,6 @@ def _write_overlay(ctx: StageContext, lm: dict, model: BfmModel, res, scale: flo
 
     path = ctx.subject.overlay_dir("fit_3dmm_fine") / "fit.mp4"
     ctx.subject.ensure(path.parent)
-    write_video(path, frames(), fps=video_fps(ctx.subject))
+    write_video(path, frames(), fps=ctx.subject.video_fps())
     if ctx.logger is not None:
         ctx.logger.log_video("fine/overlay", path)

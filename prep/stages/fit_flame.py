@@ -217,7 +217,6 @@ def _write_metrics(subject: SubjectDir, data, out, summary: dict) -> None:
 def _overlays(ctx: StageContext, flame, track: dict, data, kp: np.ndarray) -> None:
     """Wireframe + landmarks video on sampled frames, logged to the experiment logger."""
     from prep.report.overlay import GREEN, RED, draw_points, sample_indices, write_overlays
-    from prep.stages.landmarks import face_frame_path, video_fps
 
     subject, tc = ctx.subject, ctx.cfg.tracker
     idx = sample_indices(data.n_frames, min(tc.overlay_max_frames, data.n_frames))
@@ -225,7 +224,7 @@ def _overlays(ctx: StageContext, flame, track: dict, data, kp: np.ndarray) -> No
 
     def render(k: int) -> np.ndarray:
         i = int(idx[k])
-        path = face_frame_path(subject, int(Path(str(data.frame_names[i])).stem))
+        path = subject.face_frame_path(int(Path(str(data.frame_names[i])).stem))
         img = read_image(path) if path.exists() else np.zeros((*data.image_size, 3), np.uint8)
         verts = _mesh_px(flame, track, i)
         tris = np.round(verts[faces] * 16).astype(np.int32)
@@ -235,7 +234,7 @@ def _overlays(ctx: StageContext, flame, track: dict, data, kp: np.ndarray) -> No
             img = draw_points(img, data.lmk_px[i], GREEN, 1.5)
         return draw_points(img, kp[i], RED, 1.5)
 
-    fps = video_fps(subject) * len(idx) / max(data.n_frames, 1)
+    fps = subject.video_fps() * len(idx) / max(data.n_frames, 1)
     written = write_overlays(
         subject.overlay_dir("fit_flame"), "fit", len(idx), render, max(fps, 1.0)
     )
@@ -285,7 +284,6 @@ def _photometric(ctx: StageContext, flame, track: dict, data) -> dict[str, float
     whole rendered face; see prep.track.photometric for the model and schedule.
     """
     from prep.stages.crop import inframe_reader
-    from prep.stages.landmarks import face_frame_path
     from prep.track.photometric_tracking import frame_loader, refine_tracking
 
     s, pc = ctx.subject, ctx.cfg.tracker.photo
@@ -297,7 +295,7 @@ def _photometric(ctx: StageContext, flame, track: dict, data) -> dict[str, float
         log.warning("photometric phase without parsing labels: the whole face render is compared")
     inframe = inframe_reader(s)
     load = frame_loader(
-        lambda i: face_frame_path(s, stem(i)),
+        lambda i: s.face_frame_path(stem(i)),
         lambda i: s.parsing_path(stem(i)),
         lambda i: s.mask_path(stem(i)),
         list(pc.region),
@@ -311,14 +309,13 @@ def _photometric(ctx: StageContext, flame, track: dict, data) -> dict[str, float
 def _shaded_overlays(ctx: StageContext, flame) -> None:
     """overlays/shaded: frame | clay-shaded fitted mesh | blend (renderer engineer)."""
     from prep.report.shaded import write_shaded_overlays
-    from prep.stages.landmarks import face_frame_path, video_fps
 
     s = ctx.subject
     write_shaded_overlays(
         s,
         flame,
-        lambda i: face_frame_path(s, i),
-        video_fps(s),
+        s.face_frame_path,
+        s.video_fps(),
         ctx.logger,
         max_frames=ctx.cfg.tracker.overlay_max_frames,
     )

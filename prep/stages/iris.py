@@ -23,7 +23,7 @@ from prep.geometry.crop import CropTransforms
 from prep.io.files import read_image, save_npz, write_json
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.report import overlay
-from prep.stages.landmarks import dense_mesh, load_landmarks, video_fps
+from prep.stages.landmarks import dense_mesh, load_landmarks
 from prep.subject import SubjectDir
 from prep.vision.iris import IrisResult, iris_from_mesh
 
@@ -97,4 +97,4 @@ def qa_overlay(subject: SubjectDir, iris: IrisResult) -> None:
         img = overlay.draw_landmarks68(img, _to_orig(c2o, lm["points_px"][i]))
         return overlay.draw_irises(img, _to_orig(c2o, iris.iris_px[i]), iris.valid[i])
 
-    overlay.write_overlays(subject.overlay_dir("iris"), "iris", n, render, video_fps(subject))
+    overlay.write_overlays(subject.overlay_dir("iris"), "iris", n, render, subject.video_fps())

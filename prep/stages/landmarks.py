@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +26,7 @@ from prep.config.face import LandmarksConfig
 from prep.datasets.sequence import is_sequence
 from prep.errors import BadConfigError, MissingInputError, NoUsableFramesError
 from prep.geometry.crop import CropTransforms
-from prep.io.files import load_npz, read_image, read_json, save_npz, write_json
+from prep.io.files import load_npz, read_image, save_npz, write_json
 from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
 from prep.progress import progress
 from prep.report import overlay
@@ -48,26 +47,11 @@ log = logging.getLogger(__name__)
 # ---- helpers shared by the landmarks, iris and parsing stages --------------------------------
 
 
-def face_frame_path(subject: SubjectDir, i: int) -> Path:
-    """The image the face stages work on: the crop frame, or the frame itself when uncropped."""
-    p = subject.crop_frame_path(i)
-    return p if subject.crop_dir.is_dir() else subject.frame_path(i)
-
-
 def orig_to_crop(subject: SubjectDir, n: int) -> np.ndarray:
     """(T, 3, 3) maps original-frame pixels to face-frame pixels (identity when uncropped)."""
     if subject.crop_npz.exists() and subject.crop_dir.is_dir():
         return CropTransforms.load(subject).orig_to_crop
     return np.repeat(np.eye(3)[None], n, axis=0)
-
-
-def video_fps(subject: SubjectDir, default: float = 25.0) -> float:
-    """Frame rate recorded by extract_frames."""
-    if subject.video_json.exists():
-        fps = read_json(subject.video_json).get("fps")
-        if fps:
-            return float(fps)
-    return default
 
 
 def face_boxes_crop(subject: SubjectDir, n: int) -> np.ndarray | None:
@@ -160,7 +144,7 @@ def _detect_all(ctx: StageContext, n: int) -> tuple[dict[str, np.ndarray], int]:
         with backend:
             for i0, i1 in progress(todo, desc="landmarks"):
                 w0 = max(0, i0 - warm)  # the same warm-up frames in every run: exact resume
-                paths = [face_frame_path(subject, i) for i in range(w0, i1)]
+                paths = [subject.face_frame_path(i) for i in range(w0, i1)]
                 res = backend.detect(paths, None if boxes is None else boxes[w0:i1])
                 store.write(i0, i1, **{k: a[i0 - w0 :] for k, a in res.to_arrays().items()})
     n_done = n - sum(i1 - i0 for i0, i1 in todo)
@@ -185,7 +169,7 @@ def _overlay(subject: SubjectDir, raw: np.ndarray, points: np.ndarray, fps: floa
     """Raw detections (red) and the final, filtered points (green) over the face frames."""
 
     def render(i: int) -> np.ndarray:
-        img = read_image(face_frame_path(subject, i), "rgb")
+        img = read_image(subject.face_frame_path(i), "rgb")
         img = overlay.draw_points(img, raw[i], overlay.RED, 1.5)
         return overlay.draw_landmarks68(img, points[i], overlay.GREEN, 1.2)
 
@@ -208,7 +192,7 @@ def run(ctx: StageContext) -> StageResult:
     res = LandmarkResult.from_arrays(arrays)
     if not res.valid.any():
         raise NoUsableFramesError(f"no face found in any of {n} frames of {subject.root}")
-    fps = video_fps(subject)
+    fps = subject.video_fps()
     raw = res.points_px
     smooth = (
         one_euro(
@@ -219,7 +203,7 @@ def run(ctx: StageContext) -> StageResult:
     )
     points, bridged = bridge_gaps(smooth, res.valid, cfg.max_gap)
     names = np.array([f"{frame_stem(i)}.png" for i in range(n)])
-    hw = read_image(face_frame_path(subject, 0), "rgb").shape[:2]
+    hw = read_image(subject.face_frame_path(0), "rgb").shape[:2]
     out = res.to_arrays() | {
         "frame_names": names,
         "points_px": points,
@@ -284,6 +268,6 @@ def dense_mesh(ctx: StageContext) -> tuple[np.ndarray, np.ndarray]:
 
     mp_cfg = dataclasses.replace(landmarks_config(ctx), backend="mediapipe")
     with MediapipeLandmarks(mp_cfg) as backend:
-        res = backend.detect([face_frame_path(subject, i) for i in range(n)])
+        res = backend.detect([subject.face_frame_path(i) for i in range(n)])
     save_npz(cache, dense_px=res.dense_px, valid=res.valid)
     return res.dense_px, res.valid

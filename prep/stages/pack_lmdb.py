@@ -37,7 +37,6 @@ OTAVATAR_ID, OTAVATAR_FOCAL_512 = 100, 1100.0  # OTAvatar_processing: AD-NeRF id
 
 def build_video(ctx: StageContext, size: int) -> LmdbVideo:
     """Assemble the arrays of this subject's video at ``size`` (frames streamed lazily)."""
-    from prep.stages.landmarks import face_frame_path
 
     subject = ctx.subject
     lm = _load(subject.landmarks_npz, "landmarks")
@@ -63,7 +62,7 @@ def build_video(ctx: StageContext, size: int) -> LmdbVideo:
     focal = float(np.asarray(fine["focal"]).reshape(-1)[0]) * size / w
     condition = np.concatenate([-fine["euler"], fine["trans"], np.full((T, 1), focal)], 1)
     name = ctx.cfg.lmdb.video_name or subject.name
-    frames = (read_image(face_frame_path(subject, i)) for i in range(T))
+    frames = (read_image(subject.face_frame_path(i)) for i in range(T))
     return LmdbVideo(
         name=name,
         frames=frames,

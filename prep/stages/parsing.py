@@ -26,7 +26,7 @@ from prep.progress import progress
 from prep.report import overlay
 from prep.resume import outputs_for
 from prep.stages.crop import inframe_reader
-from prep.stages.landmarks import dense_mesh, face_frame_path, video_fps
+from prep.stages.landmarks import dense_mesh
 from prep.subject import SubjectDir
 from prep.vision.parsing import LABEL, final_mask
 
@@ -153,7 +153,7 @@ def run(ctx: StageContext) -> StageResult:
     inframe = inframe_reader(subject) if todo else None
     pad = ctx.cfg.crop.pad_value if ctx.cfg.crop.pad == "constant" else None
     for idx in progress(_batches(todo, max(1, cfg.batch_size), n), desc="parsing"):
-        rgbs = [read_image(face_frame_path(subject, i), "rgb") for i in idx]
+        rgbs = [read_image(subject.face_frame_path(i), "rgb") for i in idx]
         alphas = [read_alpha(subject, i, r.shape[:2]) for i, r in zip(idx, rgbs, strict=True)]
         for i, rgb, a, lab in zip(
             idx, rgbs, alphas, labeller.labels(idx, rgbs, alphas), strict=True
@@ -183,9 +183,11 @@ def _overlay(subject: SubjectDir, n: int) -> None:
     """Label colours over the face frames, and the final mask's outline."""
 
     def render(i: int) -> np.ndarray:
-        img = read_image(face_frame_path(subject, i), "rgb")
+        img = read_image(subject.face_frame_path(i), "rgb")
         labels = read_image(subject.parsing_path(i), "gray")
         mask = read_image(subject.mask_path(i), "gray")
         return overlay.tint_matte(overlay.blend_labels(img, labels, 0.45), mask, (40, 40, 40), 0.6)
 
-    overlay.write_overlays(subject.overlay_dir("parsing"), "parsing", n, render, video_fps(subject))
+    overlay.write_overlays(
+        subject.overlay_dir("parsing"), "parsing", n, render, subject.video_fps()
+    )

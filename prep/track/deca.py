@@ -145,7 +145,6 @@ def deca_init(
     batch: int = 16,
 ) -> InitValues:
     """Initial shape/expression/pose for every frame from DECA's encoder."""
-    from prep.stages.landmarks import face_frame_path
 
     model = load_deca_encoder(path, device)
     T = data.n_frames
@@ -155,7 +154,7 @@ def deca_init(
     for i0 in range(0, len(idx), batch):
         sel = idx[i0 : i0 + batch]
         imgs = [
-            read_image(face_frame_path(subject, int(Path(str(data.frame_names[i])).stem)))
+            read_image(subject.face_frame_path(int(Path(str(data.frame_names[i])).stem)))
             for i in sel
         ]
         x = torch.as_tensor(face_crops(imgs, data.lmk_px[sel]), device=device)

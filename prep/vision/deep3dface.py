@@ -148,7 +148,6 @@ def regress_frames(ctx, model, lm: dict, trans_params: np.ndarray, batch: int = 
     """
     from prep.io.files import read_image
     from prep.progress import progress
-    from prep.stages.landmarks import face_frame_path
     from prep.track.bfm_align import aligned_from_source, apply_affine
     from prep.track.bfm_coarse import project_keypoints
 
@@ -159,7 +158,7 @@ def regress_frames(ctx, model, lm: dict, trans_params: np.ndarray, batch: int = 
     coeff = np.zeros((T, 257), np.float32)
     for i0 in progress(range(0, T, batch), total=(T + batch - 1) // batch, desc="deep3dface"):
         i1 = min(i0 + batch, T)
-        imgs = [read_image(face_frame_path(ctx.subject, i)) for i in range(i0, i1)]
+        imgs = [read_image(ctx.subject.face_frame_path(i)) for i in range(i0, i1)]
         with torch.no_grad():
             x = aligned_batch(imgs, trans_params[i0:i1]).to(ctx.device)
             coeff[i0:i1] = net(x).cpu().numpy()
