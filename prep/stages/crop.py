@@ -1,13 +1,13 @@
 """Stage crop: square face crops of every frame and their transforms (crop/crop.npz).
 
-The crop boxes come from the detection track (`prep.geometry.crop.make_crop`, which documents the
-crop.npz keys and the pixel convention); the transforms are
+The crop boxes come from the detection track (`prep.geometry.crop_boxes.make_crop`;
+`prep.geometry.crop` documents the crop.npz keys and the pixel convention); the transforms are
 written first, then every frame is warped to crop/frames/%06d.jpg. Frames already written for the
 same transforms are kept, so a killed run resumes. Invalid frames (long detection gaps) still get a
 crop (from the interpolated box) so every per-frame folder has every frame; crop.npz `valid` marks
 them. Where the box leaves the frame the crop holds ``crop.pad_value`` (crop.npz `inframe_xyxy`
-says where the frame is; `load_crop(subject).inframe_mask(i)` gives the pixels), or, with
-``crop.inside_frame=true``, the box is kept inside the frame.
+says where the frame is; `CropTransforms.load(subject).inframe_mask(i)` gives the pixels), or,
+with ``crop.inside_frame=true``, the box is kept inside the frame.
 """
 
 from __future__ import annotations
@@ -21,14 +21,8 @@ import numpy as np
 from prep.config.perception import CropConfig
 from prep.datasets.sequence import is_sequence
 from prep.errors import BadInputError
-from prep.geometry.crop import (
-    CropTransforms,
-    face_margin,
-    jitter_px,
-    make_crop,
-    overflow_px,
-    warp_to_crop,
-)
+from prep.geometry.crop import CropTransforms, warp_to_crop
+from prep.geometry.crop_boxes import face_margin, jitter_px, make_crop, overflow_px
 from prep.io.files import load_npz, read_image, save_npz, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress

@@ -9,18 +9,15 @@ from prep.config.perception import CropConfig
 from prep.errors import BadConfigError, NoUsableFramesError
 from prep.geometry.crop import (
     box_to_orig_to_crop,
-    crop_boxes,
-    face_margin,
     fxfycxcy_to_crop,
     fxfycxcy_to_orig,
     intrinsics_to_crop,
     intrinsics_to_orig,
     invert_affine,
-    jitter_px,
-    overflow_px,
     transform_points,
     warp_to_crop,
 )
+from prep.geometry.crop_boxes import crop_boxes, face_margin, jitter_px, overflow_px
 from prep.models.camera import K_matrix
 
 
@@ -179,7 +176,7 @@ def test_padding_outside_the_frame_is_exact_and_the_mask_is_the_frame(side):
 
 
 def test_inside_frame_moves_and_shrinks_the_box():
-    from prep.geometry.crop import fit_inside
+    from prep.geometry.crop_boxes import fit_inside
 
     box = np.array([[-50.0, 10.0, 350.0, 410.0], [100.0, 100.0, 900.0, 900.0]])
     out = fit_inside(box, (480, 640))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from prep.app import subject_dir
-from prep.geometry.crop import overflow_px
+from prep.geometry.crop_boxes import overflow_px
 from prep.io.files import load_npz, read_image
 from prep.runner import run_plan
 from prep.stages.crop import inframe_reader, load_crop
