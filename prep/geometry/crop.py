@@ -32,6 +32,7 @@ albedo and photometric terms never see them. With ``crop.inside_frame=true`` the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -137,6 +138,19 @@ class CropTransforms:
     def source_to_crop(self) -> np.ndarray:
         """(T,3,3) source video pixels -> crop pixels (the box offset composed)."""
         return self.orig_to_crop @ self.source_to_frame
+
+
+def inframe_reader(subject) -> Callable[[int], np.ndarray | None]:
+    """Per-frame in-frame masks of the face frames: ``reader(i)`` is (N, N) bool, True where crop
+    frame `i` shows the original frame, or None when the face frames are the original frames.
+
+    Reads crop/crop.npz once (`subject`: a `prep.subject.SubjectDir`). For the stages after crop
+    and for the exports: pixels where it is False are padding (alpha and mask 0, image/ holds
+    ``crop.pad_value``).
+    """
+    if not (subject.crop_npz.exists() and subject.crop_dir.is_dir()):
+        return lambda i: None
+    return CropTransforms.load(subject).inframe_mask
 
 
 def box_to_orig_to_crop(box_xyxy: np.ndarray, size: int) -> np.ndarray:

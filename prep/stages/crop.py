@@ -13,7 +13,6 @@ with ``crop.inside_frame=true``, the box is kept inside the frame.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -27,27 +26,9 @@ from prep.io.files import load_npz, read_image, save_npz, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.resume import array_digest, manifest_digest, outputs_for
-from prep.subject import SubjectDir
 from prep.vision.frames import read_rgb, reduced_to_orig, reduction
 
 log = logging.getLogger(__name__)
-
-
-def load_crop(subject: SubjectDir) -> CropTransforms:
-    """Read crop/crop.npz (raises MissingInputError naming stage crop when absent)."""
-    return CropTransforms.load(subject)
-
-
-def inframe_reader(subject: SubjectDir) -> Callable[[int], np.ndarray | None]:
-    """Per-frame in-frame masks of the face frames: ``reader(i)`` is (N, N) bool, True where crop
-    frame `i` shows the original frame, or None when the face frames are the original frames.
-
-    Reads crop/crop.npz once. For the stages after crop and for the exports: pixels where it is
-    False are padding (alpha and mask 0, image/ holds ``crop.pad_value``).
-    """
-    if not (subject.crop_npz.exists() and subject.crop_dir.is_dir()):
-        return lambda i: None
-    return load_crop(subject).inframe_mask
 
 
 def _check_inside(ct: CropTransforms, cfg: CropConfig) -> float:

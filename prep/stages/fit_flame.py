@@ -283,7 +283,7 @@ def _photometric(ctx: StageContext, flame, track: dict, data) -> dict[str, float
     Uses the face-parsing labels (tracker.photo.region) when the parsing stage has run, else the
     whole rendered face; see prep.track.photometric for the model and schedule.
     """
-    from prep.stages.crop import inframe_reader
+    from prep.geometry.crop import inframe_reader
     from prep.track.photometric_tracking import frame_loader, refine_tracking
 
     s, pc = ctx.subject, ctx.cfg.tracker.photo

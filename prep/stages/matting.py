@@ -26,7 +26,6 @@ from prep.io.files import read_image, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.resume import array_digest, manifest_digest, outputs_for
-from prep.stages.crop import load_crop
 from prep.vision.frames import read_rgb, reduced_to_orig, reduction
 from prep.vision.matting import Matter, asset_name, make_matter
 from prep.vision.matting.refine import MattePostprocess
@@ -103,7 +102,7 @@ def _alphas(
 )
 def run(ctx: StageContext) -> StageResult:
     cfg, crop_cfg, subject = ctx.cfg.matting, ctx.cfg.crop, ctx.subject
-    ct = load_crop(subject)
+    ct = CropTransforms.load(subject)
     n = len(ct.valid)
     key = {
         "cfg": dataclasses.asdict(cfg),

@@ -20,12 +20,12 @@ import logging
 import numpy as np
 
 from prep.errors import BadConfigError, MissingInputError
+from prep.geometry.crop import inframe_reader
 from prep.io.files import read_image, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.report import overlay
 from prep.resume import outputs_for
-from prep.stages.crop import inframe_reader
 from prep.stages.landmarks import dense_mesh
 from prep.subject import SubjectDir
 from prep.vision.parsing import LABEL, final_mask

@@ -241,8 +241,8 @@ def _same_as_uninterrupted(ctx: Ctx, proc) -> None:
 
 def _padded_outside_the_frame(ctx: Ctx, proc) -> None:
     """c03 is a tight 512 head shot: the default 2.3x box leaves it on every side."""
+    from prep.geometry.crop import inframe_reader
     from prep.io.files import read_image
-    from prep.stages.crop import inframe_reader
     from prep.subject import SubjectDir
 
     s = SubjectDir(ctx.work / "custom" / "pad")

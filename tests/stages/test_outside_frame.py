@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from prep.app import subject_dir
+from prep.geometry.crop import CropTransforms, inframe_reader
 from prep.geometry.crop_boxes import overflow_px
 from prep.io.files import load_npz, read_image
 from prep.runner import run_plan
-from prep.stages.crop import inframe_reader, load_crop
 from tests.conftest import compose
 
 N = 6
@@ -49,7 +49,7 @@ def padded(tmp_path_factory, clip_c03):
 @pytest.mark.slow
 def test_outside_the_frame_is_constant_and_never_foreground(padded):
     s = padded
-    ct = load_crop(s)
+    ct = CropTransforms.load(s)
     h, w = (int(v) for v in ct.orig_hw)
     assert (overflow_px(ct.box_xyxy, (h, w)) > 20).all()  # the box leaves the frame
     assert "inframe_xyxy" in load_npz(s.crop_npz)
@@ -78,7 +78,7 @@ def test_outside_the_frame_is_constant_and_never_foreground(padded):
 @pytest.mark.slow
 def test_inside_frame_keeps_the_box_in_the_frame(tmp_path, clip_c03, padded):
     s = _run(tmp_path, clip_c03, "stage=matting", "crop.inside_frame=true")
-    ct = load_crop(s)
+    ct = CropTransforms.load(s)
     assert (overflow_px(ct.box_xyxy, tuple(ct.orig_hw)) == 0).all()
     assert all(ct.inframe_mask(i).all() for i in range(N))
     # the face stays in the crop, and matting finds the subject
