@@ -10,6 +10,7 @@ Layout (frame i of every per-frame folder has the stem ``f"{i:06d}"``, 0-based):
       crop/crop.npz              per-frame crop transforms;  crop/frames/000000.jpg  cropped frames
       matting/alpha/000000.png   soft alpha
       landmarks/landmarks.npz    68 + dense points;          landmarks/keypoint.json (IMAvatar)
+      landmarks/dense.npz        dense MediaPipe mesh of a dlib/FAN landmarks run
       iris/iris.npz              iris centres;               iris/iris.json (IMAvatar)
       parsing/labels/000000.png  BiSeNet-convention labels
       image/000000.png           final RGBA crop;            mask/000000.png  final mask
@@ -143,6 +144,11 @@ class SubjectDir:
     @property
     def landmarks_npz(self) -> Path:
         return self.landmarks_dir / "landmarks.npz"
+
+    @property
+    def dense_npz(self) -> Path:
+        """The dense MediaPipe mesh when the landmarks backend is not MediaPipe."""
+        return self.landmarks_dir / "dense.npz"
 
     @property
     def keypoint_json(self) -> Path:

@@ -23,9 +23,9 @@ from prep.geometry.crop import CropTransforms
 from prep.io.files import read_image, save_npz, write_json
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.report import overlay
-from prep.stages.landmarks import dense_mesh, load_landmarks
 from prep.subject import SubjectDir
 from prep.vision.iris import IrisResult, iris_from_mesh
+from prep.vision.landmarks.files import load_dense_mesh, load_landmarks
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 )
 def run(ctx: StageContext) -> StageResult:
     cfg, subject = ctx.cfg.iris, ctx.subject
-    dense, face_valid = dense_mesh(ctx)
+    dense, face_valid = load_dense_mesh(subject)
     res = iris_from_mesh(dense, face_valid, cfg.ear_closed, cfg.min_eye_width_ratio)
     names = load_landmarks(subject)["frame_names"]
     save_npz(

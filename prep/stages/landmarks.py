@@ -12,7 +12,10 @@ landmarks/landmarks.npz with keys (T frames):
     dense_px (T,478,3) float32     MediaPipe mesh (x, y px, z), mediapipe backend only
     image_hw (2,) int, backend str, fps float
 and landmarks/keypoint.json ``{"000000.png": [[x, y] x 68], ...}`` (IMAvatar layout) for every
-valid or bridged frame. Pixel convention: OpenCV, pixel centres at integer coordinates.
+valid or bridged frame. With another backend, MediaPipe runs once more for the dense mesh that
+iris and mesh parsing need: landmarks/dense.npz (``dense_px``, ``valid``; read with
+`prep.vision.landmarks.files.load_dense_mesh`). Pixel convention: OpenCV, pixel centres at integer
+coordinates.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 
 from prep.config.face import LandmarksConfig
 from prep.datasets.sequence import is_sequence
-from prep.errors import BadConfigError, MissingInputError, NoUsableFramesError
+from prep.errors import BadConfigError, NoUsableFramesError
 from prep.geometry.crop import CropTransforms
 from prep.io.files import load_npz, read_image, save_npz, write_json
 from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
@@ -176,18 +179,30 @@ def _overlay(subject: SubjectDir, raw: np.ndarray, points: np.ndarray, fps: floa
     overlay.write_overlays(subject.overlay_dir("landmarks"), "landmarks", len(points), render, fps)
 
 
+def _write_dense_mesh(subject: SubjectDir, cfg, res: LandmarkResult) -> None:
+    """landmarks/dense.npz: the MediaPipe mesh for iris and mesh parsing, when the backend gave
+    none (MediaPipe's own is in landmarks.npz)."""
+    if res.dense_px is not None:
+        subject.dense_npz.unlink(missing_ok=True)
+        return
+    from prep.vision.landmarks.mediapipe_backend import MediapipeLandmarks
+
+    with MediapipeLandmarks(dataclasses.replace(cfg, backend="mediapipe")) as backend:
+        mesh = backend.detect([subject.face_frame_path(i) for i in range(subject.n_frames)])
+    save_npz(subject.dense_npz, dense_px=mesh.dense_px, valid=mesh.valid)
+
+
 @register_stage(
     "landmarks",
     needs=("crop",),
     config=("landmarks", "sequence"),
-    version=2,  # 2: chunks tracked from a reset tracker after a warm-up; photo collections
-    writes=lambda s: [s.landmarks_npz, s.keypoint_json],
+    version=3,  # 2: chunks from a reset tracker after a warm-up; 3: dense.npz is this stage's
+    writes=lambda s: [s.landmarks_npz, s.keypoint_json, s.dense_npz],
     assets=lambda cfg: ["fan_dir"] if cfg.landmarks.backend == "fan" else [],
 )
 def run(ctx: StageContext) -> StageResult:
     cfg, subject = landmarks_config(ctx), ctx.subject
     n = subject.n_frames
-    (subject.landmarks_dir / "dense.npz").unlink(missing_ok=True)  # mesh cache of older frames
     arrays, n_skipped = _detect_all(ctx, n)
     res = LandmarkResult.from_arrays(arrays)
     if not res.valid.any():
@@ -220,6 +235,7 @@ def run(ctx: StageContext) -> StageResult:
         {str(nm): np.round(points[i], 3).tolist() for i, nm in enumerate(names) if usable[i]},
         indent=None,
     )
+    _write_dense_mesh(subject, cfg, res)
     if is_sequence(ctx.cfg, subject):
         metrics = _metrics(raw, smooth, res.valid) | {"bridged": float(bridged.sum())}
         track = f", jitter {metrics['jitter_px']:.3f} px (raw {metrics['jitter_raw_px']:.3f})"
@@ -239,35 +255,3 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult(
         n_frames=n, n_skipped=n_skipped, n_flagged=int((~res.valid).sum()), metrics=metrics
     )
-
-
-def load_landmarks(subject: SubjectDir) -> dict[str, np.ndarray]:
-    """landmarks/landmarks.npz (raises MissingInputError naming stage landmarks when absent)."""
-    if not subject.landmarks_npz.exists():
-        raise MissingInputError("landmarks", subject.landmarks_npz)
-    return load_npz(subject.landmarks_npz)
-
-
-def dense_mesh(ctx: StageContext) -> tuple[np.ndarray, np.ndarray]:
-    """(T, 478, 3) MediaPipe mesh and (T,) validity of every face frame.
-
-    Taken from landmarks.npz when the landmarks backend was mediapipe; otherwise MediaPipe runs
-    once here and its result is cached in landmarks/dense.npz (iris and mesh parsing need it).
-    """
-    subject = ctx.subject
-    lm = load_landmarks(subject)
-    if "dense_px" in lm:
-        return lm["dense_px"], lm["valid"].astype(bool)
-    cache = subject.landmarks_dir / "dense.npz"
-    n = subject.n_frames
-    if cache.exists() and not ctx.force:
-        d = load_npz(cache)
-        if len(d["valid"]) == n:
-            return d["dense_px"], d["valid"].astype(bool)
-    from prep.vision.landmarks.mediapipe_backend import MediapipeLandmarks
-
-    mp_cfg = dataclasses.replace(landmarks_config(ctx), backend="mediapipe")
-    with MediapipeLandmarks(mp_cfg) as backend:
-        res = backend.detect([subject.face_frame_path(i) for i in range(n)])
-    save_npz(cache, dense_px=res.dense_px, valid=res.valid)
-    return res.dense_px, res.valid

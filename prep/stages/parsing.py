@@ -26,8 +26,8 @@ from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.report import overlay
 from prep.resume import outputs_for
-from prep.stages.landmarks import dense_mesh
 from prep.subject import SubjectDir
+from prep.vision.landmarks.files import load_dense_mesh
 from prep.vision.parsing import LABEL, final_mask
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class _Labeller:
         self.cfg = ctx.cfg.parsing
         self.device = ctx.device
         if self.cfg.backend == "mesh":
-            self.dense, self.valid = dense_mesh(ctx)
+            self.dense, self.valid = load_dense_mesh(ctx.subject)
         elif self.cfg.backend == "bisenet":
             from prep.vision.parsing.bisenet import load_bisenet
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from prep.app import subject_dir
-from prep.io.files import load_npz, read_image, write_image
+from prep.io.files import load_npz, read_image, read_json, write_image
 from prep.runner import run_plan
 from prep.vision.parsing import CLOTH, LABEL
 from tests.conftest import compose
@@ -133,3 +133,21 @@ def test_new_crop_redoes_every_landmark_chunk(chain):
     after = load_npz(s.landmarks_npz)["points_px"]
     # a tighter crop shows the face larger: the landmarks spread over more crop pixels
     assert np.nanstd(after[:, :, 0]) > 1.1 * np.nanstd(before[:, :, 0])
+
+
+@pytest.mark.slow
+def test_dense_mesh_is_an_output_of_the_landmarks_stage(tmp_path, clip_c01):
+    """With dlib landmarks the landmarks stage itself writes the dense MediaPipe mesh that iris and
+    mesh parsing need (landmarks/dense.npz, declared in its writes); iris and parsing only read
+    it: the landmarks folder is the same, file for file and byte time, after they ran."""
+    cfg = _cfg(tmp_path, clip_c01, "stage=landmarks", "landmarks=dlib")
+    s = subject_dir(cfg)
+    run_plan(cfg, s)
+    dense = load_npz(s.dense_npz)
+    assert dense["dense_px"].shape == (N, 478, 3) and dense["valid"].mean() > 0.9
+    assert "dense_px" not in load_npz(s.landmarks_npz)
+    assert read_json(s.manifest_path("landmarks"))["written"]["landmarks/dense.npz"] == 1
+    before = {p.name: p.stat().st_mtime_ns for p in s.landmarks_dir.iterdir()}
+    run_plan(_cfg(tmp_path, clip_c01, "stage=iris", "landmarks=dlib"), s)
+    assert {p.name: p.stat().st_mtime_ns for p in s.landmarks_dir.iterdir()} == before
+    assert load_npz(s.iris_npz)["valid"].mean() > 0.9
