@@ -22,14 +22,13 @@ import logging
 
 import numpy as np
 
-from prep.assets import asset_path
-from prep.errors import BadConfigError, MissingInputError, NoUsableFramesError
-from prep.io.files import load_npz, save_npz
+from prep.errors import BadConfigError
+from prep.io.files import read_image, save_npz
 from prep.models.bfm import N_COEFF, BfmModel
-from prep.models.bfm_io import build_front_model, load_bfm, write_front_mat
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.track.bfm_align import aligned_from_source, apply_affine, pos_align
 from prep.track.bfm_coarse import fit_landmarks
+from prep.track.bfm_inputs import front_assets, interpolate_invalid, load_front_bfm, read_landmarks
 from prep.vision.deep3dface import alignment_points
 
 log = logging.getLogger(__name__)
@@ -43,52 +42,6 @@ def coarse_backend(cfg) -> str:
     if backend not in BACKENDS:
         raise BadConfigError(f"fit3dmm.coarse_backend={backend!r}; use one of {BACKENDS}")
     return backend
-
-
-def front_assets(cfg) -> list[str]:
-    """BFM assets needed: the front model, or the BFM2009 files it can be built from.
-
-    With neither present the front model is what is asked for (one file, the usual download).
-    """
-    front_missing = not asset_path(cfg, "bfm_front").is_file()
-    if cfg.bfm.build_front and front_missing and asset_path(cfg, "bfm_2009").is_file():
-        return ["bfm_2009", "bfm_exp_pca"]
-    return ["bfm_front"]
-
-
-def load_front_bfm(ctx: StageContext) -> BfmModel:
-    """The front BFM, built once from BFM2009 + Exp_Pca.bin when only those are present."""
-    front = asset_path(ctx.cfg, "bfm_front")
-    if ctx.cfg.bfm.build_front and not front.is_file():
-        log.info("building %s from BFM2009 (once)", front)
-        content = build_front_model(ctx.asset("bfm_2009"), ctx.asset("bfm_exp_pca"))
-        write_front_mat(front, content)
-    return BfmModel(load_bfm("front", ctx.asset("bfm_front")))
-
-
-def read_landmarks(ctx: StageContext) -> dict[str, np.ndarray]:
-    """landmarks.npz with `weights` (T, 68): point scores on valid frames, 0 elsewhere."""
-    path = ctx.subject.landmarks_npz
-    if not path.exists():
-        raise MissingInputError("landmarks", path)
-    lm = load_npz(path)
-    pts = lm["points_px"].astype(np.float64)
-    valid = lm["valid"].astype(bool) & np.isfinite(pts).all(axis=(1, 2))
-    scores = lm.get("scores", np.ones(pts.shape[:2], np.float32)).astype(np.float64)
-    valid &= scores.mean(1) >= ctx.cfg.fit3dmm.coarse.min_score
-    if not valid.any():
-        raise NoUsableFramesError(f"{path}: no frame has usable landmarks for the 3DMM fit")
-    lm["points_px"], lm["valid"] = np.where(np.isfinite(pts), pts, 0.0), valid
-    lm["weights"] = np.where(valid[:, None], np.clip(scores, 0, 1), 0.0)
-    return lm
-
-
-def interpolate_invalid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Fill rows of (T, ...) `values` where not `valid` by linear interpolation over frames."""
-    t = np.arange(len(values))
-    flat = values.reshape(len(values), -1)
-    out = np.stack([np.interp(t, t[valid], col[valid]) for col in flat.T], 1)
-    return out.reshape(values.shape).astype(values.dtype)
 
 
 def _fit_with_landmarks(model: BfmModel, lm: dict, tp: np.ndarray, cfg):
@@ -116,9 +69,9 @@ def _fit_with_landmarks(model: BfmModel, lm: dict, tp: np.ndarray, cfg):
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.cfg
     backend = coarse_backend(cfg)
-    lm = read_landmarks(ctx)
+    lm = read_landmarks(ctx.subject, cfg.fit3dmm.coarse.min_score)
     valid = lm["valid"]
-    model = load_front_bfm(ctx)
+    model = load_front_bfm(cfg, ctx.asset)
     h0, w0 = (int(v) for v in lm["image_hw"])
     lm3d_5 = alignment_points(cfg, model.mean_shape[model.keypoints].cpu().numpy())
     tp = pos_align(lm["points_px"], (h0, w0), lm3d_5, cfg.fit3dmm.coarse.rescale_factor)
@@ -128,7 +81,11 @@ def run(ctx: StageContext) -> StageResult:
     else:
         from prep.vision.deep3dface import regress_frames
 
-        coeff, rmse = regress_frames(ctx, model, lm, tp)
+        def frame(i: int) -> np.ndarray:
+            return read_image(ctx.subject.face_frame_path(i))
+
+        weights = ctx.asset("deep3dface")
+        coeff, rmse = regress_frames(weights, ctx.device, frame, model, lm, tp, cfg.fit3dmm.coarse)
     rmse = np.where(valid, rmse, np.nan).astype(np.float32)
     coeff = interpolate_invalid(coeff, valid)
     save_npz(

@@ -33,9 +33,9 @@ from prep.models.bfm_io import load_bfm
 from prep.models.camera import make_K
 from prep.models.rotations import matrix_to_euler_angles
 from prep.pipeline import StageContext, StageResult, register_stage
-from prep.stages.fit_3dmm_coarse import front_assets, load_front_bfm, read_landmarks
 from prep.track.bfm_coarse import torch_threads
 from prep.track.bfm_fine import FrameImages, fit_video
+from prep.track.bfm_inputs import front_assets, load_front_bfm, read_landmarks
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def _assets(cfg) -> list[str]:
 def _model(ctx: StageContext) -> BfmModel:
     if ctx.cfg.bfm.variant == "adnerf":
         return BfmModel(load_bfm("adnerf", ctx.asset("bfm_adnerf"), ctx.asset("bfm_adnerf")))
-    return load_front_bfm(ctx)
+    return load_front_bfm(ctx.cfg, ctx.asset)
 
 
 def coarse_euler(path) -> np.ndarray | None:
@@ -77,10 +77,9 @@ def _to_fit_px(pts: np.ndarray, scale: float) -> np.ndarray:
     assets=_assets,
 )
 def run(ctx: StageContext) -> StageResult:
-
     cfg, subject = ctx.cfg, ctx.subject
     started = time.time()
-    lm = read_landmarks(ctx)
+    lm = read_landmarks(subject, cfg.fit3dmm.coarse.min_score)
     valid = lm["valid"]
     h, w = (int(v) for v in lm["image_hw"])
     if h != w:

@@ -21,7 +21,7 @@ from prep.export.info import write_export_info
 from prep.export.lmdb import LmdbVideo, crop_params_at_size, write_lmdb
 from prep.io.files import load_npz, read_image
 from prep.pipeline import StageContext, StageResult, register_stage
-from prep.stages.fit_3dmm_coarse import interpolate_invalid
+from prep.track.bfm_inputs import interpolate_invalid
 
 log = logging.getLogger(__name__)
 

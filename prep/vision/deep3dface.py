@@ -15,6 +15,7 @@ come from ``BFM/similarity_Lm3D_all.mat`` as in ``util/load_mats.py`` ``load_lm3
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -140,27 +141,41 @@ def aligned_batch(images: list[np.ndarray], trans_params: np.ndarray) -> torch.T
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def regress_frames(ctx, model, lm: dict, trans_params: np.ndarray, batch: int = 32):
+def regress_frames(
+    weights: Path,
+    device: str,
+    frame: Callable[[int], np.ndarray],
+    model,
+    lm: dict,
+    trans_params: np.ndarray,
+    settings,
+    batch: int = 32,
+):
     """Run the regressor on every face frame; returns (coeff (T, 257), lmk_rmse_px (T,)).
 
     The landmark RMSE compares the regressed model's projected keypoints with the detected
     landmarks in the aligned 224 image.
+
+    Args:
+        weights: the published checkpoint (asset ``deep3dface``). device: torch device.
+        frame: ``frame(i)`` -> (H, W, 3) uint8 RGB face frame i.
+        model: the front BFM. lm: landmarks with ``points_px`` (T, 68, 2) and ``weights``.
+        trans_params: (T, 5) alignment parameters. settings: ``fit3dmm.coarse``.
     """
-    from prep.io.files import read_image
     from prep.progress import progress
     from prep.track.bfm_align import aligned_from_source, apply_affine
     from prep.track.bfm_coarse import project_keypoints
 
-    net = load_deep3dface(ctx.asset("deep3dface"), ctx.device)
-    s = ctx.cfg.fit3dmm.coarse
+    net = load_deep3dface(weights, device)
+    s = settings
     M = aligned_from_source(trans_params, INPUT_SIZE)
     T = len(trans_params)
     coeff = np.zeros((T, 257), np.float32)
     for i0 in progress(range(0, T, batch), total=(T + batch - 1) // batch, desc="deep3dface"):
         i1 = min(i0 + batch, T)
-        imgs = [read_image(ctx.subject.face_frame_path(i)) for i in range(i0, i1)]
+        imgs = [frame(i) for i in range(i0, i1)]
         with torch.no_grad():
-            x = aligned_batch(imgs, trans_params[i0:i1]).to(ctx.device)
+            x = aligned_batch(imgs, trans_params[i0:i1]).to(device)
             coeff[i0:i1] = net(x).cpu().numpy()
     c = torch.from_numpy(coeff)
     with torch.no_grad():
