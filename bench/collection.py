@@ -85,10 +85,10 @@ def run_pipeline(folder: Path, work: Path, *overrides: str) -> np.ndarray:
     from hydra import compose, initialize_config_dir
 
     import prep.config
-    from prep.app import subject_dir
     from prep.geometry.crop import CropTransforms
     from prep.io.files import load_npz
     from prep.runner import run_plan
+    from prep.subject import subject_dir
 
     prep.config.register_configs()
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):

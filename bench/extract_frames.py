@@ -128,10 +128,10 @@ def child_extract(clip: Path, work: Path, workers: int) -> dict:
     from hydra import compose, initialize_config_dir
 
     import prep.config
-    from prep.app import subject_dir
     from prep.config import to_typed
     from prep.pipeline import get_stage
     from prep.runner import run_plan
+    from prep.subject import subject_dir
 
     prep.config.register_configs()
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):

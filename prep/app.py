@@ -11,41 +11,17 @@ from __future__ import annotations
 import errno
 import logging
 import math
-import re
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from prep.config import Config, to_typed
-from prep.errors import BadConfigError, PrepError, UnmetRequestError
+from prep.errors import PrepError, UnmetRequestError
 from prep.io.files import write_json
-from prep.subject import SubjectDir
+from prep.subject import subject_dir
 
 log = logging.getLogger("prep")
-
-_BAD_NAME = re.compile(r"[/\\\x00]|^\.{1,2}$")
-
-
-def subject_name(cfg: Config) -> str:
-    """The subject's name: `subject`, the dataset default, or the custom video's file stem."""
-    name = cfg.subject or cfg.dataset.default_subject
-    if not name and cfg.dataset.name == "custom":
-        src = cfg.dataset.video or cfg.dataset.images
-        name = Path(src).stem if src else None
-        if not name:
-            raise BadConfigError(
-                "dataset=custom needs dataset.video=<file> or dataset.images=<folder>"
-            )
-    if not name:
-        raise BadConfigError(f"dataset={cfg.dataset.name} needs subject=<name>")
-    if _BAD_NAME.search(name):
-        raise BadConfigError(f"subject name {name!r} must not contain path separators")
-    return name
-
-
-def subject_dir(cfg: Config) -> SubjectDir:
-    return SubjectDir(Path(cfg.work_dir) / cfg.dataset.name / subject_name(cfg))
 
 
 def validate(cfg: Config) -> None:

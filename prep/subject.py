@@ -29,13 +29,18 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prep.errors import SubjectLockedError
+from prep.errors import BadConfigError, SubjectLockedError
 from prep.io.files import TMP_PREFIX, read_json
+
+if TYPE_CHECKING:
+    from prep.config import Config
 
 
 def frame_stem(i: int) -> str:
@@ -267,6 +272,31 @@ class SubjectDir:
             yield
         finally:
             os.close(fd)
+
+
+_BAD_NAME = re.compile(r"[/\\\x00]|^\.{1,2}$")
+
+
+def subject_name(cfg: Config) -> str:
+    """The subject's name: `subject`, the dataset default, or the custom video's file stem."""
+    name = cfg.subject or cfg.dataset.default_subject
+    if not name and cfg.dataset.name == "custom":
+        src = cfg.dataset.video or cfg.dataset.images
+        name = Path(src).stem if src else None
+        if not name:
+            raise BadConfigError(
+                "dataset=custom needs dataset.video=<file> or dataset.images=<folder>"
+            )
+    if not name:
+        raise BadConfigError(f"dataset={cfg.dataset.name} needs subject=<name>")
+    if _BAD_NAME.search(name):
+        raise BadConfigError(f"subject name {name!r} must not contain path separators")
+    return name
+
+
+def subject_dir(cfg: Config) -> SubjectDir:
+    """The subject folder of a job: ``<work_dir>/<dataset>/<subject>``."""
+    return SubjectDir(Path(cfg.work_dir) / cfg.dataset.name / subject_name(cfg))
 
 
 def _names(folder: Path, suffix: str) -> list[str]:

@@ -36,7 +36,7 @@ def _bfm_fingerprint(cfg) -> dict:
         return {}
     import hashlib
 
-    from prep.app import subject_dir
+    from prep.subject import subject_dir
 
     path = subject_dir(cfg).manifest_path("fit_3dmm_fine")
     return {"fit_3dmm_fine": hashlib.sha1(path.read_bytes()).hexdigest()[:16]

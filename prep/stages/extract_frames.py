@@ -59,7 +59,7 @@ def _writes(s: SubjectDir) -> list[Path]:
 
 
 def _subject_name(cfg: Config) -> str:
-    from prep.app import subject_name
+    from prep.subject import subject_name
 
     return subject_name(cfg)
 

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 def import_folder(cfg: Config) -> Path:
     """``<dataset.root>/<subject>``, checked."""
-    from prep.app import subject_name
+    from prep.subject import subject_name
 
     if cfg.dataset.name not in IMPORT_KINDS:
         raise BadConfigError(f"stage import_tracking needs dataset={'|'.join(IMPORT_KINDS)}")
@@ -51,8 +51,8 @@ def import_folder(cfg: Config) -> Path:
 def _fingerprint(cfg: Config) -> dict:
     if cfg.dataset.name not in IMPORT_KINDS:
         return {}
-    from prep.app import subject_name
     from prep.datasets import resolve_source
+    from prep.subject import subject_name
 
     return {"source": resolve_source(cfg, subject_name(cfg)).fingerprint()}
 

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def _other_manifests(cfg) -> dict:
     """Fingerprints of every other stage's manifest: a re-run upstream re-runs the report."""
-    from prep.app import subject_dir
+    from prep.subject import subject_dir
 
     folder = subject_dir(cfg).manifest_dir
     if not folder.is_dir():

@@ -54,9 +54,9 @@ class RealExport:
 
 def build_real_export(root: Path, clip: Path, flame_public: Path, extra=()) -> RealExport:
     """Run the pipeline on `clip` up to every export and both LMDB sizes (synthetic models)."""
-    from prep.app import subject_dir
     from prep.export.common import read_obj
     from prep.runner import run_plan
+    from prep.subject import subject_dir
     from tests.conftest import compose
     from tests.fixtures.insta_topology import write_insta_topology
     from tests.fixtures.synthetic_bfm import write_synthetic_front_mat

@@ -21,9 +21,9 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from prep.app import subject_dir
 from prep.io.files import load_npz
 from prep.runner import run_plan
+from prep.subject import subject_dir
 from tests.conftest import compose
 from tests.export import consumer_flame as cf
 from tests.export.conformance import TOL_PX, apply, crop_to_export, fit_of, splat_project

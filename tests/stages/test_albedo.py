@@ -167,7 +167,7 @@ def test_real_clip_albedo_flattens_shading(compose_cfg, clip_c03):
     shading inside the face region while keeping its colour."""
     cfg = compose_cfg("dataset=custom", f"dataset.video={clip_c03}", "subject=c03", "stage=albedo",
                       "frames.max_frames=8")  # fmt: skip
-    from prep.app import subject_dir
+    from prep.subject import subject_dir
 
     s = subject_dir(cfg)
     run_plan(cfg, s)

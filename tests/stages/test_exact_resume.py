@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from prep.app import subject_dir
 from prep.io.files import load_npz
 from prep.runner import run_plan
-from prep.subject import SubjectDir
+from prep.subject import SubjectDir, subject_dir
 from tests.conftest import compose
 from tests.stages.kill import kill_when
 

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prep.app import subject_dir
 from prep.io.files import TMP_PREFIX, load_npz, read_image, read_json
 from prep.io.synthetic import make_clip, pattern_frame, read_index
 from prep.pipeline import registered_stages
 from prep.runner import run_plan
+from prep.subject import subject_dir
 from tests.conftest import compose
 
 REPO = Path(__file__).resolve().parents[2]

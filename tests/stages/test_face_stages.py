@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from prep.app import subject_dir
 from prep.io.files import load_npz, read_image, read_json, write_image
 from prep.runner import run_plan
+from prep.subject import subject_dir
 from prep.vision.parsing import CLOTH, LABEL
 from tests.conftest import compose
 

@@ -183,7 +183,7 @@ def test_real_clip_with_synthetic_model(compose_cfg, clip_c01, flame_public, tmp
     cfg = compose_cfg("dataset=custom", f"dataset.video={clip_c01}", "stage=fit_flame",
                       "frames.max_frames=24", "tracker.threads=1",
                       *[f"assets.{k}={assets[k]}" for k in keys])  # fmt: skip
-    from prep.app import subject_dir
+    from prep.subject import subject_dir
 
     s = subject_dir(cfg)
     res = run_plan(cfg, s).results["fit_flame"]

@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prep.app import subject_dir
 from prep.geometry.crop import CropTransforms, inframe_reader
 from prep.geometry.crop_boxes import overflow_px
 from prep.io.files import load_npz, read_image
 from prep.runner import run_plan
+from prep.subject import subject_dir
 from tests.conftest import compose
 
 N = 6

@@ -16,9 +16,9 @@ import matplotlib
 import numpy as np
 import pytest
 
-from prep.app import subject_dir
 from prep.io.files import load_npz, read_image, write_image
 from prep.runner import run_plan
+from prep.subject import subject_dir
 from prep.vision.detect import box_centre
 from tests.conftest import compose
 from tests.vision.dlib_oracle import dlib_landmarks, nme

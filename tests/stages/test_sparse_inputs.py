@@ -12,11 +12,11 @@ import shutil
 import numpy as np
 import pytest
 
-from prep.app import subject_dir
 from prep.io.files import load_npz, read_json
 from prep.io.video_writer import write_video
 from prep.pipeline import read_manifest
 from prep.runner import run_plan
+from prep.subject import subject_dir
 from tests.conftest import compose
 from tests.vision.perception_data import clip_frames
 
