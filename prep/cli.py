@@ -8,8 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-# Native libraries (mediapipe's TFLite/absl) print info and warnings to stderr; keep errors only.
-NATIVE_QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
+from prep.vision.mp_graph import NATIVE_QUIET_ENV
 
 
 class ConsoleFormatter(logging.Formatter):

@@ -21,6 +21,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# Native libraries (mediapipe's TFLite/absl) print info and warnings to stderr; keep errors only.
+# The entry point sets them for the whole job (`prep.cli.precheck`); spawned workers set them again.
+NATIVE_QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
 G = TypeVar("G")
 
 

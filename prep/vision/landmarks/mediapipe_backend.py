@@ -38,7 +38,7 @@ _MESH_SAW_FACE = False  # the graph's first face makes it log a note on square R
 
 
 def _init_worker(static: bool, min_det: float, min_track: float) -> None:
-    from prep.cli import NATIVE_QUIET_ENV
+    from prep.vision.mp_graph import NATIVE_QUIET_ENV
 
     for key, value in NATIVE_QUIET_ENV.items():  # spawned workers may not have them yet
         os.environ.setdefault(key, value)
