@@ -11,12 +11,15 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from prep.errors import BadInputError
+
+if TYPE_CHECKING:
+    from prep.io.video import VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,20 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpe
 # EXIF orientations (tag 0x0112) that swap width and height (rotations by 90/270 degrees).
 _EXIF_ORIENTATION = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}
+
+
+@dataclass
+class Extracted:
+    """What decoding a source produced (before audio and metadata)."""
+
+    timestamps_s: list[float]  # per frame, on the clip clock (first kept time = 0)
+    n_skipped: int  # frames already on disk from an interrupted run
+    size_wh: tuple[int, int]  # size of the written frames
+    start_s: float  # kept range in source seconds: [start_s, end_s)
+    end_s: float | None
+    box_xywh: tuple[int, int, int, int] | None = None  # crop cut from every frame (source px)
+    info: VideoInfo | None = None  # probe of a video source
+    fps: float | None = None  # frame rate of an image sequence
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from prep.datasets.base import Source, load_image
+from prep.datasets.base import Extracted, Source, load_image
 from prep.errors import BadInputError
 from prep.io.video import probe
 
 if TYPE_CHECKING:
     from prep.config import Config
-    from prep.stages.extract_frames import Extracted
 
 log = logging.getLogger(__name__)
 

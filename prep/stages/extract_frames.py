@@ -22,7 +22,6 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ import numpy as np
 
 from prep.config import Config
 from prep.datasets import Source, resolve_source
-from prep.datasets.base import display_size, load_image
+from prep.datasets.base import Extracted, display_size, load_image
 from prep.datasets.checks import check_complete, check_source
 from prep.errors import BadConfigError, BadInputError
 from prep.io.audio import extract_audio
@@ -66,20 +65,6 @@ def _subject_name(cfg: Config) -> str:
 
 def _fingerprint(cfg: Config) -> dict[str, Any]:
     return {"source": resolve_source(cfg, _subject_name(cfg)).fingerprint()}
-
-
-@dataclass
-class Extracted:
-    """What decoding a source produced (before audio and metadata)."""
-
-    timestamps_s: list[float]  # per frame, on the clip clock (first kept time = 0)
-    n_skipped: int  # frames already on disk from an interrupted run
-    size_wh: tuple[int, int]  # size of the written frames
-    start_s: float  # kept range in source seconds: [start_s, end_s)
-    end_s: float | None
-    box_xywh: tuple[int, int, int, int] | None = None  # crop cut from every frame (source px)
-    info: VideoInfo | None = None  # probe of a video source
-    fps: float | None = None  # frame rate of an image sequence
 
 
 class FrameSink:
