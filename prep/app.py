@@ -56,7 +56,7 @@ def run(cfg: Config) -> float | None:
 
 
 def print_asset_table(cfg: Config) -> None:
-    from prep.assets import asset_table
+    from prep.asset_checks import asset_table
 
     rows = asset_table(cfg)
     width = max(len(r[0]) for r in rows)

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from prep.assets import ASSETS, asset_path, resolve_asset
+from prep.assets import ASSETS, asset_path, resolve_asset, sha256_file
 from prep.errors import MissingAssetError, PrepError
 from prep.io.safe_load import UnsafePickleError, refused_reason
 
 if TYPE_CHECKING:
     from prep.config import Config
+    from prep.pipeline import Stage
 
 STATUSES = ("present", "corrupt", "refused", "missing")
 
@@ -294,3 +295,35 @@ def verify_asset(cfg: Config, name: str) -> AssetStatus:
     if st.error is not None:
         raise st.error
     return st
+
+
+def asset_table(cfg: Config, verify: bool = False) -> list[tuple[str, str, str, str, str]]:
+    """Rows ``(name, status, path, used_by, detail)``; status: present, corrupt, refused, missing.
+
+    Each present file is opened as its stage would open it (`prep.asset_checks`), without
+    executing anything in it; `verify` also compares published sha256 sums.
+    """
+    rows = []
+    for name, asset in ASSETS.items():
+        st = check_asset(cfg, name)
+        status, detail = st.status, st.detail
+        if status == "present" and verify and asset.sha256 and sha256_file(st.path) != asset.sha256:
+            status, detail = "corrupt", "sha256 mismatch"
+        rows.append((name, status, str(st.path), asset.used_by, detail))
+    return rows
+
+
+def missing_assets(cfg: Config, stage: Stage, deep: bool = False) -> list[MissingAssetError]:
+    """Assets `stage` needs under `cfg` that are absent (or, with `deep`, also those that do not
+    open as their stage needs: corrupt or refused), as errors ready to raise or report."""
+    errors = []
+    for name in stage.assets(cfg) if stage.assets else []:
+        if deep:
+            if (err := check_asset(cfg, name).error) is not None:
+                errors.append(err)
+            continue
+        try:
+            resolve_asset(cfg, name)
+        except MissingAssetError as e:
+            errors.append(e)
+    return errors

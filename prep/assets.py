@@ -230,21 +230,3 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def asset_table(cfg: Config, verify: bool = False) -> list[tuple[str, str, str, str, str]]:
-    """Rows ``(name, status, path, used_by, detail)``; status: present, corrupt, refused, missing.
-
-    Each present file is opened as its stage would open it (`prep.asset_checks`), without
-    executing anything in it; `verify` also compares published sha256 sums.
-    """
-    from prep.asset_checks import check_asset
-
-    rows = []
-    for name, asset in ASSETS.items():
-        st = check_asset(cfg, name)
-        status, detail = st.status, st.detail
-        if status == "present" and verify and asset.sha256 and sha256_file(st.path) != asset.sha256:
-            status, detail = "corrupt", "sha256 mismatch"
-        rows.append((name, status, str(st.path), asset.used_by, detail))
-    return rows

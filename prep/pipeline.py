@@ -22,16 +22,14 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from prep import __version__
-from prep.errors import BadConfigError, MissingAssetError, MissingInputError
-from prep.io.files import TMP_PREFIX, load_npz, nan_for_null, read_json, save_npz, write_json
+from prep.errors import BadConfigError, MissingInputError
+from prep.io.files import TMP_PREFIX, nan_for_null, read_json, write_json
 from prep.io.fingerprint import content_fingerprint, file_fingerprint  # noqa: F401 (re-export)
 from prep.subject import SubjectDir
 
@@ -130,6 +128,26 @@ class Stage:
     check: Callable[[Config, SubjectDir], None] | None = None
 
 
+# The built-in stage modules (prep/stages/<name>.py), imported on first use by `get_stage`.
+BUILTIN_STAGES = (
+    "extract_frames",
+    "detect",
+    "crop",
+    "matting",
+    "landmarks",
+    "parsing",
+    "iris",
+    "albedo",
+    "fit_flame",
+    "fit_3dmm_coarse",
+    "fit_3dmm_fine",
+    "pack_lmdb",
+    "import_tracking",
+    "export",
+    "report",
+    "download",
+)
+
 _REGISTRY: dict[str, Stage] = {}
 
 
@@ -185,8 +203,6 @@ def register_stage(
 
 def stage_names() -> list[str]:
     """Names of the built-in stages and of any stage registered by other code."""
-    from prep.stages import BUILTIN_STAGES
-
     return list(BUILTIN_STAGES) + [n for n in _REGISTRY if n not in BUILTIN_STAGES]
 
 
@@ -199,8 +215,6 @@ def registered_stages() -> dict[str, Stage]:
 
 def get_stage(name: str) -> Stage:
     """The stage called `name`, importing its built-in module on first use."""
-    from prep.stages import BUILTIN_STAGES
-
     if name not in _REGISTRY and name in BUILTIN_STAGES:
         importlib.import_module(f"prep.stages.{name}")
     if name not in _REGISTRY:
@@ -358,83 +372,7 @@ def write_manifest(
     return man
 
 
-# ---- resume helpers for per-frame stages ----------------------------------------------------
-
-
-def frame_chunks(
-    n_frames: int, chunk: int = 256, done: Callable[[int, int], bool] | None = None
-) -> Iterator[tuple[int, int]]:
-    """Yield ``(i0, i1)`` ranges covering ``range(n_frames)``, skipping those `done` reports."""
-    for i0 in range(0, n_frames, chunk):
-        i1 = min(i0 + chunk, n_frames)
-        if done is None or not done(i0, i1):
-            yield i0, i1
-
-
-class ChunkStore:
-    """Per-chunk npz files under one folder, so a killed per-frame stage resumes by chunk.
-
-    Every chunk ``[i0, i1)`` is written atomically as ``<dir>/<i0:06d>-<i1:06d>.npz``; `merge`
-    concatenates the chunks' arrays along axis 0 in frame order.
-    """
-
-    def __init__(self, folder: Path | str):
-        self.folder = Path(folder)
-
-    def _path(self, i0: int, i1: int) -> Path:
-        return self.folder / f"{i0:06d}-{i1:06d}.npz"
-
-    def has(self, i0: int, i1: int) -> bool:
-        return self._path(i0, i1).exists()
-
-    def write(self, i0: int, i1: int, **arrays: np.ndarray) -> None:
-        for k, a in arrays.items():
-            if len(a) != i1 - i0:
-                raise ValueError(f"chunk array {k!r} has {len(a)} rows for frames {i0}:{i1}")
-        save_npz(self._path(i0, i1), **arrays)
-
-    def clear(self) -> None:
-        if self.folder.is_dir():
-            for p in self.folder.glob("*.npz"):
-                p.unlink()
-
-    def merge(self, n_frames: int | None = None) -> dict[str, np.ndarray]:
-        """Concatenate all chunks in order; checks they tile ``range(n_frames)`` without gaps."""
-        paths = sorted(p for p in self.folder.glob("*.npz") if not p.name.startswith(TMP_PREFIX))
-        parts: dict[str, list[np.ndarray]] = {}
-        expect = 0
-        for p in paths:
-            i0, i1 = (int(x) for x in p.stem.split("-"))
-            if i0 != expect:
-                raise ValueError(f"chunk store {self.folder} has a gap at frame {expect}")
-            expect = i1
-            for k, a in load_npz(p).items():
-                parts.setdefault(k, []).append(a)
-        if n_frames is not None and expect != n_frames:
-            raise ValueError(f"chunk store {self.folder} covers {expect} of {n_frames} frames")
-        return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
-
-
 # ---- running a plan -------------------------------------------------------------------------
-
-
-def missing_assets(cfg: Config, stage: Stage, deep: bool = False) -> list[MissingAssetError]:
-    """Assets `stage` needs under `cfg` that are absent (or, with `deep`, also those that do not
-    open as their stage needs: corrupt or refused), as errors ready to raise or report."""
-    from prep.asset_checks import check_asset
-    from prep.assets import resolve_asset
-
-    errors = []
-    for name in stage.assets(cfg) if stage.assets else []:
-        if deep:
-            if (err := check_asset(cfg, name).error) is not None:
-                errors.append(err)
-            continue
-        try:
-            resolve_asset(cfg, name)
-        except MissingAssetError as e:
-            errors.append(e)
-    return errors
 
 
 def check_inputs(subject: SubjectDir, stage: Stage, provided: frozenset[str] = frozenset()) -> None:

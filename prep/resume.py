@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from prep.io.files import clean_temp_files, read_json, write_json
+from prep.io.files import TMP_PREFIX, clean_temp_files, load_npz, read_json, save_npz, write_json
 
 log = logging.getLogger(__name__)
 
@@ -208,3 +208,60 @@ def manifest_digest(manifest: Path) -> str | None:
     if not manifest.exists():
         return None
     return hashlib.sha1(manifest.read_bytes()).hexdigest()[:16]
+
+
+# ---- chunked outputs of per-frame stages ----------------------------------------------------
+
+
+def frame_chunks(
+    n_frames: int, chunk: int = 256, done: Callable[[int, int], bool] | None = None
+) -> Iterator[tuple[int, int]]:
+    """Yield ``(i0, i1)`` ranges covering ``range(n_frames)``, skipping those `done` reports."""
+    for i0 in range(0, n_frames, chunk):
+        i1 = min(i0 + chunk, n_frames)
+        if done is None or not done(i0, i1):
+            yield i0, i1
+
+
+class ChunkStore:
+    """Per-chunk npz files under one folder, so a killed per-frame stage resumes by chunk.
+
+    Every chunk ``[i0, i1)`` is written atomically as ``<dir>/<i0:06d>-<i1:06d>.npz``; `merge`
+    concatenates the chunks' arrays along axis 0 in frame order.
+    """
+
+    def __init__(self, folder: Path | str):
+        self.folder = Path(folder)
+
+    def _path(self, i0: int, i1: int) -> Path:
+        return self.folder / f"{i0:06d}-{i1:06d}.npz"
+
+    def has(self, i0: int, i1: int) -> bool:
+        return self._path(i0, i1).exists()
+
+    def write(self, i0: int, i1: int, **arrays: np.ndarray) -> None:
+        for k, a in arrays.items():
+            if len(a) != i1 - i0:
+                raise ValueError(f"chunk array {k!r} has {len(a)} rows for frames {i0}:{i1}")
+        save_npz(self._path(i0, i1), **arrays)
+
+    def clear(self) -> None:
+        if self.folder.is_dir():
+            for p in self.folder.glob("*.npz"):
+                p.unlink()
+
+    def merge(self, n_frames: int | None = None) -> dict[str, np.ndarray]:
+        """Concatenate all chunks in order; checks they tile ``range(n_frames)`` without gaps."""
+        paths = sorted(p for p in self.folder.glob("*.npz") if not p.name.startswith(TMP_PREFIX))
+        parts: dict[str, list[np.ndarray]] = {}
+        expect = 0
+        for p in paths:
+            i0, i1 = (int(x) for x in p.stem.split("-"))
+            if i0 != expect:
+                raise ValueError(f"chunk store {self.folder} has a gap at frame {expect}")
+            expect = i1
+            for k, a in load_npz(p).items():
+                parts.setdefault(k, []).append(a)
+        if n_frames is not None and expect != n_frames:
+            raise ValueError(f"chunk store {self.folder} covers {expect} of {n_frames} frames")
+        return {k: np.concatenate(v, axis=0) for k, v in parts.items()}

@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from prep.asset_checks import missing_assets
 from prep.config import Config
 from prep.errors import BadConfigError, MissingAssetError
 from prep.io.files import write_json
@@ -18,7 +19,6 @@ from prep.pipeline import (
     check_inputs,
     get_stage,
     is_done,
-    missing_assets,
     read_manifest,
     upstream_closure,
     write_manifest,

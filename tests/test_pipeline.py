@@ -7,7 +7,8 @@ import pytest
 
 from prep.errors import BadConfigError, MissingAssetError, MissingInputError
 from prep.io.files import read_json, write_image
-from prep.pipeline import ChunkStore, StageResult, frame_chunks, register_stage
+from prep.pipeline import StageResult, register_stage
+from prep.resume import ChunkStore, frame_chunks
 from prep.runner import plan_stages, run_plan
 from prep.subject import SubjectDir
 

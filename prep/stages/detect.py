@@ -18,9 +18,9 @@ import numpy as np
 from prep.datasets.sequence import declared_sequence, judge, pair_similarity, thumbnail
 from prep.errors import BadInputError
 from prep.io.files import save_npz
-from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
+from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
-from prep.resume import manifest_digest, outputs_for
+from prep.resume import ChunkStore, frame_chunks, manifest_digest, outputs_for
 from prep.vision.detect import box_centre, box_side, largest_face_per_image, track_subject
 from prep.vision.detect_backends import N_KPS, FaceCandidates, make_detector
 from prep.vision.frames import read_rgb, reduction

@@ -30,10 +30,10 @@ from prep.datasets.sequence import is_sequence
 from prep.errors import BadConfigError, NoUsableFramesError
 from prep.geometry.crop import CropTransforms
 from prep.io.files import load_npz, read_image, save_npz, write_json
-from prep.pipeline import ChunkStore, StageContext, StageResult, frame_chunks, register_stage
+from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.report import overlay
-from prep.resume import manifest_digest, outputs_for
+from prep.resume import ChunkStore, frame_chunks, manifest_digest, outputs_for
 from prep.subject import SubjectDir, frame_stem
 from prep.vision.landmarks import LandmarkResult, make_backend
 from prep.vision.landmarks.filter import inter_ocular_px, one_euro

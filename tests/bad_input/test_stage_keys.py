@@ -111,8 +111,7 @@ def test_model_fingerprint_reads_little_of_a_large_file(tmp_path, monkeypatch):
 
 def _hashes(*overrides: str) -> dict[str, str]:
     """Every built-in stage's config hash under `overrides`."""
-    from prep.pipeline import config_hash, get_stage
-    from prep.stages import BUILTIN_STAGES
+    from prep.pipeline import BUILTIN_STAGES, config_hash, get_stage
 
     cfg = compose("dataset=custom", "logger=none", *overrides)
     return {name: config_hash(cfg, get_stage(name)) for name in BUILTIN_STAGES}

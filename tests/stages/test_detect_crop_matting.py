@@ -13,7 +13,7 @@ import pytest
 
 from prep.errors import BadInputError
 from prep.io.files import load_npz, read_image
-from prep.pipeline import ChunkStore
+from prep.resume import ChunkStore
 from prep.stages import crop, detect, matting
 from prep.vision.detect import box_centre, box_side
 from tests.vision.perception_data import clip_frames, make_ctx, photo, write_subject
