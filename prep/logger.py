@@ -212,10 +212,6 @@ def _start_wandb(cfg: Config, subject: SubjectDir, stage: str):
         reinit="finish_previous",
     )
     mode = cfg.logger.mode
-    if mode not in ("offline", "online", "disabled"):
-        from prep.errors import BadConfigError
-
-        raise BadConfigError(f"logger.mode={mode!r}; use offline, online or disabled")
     if mode == "online":
         run = init_online(kwargs, cfg.logger.init_timeout_s)
         if run is not None:

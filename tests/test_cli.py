@@ -27,6 +27,8 @@ from tests.cli_helpers import REPO, launch, one_error_line
         ("only=maybe", "only=maybe: expected true or false"),
         ("frames.jpeg_quality=high", "frames.jpeg_quality=high: expected an integer"),
         ("tracker.w.smooth_pose=1,ten,100", "tracker.w.smooth_pose=ten: expected a number"),
+        ("matting.refine=soft", "matting.refine=soft: use one of guided, none"),
+        ("export.formats=[imavatar,obj]", "obj is not one of imavatar, hravatar, insta, gauss"),
     ],
 )
 def test_bad_override_is_one_line(arg, says, tmp_path):

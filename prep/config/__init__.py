@@ -74,8 +74,21 @@ def register_configs() -> None:
 
 
 def to_typed(cfg: DictConfig) -> Config:
-    """Resolve interpolations and convert a composed DictConfig to the typed `Config` object."""
-    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    """Resolve interpolations and convert a composed DictConfig to the typed `Config` object.
+
+    Raises:
+        BadConfigError: a value the schema refuses (an interpolation that gives an invalid
+            choice, an unset required key), in one line.
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
+    from prep.config.schema_keys import value_error
+    from prep.errors import BadConfigError
+
+    try:
+        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        raise BadConfigError(value_error(e)) from None
 
 
 register_configs()
@@ -83,4 +96,5 @@ register_configs()
 
 def to_plain(cfg: Config) -> dict:
     """The typed config as plain dicts and lists (for logging and manifests)."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+    plain = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
+    return plain  # type: ignore[return-value]

@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class BfmVariant(StrEnum):
+    """front: Deep3DFaceRecon's BFM (id 80, exp 64, tex 80); adnerf: AD-NeRF's (100/79/100)."""
+
+    front = "front"
+    adnerf = "adnerf"
+
+
+class FocalMode(StrEnum):
+    """search: grid of candidates (AD-NeRF); optimise: joint with the fit; fixed: the given one."""
+
+    search = "search"
+    optimise = "optimise"
+    fixed = "fixed"
+
+
+class LmdbSplit(StrEnum):
+    """Which list files name the video (PIRender/OTAvatar train from train_list.txt and run
+    inference from test_list.txt)."""
+
+    train = "train"
+    test = "test"
+    both = "both"
 
 
 @dataclass
 class BfmConfig:
     """Which BFM variant to load (assets bfm_front / bfm_adnerf)."""
 
-    variant: str = "front"  # front (Deep3DFaceRecon, id 80 exp 64 tex 80) | adnerf (100/79/100)
+    variant: BfmVariant = BfmVariant.front
     build_front: bool = True  # front missing: build it from bfm_2009 + bfm_exp_pca (+ index files)
 
 
@@ -49,7 +74,7 @@ class Fit3dmmConfig:
 
     coarse_backend: str = "landmarks"  # landmarks (fits the 68 points) | deep3dface (epoch_20.pth)
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
-    focal_mode: str = "search"  # search (grid, AD-NeRF) | optimise (joint) | fixed (= focal)
+    focal_mode: FocalMode = FocalMode.search
     focal: float = 1100.0  # fixed focal, pixels of the crop image (OTAvatar: 1100 at 512)
     focal_search: list[float] = field(
         default_factory=lambda: [600.0, 700.0, 800.0, 900.0, 1000.0, 1100.0, 1200.0, 1300.0, 1400.0]
@@ -79,7 +104,5 @@ class LmdbConfig:
     sizes: list[int] = field(default_factory=lambda: [256, 512])
     jpeg_quality: int = 95  # 1-100
     video_name: str | None = None  # key prefix of this subject's video (null = subject name)
-    # train | test | both: which list files name it (PIRender/OTAvatar train from
-    # train_list.txt and run inference from test_list.txt)
-    split: str = "both"
+    split: LmdbSplit = LmdbSplit.both
     map_size_gb: float = 8.0  # LMDB map size; the write fails cleanly when it is too small

@@ -3,8 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from omegaconf import MISSING
+
+
+class FrameExt(StrEnum):
+    """Image format of extracted frames."""
+
+    jpg = "jpg"
+    jpeg = "jpg"  # the same
+    png = "png"
+
+
+class LoggerBackend(StrEnum):
+    wandb = "wandb"
+    csv = "csv"
+    none = "none"
+
+
+class LoggerMode(StrEnum):
+    """W&B run mode."""
+
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+class Accelerator(StrEnum):
+    cpu = "cpu"
+    gpu = "gpu"
+    cuda = "cuda"
+
+
+# OmegaConf reads an enum value by its member's name, so the names are the values ("32-true" is
+# no identifier: the functional form); `trainer.precision=32` arrives as an int, read as "32".
+Precision = StrEnum(
+    "Precision", [(v, v) for v in ("32-true", "64-true", "32", "64")], module=__name__
+)
+Precision.__doc__ = "Lightning precision of the trackers: 32-true | 64-true (32, 64: the same)."
+Precision._missing_ = classmethod(lambda cls, value: cls._value2member_map_.get(str(value)))
 
 
 @dataclass
@@ -31,7 +69,7 @@ class FramesConfig:
     """Frame extraction (stage extract_frames)."""
 
     fps: float | None = None  # resample to this rate by timestamps; null = native rate
-    ext: str = "jpg"  # jpg | png
+    ext: FrameExt = FrameExt.jpg
     jpeg_quality: int = 95  # 1-100
     max_frames: int | None = None  # stop after this many frames (null = all)
     start_s: float | None = None  # first timestamp to keep, seconds
@@ -50,10 +88,10 @@ class LoggerConfig:
     Lightning's own logger of the same backend, into the stage's run.
     """
 
-    backend: str = "wandb"  # wandb | csv | none
+    backend: LoggerBackend = LoggerBackend.wandb
     project: str = "avatar-prep"
     entity: str | None = None
-    mode: str = "offline"  # offline | online | disabled (wandb)
+    mode: LoggerMode = LoggerMode.offline  # wandb
     dir: str = "outputs/wandb"  # where offline runs and csv logs go
     tags: list[str] = field(default_factory=list)
     init_timeout_s: float = 20.0  # online: fall back to offline when W&B has not answered by then
@@ -63,31 +101,22 @@ class LoggerConfig:
 class TrainerConfig:
     """The Lightning Trainer of the trackers (fit_flame, fit_3dmm_fine); group conf/trainer/.
 
-    One Lightning step is one solver step; the phases' budgets set ``max_steps``. The BFM fine
-    fit takes `deterministic` and runs in 32-true on the CPU whatever the rest says.
+    One Lightning step is one solver step (a Gauss-Newton step or an L-BFGS iteration of the
+    FLAME fit, an Adam step of the BFM fine fit); the phases' budgets set ``max_steps``. The BFM
+    fine fit takes `deterministic` and runs in 32-true on the CPU whatever the rest says.
     """
 
-    accelerator: str | None = None  # cpu | gpu; null = from the top-level `device`
+    accelerator: Accelerator | None = None  # null = from the top-level `device` (cpu, cuda:1)
     devices: int | None = None  # null = the device of `device` (cuda:1 -> GPU 1); only 1 device
-    precision: str = "32-true"  # 32-true | 64-true (the FLAME fit in float64)
+    precision: Precision = Precision["32-true"]  # 64-true: the FLAME fit in float64
     deterministic: bool = False  # torch's deterministic algorithms (GPU runs repeat bitwise)
-
-
-TRAINER_PRECISIONS = ("32-true", "64-true", "32", "64")
 
 
 def trainer_errors(t: TrainerConfig) -> list[str]:
     """What is wrong with a `TrainerConfig` (empty when nothing), one line each."""
-    errors = []
-    if t.accelerator not in (None, "cpu", "gpu", "cuda"):
-        errors.append(f"trainer.accelerator={t.accelerator!r}; use cpu or gpu (or null)")
     if t.devices is not None and t.devices != 1:
-        errors.append(f"trainer.devices={t.devices}: the trackers fit on one device (1 or null)")
-    if t.precision not in TRAINER_PRECISIONS:
-        errors.append(
-            f"trainer.precision={t.precision!r}: the FLAME fit runs in 32-true or 64-true"
-        )
-    return errors
+        return [f"trainer.devices={t.devices}: the trackers fit on one device (1 or null)"]
+    return []
 
 
 @dataclass
@@ -122,4 +151,4 @@ class AssetsConfig:
 class StageSelect:
     """Which stage to run (conf/stage/<name>.yaml)."""
 
-    name: str = "all"  # a stage name, or all = the dataset's plan
+    name: str = MISSING  # a stage name, or all = the dataset's plan (set by conf/stage/<name>.yaml)

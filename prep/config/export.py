@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ExportFormat(StrEnum):
+    """An export target, written to export/<format>/."""
+
+    imavatar = "imavatar"
+    hravatar = "hravatar"
+    insta = "insta"
+    gaussianavatars = "gaussianavatars"
+    nerf = "nerf"
 
 
 @dataclass
 class ExportConfig:
     """Exporters (stage export): one folder per format under <subject>/export/<format>/."""
 
-    # imavatar | hravatar | insta | gaussianavatars | nerf, each in export/<format>/
-    formats: list[str] = field(default_factory=lambda: ["imavatar"])
+    formats: list[ExportFormat] = field(default_factory=lambda: [ExportFormat.imavatar])
     only_valid: bool = True  # export only frames the tracker marked valid
     background: list[int] = field(default_factory=lambda: [255, 255, 255])  # RGB behind the matte
     imavatar_semantic: bool = True  # write semantic/ from parsing labels when they exist

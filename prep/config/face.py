@@ -10,7 +10,9 @@ class LandmarksConfig:
     """68-point landmarks (stage landmarks); backend group conf/landmarks/."""
 
     backend: str = "mediapipe"  # mediapipe | dlib | fan
-    static_image_mode: bool | None = None  # mediapipe: detect every frame; null = for image input
+    # mediapipe: detect every frame (true) or track (false); null = per image for dataset.images,
+    # tracking for videos
+    static_image_mode: bool | None = None
     min_detection_confidence: float = 0.5  # mediapipe: face detector threshold
     min_tracking_confidence: float = 0.5  # mediapipe: below this the tracker re-detects
     dlib_upsample: int = 0  # dlib: detector upsampling when no face box is known

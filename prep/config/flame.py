@@ -20,18 +20,70 @@ expression and the head rotation absorbs the misfit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from prep.config.render import PhotometricConfig
+
+
+class FlameVersion(StrEnum):
+    """FLAME release (the asset of the same name)."""
+
+    flame2020 = "flame2020"
+    flame2023 = "flame2023"
+
+
+class Embedding(StrEnum):
+    """Landmark embedding: eyes = 68 points + 2 iris centres (IMAvatar); plain = 68 (DECA)."""
+
+    eyes = "eyes"
+    plain = "plain"
+
+
+class TrackerParam(StrEnum):
+    """A parameter group the FLAME tracker optimises in a phase (all = every one)."""
+
+    all = "all"
+    expr = "expr"
+    global_pose = "global_pose"
+    neck_pose = "neck_pose"
+    jaw_pose = "jaw_pose"
+    eyes_pose = "eyes_pose"
+    eyelids = "eyelids"
+    shape = "shape"
+    transl = "transl"
+    focal = "focal"
+
+
+class TrackerLoss(StrEnum):
+    """Landmark loss: charbonnier (smooth L1, robust) or l2 (squared)."""
+
+    charbonnier = "charbonnier"
+    l2 = "l2"
+
+
+class TrackerInit(StrEnum):
+    """Start of the fit: rigid (from landmarks), deca_code (DECA's code.json), deca (encoder)."""
+
+    rigid = "rigid"
+    deca_code = "deca_code"
+    deca = "deca"
+
+
+class Solver(StrEnum):
+    """gn: Levenberg-Marquardt Gauss-Newton, vectorised over frames; lbfgs: torch's L-BFGS."""
+
+    gn = "gn"
+    lbfgs = "lbfgs"
 
 
 @dataclass
 class FlameConfig:
     """Which FLAME model to load; group conf/flame/."""
 
-    version: str = "flame2020"  # flame2020 | flame2023 (asset of the same name)
+    version: FlameVersion = FlameVersion.flame2020
     n_shape: int = 100  # identity components fitted (<= 300)
     n_expr: int = 50  # expression components fitted (<= 100)
-    embedding: str = "eyes"  # eyes: 68 + 2 iris centres (IMAvatar) | plain: 68 points (DECA)
+    embedding: Embedding = Embedding.eyes
 
 
 @dataclass
@@ -41,7 +93,18 @@ class TrackerWeights:
     The 0.4 rescales IMAvatar's regularisers from its Euclidean landmark distance to our
     Charbonnier point term (see the module docstring); `lmk`, `contour`, `iris` are unchanged.
     The shape prior is half that again (x 0.2): it lowered the mean head-pose error on the
-    synthetic benchmark's tuning seeds (conf/tracker/flame.yaml has the numbers).
+    synthetic benchmark's tuning seeds.
+
+    Chosen on bench/fit_flame.py (200 frames, mean head-pose error; the benchmark's default
+    seeds are held out), with the Charbonnier loss quadratic within 1 px and a Euclidean
+    distance (IMAvatar's loss) beyond it:
+
+    - seeds 0-3: Charbonnier radius 3 px 1.60 deg, 1 px 1.37 deg, 0.5 px 1.51 deg; weights
+      x 0.8 1.67 deg;
+    - seeds 0-3 and 12-23: shape prior 0.008 2.77 deg, 0.004 2.47, 0.002 2.15, 0.001 2.11
+      (landmark RMSE up 0.06 px), 0.0005 2.23; at 0.004, expression prior x2 or /2, radius 3 px,
+      twice the joint iterations: no better. At 0.002 the joint phase's budget matters
+      (6/8/10/12/16 iterations: 2.29/2.15/2.32/2.44/2.44 deg): see the README's known limits.
     """
 
     lmk: float = 1.0  # 2D landmarks (68 iBUG points), confidence-weighted
@@ -64,21 +127,21 @@ class TrackerWeights:
 class PhaseConfig:
     """One optimisation phase: which parameters move, for how many solver steps.
 
-    Phases run in order (`prep.track.phases.PhaseSchedule`); a phase ends at its budget or
-    when the Gauss-Newton solver stops making progress.
+    Phases run in order (`prep.track.phases.PhaseSchedule`); a phase ends at its budget or,
+    with ``solver=gn``, as soon as the Gauss-Newton steps stop making progress.
     """
 
     name: str = "joint"  # rigid | joint | eyes (logged under this name)
-    params: list[str] = field(default_factory=lambda: ["all"])  # names, or "all"
+    params: list[TrackerParam] = field(default_factory=lambda: [TrackerParam.all])
     iters: int = 10  # solver steps = Lightning steps (Gauss-Newton steps or L-BFGS iterations)
     iris_scale: float = 1.0  # multiplier on w.iris in this phase (IMAvatar: 10 for eyes)
 
 
 def _default_phases() -> list[PhaseConfig]:
     return [
-        PhaseConfig("rigid", ["global_pose", "transl", "focal"], 6),
-        PhaseConfig("joint", ["all"], 8),
-        PhaseConfig("eyes", ["eyes_pose"], 3, iris_scale=10.0),
+        PhaseConfig("rigid", [TrackerParam(p) for p in ("global_pose", "transl", "focal")], 6),
+        PhaseConfig("joint", [TrackerParam.all], 8),
+        PhaseConfig("eyes", [TrackerParam.eyes_pose], 3, iris_scale=10.0),
     ]
 
 
@@ -88,16 +151,16 @@ class TrackerConfig:
 
     w: TrackerWeights = field(default_factory=TrackerWeights)
     phases: list[PhaseConfig] = field(default_factory=_default_phases)
-    loss: str = "charbonnier"  # charbonnier (smooth L1, robust) | l2 (squared)
+    loss: TrackerLoss = TrackerLoss.charbonnier
     charbonnier_eps_px: float = 1.0  # charbonnier: quadratic within this radius (crop px)
     min_score: float = 0.0  # landmark scores below this are ignored
-    init: str = "rigid"  # rigid (from landmarks) | deca_code (code.json) | deca (DECA encoder)
+    init: TrackerInit = TrackerInit.rigid
     deca_code: str | None = None  # init=deca_code: path of DECA's code.json
     shape_from: str | None = None  # reuse the shape of this subject (same dataset), kept fixed
     with_translation: bool = True  # per-frame translation; false = one shared translation
     estimate_focal: bool = True  # optimise a shared focal when fx/fy are not given
     focal_init_fov_deg: float = 14.0  # initial horizontal field of view when estimating
-    solver: str = "gn"  # gn (Levenberg-Marquardt, vectorised over frames) | lbfgs
+    solver: Solver = Solver.gn
     gn_chunk: int = 512  # frames per Jacobian chunk (bounds memory for long videos)
     lbfgs_history: int = 20  # L-BFGS memory
     lbfgs_lr: float = 1.0  # L-BFGS step scale (strong-Wolfe line search on top)

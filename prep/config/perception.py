@@ -3,6 +3,41 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class DetectModel(StrEnum):
+    """MediaPipe face detector: short range (~2 m), full range (~5 m), or short then full."""
+
+    short = "short"
+    full = "full"
+    auto = "auto"
+
+
+class CropMode(StrEnum):
+    """static: one box per clip; smooth: a per-frame box, temporally smoothed."""
+
+    static = "static"
+    smooth = "smooth"
+
+
+class CropPad(StrEnum):
+    """What fills the crop outside the original frame (replicate: edge streaks)."""
+
+    constant = "constant"
+    replicate = "replicate"
+
+
+class RvmVariant(StrEnum):
+    mobilenetv3 = "mobilenetv3"
+    resnet50 = "resnet50"
+
+
+class MatteRefine(StrEnum):
+    """guided: edge-aware guided filter with the frame as colour guide; none: the raw matte."""
+
+    guided = "guided"
+    none = "none"
 
 
 @dataclass
@@ -10,7 +45,7 @@ class DetectConfig:
     """Face detection and single-subject tracking (stage detect); backend group conf/detect/."""
 
     backend: str = "mediapipe"  # mediapipe | dlib
-    model: str = "auto"  # mediapipe: short | full | auto (short range, full range when it misses)
+    model: DetectModel = DetectModel.auto  # mediapipe
     min_score: float = 0.5  # detections scoring below this are ignored
     max_side: int = 960  # frames larger than this are downscaled before detection (4K input)
     dlib_upsample: int = 1  # dlib HOG: upsampling steps tried when a frame shows no face
@@ -25,7 +60,7 @@ class DetectConfig:
 class CropConfig:
     """Square face crop (stage crop); transforms recorded in crop/crop.npz."""
 
-    mode: str = "static"  # static (one box per clip) | smooth (per-frame box, temporally smoothed)
+    mode: CropMode = CropMode.static
     image_size: int = 512  # output side, pixels
     scale: float = 2.3  # crop side = scale x detected face box side (2.2-2.5 in the public tools)
     increase_area: float = 0.0  # OTAvatar-style extra margin: side *= 1 + increase_area
@@ -35,7 +70,7 @@ class CropConfig:
     smooth_sigma_size: float = 15.0  # smooth: Gaussian sigma of the box side, frames
     drop_outside: bool = False  # fail (drop the clip) when the static box leaves the frame
     inside_frame: bool = False  # move (and shrink) the box so it never leaves the frame
-    pad: str = "constant"  # constant | replicate (edge streaks): fill outside the original frame
+    pad: CropPad = CropPad.constant  # fill outside the original frame
     pad_value: int = 0  # constant padding grey level, 0-255; mattes and masks are 0 there
     matting_first: bool = False  # matte the full frame, then crop the alpha (OTAvatar order)
     jpeg_quality: int = 95  # crop/frames JPEG quality
@@ -47,9 +82,9 @@ class MattingConfig:
     """Soft alpha matting (stage matting); backend group conf/matting/."""
 
     backend: str = "selfie"  # selfie | rvm | modnet
-    variant: str = "mobilenetv3"  # rvm: mobilenetv3 | resnet50
+    variant: RvmVariant = RvmVariant.mobilenetv3  # rvm
     selfie_model: int = 0  # mediapipe selfie: 0 general (256x256), 1 landscape (144x256)
-    refine: str = "guided"  # guided (edge-aware, colour guide) | none
+    refine: MatteRefine = MatteRefine.guided
     guided_radius: int = 8  # guided filter radius, pixels at 512
     guided_eps: float = 1e-3  # guided filter regulariser (intensities in [0,1])
     guided_subsample: int = 4  # guided filter coefficients solved at 1/this resolution

@@ -3,6 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class AlbedoOutside(StrEnum):
+    """What the albedo image holds outside the face region: the frame, or black."""
+
+    keep = "keep"
+    black = "black"
+
+
+# A per-frame FLAME parameter the photometric refinement may change.
+PhotoParam = StrEnum(
+    "PhotoParam",
+    [
+        (p, p)
+        for p in ("expr", "global_pose", "neck_pose", "jaw_pose", "eyes_pose", "eyelids", "transl")
+    ],
+    module=__name__,
+)
 
 
 @dataclass
@@ -12,7 +31,7 @@ class AlbedoConfig:
     backend: str = "shading"  # shading | intrinsic_anything
     # Face-parsing labels (BiSeNet numbering) whose pixels get albedo; others follow `outside`.
     region: list[int] = field(default_factory=lambda: [1, 2, 3, 7, 8, 10, 11, 12, 13, 14])
-    outside: str = "keep"  # keep | black: what the albedo image holds outside the region
+    outside: AlbedoOutside = AlbedoOutside.keep
     use_mesh: bool = True  # shading: divide out the fitted FLAME mesh's SH shading when tracked
     retinex_sigmas: list[float] = field(default_factory=lambda: [0.02, 0.06, 0.15])  # x image size
     sh_ridge: float = 0.05  # shading: ridge weight of the per-frame SH fit (higher bands)
@@ -53,6 +72,8 @@ class PhotometricConfig:
     sh_per_frame: bool = False  # one SH lighting per frame instead of one per subject
     batch_frames: int = 16  # frames per optimisation window (sliding over the sequence)
     region: list[int] = field(default_factory=lambda: [1, 2, 3, 10, 11, 12, 13])  # parsing labels
-    refine: list[str] = field(
-        default_factory=lambda: ["expr", "jaw_pose", "global_pose", "neck_pose", "transl"]
+    refine: list[PhotoParam] = field(
+        default_factory=lambda: [
+            PhotoParam(p) for p in ("expr", "jaw_pose", "global_pose", "neck_pose", "transl")
+        ]
     )  # parameters the photometric loss may change (others stay fixed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -61,14 +62,18 @@ class SchemaKeys:
 
     def node(self, key: str) -> Any:
         """The schema node at `key`; None when some part of it is not in the schema; the string
-        "list" when the key goes inside a list (indices are left to Hydra)."""
+        "list" when the key goes past the items of a list's default (the run's list may be
+        longer: left to Hydra)."""
         node: Any = self.schema
         for part in key.split("."):
             if isinstance(node, ListConfig):
-                return "list"
-            if not isinstance(node, DictConfig) or part not in node:
+                if not part.isdigit() or int(part) >= len(node):
+                    return "list"
+                node = node._get_node(int(part))
+            elif isinstance(node, DictConfig) and part in node:
+                node = node._get_node(part)
+            else:
                 return None
-            node = node._get_node(part)
         return node
 
     def check(self, override: Any) -> str | None:
@@ -105,12 +110,42 @@ class SchemaKeys:
         except OmegaConfBaseException as e:
             if value is None:
                 return f"{key}=null: this key needs a value"
+            if _choices(e):
+                return value_error(e, key, value)
             kind = next((k for t, k in _KIND if isinstance(node, t)), None)
             if kind is None:
                 kind = "a list [a,b,...]" if isinstance(node, ListConfig) else "a group of keys"
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
             return f"{key}={_show(value)}: expected {kind} ({text})"
         return None
+
+
+_INVALID_CHOICE = re.compile(r"Invalid value '(.*)', expected one of \[(.*)\]")
+
+
+def _choices(e: Exception) -> tuple[str, str] | None:
+    """(the bad value, the valid values) when `e` is OmegaConf refusing an enum value."""
+    m = _INVALID_CHOICE.search(str(e))
+    return (m.group(1), m.group(2)) if m else None
+
+
+def value_error(e: OmegaConfBaseException, key: str | None = None, value: Any = None) -> str:
+    """One line for OmegaConf refusing a value; an invalid choice lists the valid ones.
+
+    Args:
+        e: the error OmegaConf raised (updating `key`, or converting the whole config).
+        key: the dotted key that was set; None = the key the error names.
+        value: the value given; None = the value the error names.
+    """
+    key = key or getattr(e, "full_key", None) or "config"
+    if choices := _choices(e):
+        bad, valid = choices
+        if isinstance(value, list):
+            return f"{key}={_show(value)}: {bad} is not one of {valid}"
+        return f"{key}={bad}: use one of {valid}"
+    text = (getattr(e, "msg", None) or str(e)).splitlines()
+    given = "" if value is None else f"={_show(value)}"
+    return f"{key}{given}: {text[0] if text else type(e).__name__}"
 
 
 def _show(value: Any) -> str:

@@ -39,7 +39,6 @@ from functools import cached_property
 import cv2
 import numpy as np
 
-from prep.errors import BadConfigError
 from prep.models.camera import K_matrix, resize_affine
 
 
@@ -272,8 +271,6 @@ def warp_to_crop(
     Returns:
         (N, N[, C]) image of the same dtype.
     """
-    if pad not in ("replicate", "constant"):
-        raise BadConfigError(f"crop.pad={pad!r}: use constant or replicate")
     M = np.asarray(orig_to_crop, np.float64)
     k = int(1.0 / M[0, 0]) if not nearest else 1
     if k >= 2:

@@ -23,8 +23,6 @@ def _fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def check_crop_config(cfg: CropConfig) -> None:
     """Raise BadConfigError for crop settings no crop can be made with."""
-    if cfg.mode not in ("static", "smooth"):
-        raise BadConfigError(f"crop.mode={cfg.mode!r}: use static or smooth")
     if not cfg.image_size > 0 or not cfg.scale > 0 or not cfg.increase_area > -1:
         raise BadConfigError(
             f"crop.image_size={cfg.image_size}, crop.scale={cfg.scale} and "
@@ -32,8 +30,6 @@ def check_crop_config(cfg: CropConfig) -> None:
         )
     if not 0 <= cfg.static_size_quantile <= 1:
         raise BadConfigError(f"crop.static_size_quantile={cfg.static_size_quantile}: use 0..1")
-    if cfg.pad not in ("replicate", "constant"):
-        raise BadConfigError(f"crop.pad={cfg.pad!r}: use constant or replicate")
     if not 0 <= cfg.pad_value <= 255:
         raise BadConfigError(f"crop.pad_value={cfg.pad_value}: use a grey level 0..255")
 
@@ -77,14 +73,12 @@ def crop_boxes(
         s = np.quantile(side[valid], cfg.static_size_quantile) * grow
         centre = np.broadcast_to(c, centre.shape)
         side = np.full(len(box), s)
-    elif cfg.mode == "smooth":
+    else:  # smooth
         if cfg.smooth_sigma > 0:
             centre = gaussian_filter1d(centre, cfg.smooth_sigma, axis=0, mode="nearest")
         if cfg.smooth_sigma_size > 0:
             side = gaussian_filter1d(side, cfg.smooth_sigma_size, mode="nearest")
         side = side * grow
-    else:
-        raise BadConfigError(f"crop.mode={cfg.mode!r}: use static or smooth")
     half = side[:, None] / 2
     return np.concatenate([centre - half, centre + half], axis=1)
 

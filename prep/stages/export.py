@@ -15,19 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from prep.config import Config
+from prep.config.export import ExportFormat
 from prep.errors import BadConfigError, MissingAssetError
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.subject import SubjectDir
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("imavatar", "hravatar", "insta", "gaussianavatars", "nerf")
-
 
 def _check_formats(formats: list[str]) -> None:
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise BadConfigError(f"export.formats={formats}: choose from {', '.join(FORMATS)}")
+    if not formats:
+        raise BadConfigError(f"export.formats is empty: choose from {', '.join(ExportFormat)}")
 
 
 def _bfm_fingerprint(cfg) -> dict:

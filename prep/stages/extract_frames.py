@@ -102,11 +102,7 @@ def _encode_write(path: Path, bgr: np.ndarray, params: list[int]) -> None:
 
 
 def _ext_params(cfg: Config) -> tuple[str, list[int]]:
-    ext = "." + cfg.frames.ext.lower().lstrip(".")
-    if ext == ".jpeg":
-        ext = ".jpg"
-    if ext not in (".jpg", ".png"):
-        raise BadConfigError(f"frames.ext={cfg.frames.ext!r}: use jpg or png")
+    ext = f".{cfg.frames.ext}"
     if ext == ".jpg":
         q = int(cfg.frames.jpeg_quality)
         if not 1 <= q <= 100:

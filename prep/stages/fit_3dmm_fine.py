@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 def _assets(cfg) -> list[str]:
     if cfg.bfm.variant == "adnerf":
         return ["bfm_adnerf"]
-    if cfg.bfm.variant != "front":
-        raise BadConfigError(f"bfm.variant={cfg.bfm.variant!r}; use front or adnerf")
     return front_assets(cfg)
 
 

@@ -172,8 +172,6 @@ def _init(ctx: StageContext, flame, data):
         init = deca_init(
             ctx.asset("deca"), ctx.subject, data, flame.n_shape, flame.n_expr, ctx.device
         )
-    elif tc.init != "rigid":
-        raise BadConfigError(f"tracker.init={tc.init!r}; use rigid, deca_code or deca")
     path = _shape_from_path(ctx.cfg)
     if path is not None:
         if not path.exists():

@@ -88,8 +88,6 @@ def _written(subject) -> list:
 )
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.cfg.lmdb
-    if cfg.split not in ("train", "test", "both"):
-        raise BadConfigError(f"lmdb.split={cfg.split!r}; use train, test or both")
     if not cfg.sizes:
         raise BadConfigError("lmdb.sizes is empty; PIRender reads 256, OTAvatar 512")
     for size in cfg.sizes:

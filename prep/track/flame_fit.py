@@ -38,10 +38,6 @@ log = logging.getLogger(__name__)
 
 def flame_assets(flame_cfg: FlameConfig, tracker_cfg: TrackerConfig) -> list[str]:
     """Asset names fit_flame needs for this config."""
-    if flame_cfg.version not in ("flame2020", "flame2023"):
-        raise BadConfigError(f"flame.version={flame_cfg.version!r}; use flame2020 or flame2023")
-    if flame_cfg.embedding not in ("eyes", "plain"):
-        raise BadConfigError(f"flame.embedding={flame_cfg.embedding!r}; use eyes or plain")
     names = [flame_cfg.version]
     names.append(
         "flame_lmk_embedding_eyes" if flame_cfg.embedding == "eyes" else "flame_lmk_embedding"

@@ -23,7 +23,6 @@ import torch
 
 from prep.config.core import TrainerConfig
 from prep.config.flame import PhaseConfig, TrackerConfig
-from prep.errors import BadConfigError
 from prep.models.flame import FlameModel
 from prep.track.flame_data import FlameDataModule
 from prep.track.flame_params import FlameParams
@@ -58,8 +57,6 @@ class FlameTracker(L.LightningModule):
         fixed_shape: bool = False,
     ):
         super().__init__()
-        if cfg.solver not in ("gn", "lbfgs"):
-            raise BadConfigError(f"tracker.solver={cfg.solver!r}; use gn or lbfgs")
         self.flame, self.params, self.cfg, self.fixed_shape = flame, params, cfg, fixed_shape
         self.objective = FlameObjective(flame, params, cfg, fixed_shape, batch)
         self.phase_index = -1  # index of the current phase (start_phase counts them)

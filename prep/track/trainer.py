@@ -43,11 +43,7 @@ def accelerator_devices(cfg: TrainerConfig, device: str) -> tuple[str, list[int]
 
 
 def precision_dtype(precision: str) -> torch.dtype:
-    """The float dtype of a Lightning precision the FLAME tracker supports."""
-    if precision not in PRECISIONS:
-        raise BadConfigError(
-            f"trainer.precision={precision!r}: the FLAME fit runs in 32-true or 64-true"
-        )
+    """The float dtype of a Lightning precision (a `prep.config.core.Precision`)."""
     return PRECISIONS[precision]
 
 

@@ -69,8 +69,6 @@ class MediapipeDetector:
     """MediaPipe BlazeFace: short range (faces within ~2 m), full range (~5 m) or auto."""
 
     def __init__(self, cfg: DetectConfig):
-        if cfg.model not in ("short", "full", "auto"):
-            raise BadConfigError(f"detect.model={cfg.model!r}: use short, full or auto")
         self.cfg = cfg
         self._graphs: dict[int, object] = {}
 

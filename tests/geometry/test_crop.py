@@ -131,7 +131,8 @@ def test_invalid_frames_get_interpolated_boxes_and_no_face_raises():
 
 
 @pytest.mark.parametrize(
-    "bad", [{"mode": "dynamic"}, {"scale": 0.0}, {"pad": "mirror"}, {"static_size_quantile": 2}]
+    "bad",
+    [{"scale": 0.0}, {"static_size_quantile": 2}],  # mode, pad: enums, refused at compose
 )
 def test_bad_crop_settings_are_config_errors(bad):
     box, valid = _track(5, np.random.default_rng(4))

@@ -78,8 +78,6 @@ def test_configure_optimizers_returns_the_solvers(flame, oracle):
         tr = FlameTracker(flame, p, TrackerConfig(solver=solver), FlameDataModule(seq.data).batch)
         opt = tr.configure_optimizers()
         assert isinstance(opt, kind) and isinstance(opt, torch.optim.Optimizer)
-    with pytest.raises(BadConfigError, match="tracker.solver"):
-        FlameTracker(flame, p, TrackerConfig(solver="adam"), FlameDataModule(seq.data).batch)
 
 
 def test_a_converged_phase_ends_before_its_budget(flame, oracle, tmp_path):
@@ -137,22 +135,17 @@ def test_trainer_factory():
     assert accelerator_devices(TrainerConfig(accelerator="cpu"), "cuda:1") == ("cpu", 1)
     with pytest.raises(BadConfigError, match="one device"):
         accelerator_devices(TrainerConfig(devices=2), "cpu")
-    with pytest.raises(BadConfigError, match="accelerator"):
-        accelerator_devices(TrainerConfig(accelerator="tpu"), "cpu")
     t = make_trainer(TrainerConfig(precision="64-true"), "cpu", max_steps=7)
     assert t.max_steps == 7 and t.log_every_n_steps == 1 and not t.checkpoint_callback
 
 
-@pytest.mark.parametrize(
-    "override, message",
-    [("trainer.precision=16-mixed", "32-true or 64-true"), ("trainer.devices=2", "one device"),
-     ("trainer.accelerator=tpu", "use cpu or gpu")],
-)  # fmt: skip
-def test_bad_trainer_settings_stop_before_any_stage(compose_cfg, override, message):
+def test_bad_trainer_settings_stop_before_any_stage(compose_cfg):
+    """Two devices are refused with the other values; a precision or accelerator that is not a
+    choice never composes (tests/config/test_choices.py)."""
     from prep.config.validate import validate_config
 
-    with pytest.raises(BadConfigError, match=message):
-        validate_config(compose_cfg(override))
+    with pytest.raises(BadConfigError, match="one device"):
+        validate_config(compose_cfg("trainer.devices=2"))
 
 
 def test_precision_must_match_the_model(flame, oracle):

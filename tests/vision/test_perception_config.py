@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hydra.errors import ConfigCompositionException
 
-from prep.errors import BadConfigError
 from prep.pipeline import get_stage
 from tests.conftest import compose
 
@@ -33,7 +33,6 @@ def test_group_values_reach_typed_config():
     assert cfg.detect.backend == "mediapipe" and cfg.matting.refine == "guided"
 
 
-def test_unknown_variant_is_a_config_error():
-    cfg = compose("logger=none", "matting=rvm", "matting.variant=mobilenetv2")
-    with pytest.raises(BadConfigError, match="matting.variant"):
-        get_stage("matting").assets(cfg)
+def test_unknown_variant_is_refused_when_composing():
+    with pytest.raises(ConfigCompositionException, match="matting.variant=mobilenetv2"):
+        compose("logger=none", "matting=rvm", "matting.variant=mobilenetv2")

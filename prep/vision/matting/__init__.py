@@ -33,8 +33,6 @@ def asset_name(cfg: MattingConfig) -> str | None:
     if cfg.backend == "selfie":
         return None
     if cfg.backend == "rvm":
-        if cfg.variant not in ("mobilenetv3", "resnet50"):
-            raise BadConfigError(f"matting.variant={cfg.variant!r}: use mobilenetv3 or resnet50")
         return f"rvm_{cfg.variant}"
     if cfg.backend == "modnet":
         return "modnet"

@@ -94,8 +94,6 @@ class MattePostprocess:
         hi: float,
         subsample: int = 4,
     ):
-        if refine not in ("guided", "none"):
-            raise BadConfigError(f"matting.refine={refine!r}: use guided or none")
         if not 0 <= temporal < 1:
             raise BadConfigError(f"matting.temporal={temporal}: use 0 (off) up to below 1")
         self.refine, self.radius, self.eps, self.subsample = refine, radius, eps, subsample
