@@ -143,7 +143,7 @@ def child_extract(clip: Path, work: Path, workers: int) -> dict:
                 "stage=extract_frames",
                 "logger=none",
                 f"work_dir={work}",
-                f"frames.workers={workers}",
+                f"extract_frames.workers={workers}",
             ],
         )
     cfg = to_typed(dcfg)
@@ -186,7 +186,9 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1920)
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--fps", type=int, default=25)
-    ap.add_argument("--workers", type=int, default=2, help="frames.workers (encoder threads)")
+    ap.add_argument(
+        "--workers", type=int, default=2, help="extract_frames.workers (encoder threads)"
+    )
     ap.add_argument("--clip", type=Path, help="reuse this clip instead of generating one")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -106,11 +106,11 @@ def _exp_landmark_err(model, exp_fit: np.ndarray, exp_true: np.ndarray) -> float
 
 
 def bench_fine(model, seq, folder: Path, size: int, photo: bool):
-    from prep.config.bfm import Fit3dmmConfig
+    from prep.config.bfm import FineConfig
     from prep.io.files import read_image
     from prep.track.bfm_fine import FrameImages, fit_video
 
-    cfg = Fit3dmmConfig()
+    cfg = FineConfig()
     scale = size / 512  # config focals are given for a 512 crop in this bench
     s = dataclasses.replace(cfg, size=size, photo_epochs=cfg.photo_epochs if photo else 0)
     n = len(seq["euler"])

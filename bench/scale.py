@@ -97,12 +97,21 @@ def run_sweep(n: int, args, tmp: Path) -> dict:
         v.parent.mkdir(parents=True, exist_ok=True)
         v.symlink_to(args.clip)
         videos.append(str(v))
-    cmd = [sys.executable, str(REPO / "launch.py"), "-m", "dataset=custom",
-           "dataset.video=" + ",".join(videos), f"stage={args.stage}",
-           f"frames.max_frames={args.frames}", "logger=none", f"work_dir={tmp / f'work{n}'}",
-           "hydra/launcher=joblib", f"hydra.launcher.n_jobs={min(args.jobs, n)}",
-           f"hydra.sweep.dir={tmp / f'sweep{n}'}",
-           "hydra.sweep.subdir=${hydra.job.num}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(REPO / "launch.py"),
+        "-m",
+        "dataset=custom",
+        "dataset.video=" + ",".join(videos),
+        f"stage={args.stage}",
+        f"extract_frames.max_frames={args.frames}",
+        "logger=none",
+        f"work_dir={tmp / f'work{n}'}",
+        "hydra/launcher=joblib",
+        f"hydra.launcher.n_jobs={min(args.jobs, n)}",
+        f"hydra.sweep.dir={tmp / f'sweep{n}'}",
+        "hydra.sweep.subdir=${hydra.job.num}",
+    ]
     env = {**os.environ, "AVATAR_PREP_PROGRESS": "0"}
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()

@@ -54,6 +54,10 @@ def precheck(conf_dir: Path) -> None:
     if "--help" in argv or "-h" in argv:
         print_help(conf_dir)
         sys.exit(0)
+    argv, notes = rename_old_keys(argv)
+    for note in notes:
+        print(f"info: {note}")
+    sys.argv[1:] = argv
     error = check_group_choices(argv, conf_dir) or check_overrides(argv, conf_dir)
     if error:
         print(f"error: {error}", file=sys.stderr)
@@ -67,8 +71,8 @@ _OPTS_WITH_ARG = {
 }  # fmt: skip
 
 
-def override_args(argv: list[str]) -> list[str]:
-    """The words of `argv` that are overrides (not Hydra options or their arguments)."""
+def _override_indices(argv: list[str]) -> list[int]:
+    """Where in `argv` the overrides are (not Hydra options or their arguments)."""
     out, skip = [], False
     for i, arg in enumerate(argv):
         if skip:
@@ -79,13 +83,58 @@ def override_args(argv: list[str]) -> list[str]:
         elif arg in ("--info", "-i"):
             skip = i + 1 < len(argv) and "=" not in argv[i + 1]
         elif not arg.startswith("-"):
-            out.append(arg)
+            out.append(i)
     return out
+
+
+def override_args(argv: list[str]) -> list[str]:
+    """The words of `argv` that are overrides (not Hydra options or their arguments)."""
+    return [argv[i] for i in _override_indices(argv)]
+
+
+# Keys as they were named before each stage's settings moved to the section named after the stage
+# (issue 14): still read on the command line, rewritten before Hydra composes, with an info line.
+# The first matching prefix wins, so longer prefixes come first.
+OLD_KEYS: tuple[tuple[str, str], ...] = (
+    ("frames", "extract_frames"),
+    ("tracker", "fit_flame"),
+    ("lmdb", "pack_lmdb"),
+    ("fit3dmm.coarse_backend", "fit_3dmm_coarse.backend"),
+    ("fit3dmm.coarse", "fit_3dmm_coarse"),
+    ("fit3dmm", "fit_3dmm_fine"),
+)
+# Old config groups that are gone, and why choosing one is no longer needed.
+OLD_GROUPS = {"tracker": "the FLAME tracker has one implementation (its settings: fit_flame.*)"}
+
+
+def rename_old_keys(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`argv` with old key names (`OLD_KEYS`) in overrides renamed, and a note for each."""
+    argv, notes, drop = list(argv), [], set()
+    for i in _override_indices(argv):
+        sign, rest = _split_sign(argv[i])
+        key, eq, value = rest.partition("=")
+        if eq and key in OLD_GROUPS:
+            notes.append(f"{argv[i]} is ignored: {OLD_GROUPS[key]}")
+            drop.add(i)
+            continue
+        for old, new in OLD_KEYS:
+            if key == old or key.startswith(old + "."):
+                renamed = new + key[len(old) :]
+                notes.append(f"{key} is now {renamed}")
+                argv[i] = f"{sign}{renamed}{eq}{value}"
+                break
+    return [a for i, a in enumerate(argv) if i not in drop], notes
+
+
+def _split_sign(arg: str) -> tuple[str, str]:
+    """(``+``, ``++``, ``~`` or "", the rest) of an override."""
+    n = len(arg) - len(arg.lstrip("+~"))
+    return arg[:n], arg[n:]
 
 
 def check_overrides(argv: list[str], conf_dir: Path) -> str | None:
     """One-line error for an override of our schema that Hydra would refuse in five lines, or
-    accept and ignore (``+tracker.w.lmkk=1``): unknown keys (with the nearest valid key), wrong
+    accept and ignore (``+fit_flame.w.lmkk=1``): unknown keys (with the nearest valid key), wrong
     types, ``+`` on an existing key, ``~`` on a schema key. Group choices are left to
     `check_group_choices`, ``hydra.*`` keys to Hydra."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -137,16 +186,16 @@ def print_help(conf_dir: Path) -> None:
         "backends (config groups):",
         *(f"  {g}={'|'.join(opts)}" for g, opts in groups.items()),
         "",
-        "settings: <section>.<key>=<value>, e.g. frames.fps=25 crop.image_size=512",
-        "  tracker.w.smooth_pose=10 flame.n_shape=100 logger.mode=online",
-        "  every key: python launch.py --cfg job; one section: --cfg job --package tracker",
+        "settings: <stage>.<key>=<value>, e.g. extract_frames.fps=25 crop.image_size=512",
+        "  fit_flame.w.smooth_pose=10; shared: flame.n_shape=100 logger.mode=online",
+        "  every key: python launch.py --cfg job; one stage's: --cfg job --package fit_flame",
         "",
         "examples:",
         "  python launch.py                                         # the built-in demo",
         "  python launch.py dataset=custom dataset.video=me.mp4     # your clip, all stages",
         "  python launch.py dataset=hdtf subject=<clip> stage=fit_flame fx=1539.67",
         "  python launch.py -m dataset=insta subject=bala,justin stage=fit_flame \\",
-        "      tracker.w.smooth_pose=1,10,100                      # a sweep (multirun)",
+        "      fit_flame.w.smooth_pose=1,10,100                    # a sweep (multirun)",
         "  python launch.py stage=assets                            # model files: status",
         "",
         "errors are one line (README: Troubleshooting); Hydra's own help: --hydra-help",

@@ -8,7 +8,7 @@ the same backend writing into the same run. The W&B run starts lazily, on the fi
 so stages that log nothing cost nothing.
 
 Runs are named ``<subject>/<stage>`` followed by the job's swept or changed config values (e.g.
-``c01/fit_flame tracker.w.smooth_pose=10``), so a sweep's runs are told apart; each run records
+``c01/fit_flame fit_flame.w.smooth_pose=10``), so a sweep's runs are told apart; each run records
 the whole resolved config and the job's overrides. CSV runs go to
 ``<logger.dir>/<dataset>/<subject>/<stage>/<run id>/`` (``metrics.csv`` per step from Lightning,
 ``stage.csv`` for stage metrics, ``hparams.yaml`` the config).
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # names): top-level sections, and single keys.
 _PLACE_KEYS = ("dataset", "subject", "stage", "logger", "hydra", "assets", "work_dir", "only",
                "force", "debug", "lock_wait", "trainer", "device")  # fmt: skip
-_QUIET_KEYS = ("tracker.threads", "tracker.overlay_video", "tracker.overlay_max_frames")
+_QUIET_KEYS = ("fit_flame.threads", "fit_flame.overlay_video", "fit_flame.overlay_max_frames")
 STEP_METRIC = "trainer/global_step"
 
 

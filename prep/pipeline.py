@@ -51,6 +51,9 @@ _DATASET_NOT_FRAMES = (
     "plan", "provided", "default_subject", "sequence", "same_person", "video", "images", "root",
     *INTRINSICS,
 )  # fmt: skip
+# The name a section is hashed under, where it was renamed with its content unchanged, so that
+# finished stages still skip: the stage-named sections were `frames`, `tracker` and `lmdb`.
+_HASHED_AS = {"extract_frames": "frames", "fit_flame": "tracker", "pack_lmdb": "lmdb"}
 
 
 @dataclass
@@ -271,7 +274,7 @@ def config_hash(cfg: Config, stage: Stage) -> str:
     Only the stage's declared sections count: the camera intrinsics change only the stages that
     declare "intrinsics" (and, through their manifests, the stages that read their outputs).
     """
-    values = {k: _section_value(cfg, k) for k in stage.config}
+    values = {_HASHED_AS.get(k, k): _section_value(cfg, k) for k in stage.config}
     text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 

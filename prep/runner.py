@@ -135,7 +135,7 @@ def unmet_request(cfg: Config, st: Stage, error: MissingAssetError) -> dict[str,
     """{stage: why} when `st` waits for an asset the user asked for, or one that is broken.
 
     An asset is asked for when the default choices of every backend and model would not need it
-    (``matting=rvm``, ``flame=flame2023``, ``tracker.init=deca``). A missing asset that the
+    (``matting=rvm``, ``flame=flame2023``, ``fit_flame.init=deca``). A missing asset that the
     defaults need too (FLAME for the demo's fit_flame) only makes the stage wait.
     """
     if error.status in ("corrupt", "refused"):

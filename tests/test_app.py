@@ -26,7 +26,7 @@ def test_sweep_command_parses(tmp_path):
         "dataset=insta",
         "subject=bala,justin",
         "stage=assets",
-        "tracker.w.smooth_pose=1,10,100",
+        "fit_flame.w.smooth_pose=1,10,100",
         f"hydra.sweep.dir={tmp_path}",
     )
     assert proc.returncode == 0, proc.stderr
@@ -39,7 +39,7 @@ def test_sweep_command_parses(tmp_path):
         (["dataset=nope"], "unknown dataset 'nope'"),
         (["stage=nope"], "unknown stage 'nope'"),
         (["matting=nope"], "unknown matting 'nope'"),
-        (["frames.fps=-5", "stage=assets"], "frames.fps=-5.0 must be positive"),
+        (["extract_frames.fps=-5", "stage=assets"], "extract_frames.fps=-5.0 must be positive"),
         (["fx=0", "stage=assets"], "fx=0.0 must be a positive focal length"),
         (["dataset=hdtf", "stage=extract_frames"], "dataset=hdtf needs subject=<name>"),
         (["dataset=custom", "stage=extract_frames"], "dataset=custom needs dataset.video"),

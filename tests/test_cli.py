@@ -1,8 +1,8 @@
 """The command line before Hydra composes: one line for unknown keys (with the nearest valid
 key), wrong types and `+` on schema keys (issue 16 item 9), and our own short --help (item 12).
 
-Hydra alone prints five or six lines for `fx=abc` and `tracker.w.lmkk=1`, and, following its own
-hint, accepts `+tracker.w.lmkk=1` silently so that the weight the user meant never changes.
+Hydra alone prints five or six lines for `fx=abc` and `fit_flame.w.lmkk=1`, and, following its
+own hint, accepts `+fit_flame.w.lmkk=1` silently so that the weight the user meant never changes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from prep.cli import override_args
+from prep.cli import override_args, rename_old_keys
 from prep.config.schema_keys import SchemaKeys
 from tests.cli_helpers import REPO, launch, one_error_line
 
@@ -19,14 +19,15 @@ from tests.cli_helpers import REPO, launch, one_error_line
     ("arg", "says"),
     [
         ("fx=abc", "fx=abc: expected a number"),
-        ("tracker.w.lmkk=1", "unknown key tracker.w.lmkk; did you mean tracker.w.lmk?"),
-        ("+tracker.w.lmkk=1", "unknown key +tracker.w.lmkk"),
-        ("+tracker.w.lmk=1", "tracker.w.lmk already exists: drop the leading +"),
+        ("fit_flame.w.lmkk=1", "unknown key fit_flame.w.lmkk; did you mean fit_flame.w.lmk?"),
+        ("+fit_flame.w.lmkk=1", "unknown key +fit_flame.w.lmkk"),
+        ("+fit_flame.w.lmk=1", "fit_flame.w.lmk already exists: drop the leading +"),
+        ("tracker.w.lmkk=1", "unknown key fit_flame.w.lmkk; did you mean fit_flame.w.lmk?"),
         ("n_shape=80", "did you mean flame.n_shape?"),
-        ("trackr.w.lmk=1", "did you mean tracker.w.lmk?"),
+        ("fit_flam.w.lmk=1", "did you mean fit_flame.w.lmk?"),
         ("only=maybe", "only=maybe: expected true or false"),
         ("frames.jpeg_quality=high", "frames.jpeg_quality=high: expected an integer"),
-        ("tracker.w.smooth_pose=1,ten,100", "tracker.w.smooth_pose=ten: expected a number"),
+        ("fit_flame.w.smooth_pose=1,ten,100", "fit_flame.w.smooth_pose=ten: expected a number"),
         ("matting.refine=soft", "matting.refine=soft: use one of guided, none"),
         ("export.formats=[imavatar,obj]", "obj is not one of imavatar, hravatar, insta, gauss"),
     ],
@@ -37,8 +38,8 @@ def test_bad_override_is_one_line(arg, says, tmp_path):
 
 
 def test_plus_key_is_not_silently_ignored():
-    line = one_error_line(launch("+tracker.w.lmkk=1", "stage=assets"))
-    assert "did you mean tracker.w.lmk?" in line
+    line = one_error_line(launch("+fit_flame.w.lmkk=1", "stage=assets"))
+    assert "did you mean fit_flame.w.lmk?" in line
 
 
 def test_valid_overrides_pass():
@@ -47,10 +48,10 @@ def test_valid_overrides_pass():
         [
             "fx=1539.67",
             "fx=null",
-            "tracker.w.smooth_pose=1,10,100",
-            "tracker.w.smooth_pose=interval(1,100)",
+            "fit_flame.w.smooth_pose=1,10,100",
+            "fit_flame.w.smooth_pose=interval(1,100)",
             "export.formats=[imavatar,insta]",
-            "tracker.phases.0.iters=3",
+            "fit_flame.phases.0.iters=3",
             "assets.root=${oc.env:HOME}/m",
             "dataset.video=/x/y.mp4",
         ]
@@ -104,3 +105,57 @@ def test_console_lines_mark_warnings_only():
     )
     assert re.match(stamp + r"warning: waiting  export$", line(logging.WARNING, "waiting  export"))
     assert re.match(stamp + r"  failed job 3$", line(logging.ERROR, "  failed job %d", 3))
+
+
+def test_old_section_names_are_read_as_the_new_ones():
+    """Each stage's settings moved to the section named after it (issue 14); the old names
+    still work on the command line, each with an info line."""
+    argv = [
+        "-m",
+        "dataset=insta",
+        "tracker.w.smooth_pose=1,10,100",
+        "frames.fps=25",
+        "+lmdb.sizes=[256]",
+        "fit3dmm.coarse.min_score=0.5",
+        "fit3dmm.w.photo=2",
+        "fit3dmm.coarse_backend=deep3dface",
+        "tracker=flame",
+        "--cfg",
+        "job",
+        "-p",
+        "frames",
+    ]
+    out, notes = rename_old_keys(argv)
+    assert out == [
+        "-m",
+        "dataset=insta",
+        "fit_flame.w.smooth_pose=1,10,100",
+        "extract_frames.fps=25",
+        "+pack_lmdb.sizes=[256]",
+        "fit_3dmm_coarse.min_score=0.5",
+        "fit_3dmm_fine.w.photo=2",
+        "fit_3dmm_coarse.backend=deep3dface",
+        "--cfg",
+        "job",
+        "-p",
+        "frames",
+    ]
+    assert notes[0] == "tracker.w.smooth_pose is now fit_flame.w.smooth_pose" and len(notes) == 7
+
+
+def test_design_sweep_command_composes_with_the_old_name():
+    """DESIGN.md's sweep, as written there (one of its jobs: Hydra prints the config)."""
+    proc = launch(
+        "dataset=insta",
+        "subject=bala",
+        "stage=fit_flame",
+        "tracker.w.smooth_pose=10",
+        "--cfg",
+        "job",
+        "--package",
+        "fit_flame.w",
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "info: tracker.w.smooth_pose is now fit_flame.w.smooth_pose" in proc.stdout
+    assert "smooth_pose: 10" in proc.stdout

@@ -36,7 +36,7 @@ def test_none_backend_is_a_no_op(compose_cfg, tmp_path):
 def test_csv_backend_writes_one_folder_per_run(compose_cfg, tmp_path):
     cfg = compose_cfg(
         "logger=csv", f"logger.dir={tmp_path / 'logs'}", "dataset=custom", "subject=s",
-        "tracker.w.smooth_pose=7",
+        "fit_flame.w.smooth_pose=7",
     )  # fmt: skip
     lg = make_logger(cfg, SubjectDir(tmp_path / "s"), "fit_flame")
     assert isinstance(lg, CsvLogger)
@@ -53,17 +53,17 @@ def test_csv_backend_writes_one_folder_per_run(compose_cfg, tmp_path):
     pl.save()
     assert (lg.folder / "metrics.csv").read_text().splitlines()[1].startswith("0.5")
     hparams = yaml.safe_load((lg.folder / "hparams.yaml").read_text())
-    assert hparams["tracker"]["w"]["smooth_pose"] == 7.0
+    assert hparams["fit_flame"]["w"]["smooth_pose"] == 7.0
     other = make_logger(cfg, SubjectDir(tmp_path / "s"), "fit_flame")
     assert other.folder != lg.folder  # a second run (a sweep's next job) gets its own folder
 
 
 def test_run_names_tell_a_sweeps_runs_apart():
-    overrides = ["dataset=insta", "subject=bala", "stage=fit_flame", "tracker.w.smooth_pose=10",
+    overrides = ["dataset=insta", "subject=bala", "stage=fit_flame", "fit_flame.w.smooth_pose=10",
                  "logger.mode=online", "+assets.flame2020=/m.pkl", "flame.n_shape=50",
-                 "tracker.threads=1"]  # fmt: skip
+                 "fit_flame.threads=1"]  # fmt: skip
     assert run_name("bala", "fit_flame", overrides) == (
-        "bala/fit_flame tracker.w.smooth_pose=10 flame.n_shape=50"
+        "bala/fit_flame fit_flame.w.smooth_pose=10 flame.n_shape=50"
     )
     assert run_name("bala", "fit_flame", []) == "bala/fit_flame"
     assert sweep_tag("outputs/multirun/2025-01-01/10-00-00") == "sweep:2025-01-01/10-00-00"

@@ -15,7 +15,7 @@ from prep.subject import SubjectDir
 CALLS: list[str] = []
 
 
-@register_stage("toy_src", config=("frames",), writes=lambda s: [s.frames_dir], version=1)
+@register_stage("toy_src", config=("extract_frames",), writes=lambda s: [s.frames_dir], version=1)
 def _toy_src(ctx):
     CALLS.append("toy_src")
     n = 5

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from prep.config.bfm import BfmConfig, Fit3dmmConfig, LmdbConfig
+from prep.config.bfm import BfmConfig, CoarseConfig, FineConfig, LmdbConfig
 from prep.config.core import (
     AssetsConfig,
     DatasetConfig,
@@ -30,7 +30,12 @@ from prep.config.render import AlbedoConfig
 
 @dataclass
 class Config:
-    """The whole run: which subject, which stage, and every stage's settings."""
+    """The whole run: which subject, which stage, and every stage's settings.
+
+    Each stage's settings are the section named after the stage (``fit_flame.w.smooth_pose``,
+    ``extract_frames.fps``); the other sections are shared: the models (`flame`, `bfm`), the
+    model files (`assets`), the experiment `logger` and the trackers' Lightning `trainer`.
+    """
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     stage: StageSelect = field(default_factory=StageSelect)
@@ -47,25 +52,28 @@ class Config:
     fy: float | None = None
     cx: float | None = None
     cy: float | None = None
+    # shared: models, model files, logging, the trackers' Trainer
     assets: AssetsConfig = field(default_factory=AssetsConfig)
-    frames: FramesConfig = field(default_factory=FramesConfig)
+    flame: FlameConfig = field(default_factory=FlameConfig)
+    bfm: BfmConfig = field(default_factory=BfmConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    # one section per stage, in the order of the plans
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    extract_frames: FramesConfig = field(default_factory=FramesConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     crop: CropConfig = field(default_factory=CropConfig)
     matting: MattingConfig = field(default_factory=MattingConfig)
     landmarks: LandmarksConfig = field(default_factory=LandmarksConfig)
-    iris: IrisConfig = field(default_factory=IrisConfig)
     parsing: ParsingConfig = field(default_factory=ParsingConfig)
+    iris: IrisConfig = field(default_factory=IrisConfig)
+    fit_flame: TrackerConfig = field(default_factory=TrackerConfig)
     albedo: AlbedoConfig = field(default_factory=AlbedoConfig)
-    flame: FlameConfig = field(default_factory=FlameConfig)
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    bfm: BfmConfig = field(default_factory=BfmConfig)
-    fit3dmm: Fit3dmmConfig = field(default_factory=Fit3dmmConfig)
-    lmdb: LmdbConfig = field(default_factory=LmdbConfig)
+    fit_3dmm_coarse: CoarseConfig = field(default_factory=CoarseConfig)
+    fit_3dmm_fine: FineConfig = field(default_factory=FineConfig)
+    pack_lmdb: LmdbConfig = field(default_factory=LmdbConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
-    download: DownloadConfig = field(default_factory=DownloadConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
 def register_configs() -> None:

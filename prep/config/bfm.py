@@ -40,8 +40,12 @@ class BfmConfig:
 
 @dataclass
 class CoarseConfig:
-    """Per-frame coarse 3DMM fit (stage fit_3dmm_coarse), Deep3DFaceRecon conventions."""
+    """Per-frame coarse 3DMM fit (stage fit_3dmm_coarse), Deep3DFaceRecon conventions.
 
+    `min_score` also picks the frames fit_3dmm_fine fits: it refines this stage's fit.
+    """
+
+    backend: str = "landmarks"  # landmarks (fits the 68 points) | deep3dface (epoch_20.pth)
     focal: float = 1015.0  # focal of the 224x224 aligned image, pixels (Deep3DFaceRecon default)
     camera_distance: float = 10.0  # camera centre on +z at this distance (BFM units)
     target_size: int = 224  # side of the aligned image, pixels
@@ -69,11 +73,10 @@ class FineWeights:
 
 
 @dataclass
-class Fit3dmmConfig:
-    """3DMM coarse and fine trackers (stages fit_3dmm_coarse, fit_3dmm_fine)."""
+class FineConfig:
+    """Per-video 3DMM fit (stage fit_3dmm_fine, Lightning): shared identity, texture and focal,
+    per-frame pose, expression and light, from fit_3dmm_coarse's fit and its frames."""
 
-    coarse_backend: str = "landmarks"  # landmarks (fits the 68 points) | deep3dface (epoch_20.pth)
-    coarse: CoarseConfig = field(default_factory=CoarseConfig)
     focal_mode: FocalMode = FocalMode.search
     focal: float = 1100.0  # fixed focal, pixels of the crop image (OTAvatar: 1100 at 512)
     focal_search: list[float] = field(

@@ -62,7 +62,7 @@ class PhotometricWeights:
 
 @dataclass
 class PhotometricConfig:
-    """Photometric refinement of a FLAME fit (runs when tracker.photometric=true)."""
+    """Photometric refinement of a FLAME fit (runs when fit_flame.photometric=true)."""
 
     w: PhotometricWeights = field(default_factory=PhotometricWeights)
     sizes: list[int] = field(default_factory=lambda: [128, 256])  # coarse-to-fine render sizes

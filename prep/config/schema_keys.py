@@ -1,7 +1,7 @@
 """Command-line overrides checked against the typed schema, each problem in one line.
 
 Hydra reports an unknown key or a wrong type in five or six lines and, following its own hint,
-``+tracker.w.lmkk=1`` is accepted and silently ignored. `SchemaKeys.check` reads one parsed
+``+fit_flame.w.lmkk=1`` is accepted and silently ignored. `SchemaKeys.check` reads one parsed
 override against `prep.config.Config` (as an OmegaConf structured config, so types are checked
 by the same code Hydra uses) and returns one line: the unknown key and the nearest valid one,
 or the key, the value and the type it needs.

@@ -38,7 +38,7 @@ def check_complete(cfg: Config, res: Extracted, replaced: int, force: bool) -> N
     """Compare the frames decoded with the span the header announces; name a truncated file.
 
     Args:
-        cfg: the run's config (frames.fps, frames.max_frames).
+        cfg: the run's config (extract_frames.fps, extract_frames.max_frames).
         res: what decoding produced.
         replaced: frames of an earlier extraction (other source or settings) taken away.
         force: the user asked to replace them regardless.
@@ -47,16 +47,16 @@ def check_complete(cfg: Config, res: Extracted, replaced: int, force: bool) -> N
         BadInputError: the file looks truncated and would replace an earlier extraction.
     """
     info = res.info
-    if info is None or not info.duration_s or not res.timestamps_s or cfg.frames.max_frames:
+    if info is None or not info.duration_s or not res.timestamps_s or cfg.extract_frames.max_frames:
         return
     fps = info.fps or 25.0
     end = min(res.end_s or info.duration_s, info.duration_s)
-    last = res.start_s + res.timestamps_s[-1] + 1.0 / (cfg.frames.fps or fps)
+    last = res.start_s + res.timestamps_s[-1] + 1.0 / (cfg.extract_frames.fps or fps)
     if end - last <= max(0.5, 3.0 / fps):
         return
     n, span = len(res.timestamps_s), end - res.start_s
     expect = info.n_frames_header if span >= info.duration_s - 1e-6 else None
-    expect = expect or int(round(span * (cfg.frames.fps or fps)))
+    expect = expect or int(round(span * (cfg.extract_frames.fps or fps)))
     what = (
         f"{info.path}: decoded {n} of the {expect} frames its header announces "
         f"(stopped at {last:.2f} s of {end:.2f} s); the file looks truncated"

@@ -187,7 +187,7 @@ def write_lmdb(
         shutil.rmtree(tmp, ignore_errors=True)
         raise BadInputError(
             f"LMDB map full while packing into {target} (map_size {map_size / 2**30:.2f} GiB): "
-            "raise lmdb.map_size_gb or free disk space; nothing was written"
+            "raise pack_lmdb.map_size_gb or free disk space; nothing was written"
         ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

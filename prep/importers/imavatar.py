@@ -8,7 +8,7 @@ exports too)::
     keypoint.json         {file name: [[x, y] x 68]} face-alignment points, image pixels
     iris.json             optional {file name: [x_a, y_a, x_b, y_b]} (the fitter appends
                           iris[[1, 0]] after the 68 points: a is the subject's left eye)
-    code.json             optional DECA codes (fit_flame tracker.init=deca_code reads them)
+    code.json             optional DECA codes (fit_flame fit_flame.init=deca_code reads them)
     flame_params.json     IMAvatar's fit (optimize.py): world_mat per frame, FLAME x4
     tracked_params.json   HRAvatar's (optimize.py 403-427): the same fit keyed by file name
 
@@ -128,8 +128,8 @@ def read(folder: Path) -> Imported:
                             "tracked_params.json: nothing to import")  # fmt: skip
     notes = []
     if (folder / "code.json").is_file():
-        notes.append(f"imavatar: DECA codes found: re-fit with tracker.init=deca_code "
-                     f"tracker.deca_code={folder / 'code.json'}")  # fmt: skip
+        notes.append(f"imavatar: DECA codes found: re-fit with fit_flame.init=deca_code "
+                     f"fit_flame.deca_code={folder / 'code.json'}")  # fmt: skip
     model = None
     for src in sources:
         model = read_json(src).get("flame_model", model)  # our exports record it

@@ -89,8 +89,8 @@ class FrameSink:
 
 
 def _workers(cfg: Config) -> int:
-    """Encoder threads: frames.workers, or every core this process may use when <= 0."""
-    n = int(cfg.frames.workers)
+    """Encoder threads: extract_frames.workers, or every core this process may use when <= 0."""
+    n = int(cfg.extract_frames.workers)
     return n if n > 0 else len(os.sched_getaffinity(0))
 
 
@@ -102,20 +102,24 @@ def _encode_write(path: Path, bgr: np.ndarray, params: list[int]) -> None:
 
 
 def _ext_params(cfg: Config) -> tuple[str, list[int]]:
-    ext = f".{cfg.frames.ext}"
+    ext = f".{cfg.extract_frames.ext}"
     if ext == ".jpg":
-        q = int(cfg.frames.jpeg_quality)
+        q = int(cfg.extract_frames.jpeg_quality)
         if not 1 <= q <= 100:
-            raise BadConfigError(f"frames.jpeg_quality={q} must be in 1..100")
+            raise BadConfigError(f"extract_frames.jpeg_quality={q} must be in 1..100")
         return ext, [cv2.IMWRITE_JPEG_QUALITY, q]
     return ext, [cv2.IMWRITE_PNG_COMPRESSION, 1]
 
 
 def _time_range(cfg: Config, src: Source) -> tuple[float, float | None]:
-    """[lo, hi) in source seconds: the dataset's range, narrowed by frames.start_s/end_s."""
+    """[lo, hi) in source seconds: the dataset's range, narrowed by extract_frames.start_s/end_s."""
     base = src.start_s or 0.0
-    lo = base + (cfg.frames.start_s or 0.0)
-    his = [h for h in (src.end_s, base + cfg.frames.end_s if cfg.frames.end_s else None) if h]
+    lo = base + (cfg.extract_frames.start_s or 0.0)
+    his = [
+        h
+        for h in (src.end_s, base + cfg.extract_frames.end_s if cfg.extract_frames.end_s else None)
+        if h
+    ]
     hi = min(his) if his else None
     if hi is not None and hi <= lo:
         raise BadConfigError(f"empty time range: start {lo:.3f} s is not before end {hi:.3f} s")
@@ -190,7 +194,13 @@ def _extract_video(ctx: StageContext, src: Source, ext, params, keep: bool) -> E
     path_of = lambda i: subject.frames_dir / f"{frame_stem(i)}{ext}"  # noqa: E731
     skip = (lambda i: path_of(i).exists()) if keep else None
     frames = iter_frames(
-        src.video, cfg.frames.fps, lo, hi, cfg.frames.max_frames, skip=skip, pix_fmt="bgr24"
+        src.video,
+        cfg.extract_frames.fps,
+        lo,
+        hi,
+        cfg.extract_frames.max_frames,
+        skip=skip,
+        pix_fmt="bgr24",
     )
     ts, n_skipped, size = [], 0, None
     sink = FrameSink(_workers(cfg))
@@ -216,8 +226,8 @@ def _expected(info: VideoInfo, cfg: Config, lo: float, hi: float | None) -> int 
     if not info.duration_s:
         return None
     span = min(hi or info.duration_s, info.duration_s) - lo
-    n = int(span * (cfg.frames.fps or info.fps or 0))
-    return min(n, cfg.frames.max_frames) if cfg.frames.max_frames else n
+    n = int(span * (cfg.extract_frames.fps or info.fps or 0))
+    return min(n, cfg.extract_frames.max_frames) if cfg.extract_frames.max_frames else n
 
 
 def _write_image_frame(subject, i, path, src, ext, params, frame_out) -> None:
@@ -232,12 +242,15 @@ def _write_image_frame(subject, i, path, src, ext, params, frame_out) -> None:
 
 def _extract_images(ctx: StageContext, src: Source, ext, params, keep: bool) -> Extracted:
     cfg, subject = ctx.cfg, ctx.subject
-    rate = float(cfg.frames.image_fps)
-    if cfg.frames.fps:
-        log.warning("frames.fps=%s ignored: image folders are taken frame by frame", cfg.frames.fps)
+    rate = float(cfg.extract_frames.image_fps)
+    if cfg.extract_frames.fps:
+        log.warning(
+            "extract_frames.fps=%s ignored: image folders are taken frame by frame",
+            cfg.extract_frames.fps,
+        )
     lo, hi = _time_range(cfg, src)
     images = [(i, p) for i, p in enumerate(src.images) if lo <= i / rate < (hi or np.inf)]
-    images = images[: cfg.frames.max_frames] if cfg.frames.max_frames else images
+    images = images[: cfg.extract_frames.max_frames] if cfg.extract_frames.max_frames else images
     if not images:
         raise BadInputError(f"no images of {src.path} fall in the time range [{lo}, {hi}) s")
     out_dirs = [subject.frames_dir] + ([subject.alpha_dir] if src.alpha else [])
@@ -286,13 +299,15 @@ def _state_key(cfg: Config, src: Source) -> str:
 def _audio(ctx: StageContext, src: Source, res: Extracted) -> dict | None:
     info = res.info
     remove_file(ctx.subject.audio_wav)
-    if not ctx.cfg.frames.audio or info is None or info.audio is None:
+    if not ctx.cfg.extract_frames.audio or info is None or info.audio is None:
         return None
     # Audio covers exactly the frames kept: from start to one frame after the last timestamp.
-    fps = ctx.cfg.frames.fps or info.fps or 25.0
+    fps = ctx.cfg.extract_frames.fps or info.fps or 25.0
     end = res.start_s + res.timestamps_s[-1] + 1.0 / fps
     end = min(end, res.end_s) if res.end_s else end
-    a = extract_audio(src.video, ctx.subject.audio_wav, ctx.cfg.frames.audio_rate, res.start_s, end)
+    a = extract_audio(
+        src.video, ctx.subject.audio_wav, ctx.cfg.extract_frames.audio_rate, res.start_s, end
+    )
     if a is None:
         return None
     return {
@@ -307,7 +322,7 @@ def _audio(ctx: StageContext, src: Source, res: Extracted) -> dict | None:
 def _meta(ctx: StageContext, src: Source, res: Extracted, ext: str, audio) -> dict:
     info = res.info
     n = len(res.timestamps_s)
-    fps = res.fps or ctx.cfg.frames.fps or (info.fps if info else None)
+    fps = res.fps or ctx.cfg.extract_frames.fps or (info.fps if info else None)
     w, h = res.size_wh
     return {
         "fps": fps,
@@ -331,7 +346,7 @@ def _meta(ctx: StageContext, src: Source, res: Extracted, ext: str, audio) -> di
 @register_stage(
     "extract_frames",
     needs=(),
-    config=("frames", "dataset"),
+    config=("extract_frames", "dataset"),
     version=1,
     writes=_writes,
     fingerprint=_fingerprint,

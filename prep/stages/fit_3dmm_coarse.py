@@ -37,15 +37,15 @@ BACKENDS = ("landmarks", "deep3dface")
 
 
 def coarse_backend(cfg) -> str:
-    """The configured coarse backend (``fit3dmm.coarse_backend``), checked."""
-    backend = cfg.fit3dmm.coarse_backend
+    """The configured coarse backend (``fit_3dmm_coarse.backend``), checked."""
+    backend = cfg.fit_3dmm_coarse.backend
     if backend not in BACKENDS:
-        raise BadConfigError(f"fit3dmm.coarse_backend={backend!r}; use one of {BACKENDS}")
+        raise BadConfigError(f"fit_3dmm_coarse.backend={backend!r}; use one of {BACKENDS}")
     return backend
 
 
 def _fit_with_landmarks(model: BfmModel, lm: dict, tp: np.ndarray, cfg):
-    s = cfg.fit3dmm.coarse
+    s = cfg.fit_3dmm_coarse
     lmk_al = apply_affine(aligned_from_source(tp, s.target_size), lm["points_px"])
     fit = fit_landmarks(model, lmk_al, lm["weights"], s)
     T = len(tp)
@@ -58,7 +58,7 @@ def _fit_with_landmarks(model: BfmModel, lm: dict, tp: np.ndarray, cfg):
 @register_stage(
     "fit_3dmm_coarse",
     needs=("landmarks",),
-    config=("bfm", "fit3dmm"),
+    config=("bfm", "fit_3dmm_coarse"),
     version=1,
     writes=lambda s: [s.bfm_coarse],
     assets=lambda cfg: (
@@ -69,12 +69,12 @@ def _fit_with_landmarks(model: BfmModel, lm: dict, tp: np.ndarray, cfg):
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.cfg
     backend = coarse_backend(cfg)
-    lm = read_landmarks(ctx.subject, cfg.fit3dmm.coarse.min_score)
+    lm = read_landmarks(ctx.subject, cfg.fit_3dmm_coarse.min_score)
     valid = lm["valid"]
     model = load_front_bfm(cfg, ctx.asset)
     h0, w0 = (int(v) for v in lm["image_hw"])
     lm3d_5 = alignment_points(cfg, model.mean_shape[model.keypoints].cpu().numpy())
-    tp = pos_align(lm["points_px"], (h0, w0), lm3d_5, cfg.fit3dmm.coarse.rescale_factor)
+    tp = pos_align(lm["points_px"], (h0, w0), lm3d_5, cfg.fit_3dmm_coarse.rescale_factor)
     tp[~valid] = interpolate_invalid(tp, valid)[~valid]
     if backend == "landmarks":
         coeff, rmse = _fit_with_landmarks(model, lm, tp, cfg)
@@ -85,7 +85,7 @@ def run(ctx: StageContext) -> StageResult:
             return read_image(ctx.subject.face_frame_path(i))
 
         weights = ctx.asset("deep3dface")
-        coeff, rmse = regress_frames(weights, ctx.device, frame, model, lm, tp, cfg.fit3dmm.coarse)
+        coeff, rmse = regress_frames(weights, ctx.device, frame, model, lm, tp, cfg.fit_3dmm_coarse)
     rmse = np.where(valid, rmse, np.nan).astype(np.float32)
     coeff = interpolate_invalid(coeff, valid)
     save_npz(

@@ -69,7 +69,7 @@ def _to_fit_px(pts: np.ndarray, scale: float) -> np.ndarray:
 @register_stage(
     "fit_3dmm_fine",
     needs=("fit_3dmm_coarse",),
-    config=("bfm", "fit3dmm", "trainer"),
+    config=("bfm", "fit_3dmm_fine", "trainer"),
     version=1,
     writes=lambda s: [s.bfm_fine],
     assets=_assets,
@@ -77,19 +77,19 @@ def _to_fit_px(pts: np.ndarray, scale: float) -> np.ndarray:
 def run(ctx: StageContext) -> StageResult:
     cfg, subject = ctx.cfg, ctx.subject
     started = time.time()
-    lm = read_landmarks(subject, cfg.fit3dmm.coarse.min_score)
+    lm = read_landmarks(subject, cfg.fit_3dmm_coarse.min_score)
     valid = lm["valid"]
     h, w = (int(v) for v in lm["image_hw"])
     if h != w:
         raise BadConfigError(f"fit_3dmm_fine needs square face frames, got {h}x{w}")
-    s = cfg.fit3dmm
+    s = cfg.fit_3dmm_fine
     scale = s.size / w
     model = _model(ctx)
     if not subject.bfm_coarse.exists():
         raise MissingInputError("fit_3dmm_coarse", subject.bfm_coarse)
     # the coarse rotations (front model) start the fine fit; AD-NeRF's model starts frontal
     euler0 = coarse_euler(subject.bfm_coarse) if model.variant == "front" else None
-    f = cfg.fit3dmm
+    f = cfg.fit_3dmm_fine
     images = None
     if f.photo_epochs > 0:
         ids = np.flatnonzero(valid)
@@ -162,9 +162,9 @@ def _write_overlay(ctx: StageContext, lm: dict, model: BfmModel, res, scale: flo
     from prep.io.video_writer import write_video
     from prep.report.overlay import RED, draw_landmarks68
 
-    size = ctx.cfg.fit3dmm.overlay_size
+    size = ctx.cfg.fit_3dmm_fine.overlay_size
     kp = model.subset(model.keypoints)
-    c = (ctx.cfg.fit3dmm.size - 1) / 2
+    c = (ctx.cfg.fit_3dmm_fine.size - 1) / 2
     K = make_K(res.focal, res.focal, c, c)
 
     def frames():
@@ -174,7 +174,7 @@ def _write_overlay(ctx: StageContext, lm: dict, model: BfmModel, res, scale: flo
                 (size, size),
                 interpolation=cv2.INTER_AREA,
             )
-            r = size / ctx.cfg.fit3dmm.size
+            r = size / ctx.cfg.fit_3dmm_fine.size
             with torch.no_grad():
                 from prep.models.camera import project
 

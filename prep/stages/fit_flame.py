@@ -55,7 +55,7 @@ def _writes(s: SubjectDir) -> list[Path]:
 
 
 def _shape_from_path(cfg: Config) -> Path | None:
-    other = cfg.tracker.shape_from
+    other = cfg.fit_flame.shape_from
     if not other:
         return None
     return Path(cfg.work_dir) / cfg.dataset.name / other / "flame" / "tracking.npz"
@@ -67,17 +67,17 @@ def _fingerprint(cfg: Config) -> dict:
     if p is not None and p.exists():
         fp["shape_from"] = file_fingerprint(p)
     if (
-        cfg.tracker.init == "deca_code"
-        and cfg.tracker.deca_code
-        and Path(cfg.tracker.deca_code).exists()
+        cfg.fit_flame.init == "deca_code"
+        and cfg.fit_flame.deca_code
+        and Path(cfg.fit_flame.deca_code).exists()
     ):
-        fp["deca_code"] = file_fingerprint(cfg.tracker.deca_code)
+        fp["deca_code"] = file_fingerprint(cfg.fit_flame.deca_code)
     return fp
 
 
 def _assets(cfg: Config) -> list[str]:
-    names = flame_assets(cfg.flame, cfg.tracker)
-    if cfg.tracker.init == "deca":
+    names = flame_assets(cfg.flame, cfg.fit_flame)
+    if cfg.fit_flame.init == "deca":
         names.append("deca")
     return names
 
@@ -85,7 +85,7 @@ def _assets(cfg: Config) -> list[str]:
 @register_stage(
     "fit_flame",
     needs=("landmarks", "iris"),
-    config=("flame", "tracker", "intrinsics", "trainer", "sequence", "same_person"),
+    config=("flame", "fit_flame", "intrinsics", "trainer", "sequence", "same_person"),
     version=1,
     writes=_writes,
     assets=_assets,
@@ -93,7 +93,7 @@ def _assets(cfg: Config) -> list[str]:
 )
 def run(ctx: StageContext) -> StageResult:
     cfg, subject = ctx.cfg, ctx.subject
-    tc = cfg.tracker
+    tc = cfg.fit_flame
     if tc.threads:
         torch.set_num_threads(int(tc.threads))
     paths = {name: ctx.asset(name) for name in flame_assets(cfg.flame, tc)}
@@ -114,7 +114,7 @@ def run(ctx: StageContext) -> StageResult:
         log.info("fit_flame: photo collection, %s", "one identity" if same else "one per image")
     track = tracking_arrays(out, data, cfg.flame.version)
     if tc.photometric and not sequence:
-        log.warning("fit_flame: tracker.photometric is not applied to a photo collection")
+        log.warning("fit_flame: fit_flame.photometric is not applied to a photo collection")
     # --- photometric phase (renderer engineer; prep.track.photometric) -----------------------
     photo_metrics = _photometric(ctx, flame, track, data) if tc.photometric and sequence else {}
     # ------------------------------------------------------------------------------------------
@@ -157,11 +157,12 @@ def _camera(cfg: Config, orig_hw: np.ndarray) -> Camera:
 
 def _init(ctx: StageContext, flame, data):
     """Initial values (init=rigid|deca_code|deca) and the fixed shape of `shape_from`."""
-    tc, init, fixed = ctx.cfg.tracker, None, None
+    tc, init, fixed = ctx.cfg.fit_flame, None, None
     if tc.init == "deca_code":
         if not tc.deca_code or not Path(tc.deca_code).exists():
             raise BadConfigError(
-                f"tracker.init=deca_code needs tracker.deca_code=<code.json>, got {tc.deca_code}"
+                "fit_flame.init=deca_code needs fit_flame.deca_code=<code.json>, "
+                f"got {tc.deca_code}"
             )
         init = init_from_deca_code(
             read_json(tc.deca_code), data.frame_names, flame.n_shape, flame.n_expr
@@ -178,7 +179,7 @@ def _init(ctx: StageContext, flame, data):
             raise MissingInputError(
                 "fit_flame",
                 path,
-                f"tracker.shape_from={tc.shape_from}: no FLAME fit of that subject",
+                f"fit_flame.shape_from={tc.shape_from}: no FLAME fit of that subject",
             )
         shape = read_shape(path)
         if len(shape) < flame.n_shape:
@@ -216,7 +217,7 @@ def _overlays(ctx: StageContext, flame, track: dict, data, kp: np.ndarray) -> No
     """Wireframe + landmarks video on sampled frames, logged to the experiment logger."""
     from prep.report.overlay import GREEN, RED, draw_points, sample_indices, write_overlays
 
-    subject, tc = ctx.subject, ctx.cfg.tracker
+    subject, tc = ctx.subject, ctx.cfg.fit_flame
     idx = sample_indices(data.n_frames, min(tc.overlay_max_frames, data.n_frames))
     faces = flame.faces.numpy()
 
@@ -276,15 +277,15 @@ def _write_imavatar_json(
 
 
 def _photometric(ctx: StageContext, flame, track: dict, data) -> dict[str, float]:
-    """tracker.photometric=true: refine `track` in place against the frames (renderer engineer).
+    """fit_flame.photometric=true: refine `track` in place against the frames (renderer engineer).
 
-    Uses the face-parsing labels (tracker.photo.region) when the parsing stage has run, else the
+    Uses the face-parsing labels (fit_flame.photo.region) when the parsing stage has run, else the
     whole rendered face; see prep.track.photometric for the model and schedule.
     """
     from prep.geometry.crop import inframe_reader
     from prep.track.photometric_tracking import frame_loader, refine_tracking
 
-    s, pc = ctx.subject, ctx.cfg.tracker.photo
+    s, pc = ctx.subject, ctx.cfg.fit_flame.photo
 
     def stem(i: int) -> int:
         return int(Path(str(data.frame_names[i])).stem)
@@ -315,5 +316,5 @@ def _shaded_overlays(ctx: StageContext, flame) -> None:
         s.face_frame_path,
         s.video_fps(),
         ctx.logger,
-        max_frames=ctx.cfg.tracker.overlay_max_frames,
+        max_frames=ctx.cfg.fit_flame.overlay_max_frames,
     )

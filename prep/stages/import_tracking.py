@@ -84,7 +84,7 @@ def run(ctx: StageContext) -> StageResult:
     T = imp.n_frames
     if subject.n_frames != T:
         raise BadInputError(f"extract_frames wrote {subject.n_frames} frames, the import has {T}: "
-                            "re-run with frames.max_frames=null")  # fmt: skip
+                            "re-run with extract_frames.max_frames=null")  # fmt: skip
     model_name = imp.model or cfg.flame.version
     if imp.model and imp.model != cfg.flame.version:
         log.warning("the imported fit belongs to %s (flame=%s is configured): %s is used",

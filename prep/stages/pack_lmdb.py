@@ -1,7 +1,8 @@
 """Stage pack_lmdb: the subject as one video of a PIRenderer/OTAvatar LMDB (lmdb/<size>/).
 
-One database per size in ``lmdb.sizes`` (PIRender trains at 256, OTAvatar opens ``<path>/512``),
-the video named in both list files by default (PIRender's inference reads test_list.txt). Keys
+One database per size in ``pack_lmdb.sizes`` (PIRender trains at 256, OTAvatar opens
+``<path>/512``), the video named in both list files by default (PIRender's inference reads
+test_list.txt). Keys
 and values are those of `prep.export.lmdb`; per frame i of the face frames: keypoint = the 68
 landmarks in pixels of the stored size x size JPEG (invalid frames interpolated), coeff_3dmm =
 the coarse 257 coefficients + crop [s, t0, t1] (the last three of Deep3DFaceRecon's five
@@ -61,7 +62,7 @@ def build_video(ctx: StageContext, size: int) -> LmdbVideo:
     coeff = np.concatenate([coarse["coeff"][:, :257], crop], 1)
     focal = float(np.asarray(fine["focal"]).reshape(-1)[0]) * size / w
     condition = np.concatenate([-fine["euler"], fine["trans"], np.full((T, 1), focal)], 1)
-    name = ctx.cfg.lmdb.video_name or subject.name
+    name = ctx.cfg.pack_lmdb.video_name or subject.name
     frames = (read_image(subject.face_frame_path(i)) for i in range(T))
     return LmdbVideo(
         name=name,
@@ -82,17 +83,17 @@ def _written(subject) -> list:
 @register_stage(
     "pack_lmdb",
     needs=("fit_3dmm_coarse", "fit_3dmm_fine"),
-    config=("lmdb",),
+    config=("pack_lmdb",),
     version=1,
     writes=lambda s: _written(s),
 )
 def run(ctx: StageContext) -> StageResult:
-    cfg = ctx.cfg.lmdb
+    cfg = ctx.cfg.pack_lmdb
     if not cfg.sizes:
-        raise BadConfigError("lmdb.sizes is empty; PIRender reads 256, OTAvatar 512")
+        raise BadConfigError("pack_lmdb.sizes is empty; PIRender reads 256, OTAvatar 512")
     for size in cfg.sizes:
         if size not in (256, 512):
-            log.warning("lmdb.sizes has %d: PIRender reads 256, OTAvatar 512", size)
+            log.warning("pack_lmdb.sizes has %d: PIRender reads 256, OTAvatar 512", size)
     notes = _otavatar_notes(ctx)
     total_mb, n = 0.0, 0
     for size in cfg.sizes:
@@ -124,6 +125,7 @@ def _otavatar_notes(ctx: StageContext) -> list[str]:
     if abs(focal_512 / OTAVATAR_FOCAL_512 - 1) > 0.1:
         notes.append(
             f"pack_lmdb: fine focal {focal_512:.0f} px at 512; OTAvatar's camera assumes "
-            "the 1100 its processing fixes (fit3dmm.focal_mode=fixed fit3dmm.focal=1100)"
+            "the 1100 its processing fixes "
+            "(fit_3dmm_fine.focal_mode=fixed fit_3dmm_fine.focal=1100)"
         )
     return notes

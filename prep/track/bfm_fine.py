@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from prep.config.bfm import Fit3dmmConfig
+from prep.config.bfm import FineConfig
 from prep.config.core import TrainerConfig
 from prep.models.bfm import (
     INIT_LIGHT,
@@ -124,7 +124,7 @@ class BfmFineModule(L.LightningModule):
         lmk_px: np.ndarray,
         weights: np.ndarray,
         focal: float,
-        s: Fit3dmmConfig,
+        s: FineConfig,
         optimise_focal: bool = False,
         euler0: np.ndarray | None = None,
     ):
@@ -337,7 +337,7 @@ def search_focal(
     lmk_px: np.ndarray,
     weights: np.ndarray,
     candidates: list[float],
-    s: Fit3dmmConfig,
+    s: FineConfig,
     n_frames: int,
     euler0: np.ndarray | None = None,
     trainer: TrainerConfig | None = None,
@@ -366,7 +366,7 @@ def fit_video(
     model: BfmModel,
     lmk_px: np.ndarray,
     weights: np.ndarray,
-    s: Fit3dmmConfig,
+    s: FineConfig,
     focal_mode: str,
     focal: float,
     candidates: list[float],

@@ -49,7 +49,7 @@ def read_landmarks(subject: SubjectDir, min_score: float) -> dict[str, np.ndarra
     """landmarks.npz with `weights` (T, 68): point scores on valid frames, 0 elsewhere.
 
     A frame is valid when its face was detected, its points are finite and their mean score is
-    at least `min_score` (``fit3dmm.coarse.min_score``).
+    at least `min_score` (``fit_3dmm_coarse.min_score``).
     """
     path = subject.landmarks_npz
     if not path.exists():

@@ -151,8 +151,8 @@ def _load_dense(subject, lm, mp_index, valid) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((T, 0, 2)), np.zeros((T, 0))
     if "dense_px" not in lm:
         raise BadConfigError(
-            f"tracker.w.dense > 0 needs dense MediaPipe points, absent in {subject.landmarks_npz} "
-            "(use landmarks=mediapipe or set tracker.w.dense=0)"
+            "fit_flame.w.dense > 0 needs dense MediaPipe points, absent in "
+            f"{subject.landmarks_npz} (use landmarks=mediapipe or set fit_flame.w.dense=0)"
         )
     dense = np.asarray(lm["dense_px"], np.float64)
     if dense.shape[1] != 478:

@@ -214,7 +214,7 @@ def fit_dtype(trainer: TrainerConfig) -> torch.dtype:
 def _make_params(flame: FlameModel, data: TrackingData, camera: Camera, cfg) -> FlameParams:
     if camera.fx is None:
         if not cfg.estimate_focal:
-            raise BadConfigError("fx/fy not given and tracker.estimate_focal=false: set fx")
+            raise BadConfigError("fx/fy not given and fit_flame.estimate_focal=false: set fx")
         fx, aspect = focal_from_fov(cfg.focal_init_fov_deg, float(data.orig_hw[1])), 1.0
     else:
         fx, aspect = camera.fx, camera.fy / camera.fx

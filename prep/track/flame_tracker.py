@@ -1,7 +1,7 @@
 """The FLAME tracker as a LightningModule: all frames at once, one solver step per Lightning step.
 
 The datamodule serves the whole sequence as one batch per step. `configure_optimizers` returns
-the solver (`tracker.solver`): Gauss-Newton (`prep.track.gauss_newton.GaussNewton`, one damped
+the solver (`fit_flame.solver`): Gauss-Newton (`prep.track.gauss_newton.GaussNewton`, one damped
 Levenberg-Marquardt step per `step`) or L-BFGS (`prep.track.lbfgs.LBFGS`, one iteration per
 `step`). Phases (`prep.config.flame.PhaseConfig`: rigid, joint, eyes by default) are a callback
 (`prep.track.phases.PhaseSchedule`) that sets which parameters move and switches at each

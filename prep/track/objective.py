@@ -4,14 +4,14 @@ Every term is a weighted mean of robust squared residuals::
 
     loss_k = w_k * sum_i a_i * rho(|r_i|^2)
 
-- ``w_k``: the term's weight, ``tracker.w.<Term.weight>`` (times a phase multiplier, e.g. the
+- ``w_k``: the term's weight, ``fit_flame.w.<Term.weight>`` (times a phase multiplier, e.g. the
   eye phase's ``iris_scale``);
 - ``r_i``: one residual (a 2D point error in normalised crop units, a coefficient, or a
   frame-to-frame difference), computed by the term's residual function;
 - ``a_i``: its share of the mean: point confidence / number of weighted points of the set, or
   1 / number of elements for priors and smoothness, so weights keep their meaning across
   sequence lengths;
-- ``rho``: ``tracker.loss`` for points (Charbonnier ``sqrt(s + eps^2) - eps`` or l2 ``s``), l2
+- ``rho``: ``fit_flame.loss`` for points (Charbonnier ``sqrt(s + eps^2) - eps`` or l2 ``s``), l2
   for priors and smoothness.
 
 The tracker's autograd loss is the sum of `FlameObjective.evaluate`. The Gauss-Newton solver

@@ -1,4 +1,4 @@
-"""Photometric refinement of a FLAME fit: a phase after the landmark fit (tracker.photometric).
+"""Photometric refinement of a FLAME fit: a phase after the landmark fit (fit_flame.photometric).
 
 Camera convention: OpenCV (x right, y down, z forward); `K` in crop pixels, pixel centres at
 integers; ``x_cam = w2c @ (FLAME vertices + transl)``.

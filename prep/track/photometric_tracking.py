@@ -83,7 +83,7 @@ def refine_tracking(
         track: canonical tracking arrays (see COMMON.md); not modified.
         lmk_px: (T,68,2) landmark targets in crop pixels; lmk_w: (T,68) their weights.
         load_frames: see `frame_loader`.
-        cfg: the photometric settings (tracker.photo).
+        cfg: the photometric settings (fit_flame.photo).
         lmk_weight: the tracker's landmark weight.
 
     Returns:

@@ -160,7 +160,7 @@ def regress_frames(
         weights: the published checkpoint (asset ``deep3dface``). device: torch device.
         frame: ``frame(i)`` -> (H, W, 3) uint8 RGB face frame i.
         model: the front BFM. lm: landmarks with ``points_px`` (T, 68, 2) and ``weights``.
-        trans_params: (T, 5) alignment parameters. settings: ``fit3dmm.coarse``.
+        trans_params: (T, 5) alignment parameters. settings: ``fit_3dmm_coarse``.
     """
     from prep.progress import progress
     from prep.track.bfm_align import aligned_from_source, apply_affine

@@ -172,7 +172,7 @@ def _wandb_never_answers(ctx: Ctx) -> subprocess.CompletedProcess:
     from tests.cli_helpers import REPO
 
     args = ["dataset=custom", f"work_dir={ctx.work}", f"dataset.video={CLIP}", "stage=detect",
-            "frames.max_frames=3", "logger=wandb", "logger.mode=online",
+            "extract_frames.max_frames=3", "logger=wandb", "logger.mode=online",
             "logger.init_timeout_s=3", f"logger.dir={ctx.tmp / 'wandb'}"]  # fmt: skip
     with media.silent_server() as url:
         env = {**os.environ, "AVATAR_PREP_PROGRESS": "0", "WANDB_BASE_URL": url,
@@ -268,7 +268,7 @@ def _said_once(text: str) -> Callable[[Ctx, subprocess.CompletedProcess], None]:
     return check
 
 
-DEMO = ["dataset=demo", "frames.max_frames=6", "logger=none"]
+DEMO = ["dataset=demo", "extract_frames.max_frames=6", "logger=none"]
 
 CASES: list[Case] = [
     # -- finished work is never destroyed (items 3, 4) --------------------------------------
@@ -284,15 +284,15 @@ CASES: list[Case] = [
     Case("fx= on a finished subject", lambda c: [*c.base, "stage=fit_flame", "fx=1539.67"], 0, "fit_flame        running (config changed)", finished=True, may_change=FIT, check=_fit_only, item="5"),  # noqa: E501
     Case("FLAME file changed under a finished fit", lambda c: [*c.base, "stage=fit_flame", f"assets.flame2020={media.other_flame_model(c.tmp)}"], 0, "fit_flame        running (inputs changed)", finished=True, may_change=FIT, check=_fit_only, item="5"),  # noqa: E501
     # -- config values up front (item 8, issue 12) --------------------------------------------
-    Case("tracker.w.lmk=-1", lambda c: [*c.base, "stage=fit_flame", "tracker.w.lmk=-1"], 2, "tracker.w.lmk=-1.0 must be > 0", finished=True, item="8"),  # noqa: E501
-    Case("tracker.w.smooth_pose=-4", lambda c: [*c.base, "stage=fit_flame", "tracker.w.smooth_pose=-4"], 2, "must be >= 0", finished=True, item="8"),  # noqa: E501
+    Case("fit_flame.w.lmk=-1", lambda c: [*c.base, "stage=fit_flame", "fit_flame.w.lmk=-1"], 2, "fit_flame.w.lmk=-1.0 must be > 0", finished=True, item="8"),  # noqa: E501
+    Case("fit_flame.w.smooth_pose=-4", lambda c: [*c.base, "stage=fit_flame", "fit_flame.w.smooth_pose=-4"], 2, "must be >= 0", finished=True, item="8"),  # noqa: E501
     Case("flame.n_shape above the model's", lambda c: [*c.base, "stage=fit_flame", "flame.n_shape=400"], 2, "flame.n_shape=400 but generic_model.pkl has 300 identity components", finished=True, item="8"),  # noqa: E501
     Case("device=cuda without a GPU", lambda c: [*c.base, "stage=fit_flame", "device=cuda"], 2, "device=cuda but torch finds no CUDA GPU", finished=True, skip=_gpu, item="8"),  # noqa: E501
-    Case("frames.fps=-5", lambda c: [*c.base, "frames.fps=-5"], 2, "frames.fps=-5.0 must be positive", finished=True, item="8"),  # noqa: E501
+    Case("extract_frames.fps=-5", lambda c: [*c.base, "extract_frames.fps=-5"], 2, "extract_frames.fps=-5.0 must be positive", finished=True, item="8"),  # noqa: E501
     # -- one line for every mistake (item 9) ------------------------------------------------
     Case("fx=abc", lambda c: ["fx=abc"], 2, "fx=abc: expected a number", item="9"),
-    Case("tracker.w.lmkk=1", lambda c: ["tracker.w.lmkk=1"], 2, "did you mean tracker.w.lmk?", item="9"),  # noqa: E501
-    Case("+tracker.w.lmkk=1", lambda c: ["+tracker.w.lmkk=1"], 2, "unknown key +tracker.w.lmkk", item="9"),  # noqa: E501
+    Case("fit_flame.w.lmkk=1", lambda c: ["fit_flame.w.lmkk=1"], 2, "did you mean fit_flame.w.lmk?", item="9"),  # noqa: E501
+    Case("+fit_flame.w.lmkk=1", lambda c: ["+fit_flame.w.lmkk=1"], 2, "unknown key +fit_flame.w.lmkk", item="9"),  # noqa: E501
     Case("matting=nope", lambda c: ["matting=nope"], 2, "unknown matting 'nope'", item="9"),
     Case("dataset=custom without an input", lambda c: c.new("stage=extract_frames"), 2, "needs dataset.video=<file> or dataset.images=<folder>"),  # noqa: E501
     Case("subject=../x", lambda c: c.new("subject=../x", f"dataset.video={CLIP}"), 2, "path separators"),  # noqa: E501
@@ -306,14 +306,14 @@ CASES: list[Case] = [
     Case("video: truncated, new subject", lambda c: c.new(f"dataset.video={media.truncated_copy(CLIP, c.tmp / 'cut.mp4')}", "subject=fin", "stage=extract_frames"), 0, "decoded 144 of the 500 frames its header announces", check=_warned("decoded 144 of the 500", 144), item="12"),  # noqa: E501
     Case("two faces", lambda c: c.new(f"dataset.images={media.two_faces_folder(PHOTOS, c.tmp / 'two')}", "stage=detect"), 0, "warning: detect: 3 of 3 frames show 2 faces; following one subject, the larger face", item="12"),  # noqa: E501
     Case("face of ~60 px", lambda c: c.new(f"dataset.images={media.small_face_folder(PHOTOS, c.tmp / 'small')}", "stage=detect"), 0, "warning: detect: the face is only about 58 px wide", item="12"),  # noqa: E501
-    Case("disk full", lambda c: c.new(f"dataset.video={CLIP}", "frames.max_frames=5", "stage=extract_frames"), 2, "no space left on the device writing", full_disk=True, item="12"),  # noqa: E501
+    Case("disk full", lambda c: c.new(f"dataset.video={CLIP}", "extract_frames.max_frames=5", "stage=extract_frames"), 2, "no space left on the device writing", full_disk=True, item="12"),  # noqa: E501
     Case("--help", lambda c: ["--help"], 0, "usage: python launch.py", check=_short_help, item="12"),  # noqa: E501
     Case("W&B online, server never answers", lambda c: [], 0, "did not answer within 3 s", run=_wandb_never_answers, check=_offline_run_written, item="10"),  # noqa: E501
     # -- perception: sparse inputs, resume, pixels outside the frame, photo collections -------
     Case("folder with one photo", lambda c: c.new(f"dataset.images={media.one_photo_folder(PHOTOS, c.tmp / 'one')}", "stage=landmarks"), 0, "detect: a single image: processed as a photo", check=_one_photo, item="7"),  # noqa: E501
     Case("noise clip, 20 frames, a face in 2", lambda c: c.new(f"dataset.video={media.noise_clip(CLIP, c.tmp / 'noise.mp4')}", "stage=landmarks"), 0, "landmarks: 2/20 frames with a face", check=_noise_clip, item="7"),  # noqa: E501
     Case("landmarks killed (SIGKILL) and resumed", lambda c: [], 0, "landmarks        41 frames,", finished=True, may_change=("landmarks/", ".manifests/landmarks.json"), run=_kill_landmarks_then_resume, check=_same_as_uninterrupted, item="6"),  # noqa: E501
-    Case("c03, default crop leaves the frame", lambda c: c.new(f"dataset.video={CLIP}", "subject=pad", "frames.max_frames=3", "stage=matting"), 0, "crop: the box leaves the frame by up to", check=_padded_outside_the_frame, item="14"),  # noqa: E501
+    Case("c03, default crop leaves the frame", lambda c: c.new(f"dataset.video={CLIP}", "subject=pad", "extract_frames.max_frames=3", "stage=matting"), 0, "crop: the box leaves the frame by up to", check=_padded_outside_the_frame, item="14"),  # noqa: E501
     Case("folder of unrelated photos", lambda c: c.new(f"dataset.images={media.unrelated_photos_folder(PHOTOS, CLIP, c.tmp / 'photos')}", "stage=detect"), 0, "processed as a photo collection", check=_said_once("photo collection"), item="13"),  # noqa: E501
 ]  # fmt: skip
 

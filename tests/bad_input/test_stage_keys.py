@@ -69,6 +69,21 @@ def test_another_model_file_reruns_its_stage(finished, tmp_path):
     assert out.ran == ["fit_flame"] and set(out.skipped) == UPSTREAM
 
 
+def test_renamed_sections_keep_their_stage_keys():
+    """Each stage's settings moved to the section named after it (issue 14: frames ->
+    extract_frames, lmdb -> pack_lmdb) and their choices became enums with the same values: the
+    keys are those main computed before (5643f41, this config), so finished stages still skip."""
+    from prep.pipeline import config_hash, get_stage
+
+    cfg = compose("dataset=custom", "dataset.video=/x.mp4")
+    keys = {s: config_hash(cfg, get_stage(s)) for s in ("extract_frames", "crop", "pack_lmdb")}
+    assert keys == {
+        "extract_frames": "863e932896e2eaf5",
+        "crop": "4d55c91ffcb48811",
+        "pack_lmdb": "b4023185eb42f2cc",
+    }
+
+
 class _CountingFile:
     """Wraps a binary file, recording the size of every read."""
 

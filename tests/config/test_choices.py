@@ -2,8 +2,8 @@
 (issue 14 item 4), and the YAML files hold only what differs from the schema's defaults.
 
 Before, each choice was a `str` checked by hand where a stage happened to read it: a typo in
-`tracker.phases.0.params` surfaced as a ValueError traceback inside the fit, one in
-`tracker.photo.refine` was silently ignored, and `logger.mode=ofline` failed only once a stage
+`fit_flame.phases.0.params` surfaced as a ValueError traceback inside the fit, one in
+`fit_flame.photo.refine` was silently ignored, and `logger.mode=ofline` failed only once a stage
 started its run.
 """
 

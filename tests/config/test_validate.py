@@ -1,5 +1,5 @@
 """Config values are checked before any stage runs, each problem in one line (issue 16 item 8,
-issue 12's bad input): on the old engine `tracker.w.lmk=-1` ran every upstream stage and then
+issue 12's bad input): on the old engine `fit_flame.w.lmk=-1` ran every upstream stage and then
 died in a Cholesky traceback, and `device=cuda` without a GPU failed after all upstream stages."""
 
 from __future__ import annotations
@@ -33,16 +33,16 @@ def test_every_shipped_config_is_valid(groups):
 @pytest.mark.parametrize(
     ("override", "says"),
     [
-        ("tracker.w.lmk=-1", "tracker.w.lmk=-1.0 must be > 0"),
-        ("tracker.w.lmk=0", "tracker.w.lmk=0.0 must be > 0"),
-        ("tracker.w.smooth_pose=-4", "tracker.w.smooth_pose=-4.0 must be >= 0"),
+        ("fit_flame.w.lmk=-1", "fit_flame.w.lmk=-1.0 must be > 0"),
+        ("fit_flame.w.lmk=0", "fit_flame.w.lmk=0.0 must be > 0"),
+        ("fit_flame.w.smooth_pose=-4", "fit_flame.w.smooth_pose=-4.0 must be >= 0"),
         ("flame.n_shape=0", "flame.n_shape=0 must be at least 1"),
         ("matting.clip_low=0.99", "must be below clip_high"),
         ("detect.min_score=1.5", "detect.min_score=1.5 must be in [0, 1]"),
         ("crop.image_size=4", "crop.image_size=4 must be at least 16"),
-        ("fit3dmm.w.photo=-1", "fit3dmm.w.photo=-1.0 must be >= 0"),
-        ("tracker.phases.1.iters=-2", "tracker.phases.1.iters=-2 must be >= 0"),
-        ("frames.jpeg_quality=0", "must be in 1..100"),
+        ("fit_3dmm_fine.w.photo=-1", "fit_3dmm_fine.w.photo=-1.0 must be >= 0"),
+        ("fit_flame.phases.1.iters=-2", "fit_flame.phases.1.iters=-2 must be >= 0"),
+        ("extract_frames.jpeg_quality=0", "must be in 1..100"),
     ],
 )
 def test_out_of_range_values_are_one_line(override, says):
@@ -52,7 +52,7 @@ def test_out_of_range_values_are_one_line(override, says):
 
 
 def test_zero_weight_switches_a_term_off():
-    validate_config(compose("tracker.w.smooth_pose=0", "tracker.w.dense=0"))
+    validate_config(compose("fit_flame.w.smooth_pose=0", "fit_flame.w.dense=0"))
 
 
 def _fit_args(tmp_path, assets):
@@ -63,7 +63,7 @@ def _fit_args(tmp_path, assets):
         "dataset=custom",
         f"dataset.video={CLIP}",
         "subject=v",
-        "frames.max_frames=5",
+        "extract_frames.max_frames=5",
         "stage=fit_flame",
         f"work_dir={tmp_path}",
         "logger=none",
@@ -74,7 +74,7 @@ def _fit_args(tmp_path, assets):
 @pytest.mark.parametrize(
     ("override", "says"),
     [
-        ("tracker.w.lmk=-1", "tracker.w.lmk=-1.0 must be > 0"),
+        ("fit_flame.w.lmk=-1", "fit_flame.w.lmk=-1.0 must be > 0"),
         ("flame.n_shape=400", "flame.n_shape=400 but generic_model.pkl has 300 identity"),
         ("flame.n_expr=150", "flame.n_expr=150 but generic_model.pkl has 100 expression"),
     ],

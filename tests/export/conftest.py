@@ -71,15 +71,26 @@ def build_real_export(root: Path, clip: Path, flame_public: Path, extra=()) -> R
     (root / "deepspeech").mkdir()
     np.save(root / "deepspeech" / f"{clip.stem}.npy", audio)
     overrides = [
-        f"work_dir={root / 'work'}", "logger=none", "dataset=custom", f"dataset.video={clip}",
-        "frames.fps=3", f"frames.max_frames={REAL_FRAMES}", "tracker.threads=2",
-        "tracker.overlay_video=false", "fit3dmm.iters_lmk=150", "fit3dmm.iters_focal=60",
-        "fit3dmm.focal_search_frames=16", "fit3dmm.overlay=false",
-        *[f"assets.{k}={assets[k]}" for k in ("flame2020", "flame_lmk_embedding_eyes",
-                                              "bfm_front")],
+        f"work_dir={root / 'work'}",
+        "logger=none",
+        "dataset=custom",
+        f"dataset.video={clip}",
+        "extract_frames.fps=3",
+        f"extract_frames.max_frames={REAL_FRAMES}",
+        "fit_flame.threads=2",
+        "fit_flame.overlay_video=false",
+        "fit_3dmm_fine.iters_lmk=150",
+        "fit_3dmm_fine.iters_focal=60",
+        "fit_3dmm_fine.focal_search_frames=16",
+        "fit_3dmm_fine.overlay=false",
+        *[
+            f"assets.{k}={assets[k]}"
+            for k in ("flame2020", "flame_lmk_embedding_eyes", "bfm_front")
+        ],
         f"assets.insta_topology={root / 'insta_topology'}",
-        f"assets.deepspeech_features={root / 'deepspeech'}", *extra,
-    ]  # fmt: skip
+        f"assets.deepspeech_features={root / 'deepspeech'}",
+        *extra,
+    ]
     formats = "export.formats=[imavatar,hravatar,insta,gaussianavatars,nerf]"
     for stage in ("fit_flame", "pack_lmdb", "export"):
         cfg = compose(*overrides, f"stage={stage}", formats)

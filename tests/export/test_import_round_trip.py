@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 def _import(real, kind, root, subject, work, *stages, extra=()):
     """Run stages (import_tracking, then export/fit_flame...) on `root`/`subject` as `kind`."""
     ov = [f"work_dir={work}", "logger=none", f"dataset={kind}", f"dataset.root={root}",
-          f"subject={subject}", "tracker.threads=2", "tracker.overlay_video=false",
+          f"subject={subject}", "fit_flame.threads=2", "fit_flame.overlay_video=false",
           *[f"assets.{k}={real.assets[k]}" for k in ("flame2020", "flame_lmk_embedding_eyes")],
           *extra]  # fmt: skip
     outs = []

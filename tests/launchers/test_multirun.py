@@ -39,10 +39,19 @@ def test_joblib_runs_subjects_in_worker_processes(tmp_path, clip_c01):
     for v in videos[:2]:
         v.symlink_to(clip_c01)  # s3.mp4 does not exist: that subject fails
     # (subdir=job number: the default override_dirname would nest folders at the '/' of paths)
-    proc = launch("-m", "dataset=custom", "dataset.video=" + ",".join(map(str, videos)),
-                  "stage=landmarks", "frames.max_frames=8", "logger=none", f"work_dir={work}",
-                  "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
-                  "hydra.sweep.subdir=${hydra.job.num}")  # fmt: skip
+    proc = launch(
+        "-m",
+        "dataset=custom",
+        "dataset.video=" + ",".join(map(str, videos)),
+        "stage=landmarks",
+        "extract_frames.max_frames=8",
+        "logger=none",
+        f"work_dir={work}",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=${hydra.job.num}",
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]  # every job ran; one failed
     summary = _summary(sweep)
     failed = [r for r in summary.values() if not r["ok"]]
@@ -57,7 +66,7 @@ def test_joblib_runs_subjects_in_worker_processes(tmp_path, clip_c01):
 def test_submitit_local_launcher(tmp_path, clip_c01):
     sweep, work = tmp_path / "sweep", tmp_path / "work"
     proc = launch("-m", "dataset=custom", f"dataset.video={clip_c01}", "subject=a,b",
-                  "stage=extract_frames", "frames.max_frames=5", "logger=none",
+                  "stage=extract_frames", "extract_frames.max_frames=5", "logger=none",
                   f"work_dir={work}", "hydra/launcher=submitit_local",
                   "hydra.launcher.cpus_per_task=1", f"hydra.sweep.dir={sweep}",
                   "hydra.sweep.subdir=${hydra.job.num}")  # fmt: skip
@@ -72,7 +81,7 @@ def test_second_job_on_a_locked_subject(tmp_path, clip_c01):
     work = tmp_path / "work"
     subject = SubjectDir(work / "custom" / "busy")
     args = ("dataset=custom", f"dataset.video={clip_c01}", "subject=busy", "stage=extract_frames",
-            "frames.max_frames=3", "logger=none", f"work_dir={work}")  # fmt: skip
+            "extract_frames.max_frames=3", "logger=none", f"work_dir={work}")  # fmt: skip
     with subject.lock():
         proc = launch(*args)
     assert proc.returncode == 2

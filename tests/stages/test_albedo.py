@@ -166,7 +166,7 @@ def test_real_clip_albedo_flattens_shading(compose_cfg, clip_c03):
     """c03 through the real upstream stages (8 frames): Retinex albedo removes most low-frequency
     shading inside the face region while keeping its colour."""
     cfg = compose_cfg("dataset=custom", f"dataset.video={clip_c03}", "subject=c03", "stage=albedo",
-                      "frames.max_frames=8")  # fmt: skip
+                      "extract_frames.max_frames=8")  # fmt: skip
     from prep.subject import subject_dir
 
     s = subject_dir(cfg)

@@ -103,7 +103,7 @@ def test_real_clip_extract_skip_restore_force(clip_c01, tmp_path):
 @pytest.mark.slow
 def test_sigkill_halfway_then_resume_is_byte_identical(tmp_path):
     clip = make_clip(tmp_path / "long.mp4", n_frames=600, size=(480, 360), preset="ultrafast")
-    args = ("dataset=custom", f"dataset.video={clip}", "frames.workers=1")
+    args = ("dataset=custom", f"dataset.video={clip}", "extract_frames.workers=1")
     ref_cfg = compose(f"work_dir={tmp_path / 'ref'}", "logger=none", "stage=extract_frames", *args)
     run_plan(ref_cfg, subject_dir(ref_cfg))
     ref_frames = tmp_path / "ref" / "custom" / "long" / "frames"
@@ -149,8 +149,8 @@ def test_audio_meta_and_resampled_frames(compose_cfg, tmp_path):
         compose_cfg,
         "dataset=custom",
         f"dataset.video={clip}",
-        "frames.fps=10",
-        "frames.audio_rate=16000",
+        "extract_frames.fps=10",
+        "extract_frames.audio_rate=16000",
     )
     assert out.ran == ["extract_frames"]
     meta = read_json(subject.video_json)
@@ -163,7 +163,9 @@ def test_audio_meta_and_resampled_frames(compose_cfg, tmp_path):
         assert abs(w.getnframes() / 16000 - 2.0) < 0.01
     assert meta["audio"]["sample_rate"] == 16000
     # Changing the rate re-runs and leaves no frame of the old setting behind.
-    out, subject = _run(compose_cfg, "dataset=custom", f"dataset.video={clip}", "frames.ext=png")
+    out, subject = _run(
+        compose_cfg, "dataset=custom", f"dataset.video={clip}", "extract_frames.ext=png"
+    )
     assert out.ran == ["extract_frames"]
     names = subject.frame_names()
     assert len(os.listdir(subject.frames_dir)) == len(names) == 50
@@ -172,7 +174,9 @@ def test_audio_meta_and_resampled_frames(compose_cfg, tmp_path):
 
 def test_rotated_phone_clip_is_written_upright(compose_cfg, tmp_path):
     clip = make_clip(tmp_path / "phone.mp4", n_frames=4, size=(64, 48), rotation_deg=-90)
-    _, subject = _run(compose_cfg, "dataset=custom", f"dataset.video={clip}", "frames.ext=png")
+    _, subject = _run(
+        compose_cfg, "dataset=custom", f"dataset.video={clip}", "extract_frames.ext=png"
+    )
     rgb = read_image(subject.frame_path(0))
     assert rgb.shape == (64, 48, 3) and read_json(subject.video_json)["rotation_deg"] == 270
     upright = np.rot90(rgb, 1)
@@ -190,7 +194,9 @@ def test_image_folder_with_exif_rotation(compose_cfg, tmp_path):
     Image.fromarray(np.ascontiguousarray(np.rot90(stored, 2))).save(
         folder / "3.jpg", exif=exif, quality=98
     )
-    _, subject = _run(compose_cfg, "dataset=custom", f"dataset.images={folder}", "frames.ext=png")
+    _, subject = _run(
+        compose_cfg, "dataset=custom", f"dataset.images={folder}", "extract_frames.ext=png"
+    )
     meta = read_json(subject.video_json)
     assert meta["n_frames"] == 4 and meta["fps"] == 25.0 and meta["audio"] is None
     assert [read_index(read_image(subject.frame_path(i))) for i in range(4)] == [0, 1, 2, 3]
@@ -236,7 +242,11 @@ def test_hdtf_clip_range_and_crop_box(compose_cfg, tmp_path):
     (root / "annotations" / "WDA_resolution.txt").write_text("Talk.mp4 24\n")
     make_clip(root / "Talk.mp4", n_frames=100, size=(64, 48), audio_hz=200.0)
     out, subject = _run(
-        compose_cfg, "dataset=hdtf", f"dataset.root={root}", "subject=Talk_0", "frames.ext=png"
+        compose_cfg,
+        "dataset=hdtf",
+        f"dataset.root={root}",
+        "subject=Talk_0",
+        "extract_frames.ext=png",
     )
     meta = read_json(subject.video_json)
     assert meta["n_frames"] == 38 and meta["crop_xywh"] == [8, 4, 20, 20]

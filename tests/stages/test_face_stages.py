@@ -22,7 +22,7 @@ def _cfg(work, clip, *overrides):
         "logger=none",
         "dataset=custom",
         f"dataset.video={clip}",
-        f"frames.max_frames={N}",
+        f"extract_frames.max_frames={N}",
         *overrides,
     )
 

@@ -21,10 +21,10 @@ from tests.stages.bfm_subject import make_bfm_subject
 
 T = 12
 FAST = [
-    "fit3dmm.coarse.iters_rigid=40", "fit3dmm.coarse.iters=80",
-    "fit3dmm.size=128", "fit3dmm.iters_focal=60", "fit3dmm.iters_lmk=150",
-    "fit3dmm.focal_search=[200,275,350]", "fit3dmm.focal_search_frames=8",
-    "fit3dmm.n_photo_vertices=400", "fit3dmm.photo_batch=6", "lmdb.sizes=[64]",
+    "fit_3dmm_coarse.iters_rigid=40", "fit_3dmm_coarse.iters=80",
+    "fit_3dmm_fine.size=128", "fit_3dmm_fine.iters_focal=60", "fit_3dmm_fine.iters_lmk=150",
+    "fit_3dmm_fine.focal_search=[200,275,350]", "fit_3dmm_fine.focal_search_frames=8",
+    "fit_3dmm_fine.n_photo_vertices=400", "fit_3dmm_fine.photo_batch=6", "pack_lmdb.sizes=[64]",
 ]  # fmt: skip
 
 
@@ -102,13 +102,16 @@ def test_existing_lmdb_is_refused_then_replaced_with_force(setup):
     for stage in ("fit_3dmm_coarse", "fit_3dmm_fine", "pack_lmdb"):
         run_plan(
             cfg(
-                stage, "fit3dmm.photo_epochs=0", "fit3dmm.focal_mode=fixed", "fit3dmm.overlay=false"
+                stage,
+                "fit_3dmm_fine.photo_epochs=0",
+                "fit_3dmm_fine.focal_mode=fixed",
+                "fit_3dmm_fine.overlay=false",
             ),
             subject,
         )
     with pytest.raises(BadInputError, match="already exists.*force=true"):
-        run_plan(cfg("pack_lmdb", "lmdb.video_name=other"), subject)
-    run_plan(cfg("pack_lmdb", "lmdb.video_name=other", "force=true"), subject)
+        run_plan(cfg("pack_lmdb", "pack_lmdb.video_name=other"), subject)
+    run_plan(cfg("pack_lmdb", "pack_lmdb.video_name=other", "force=true"), subject)
     with LmdbReader(subject.lmdb_dir, 64) as r:
         assert r.videos("train") == r.videos("test") == ["other"] and r.n_videos() == 1
 
@@ -165,7 +168,7 @@ def test_deep3dface_backend_runs_the_regressor_on_aligned_frames(setup, tmp_path
             layer.bias.fill_(bias)
     ckpt = tmp_path / "epoch_20.pth"
     torch.save({"net_recon": net.state_dict()}, ckpt)
-    overrides = ("fit3dmm.coarse_backend=deep3dface", f"assets.deep3dface={ckpt}")
+    overrides = ("fit_3dmm_coarse.backend=deep3dface", f"assets.deep3dface={ckpt}")
     with pytest.raises(MissingAssetError, match="bfm_lm3d"):  # the regressor's alignment points
         run_plan(cfg("fit_3dmm_coarse", *overrides), subject)
     model = BfmModel(load_bfm("front", tmp_path / "assets" / "bfm" / "BFM_model_front.mat"))
@@ -184,9 +187,14 @@ def test_adnerf_variant_gives_otavatar_id_and_expression_sizes(setup, tmp_path):
 
     subject, cfg = setup
     write_adnerf(tmp_path / "adnerf")
-    extra = ("bfm.variant=adnerf", f"assets.bfm_adnerf={tmp_path}/adnerf/3DMM_info.npy",
-             "fit3dmm.focal_mode=fixed", "fit3dmm.focal=275", "fit3dmm.photo_epochs=1",
-             "fit3dmm.overlay=false")  # fmt: skip
+    extra = (
+        "bfm.variant=adnerf",
+        f"assets.bfm_adnerf={tmp_path}/adnerf/3DMM_info.npy",
+        "fit_3dmm_fine.focal_mode=fixed",
+        "fit_3dmm_fine.focal=275",
+        "fit_3dmm_fine.photo_epochs=1",
+        "fit_3dmm_fine.overlay=false",
+    )
     run_plan(cfg("fit_3dmm_coarse"), subject)
     out = run_plan(cfg("fit_3dmm_fine", *extra), subject)
     f = load_npz(subject.bfm_fine)

@@ -21,9 +21,16 @@ from tests.fixtures.synthetic_bfm import write_synthetic_front_mat
 def test_real_clip_through_coarse_fine_and_lmdb(clip_c03, compose_cfg, tmp_path):
     bfm = tmp_path / "BFM_model_front.mat"
     write_synthetic_front_mat(bfm)
-    common = (f"dataset.video={clip_c03}", "dataset=custom", "frames.max_frames=50",
-              f"assets.bfm_front={bfm}", "fit3dmm.iters_lmk=150", "fit3dmm.iters_focal=60",
-              "fit3dmm.focal_search_frames=16", "fit3dmm.overlay=false")  # fmt: skip
+    common = (
+        f"dataset.video={clip_c03}",
+        "dataset=custom",
+        "extract_frames.max_frames=50",
+        f"assets.bfm_front={bfm}",
+        "fit_3dmm_fine.iters_lmk=150",
+        "fit_3dmm_fine.iters_focal=60",
+        "fit_3dmm_fine.focal_search_frames=16",
+        "fit_3dmm_fine.overlay=false",
+    )
     cfg = compose_cfg(*common, "stage=landmarks")
     subject = SubjectDir(tmp_path / "work" / "custom" / clip_c03.stem)
     run_plan(cfg, subject)

@@ -43,8 +43,8 @@ def _overrides(assets, *extra):
         "only=true",
         "flame.n_shape=30",
         "flame.n_expr=20",
-        "tracker.threads=1",
-        "tracker.overlay_max_frames=4",
+        "fit_flame.threads=1",
+        "fit_flame.overlay_max_frames=4",
         *[f"assets.{k}={assets[k]}" for k in keys],
         *extra,
     ]
@@ -124,7 +124,7 @@ def test_shape_from_reuses_shape(compose_cfg, tiny_oracle, tiny_flame_assets):
     run_plan(compose_cfg(*_overrides(tiny_flame_assets, "subject=a1", f"fx={FOCAL}")), s1)
     s2 = _subject(compose_cfg, tiny_oracle, "a2", seed=2)
     cfg2 = compose_cfg(
-        *_overrides(tiny_flame_assets, "subject=a2", f"fx={FOCAL}", "tracker.shape_from=a1")
+        *_overrides(tiny_flame_assets, "subject=a2", f"fx={FOCAL}", "fit_flame.shape_from=a1")
     )
     run_plan(cfg2, s2)
     np.testing.assert_array_equal(
@@ -132,7 +132,7 @@ def test_shape_from_reuses_shape(compose_cfg, tiny_oracle, tiny_flame_assets):
     )
     with pytest.raises(Exception, match="shape_from=nobody"):
         cfg3 = compose_cfg(
-            *_overrides(tiny_flame_assets, "subject=a2", "tracker.shape_from=nobody")
+            *_overrides(tiny_flame_assets, "subject=a2", "fit_flame.shape_from=nobody")
         )
         run_plan(cfg3, s2)
 
@@ -168,7 +168,7 @@ def test_sweep_headline_through_engine(compose_cfg, tiny_oracle, tiny_flame_asse
     vals = []
     for w in ("1", "1000"):
         cfg = compose_cfg(
-            *_overrides(tiny_flame_assets, "subject=w1", f"tracker.w.smooth_pose={w}")
+            *_overrides(tiny_flame_assets, "subject=w1", f"fit_flame.w.smooth_pose={w}")
         )
         vals.append(run_plan(cfg, s).results["fit_flame"].metrics["lmk_rmse_px"])
     assert vals[1] > vals[0]  # heavy smoothing must cost landmark accuracy: the knob is live
@@ -181,7 +181,7 @@ def test_real_clip_with_synthetic_model(compose_cfg, clip_c01, flame_public, tmp
     assets = write_full_assets(tmp_path / "flame", flame_public)
     keys = ["flame2020", "flame_lmk_embedding_eyes"]
     cfg = compose_cfg("dataset=custom", f"dataset.video={clip_c01}", "stage=fit_flame",
-                      "frames.max_frames=24", "tracker.threads=1",
+                      "extract_frames.max_frames=24", "fit_flame.threads=1",
                       *[f"assets.{k}={assets[k]}" for k in keys])  # fmt: skip
     from prep.subject import subject_dir
 

@@ -58,7 +58,7 @@ def _photos(flame, order=None, missing: int | None = None) -> SyntheticSequence:
 def _fit(compose_cfg, tiny_flame_assets, photos: SyntheticSequence, name: str, *extra):
     cfg = compose_cfg(
         "dataset=custom", f"subject={name}", "stage=fit_flame", "only=true", "flame.n_shape=30",
-        "flame.n_expr=20", "tracker.threads=1", "tracker.overlay_video=false", f"fx={FOCAL}",
+        "flame.n_expr=20", "fit_flame.threads=1", "fit_flame.overlay_video=false", f"fx={FOCAL}",
         *[f"assets.{k}={tiny_flame_assets[k]}" for k in ("flame2020", "flame_lmk_embedding_eyes")],
         *extra,
     )  # fmt: skip
@@ -94,7 +94,7 @@ def test_same_person_has_no_temporal_smoothness(compose_cfg, tiny_flame, tiny_fl
     In float64: in float32 the unconverged joint fit of a shared identity turns summation-order
     rounding into up to 0.014 rad (float64: 1e-8), which would hide what is measured here.
     """
-    smooth = "tracker.w.smooth_pose=400"  # strong smoothing makes a sequence's order matter
+    smooth = "fit_flame.w.smooth_pose=400"  # strong smoothing makes a sequence's order matter
     runs = {}
     for seq in ("false", "true"):
         extra = (f"dataset.sequence={seq}", "dataset.same_person=true", smooth)

@@ -1,4 +1,4 @@
-"""fit_flame with tracker.photometric=true: the renderer's phase runs inside the stage and its
+"""fit_flame with fit_flame.photometric=true: the renderer's phase runs inside the stage and its
 metrics reach the manifest (synthetic subject rendered from a tiny FLAME)."""
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def test_fit_flame_runs_the_photometric_phase(compose_cfg, tmp_path, tiny_flame_
         "dataset=custom", "subject=s1", "stage=fit_flame", "only=true", "flame.n_shape=5",
         "flame.n_expr=5", f"assets.flame2020={a['flame2020']}",
         f"assets.flame_lmk_embedding_eyes={a['flame_lmk_embedding_eyes']}",
-        "tracker.photometric=true", "tracker.overlay_max_frames=3",
-        "tracker.photo.sizes=[48,96]", "tracker.photo.steps=[12,8]",
+        "fit_flame.photometric=true", "fit_flame.overlay_max_frames=3",
+        "fit_flame.photo.sizes=[48,96]", "fit_flame.photo.steps=[12,8]",
     )  # fmt: skip
     run_plan(cfg, s)
     m = read_json(s.manifest_path("fit_flame"))["metrics"]

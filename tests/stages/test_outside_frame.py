@@ -24,9 +24,15 @@ N = 6
 
 def _run(work, clip, *overrides):
     cfg = compose(
-        f"work_dir={work}", "logger=none", "dataset=custom", f"dataset.video={clip}",
-        f"frames.max_frames={N}", "landmarks.overlay=false", "parsing.overlay=false", *overrides,
-    )  # fmt: skip
+        f"work_dir={work}",
+        "logger=none",
+        "dataset=custom",
+        f"dataset.video={clip}",
+        f"extract_frames.max_frames={N}",
+        "landmarks.overlay=false",
+        "parsing.overlay=false",
+        *overrides,
+    )
     subject = subject_dir(cfg)
     run_plan(cfg, subject)
     return subject

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from prep.config.bfm import Fit3dmmConfig
+from prep.config.bfm import FineConfig
 from prep.models.bfm import adnerf_rotation, adnerf_w2c, gl_normals, sh_shade, vertex_normals
 from prep.models.rotations import rotation_angle_deg
 from prep.track.bfm_coarse import torch_threads
@@ -49,7 +49,7 @@ def test_focal_search_picks_the_true_focal_and_pose_follows(bfm_model):
     seq = adnerf_sequence(bfm_model, T, focal, size, seed=11)
     seq_fast = adnerf_sequence(bfm_model, 300, focal, size, seed=11)  # wide yaw range
     lmk = seq_fast["lmk_px"][::6][:T]
-    s = Fit3dmmConfig(size=size, iters_focal=120, iters_lmk=200)
+    s = FineConfig(size=size, iters_focal=120, iters_lmk=200)
     with torch_threads(1):
         res = fit_video(
             bfm_model, lmk, np.ones((T, 68)), s, "search", 0.0, [350, 500, 650], 24, None
@@ -69,7 +69,7 @@ def test_joint_focal_fits_at_least_as_well_as_a_wrong_fixed_one(bfm_model):
     T, size = 32, 256
     seq = adnerf_sequence(bfm_model, 200, 500.0, size, seed=4)
     lmk = seq["lmk_px"][::6][:T]
-    s = Fit3dmmConfig(size=size, iters_lmk=200)
+    s = FineConfig(size=size, iters_lmk=200)
     with torch_threads(1):
         fixed = fit_video(bfm_model, lmk, np.ones((T, 68)), s, "fixed", 800.0, [], 0, None)
         joint = fit_video(bfm_model, lmk, np.ones((T, 68)), s, "optimise", 800.0, [], 0, None)
@@ -87,7 +87,7 @@ def test_photometric_phase_reproduces_the_rendered_shading(bfm_model):
     gamma[:, [3, 12, 21]] = 0.15  # light from one side
     frames = render_frames(bfm_model, seq, gamma)
     images = FrameImages(np.arange(T), lambda i: frames[i], size)
-    s = Fit3dmmConfig(size=size, iters_lmk=150, photo_epochs=4, photo_batch=3, n_photo_vertices=600)
+    s = FineConfig(size=size, iters_lmk=150, photo_epochs=4, photo_batch=3, n_photo_vertices=600)
     with torch_threads(1):
         res = fit_video(
             bfm_model, seq["lmk_px"], np.ones((T, 68)), s, "fixed", 275.0, [], 0, images
@@ -118,7 +118,7 @@ def test_the_shared_trainer_runs_the_fine_fit_in_32_bit_on_the_cpu(bfm_model, ca
 
     T, size = 8, 256
     lmk = adnerf_sequence(bfm_model, T, 500.0, size, seed=2)["lmk_px"]
-    s = Fit3dmmConfig(size=size, iters_lmk=5)
+    s = FineConfig(size=size, iters_lmk=5)
     with torch_threads(1):
         res = fit_video(bfm_model, lmk, np.ones((T, 68)), s, "fixed", 500.0, [], 0, None,
                         trainer=TrainerConfig(precision="64-true", accelerator="gpu"))  # fmt: skip
