@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from prep.config.backends import register_backends
 from prep.config.bfm import BfmConfig, CoarseConfig, FineConfig, LmdbConfig
 from prep.config.core import (
     AssetsConfig,
@@ -77,8 +78,11 @@ class Config:
 
 
 def register_configs() -> None:
-    """Register the root schema so conf/config.yaml can extend it."""
-    ConfigStore.instance().store(name="config_schema", node=Config)
+    """Register the root schema so conf/config.yaml can extend it, and every backend's settings
+    for its option's YAML (`prep.config.backends`)."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    register_backends(cs)
 
 
 def to_typed(cfg: DictConfig) -> Config:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from omegaconf import MISSING
+
+from prep.config.backends import Backend, backend
+
 
 class BfmVariant(StrEnum):
     """front: Deep3DFaceRecon's BFM (id 80, exp 64, tex 80); adnerf: AD-NeRF's (100/79/100)."""
@@ -38,24 +42,46 @@ class BfmConfig:
     build_front: bool = True  # front missing: build it from bfm_2009 + bfm_exp_pca (+ index files)
 
 
+@backend("fit_3dmm_coarse", "landmarks")
 @dataclass
-class CoarseConfig:
-    """Per-frame coarse 3DMM fit (stage fit_3dmm_coarse), Deep3DFaceRecon conventions.
+class LandmarksCoarseConfig(Backend):
+    """fit_3dmm_coarse=landmarks (no weights): each frame's identity, expression and pose fitted
+    to its 68 landmarks by Adam, rigid first; texture and light stay zero."""
 
-    `min_score` also picks the frames fit_3dmm_fine fits: it refines this stage's fit.
-    """
-
-    backend: str = "landmarks"  # landmarks (fits the 68 points) | deep3dface (epoch_20.pth)
-    focal: float = 1015.0  # focal of the 224x224 aligned image, pixels (Deep3DFaceRecon default)
-    camera_distance: float = 10.0  # camera centre on +z at this distance (BFM units)
-    target_size: int = 224  # side of the aligned image, pixels
-    rescale_factor: float = 102.0  # Deep3DFaceRecon align_img: scale = rescale_factor / POS scale
-    iters_rigid: int = 80  # landmarks backend: Adam steps on pose only
-    iters: int = 200  # landmarks backend: Adam steps on pose + identity + expression
+    _target_: str = "prep.stages.fit_3dmm_coarse.LandmarksCoarseFit"
+    iters_rigid: int = 80  # Adam steps on pose only
+    iters: int = 200  # Adam steps on pose + identity + expression
     lr: float = 0.05  # Adam learning rate (coefficients are unit-variance)
     w_id: float = 1e-3  # prior on identity coefficients (per coefficient, squared)
     w_exp: float = 1e-3  # prior on expression coefficients
     batch: int = 512  # frames optimised together (vectorised)
+
+
+@backend("fit_3dmm_coarse", "deep3dface")
+@dataclass
+class Deep3dfaceCoarseConfig(Backend):
+    """fit_3dmm_coarse=deep3dface: the published Deep3DFaceRecon ResNet-50 regressor
+    (assets.deep3dface, aligned with assets.bfm_lm3d)."""
+
+    _target_: str = "prep.stages.fit_3dmm_coarse.Deep3dfaceCoarseFit"
+
+    def assets(self) -> list[str]:
+        return ["deep3dface", "bfm_lm3d"]
+
+
+@dataclass
+class CoarseConfig:
+    """Per-frame coarse 3DMM fit (stage fit_3dmm_coarse), Deep3DFaceRecon conventions; backend
+    group conf/fit_3dmm_coarse/, built as ``cls(settings, ctx)`` (a `StageContext`).
+
+    `min_score` also picks the frames fit_3dmm_fine fits: it refines this stage's fit.
+    """
+
+    backend: Backend = MISSING  # the fit: fit_3dmm_coarse=landmarks|deep3dface
+    focal: float = 1015.0  # focal of the 224x224 aligned image, pixels (Deep3DFaceRecon default)
+    camera_distance: float = 10.0  # camera centre on +z at this distance (BFM units)
+    target_size: int = 224  # side of the aligned image, pixels
+    rescale_factor: float = 102.0  # Deep3DFaceRecon align_img: scale = rescale_factor / POS scale
     min_score: float = 0.3  # landmark score below this counts as a missing frame
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from omegaconf import MISSING
+
+from prep.config.backends import Backend, backend
+
 
 class DetectModel(StrEnum):
     """MediaPipe face detector: short range (~2 m), full range (~5 m), or short then full."""
@@ -40,15 +44,31 @@ class MatteRefine(StrEnum):
     none = "none"
 
 
+@backend("detect", "mediapipe")
+@dataclass
+class MediapipeDetectConfig(Backend):
+    """detect=mediapipe: MediaPipe BlazeFace (ships with mediapipe)."""
+
+    _target_: str = "prep.vision.detect_backends.MediapipeDetector"
+    model: DetectModel = DetectModel.auto
+
+
+@backend("detect", "dlib")
+@dataclass
+class DlibDetectConfig(Backend):
+    """detect=dlib: dlib's HOG frontal face detector (dlib-bin)."""
+
+    _target_: str = "prep.vision.detect_backends.DlibDetector"
+    upsample: int = 1  # upsampling steps tried when a frame shows no face
+
+
 @dataclass
 class DetectConfig:
     """Face detection and single-subject tracking (stage detect); backend group conf/detect/."""
 
-    backend: str = "mediapipe"  # mediapipe | dlib
-    model: DetectModel = DetectModel.auto  # mediapipe
+    backend: Backend = MISSING  # the detector: detect=mediapipe|dlib
     min_score: float = 0.5  # detections scoring below this are ignored
     max_side: int = 960  # frames larger than this are downscaled before detection (4K input)
-    dlib_upsample: int = 1  # dlib HOG: upsampling steps tried when a frame shows no face
     min_iou: float = 0.1  # a candidate continues the track when its IoU with the last box is above
     max_jump: float = 0.5  # ... or when its centre moved less than this times the last box side
     max_gap: int = 8  # gaps up to this many frames are interpolated and marked; longer: invalid
@@ -77,13 +97,45 @@ class CropConfig:
     workers: int = 2  # threads decoding, warping and encoding frames
 
 
+@backend("matting", "selfie")
+@dataclass
+class SelfieMattingConfig(Backend):
+    """matting=selfie: MediaPipe selfie segmentation (ships with mediapipe)."""
+
+    _target_: str = "prep.vision.matting.SelfieMatter"
+    model: int = 0  # 0: general (256x256), 1: landscape (144x256)
+
+
+@backend("matting", "rvm")
+@dataclass
+class RvmMattingConfig(Backend):
+    """matting=rvm: Robust Video Matting (weights assets.rvm_<variant>)."""
+
+    _target_: str = "prep.vision.matting.RvmMatter"
+    variant: RvmVariant = RvmVariant.mobilenetv3
+    downsample_ratio: float | None = None  # null = auto (network input side ~512)
+
+    def assets(self) -> list[str]:
+        return [f"rvm_{self.variant}"]
+
+
+@backend("matting", "modnet")
+@dataclass
+class ModnetMattingConfig(Backend):
+    """matting=modnet: MODNet webcam portrait matting (weights assets.modnet)."""
+
+    _target_: str = "prep.vision.matting.ModnetMatter"
+    ref_size: int = 512  # input short side
+
+    def assets(self) -> list[str]:
+        return ["modnet"]
+
+
 @dataclass
 class MattingConfig:
     """Soft alpha matting (stage matting); backend group conf/matting/."""
 
-    backend: str = "selfie"  # selfie | rvm | modnet
-    variant: RvmVariant = RvmVariant.mobilenetv3  # rvm
-    selfie_model: int = 0  # mediapipe selfie: 0 general (256x256), 1 landscape (144x256)
+    backend: Backend = MISSING  # the network: matting=selfie|rvm|modnet
     refine: MatteRefine = MatteRefine.guided
     guided_radius: int = 8  # guided filter radius, pixels at 512
     guided_eps: float = 1e-3  # guided filter regulariser (intensities in [0,1])
@@ -91,7 +143,5 @@ class MattingConfig:
     temporal: float = 0.3  # weight of the previous frame's alpha (0 = no temporal smoothing)
     clip_low: float = 0.02  # alpha below this becomes 0 (removes haze)
     clip_high: float = 0.98  # alpha above this becomes 1
-    downsample_ratio: float | None = None  # rvm: null = auto (network input side ~512)
-    ref_size: int = 512  # modnet: input short side
     warmup: int = 8  # frames re-run before a resumed chunk to re-warm recurrent/temporal state
     chunk: int = 64  # frames per resumable chunk

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from omegaconf import MISSING
+
+from prep.config.backends import Backend, backend
+
 
 class AlbedoOutside(StrEnum):
     """What the albedo image holds outside the face region: the frame, or black."""
@@ -24,27 +28,47 @@ PhotoParam = StrEnum(
 )
 
 
+@backend("albedo", "shading")
 @dataclass
-class AlbedoConfig:
-    """Albedo extraction (stage albedo); backend group conf/albedo/."""
+class ShadingAlbedoConfig(Backend):
+    """albedo=shading (no weights): divides out a grey shading estimate inside the face-parsing
+    region: the fitted FLAME mesh's SH shading when flame/tracking.npz exists, else masked
+    multi-scale Retinex."""
 
-    backend: str = "shading"  # shading | intrinsic_anything
+    _target_: str = "prep.stages.albedo.ShadingAlbedo"
     # Face-parsing labels (BiSeNet numbering) whose pixels get albedo; others follow `outside`.
     region: list[int] = field(default_factory=lambda: [1, 2, 3, 7, 8, 10, 11, 12, 13, 14])
     outside: AlbedoOutside = AlbedoOutside.keep
-    use_mesh: bool = True  # shading: divide out the fitted FLAME mesh's SH shading when tracked
+    use_mesh: bool = True  # divide out the fitted FLAME mesh's SH shading when tracked
     retinex_sigmas: list[float] = field(default_factory=lambda: [0.02, 0.06, 0.15])  # x image size
-    sh_ridge: float = 0.05  # shading: ridge weight of the per-frame SH fit (higher bands)
-    min_shading: float = 0.2  # shading never divides by less than this x the region's mean
+    sh_ridge: float = 0.05  # ridge weight of the per-frame SH fit (higher bands)
+    min_shading: float = 0.2  # never divide by less than this x the region's mean
     batch_size: int = 8  # frames rendered together (mesh shading)
-    # intrinsic_anything: a user's IntrinsicAnything checkout (inference.py) and its weights
-    ia_python: str = "python"  # interpreter of the IntrinsicAnything environment
-    ia_script: str = "${assets.intrinsic_anything_dir}/inference.py"
-    ia_model_dir: str = "${assets.intrinsic_anything_dir}/weights/albedo"
-    ia_ddim: int = 100  # diffusion steps (HRAvatar's setting)
-    ia_batch_size: int = 10
-    ia_image_interval: int = 3  # process every n-th frame; the rest are filled by interpolation
-    ia_timeout_s: float | None = None  # kill the subprocess after this long (null = no limit)
+
+
+@backend("albedo", "intrinsic_anything")
+@dataclass
+class IntrinsicAnythingConfig(Backend):
+    """albedo=intrinsic_anything: a user's IntrinsicAnything checkout (inference.py and weights
+    under assets.intrinsic_anything_dir) run with HRAvatar's arguments; the frames it skips
+    (`image_interval`) are filled by temporal blending."""
+
+    _target_: str = "prep.stages.albedo.IntrinsicAnythingAlbedo"
+    python: str = "python"  # interpreter of the IntrinsicAnything environment
+    script: str = "${assets.intrinsic_anything_dir}/inference.py"
+    model_dir: str = "${assets.intrinsic_anything_dir}/weights/albedo"
+    ddim: int = 100  # diffusion steps (HRAvatar's setting)
+    batch_size: int = 10
+    image_interval: int = 3  # process every n-th frame; the rest are filled by interpolation
+    timeout_s: float | None = None  # kill the subprocess after this long (null = no limit)
+
+
+@dataclass
+class AlbedoConfig:
+    """Albedo extraction (stage albedo); backend group conf/albedo/. Its backends are built as
+    ``cls(settings, ctx)`` (a `StageContext`) and write the frames ``run(todo)`` names."""
+
+    backend: Backend = MISSING  # the method: albedo=shading|intrinsic_anything
 
 
 @dataclass

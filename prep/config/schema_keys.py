@@ -28,13 +28,26 @@ _KIND = (
 
 
 class SchemaKeys:
-    """The root schema's keys and types, for checking overrides before Hydra composes."""
+    """The root schema's keys and types, for checking overrides before Hydra composes.
 
-    def __init__(self) -> None:
+    Args:
+        choices: the option chosen in each config group (``{"matting": "rvm"}``): a backend's
+            settings (``matting.backend.*``) are those of the chosen option's dataclass
+            (`prep.config.backends`); a group left out has no ``<group>.backend.*`` keys.
+    """
+
+    def __init__(self, choices: dict[str, str] | None = None) -> None:
         from prep.config import Config
+        from prep.config.backends import SCHEMAS
 
         self.schema = OmegaConf.structured(Config)
-        self.leaves = sorted(self._leaf_keys(self.schema, ""))
+        self.choices = {}
+        for group, option in (choices or {}).items():
+            if (group, option) in SCHEMAS:
+                self.schema[group].backend = OmegaConf.structured(SCHEMAS[(group, option)])
+                self.choices[group] = option
+        # `_target_` is set by the option's YAML, never by hand: no hint points at it
+        self.leaves = sorted(k for k in self._leaf_keys(self.schema, "") if "_target_" not in k)
 
     def _leaf_keys(self, node: Any, prefix: str) -> list[str]:
         keys = []
@@ -70,7 +83,7 @@ class SchemaKeys:
                 if not part.isdigit() or int(part) >= len(node):
                     return "list"
                 node = node._get_node(int(part))
-            elif isinstance(node, DictConfig) and part in node:
+            elif isinstance(node, DictConfig) and not node._is_missing() and part in node:
                 node = node._get_node(part)
             else:
                 return None
@@ -83,6 +96,8 @@ class SchemaKeys:
         node = self.node(key)
         if node == "list":
             return None
+        if node is None and (unknown := self._unknown_backend_key(key)):
+            return unknown
         if node is None:
             hint = self.nearest(key)
             near = f"; did you mean {hint}?" if hint else ""
@@ -102,6 +117,19 @@ class SchemaKeys:
             if error:
                 return error
         return None
+
+    def _unknown_backend_key(self, key: str) -> str | None:
+        """For a key inside a backend's settings that the chosen backend lacks: the line that
+        says which keys it has (None when a close one suggests a typo: `nearest` says it)."""
+        group, _, rest = key.partition(".backend.")
+        if not rest or "." in group or group not in self.choices:
+            return None
+        prefix = f"{group}.backend."
+        fields = [k for k in self.leaves if k.startswith(prefix) and k != prefix + "_target_"]
+        if difflib.get_close_matches(rest, [k[len(prefix) :] for k in fields], n=1, cutoff=0.6):
+            return None
+        takes = f"takes {', '.join(fields)}" if fields else "has no settings"
+        return f"unknown key {key}: {group}={self.choices[group]} {takes}"
 
     def _type_error(self, key: str, node: Any, value: Any) -> str | None:
         trial = copy.deepcopy(self.schema)
