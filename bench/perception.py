@@ -65,7 +65,7 @@ def bench_clip(clip: Path, n: int, detect_backend: str) -> dict:
     frames = clip_frames(clip, n)
     with tempfile.TemporaryDirectory() as tmp:
         subject = write_subject(SubjectDir(Path(tmp) / clip.stem), frames)
-        ctx = make_ctx(subject, detect={"backend": detect_backend})
+        ctx = make_ctx(subject, f"detect={detect_backend}")
         r_det, w_det, c_det = timed(detect.run, ctx)
         r_crop, w_crop, c_crop = timed(crop.run, ctx)
         r_mat, w_mat, c_mat = timed(matting.run, ctx)

@@ -124,6 +124,7 @@ def face_notes(track, boxes: np.ndarray, crop_cfg, sequence: bool = True) -> lis
     config=("detect", "sequence"),
     version=2,  # 2: sequence or photo collection (detections.npz sequence, pair_ncc)
     writes=lambda s: [s.detections],
+    assets=lambda cfg: cfg.detect.backend.assets(),
 )
 def run(ctx: StageContext) -> StageResult:
     cfg, subject = ctx.cfg.detect, ctx.subject
@@ -162,7 +163,7 @@ def run(ctx: StageContext) -> StageResult:
         subject.detections,
         frame_names=np.asarray(subject.frame_names(), dtype=str),
         image_hw=np.asarray(hw),
-        backend=np.asarray(cfg.backend),
+        backend=np.asarray(cfg.backend.name),
         sequence=np.asarray(sequence),
         pair_ncc=raw["pair_ncc"],
         **track.to_arrays(),

@@ -27,15 +27,10 @@ from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.resume import array_digest, manifest_digest, outputs_for
 from prep.vision.frames import read_rgb, reduced_to_orig, reduction
-from prep.vision.matting import Matter, asset_name, make_matter
+from prep.vision.matting import Matter, make_matter
 from prep.vision.matting.refine import MattePostprocess
 
 log = logging.getLogger(__name__)
-
-
-def _assets(cfg) -> list[str]:
-    name = asset_name(cfg.matting)
-    return [name] if name else []
 
 
 def _plan(done: np.ndarray, warmup: int) -> list[tuple[int, bool]]:
@@ -98,7 +93,7 @@ def _alphas(
     config=("matting", "sequence"),
     version=2,  # 2: alpha 0 outside the original frame
     writes=lambda s: [s.alpha_dir],
-    assets=_assets,
+    assets=lambda cfg: cfg.matting.backend.assets(),
 )
 def run(ctx: StageContext) -> StageResult:
     cfg, crop_cfg, subject = ctx.cfg.matting, ctx.cfg.crop, ctx.subject
@@ -116,8 +111,8 @@ def run(ctx: StageContext) -> StageResult:
     out_dir = subject.ensure(subject.alpha_dir)
     outputs_for(subject.root / "matting" / "alpha.json", key, [out_dir], ctx.force)
     done = np.array([subject.alpha_path(i).exists() for i in range(n)], bool)
-    name = asset_name(cfg)
-    weights = ctx.asset(name) if name else None
+    names = cfg.backend.assets()
+    weights = ctx.asset(names[0]) if names else None
     sequence = is_sequence(ctx.cfg, subject)
     post = MattePostprocess(
         cfg.refine,

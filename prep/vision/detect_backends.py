@@ -6,6 +6,8 @@ covering the whole W x H image is (-0.5, -0.5, W - 0.5, H - 0.5). Boxes are (x0,
 
 MediaPipe graphs are created when a backend is opened (`with make_detector(cfg) as det:`), i.e.
 inside the process that uses them, and closed on exit; never create one in a parent that forks.
+Each backend is built as ``cls(settings, cfg)``: its own settings (``detect.backend``, e.g.
+`prep.config.perception.MediapipeDetectConfig`) and the stage's (`DetectConfig`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from prep.config.perception import DetectConfig
+from prep.config.backends import instantiate
+from prep.config.perception import DetectConfig, DlibDetectConfig, MediapipeDetectConfig
 from prep.errors import BadConfigError, MissingDependencyError
 
 log = logging.getLogger(__name__)
@@ -68,8 +71,8 @@ def _to_orig(xy: np.ndarray, f: float) -> np.ndarray:
 class MediapipeDetector:
     """MediaPipe BlazeFace: short range (faces within ~2 m), full range (~5 m) or auto."""
 
-    def __init__(self, cfg: DetectConfig):
-        self.cfg = cfg
+    def __init__(self, settings: MediapipeDetectConfig, cfg: DetectConfig):
+        self.settings, self.cfg = settings, cfg
         self._graphs: dict[int, object] = {}
 
     def __enter__(self) -> MediapipeDetector:
@@ -77,7 +80,7 @@ class MediapipeDetector:
 
         from prep.vision.mp_graph import open_graph
 
-        ids = {"short": [0], "full": [1], "auto": [0, 1]}[self.cfg.model]
+        ids = {"short": [0], "full": [1], "auto": [0, 1]}[self.settings.model]
         for i in ids:
             self._graphs[i] = open_graph(
                 lambda i=i: face_detection.FaceDetection(
@@ -132,8 +135,8 @@ class DlibDetector:
     SCALE = 1.05
     SHIFT_Y = 0.03
 
-    def __init__(self, cfg: DetectConfig):
-        self.cfg = cfg
+    def __init__(self, settings: DlibDetectConfig, cfg: DetectConfig):
+        self.settings, self.cfg = settings, cfg
         self._det = None
 
     def __enter__(self) -> DlibDetector:
@@ -151,7 +154,7 @@ class DlibDetector:
         small, f = _downscale(rgb, self.cfg.max_side)
         small = np.ascontiguousarray(small)
         # Upsampling finds small faces at 4x the cost: only when the plain pass finds nothing.
-        for up in range(self.cfg.dlib_upsample + 1):
+        for up in range(self.settings.upsample + 1):
             rects, scores, _ = self._det.run(small, up, -0.5)
             if rects:
                 break
@@ -186,8 +189,4 @@ def make_detector(cfg: DetectConfig) -> MediapipeDetector | DlibDetector:
             f"detect.min_score={cfg.min_score} (0..1), detect.max_side={cfg.max_side} (>= 64), "
             f"detect.max_gap={cfg.max_gap} (>= 0), detect.chunk={cfg.chunk} (>= 1): out of range"
         )
-    if cfg.backend == "mediapipe":
-        return MediapipeDetector(cfg)
-    if cfg.backend == "dlib":
-        return DlibDetector(cfg)
-    raise BadConfigError(f"detect.backend={cfg.backend!r}: use mediapipe or dlib")
+    return instantiate(cfg.backend, cfg)

@@ -26,9 +26,9 @@ def c03(clip_c03) -> list[np.ndarray]:
     return clip_frames(clip_c03, 48)
 
 
-def _run(subject, stages=("detect", "crop", "matting"), force=False, **sections):
+def _run(subject, stages=("detect", "crop", "matting"), *overrides, force=False, **sections):
     mods = {"detect": detect, "crop": crop, "matting": matting}
-    return {s: mods[s].run(make_ctx(subject, force=force, **sections)) for s in stages}
+    return {s: mods[s].run(make_ctx(subject, *overrides, force=force, **sections)) for s in stages}
 
 
 def test_black_frames_are_flagged_bridged_or_invalid(tmp_subject, c03):
@@ -221,7 +221,9 @@ def test_detect_resumes_by_chunk(tmp_subject, c03):
     np.testing.assert_allclose(load_npz(tmp_subject.detections)["box_xyxy"], ref["box_xyxy"])
     # Another detector setting recomputes every chunk.
     assert (
-        _run(tmp_subject, ("detect",), detect={"chunk": 4, "model": "full"})["detect"].n_skipped
+        _run(tmp_subject, ("detect",), "detect.backend.model=full", detect={"chunk": 4})[
+            "detect"
+        ].n_skipped
         == 0
     )
 

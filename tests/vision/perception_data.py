@@ -8,7 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from prep.config import Config
 from prep.io.files import read_image, write_image, write_json
 from prep.pipeline import StageContext
 from prep.subject import SubjectDir
@@ -59,9 +58,14 @@ def write_subject(subject: SubjectDir, frames: list[np.ndarray]) -> SubjectDir:
     return subject
 
 
-def make_ctx(subject: SubjectDir, force: bool = False, **sections: dict) -> StageContext:
-    """A StageContext with default config, `sections` overriding fields, e.g. crop={"scale": 2}."""
-    cfg = Config()
+def make_ctx(
+    subject: SubjectDir, *overrides: str, force: bool = False, **sections: dict
+) -> StageContext:
+    """A StageContext with the composed default config (a custom clip) and `overrides` (Hydra's
+    syntax: ``"matting=rvm"``), `sections` then replacing fields, e.g. crop={"scale": 2}."""
+    from tests.conftest import compose
+
+    cfg = compose("dataset=custom", "logger=none", *overrides)
     for name, values in sections.items():
         setattr(cfg, name, dataclasses.replace(getattr(cfg, name), **values))
     return StageContext(cfg, subject, "test", force=force, logger=None)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from prep.config.perception import DetectConfig
+from prep.config.perception import DetectConfig, DlibDetectConfig, MediapipeDetectConfig
 from prep.errors import BadConfigError
 from prep.vision.detect import box_centre, box_side, track_subject
 from prep.vision.detect_backends import make_detector
@@ -65,7 +65,8 @@ def test_track_reacquires_after_long_absence_near_last_position():
 @pytest.mark.parametrize("backend", ["mediapipe", "dlib"])
 def test_backends_find_the_face_in_a_photo(shared_data, backend):
     img = photo(shared_data, "p02")
-    with make_detector(DetectConfig(backend=backend)) as det:
+    settings = {"mediapipe": MediapipeDetectConfig(), "dlib": DlibDetectConfig()}[backend]
+    with make_detector(DetectConfig(backend=settings)) as det:
         found = det.detect(img)
     assert len(found) >= 1
     h, w = img.shape[:2]
@@ -84,7 +85,7 @@ def test_mediapipe_grayscale_small_and_4k(shared_data):
     big = np.full((2160, 3840, 3), 90, np.uint8)
     up = cv2.resize(img, (2 * w, 2 * h))
     big[100 : 100 + 2 * h, 1500 : 1500 + 2 * w] = up[:2060, :2340]
-    with make_detector(DetectConfig()) as det:
+    with make_detector(DetectConfig(backend=MediapipeDetectConfig())) as det:
         ref, g, s, b = (det.detect(x) for x in (img, gray, small, big))
     assert len(g) == len(s) == len(b) == 1
     np.testing.assert_allclose(g.box_xyxy[0], ref.box_xyxy[0], atol=0.03 * w)
@@ -94,7 +95,7 @@ def test_mediapipe_grayscale_small_and_4k(shared_data):
 
 
 def test_black_frame_has_no_face():
-    with make_detector(DetectConfig()) as det:
+    with make_detector(DetectConfig(backend=MediapipeDetectConfig())) as det:
         assert len(det.detect(np.zeros((256, 256, 3), np.uint8))) == 0
 
 
@@ -106,6 +107,6 @@ def test_subject_is_the_dominant_track_not_the_largest_first_face():
 
 
 def test_bad_detect_settings_are_config_errors():
-    for bad in ({"backend": "yolo"}, {"model": "mid"}, {"min_score": 1.5}, {"max_side": 0}):
+    for bad in ({"min_score": 1.5}, {"max_side": 0}):
         with pytest.raises(BadConfigError, match="detect."):
-            make_detector(DetectConfig(**bad))
+            make_detector(DetectConfig(backend=MediapipeDetectConfig(), **bad))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from prep.config.perception import MattingConfig
+from prep.config.perception import MattingConfig, ModnetMattingConfig, RvmMattingConfig
 from prep.errors import BadConfigError, MissingAssetError
 from prep.vision.matting import load_state_dict, make_matter
 from prep.vision.matting.modnet import MobileNetV2Backbone, MODNet
@@ -120,7 +120,7 @@ def test_rvm_published_layout_loads_and_runs(tmp_path, variant, n_params, keys):
     for k, shape in keys.items():
         assert tuple(sd[k].shape) == shape, k
     path = _save(sd, tmp_path / f"rvm_{variant}.pth")
-    cfg = MattingConfig(backend="rvm", variant=variant, downsample_ratio=0.5)
+    cfg = MattingConfig(backend=RvmMattingConfig(variant=variant, downsample_ratio=0.5))
     rgb = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
     with make_matter(cfg, path) as m:
         a1 = m.matte(rgb)
@@ -145,7 +145,7 @@ def test_modnet_published_layout_loads_from_dataparallel_checkpoint(tmp_path):
     assert tuple(sd["hr_branch.conv_hr4x.0.layers.1.bnorm.weight"].shape) == (32,)
     assert tuple(sd["lr_branch.se_block.fc.0.weight"].shape) == (320, 1280)
     path = _save({f"module.{k}": v for k, v in sd.items()}, tmp_path / "modnet.ckpt")
-    with make_matter(MattingConfig(backend="modnet", ref_size=64), path) as m:
+    with make_matter(MattingConfig(backend=ModnetMattingConfig(ref_size=64)), path) as m:
         a = m.matte(np.full((80, 100, 3), 128, np.uint8))
     assert a.shape == (80, 100) and a.min() >= 0 and a.max() <= 1
 

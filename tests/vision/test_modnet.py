@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from prep.config.perception import MattingConfig
+from prep.config.perception import MattingConfig, ModnetMattingConfig
 from prep.vision.matting import make_matter, modnet_input_size
 from prep.vision.matting.modnet import MODNet
 from tests.authors_code import authors_module
@@ -80,7 +80,7 @@ def test_matting_equals_the_demo_path_at_any_size(shared_data, tmp_path):
     same network; before, cv2 area on uint8 in and bilinear out differed by up to 0.28 alpha."""
     net = _random_modnet()
     path = _checkpoint(net.state_dict(), tmp_path / "modnet.ckpt")
-    with make_matter(MattingConfig(backend="modnet", ref_size=512), path) as m:
+    with make_matter(MattingConfig(backend=ModnetMattingConfig(ref_size=512)), path) as m:
         for name in PHOTOS:
             im = Image.open(shared_data / "photos" / name).convert("RGB")
             got = m.matte(np.array(im))
@@ -114,7 +114,7 @@ def test_full_path_equals_the_authors_network_and_demo(shared_data, tmp_path):
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
     path = _checkpoint(theirs.state_dict(), tmp_path / "modnet_webcam_portrait_matting.ckpt")
-    with make_matter(MattingConfig(backend="modnet", ref_size=512), path) as m:
+    with make_matter(MattingConfig(backend=ModnetMattingConfig(ref_size=512)), path) as m:
         for name in PHOTOS:
             im = Image.open(shared_data / "photos" / name).convert("RGB")
             want = _demo_matte(lambda x: theirs(x, True)[2], im)

@@ -14,7 +14,7 @@ from tests.conftest import compose
     [
         ([], []),
         (["matting=rvm"], ["rvm_mobilenetv3"]),
-        (["matting=rvm", "matting.variant=resnet50"], ["rvm_resnet50"]),
+        (["matting=rvm", "matting.backend.variant=resnet50"], ["rvm_resnet50"]),
         (["matting=modnet"], ["modnet"]),
         (["matting=selfie", "detect=dlib"], []),
     ],
@@ -27,12 +27,12 @@ def test_matting_groups_compose_and_declare_their_weights(overrides, assets):
 
 def test_group_values_reach_typed_config():
     cfg = compose("logger=none", "detect=dlib", "matting=modnet", "crop.mode=smooth")
-    assert cfg.detect.backend == "dlib" and cfg.matting.backend == "modnet"
+    assert cfg.detect.backend.name == "dlib" and cfg.matting.backend.name == "modnet"
     assert cfg.matting.refine == "none" and cfg.crop.mode == "smooth"
     cfg = compose("logger=none")
-    assert cfg.detect.backend == "mediapipe" and cfg.matting.refine == "guided"
+    assert cfg.detect.backend.name == "mediapipe" and cfg.matting.refine == "guided"
 
 
 def test_unknown_variant_is_refused_when_composing():
-    with pytest.raises(ConfigCompositionException, match="matting.variant=mobilenetv2"):
-        compose("logger=none", "matting=rvm", "matting.variant=mobilenetv2")
+    with pytest.raises(ConfigCompositionException, match="matting.backend.variant=mobilenetv2"):
+        compose("logger=none", "matting=rvm", "matting.backend.variant=mobilenetv2")

@@ -1,7 +1,10 @@
 """Soft alpha matting backends behind one interface.
 
-Every backend is opened with ``with make_matter(cfg, asset_path) as m:`` (MediaPipe graphs and
-networks are created there, in the process that uses them), then ``m.matte(rgb)`` maps an
+Every backend is built from its own settings (``matting.backend``, e.g.
+`prep.config.perception.RvmMattingConfig`) as ``cls(settings, weights, device)`` and opened with
+``with make_matter(cfg, weights) as m:`` (MediaPipe graphs and networks are created there, in
+the process that uses them; `weights` is the path of the one asset ``settings.assets()`` names,
+None for selfie), then ``m.matte(rgb)`` maps an
 (H, W, 3) uint8 RGB frame to an (H, W) float32 alpha in [0, 1]. Backends with temporal state
 (RVM's recurrent state) carry it across calls until ``m.reset()``.
 
@@ -21,22 +24,17 @@ import torch
 import torch.nn.functional as F
 
 from prep.assets import ASSETS
-from prep.config.perception import MattingConfig
-from prep.errors import BadConfigError, MissingAssetError
+from prep.config.backends import instantiate
+from prep.config.perception import (
+    MattingConfig,
+    ModnetMattingConfig,
+    RvmMattingConfig,
+    SelfieMattingConfig,
+)
+from prep.errors import MissingAssetError
 from prep.io.safe_load import load_checkpoint
 
 log = logging.getLogger(__name__)
-
-
-def asset_name(cfg: MattingConfig) -> str | None:
-    """Registry name of the weights the configured backend needs (None for selfie)."""
-    if cfg.backend == "selfie":
-        return None
-    if cfg.backend == "rvm":
-        return f"rvm_{cfg.variant}"
-    if cfg.backend == "modnet":
-        return "modnet"
-    raise BadConfigError(f"matting.backend={cfg.backend!r}: use selfie, rvm or modnet")
 
 
 def load_state_dict(net: torch.nn.Module, path: Path, asset: str) -> None:
@@ -68,8 +66,8 @@ def load_state_dict(net: torch.nn.Module, path: Path, asset: str) -> None:
 class SelfieMatter:
     """MediaPipe selfie segmentation (general 256x256 or landscape 144x256 model)."""
 
-    def __init__(self, cfg: MattingConfig):
-        self.cfg = cfg
+    def __init__(self, settings: SelfieMattingConfig, weights: None = None, device: str = "cpu"):
+        self.settings = settings
         self._graph = None
 
     def __enter__(self) -> SelfieMatter:
@@ -78,7 +76,7 @@ class SelfieMatter:
         from prep.vision.mp_graph import open_graph
 
         self._graph = open_graph(
-            lambda: selfie_segmentation.SelfieSegmentation(model_selection=self.cfg.selfie_model)
+            lambda: selfie_segmentation.SelfieSegmentation(model_selection=self.settings.model)
         )
         return self
 
@@ -98,16 +96,16 @@ class SelfieMatter:
 class RvmMatter:
     """Robust Video Matting with its recurrent state carried from frame to frame."""
 
-    def __init__(self, cfg: MattingConfig, weights: Path, device: str = "cpu"):
-        self.cfg, self.weights, self.device = cfg, weights, torch.device(device)
+    def __init__(self, settings: RvmMattingConfig, weights: Path, device: str = "cpu"):
+        self.settings, self.weights, self.device = settings, weights, torch.device(device)
         self.rec: list[torch.Tensor | None] = [None] * 4
         self._hw: tuple[int, int] | None = None
 
     def __enter__(self) -> RvmMatter:
         from prep.vision.matting.rvm import MattingNetwork
 
-        self.net = MattingNetwork(self.cfg.variant).eval()
-        load_state_dict(self.net, self.weights, f"rvm_{self.cfg.variant}")
+        self.net = MattingNetwork(self.settings.variant).eval()
+        load_state_dict(self.net, self.weights, f"rvm_{self.settings.variant}")
         self.net.to(self.device)
         return self
 
@@ -120,7 +118,7 @@ class RvmMatter:
     @torch.inference_mode()
     def matte(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
-        ratio = self.cfg.downsample_ratio or min(512 / max(h, w), 1.0)
+        ratio = self.settings.downsample_ratio or min(512 / max(h, w), 1.0)
         if (h, w) != self._hw:  # the recurrent state only fits frames of one size
             self.reset()
             self._hw = (h, w)
@@ -152,8 +150,8 @@ class ModnetMatter:
     normalised to [-1, 1] as float, area-resized to `modnet_input_size` and the matte
     area-resized back (``F.interpolate(mode='area')`` both ways, inference.py lines 74-102)."""
 
-    def __init__(self, cfg: MattingConfig, weights: Path, device: str = "cpu"):
-        self.cfg, self.weights, self.device = cfg, weights, torch.device(device)
+    def __init__(self, settings: ModnetMattingConfig, weights: Path, device: str = "cpu"):
+        self.settings, self.weights, self.device = settings, weights, torch.device(device)
 
     def __enter__(self) -> ModnetMatter:
         from prep.vision.matting.modnet import MODNet
@@ -175,7 +173,7 @@ class ModnetMatter:
         # ToTensor then Normalize(0.5, 0.5), in that order, for the demo's float rounding
         x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float().div(255)
         x = (x - 0.5) / 0.5
-        x = F.interpolate(x, size=modnet_input_size(h, w, self.cfg.ref_size), mode="area")
+        x = F.interpolate(x, size=modnet_input_size(h, w, self.settings.ref_size), mode="area")
         matte = F.interpolate(self.net(x), size=(h, w), mode="area")
         return matte[0, 0].cpu().numpy()
 
@@ -184,10 +182,6 @@ Matter = SelfieMatter | RvmMatter | ModnetMatter
 
 
 def make_matter(cfg: MattingConfig, weights: Path | None, device: str = "cpu") -> Matter:
-    """The configured backend (open it with ``with``); `weights` from `asset_name(cfg)`."""
-    name = asset_name(cfg)
-    if name is None:
-        return SelfieMatter(cfg)
-    assert weights is not None
-    cls = RvmMatter if cfg.backend == "rvm" else ModnetMatter
-    return cls(cfg, weights, device)
+    """The configured backend (open it with ``with``); `weights`: the path of the asset
+    ``cfg.backend.assets()`` names, if any."""
+    return instantiate(cfg.backend, weights, device)
