@@ -121,9 +121,9 @@ def main() -> None:
         names = build_collection(folder)
         oracle = dlib_landmarks(sorted(folder.glob("*.png")))
         runs = {
-            "video": ("dataset.sequence=true", "landmarks.static_image_mode=true"),
+            "video": ("dataset.sequence=true", "landmarks.backend.static_image_mode=true"),
             "video_no_filter": (
-                "dataset.sequence=true", "landmarks.static_image_mode=true",
+                "dataset.sequence=true", "landmarks.backend.static_image_mode=true",
                 "landmarks.smooth=false",
             ),
             "collection": (),

@@ -51,11 +51,12 @@ def decode(clip: Path, folder: Path, n: int) -> list[Path]:
 
 def landmark_timing(paths: list[Path], backend: str):
     """(result, start-up seconds, ms per frame) of one landmark backend."""
+    from prep.config.backends import SCHEMAS
     from prep.config.face import LandmarksConfig
     from prep.vision.landmarks import make_backend
 
     t0 = time.perf_counter()
-    with make_backend(LandmarksConfig(backend=backend)) as be:
+    with make_backend(LandmarksConfig(backend=SCHEMAS[("landmarks", backend)]())) as be:
         be.detect(paths[:1])  # start the worker / load models
         t1 = time.perf_counter()
         res = be.detect(paths)

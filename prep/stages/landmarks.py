@@ -25,9 +25,9 @@ import logging
 
 import numpy as np
 
-from prep.config.face import LandmarksConfig
+from prep.config.face import LandmarksConfig, MediapipeLandmarksConfig
 from prep.datasets.sequence import is_sequence
-from prep.errors import BadConfigError, NoUsableFramesError
+from prep.errors import NoUsableFramesError
 from prep.geometry.crop import CropTransforms
 from prep.io.files import load_npz, read_image, save_npz, write_json
 from prep.pipeline import StageContext, StageResult, register_stage
@@ -108,22 +108,13 @@ def bridge_gaps(
 # ---- the stage ----------------------------------------------------------------------------------
 
 
-def _warmup(cfg) -> int:  # cfg: LandmarksConfig with static_image_mode resolved
-    """Frames re-tracked before each chunk: only MediaPipe's video mode keeps state."""
-    if cfg.warmup < 0:
-        raise BadConfigError(f"landmarks.warmup={cfg.warmup}: use 0 or more frames")
-    return cfg.warmup if cfg.backend == "mediapipe" and not cfg.static_image_mode else 0
-
-
 def landmarks_config(ctx: StageContext) -> LandmarksConfig:
     """landmarks.* for this subject: a photo collection (`prep.datasets.sequence`) detects every
-    image afresh (static_image_mode when left null) and has no temporal filter or bridging."""
+    image afresh (`LandmarksBackend.for_input`) and has no temporal filter or bridging."""
     cfg = ctx.cfg.landmarks
-    if is_sequence(ctx.cfg, ctx.subject):
-        static = bool(cfg.static_image_mode)
-        return dataclasses.replace(cfg, static_image_mode=static)
-    static = True if cfg.static_image_mode is None else cfg.static_image_mode
-    return dataclasses.replace(cfg, static_image_mode=static, smooth=False, max_gap=0)
+    sequence = is_sequence(ctx.cfg, ctx.subject)
+    cfg = dataclasses.replace(cfg, backend=cfg.backend.for_input(sequence))
+    return cfg if sequence else dataclasses.replace(cfg, smooth=False, max_gap=0)
 
 
 def _detect_all(ctx: StageContext, n: int) -> tuple[dict[str, np.ndarray], int]:
@@ -138,12 +129,11 @@ def _detect_all(ctx: StageContext, n: int) -> tuple[dict[str, np.ndarray], int]:
     outputs_for(subject.landmarks_dir / "chunks.json", key, [chunks], ctx.force)
     store = ChunkStore(chunks)
     todo = list(frame_chunks(n, cfg.chunk, done=store.has))
-    boxes = face_boxes_crop(subject, n) if cfg.backend != "mediapipe" else None
-    warm = _warmup(cfg)
+    boxes = face_boxes_crop(subject, n) if cfg.backend.needs_boxes else None
+    warm = cfg.backend.warmup_frames()  # frames re-tracked before each chunk (exact resume)
     if todo:
-        backend = make_backend(cfg)
-        if cfg.backend == "fan":
-            backend.fan_dir, backend.device = ctx.asset("fan_dir"), ctx.device
+        names = cfg.backend.assets()
+        backend = make_backend(cfg, ctx.asset(names[0]) if names else None, ctx.device)
         with backend:
             for i0, i1 in progress(todo, desc="landmarks"):
                 w0 = max(0, i0 - warm)  # the same warm-up frames in every run: exact resume
@@ -179,7 +169,7 @@ def _overlay(subject: SubjectDir, raw: np.ndarray, points: np.ndarray, fps: floa
     overlay.write_overlays(subject.overlay_dir("landmarks"), "landmarks", len(points), render, fps)
 
 
-def _write_dense_mesh(subject: SubjectDir, cfg, res: LandmarkResult) -> None:
+def _write_dense_mesh(subject: SubjectDir, sequence: bool, res: LandmarkResult) -> None:
     """landmarks/dense.npz: the MediaPipe mesh for iris and mesh parsing, when the backend gave
     none (MediaPipe's own is in landmarks.npz)."""
     if res.dense_px is not None:
@@ -187,7 +177,8 @@ def _write_dense_mesh(subject: SubjectDir, cfg, res: LandmarkResult) -> None:
         return
     from prep.vision.landmarks.mediapipe_backend import MediapipeLandmarks
 
-    with MediapipeLandmarks(dataclasses.replace(cfg, backend="mediapipe")) as backend:
+    settings = MediapipeLandmarksConfig().for_input(sequence)  # the mesh is MediaPipe's
+    with MediapipeLandmarks(settings) as backend:
         mesh = backend.detect([subject.face_frame_path(i) for i in range(subject.n_frames)])
     save_npz(subject.dense_npz, dense_px=mesh.dense_px, valid=mesh.valid)
 
@@ -198,7 +189,7 @@ def _write_dense_mesh(subject: SubjectDir, cfg, res: LandmarkResult) -> None:
     config=("landmarks", "sequence"),
     version=3,  # 2: chunks from a reset tracker after a warm-up; 3: dense.npz is this stage's
     writes=lambda s: [s.landmarks_npz, s.keypoint_json, s.dense_npz],
-    assets=lambda cfg: ["fan_dir"] if cfg.landmarks.backend == "fan" else [],
+    assets=lambda cfg: cfg.landmarks.backend.assets(),
 )
 def run(ctx: StageContext) -> StageResult:
     cfg, subject = landmarks_config(ctx), ctx.subject
@@ -225,7 +216,7 @@ def run(ctx: StageContext) -> StageResult:
         "points_raw_px": raw,
         "interpolated": bridged,
         "image_hw": np.asarray(hw),
-        "backend": np.asarray(cfg.backend),
+        "backend": np.asarray(cfg.backend.name),
         "fps": np.asarray(fps),
     }
     save_npz(subject.landmarks_npz, **out)
@@ -235,8 +226,9 @@ def run(ctx: StageContext) -> StageResult:
         {str(nm): np.round(points[i], 3).tolist() for i, nm in enumerate(names) if usable[i]},
         indent=None,
     )
-    _write_dense_mesh(subject, cfg, res)
-    if is_sequence(ctx.cfg, subject):
+    sequence = is_sequence(ctx.cfg, subject)
+    _write_dense_mesh(subject, sequence, res)
+    if sequence:
         metrics = _metrics(raw, smooth, res.valid) | {"bridged": float(bridged.sum())}
         track = f", jitter {metrics['jitter_px']:.3f} px (raw {metrics['jitter_raw_px']:.3f})"
     else:  # unrelated photos: no track to measure

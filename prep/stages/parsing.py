@@ -8,7 +8,8 @@ Writes, per face frame i (crop pixels):
 Pixels outside the original frame (where the crop box left it) are background (label 0, mask 0)
 and, with constant crop padding, hold the pad value in image/ exactly.
 Frames already written under the same inputs and settings are kept (resume after a kill).
-Backends: ``parsing=mesh`` (MediaPipe mesh + matte heuristics) or ``parsing=bisenet``.
+Backends (``parsing=mesh``: MediaPipe mesh + matte heuristics, ``parsing=bisenet``) are the
+labeller classes below, built from their settings as ``cls(settings, ctx)``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import logging
 
 import numpy as np
 
-from prep.errors import BadConfigError, MissingInputError
+from prep.config.backends import instantiate
+from prep.config.face import BisenetParsingConfig, MeshParsingConfig
+from prep.errors import MissingInputError
 from prep.geometry.crop import inframe_reader
 from prep.io.files import read_image, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
@@ -52,42 +55,53 @@ def _manifest_digest(subject: SubjectDir, stages: tuple[str, ...]) -> dict[str, 
     return out
 
 
-class _Labeller:
-    """Label maps of frames with the configured backend."""
+class MeshLabeller:
+    """parsing=mesh: labels from the MediaPipe dense mesh and the matte (`MeshParsingConfig`)."""
 
-    def __init__(self, ctx: StageContext):
-        self.cfg = ctx.cfg.parsing
-        self.device = ctx.device
-        if self.cfg.backend == "mesh":
-            self.dense, self.valid = load_dense_mesh(ctx.subject)
-        elif self.cfg.backend == "bisenet":
-            from prep.vision.parsing.bisenet import load_bisenet
-
-            self.net = load_bisenet(ctx.asset("bisenet"), ctx.device)
-        else:
-            raise BadConfigError(f"parsing.backend={self.cfg.backend!r}: use mesh or bisenet")
+    def __init__(self, settings: MeshParsingConfig, ctx: StageContext):
+        self.settings, self.cfg = settings, ctx.cfg.parsing
+        self.dense, self.valid = load_dense_mesh(ctx.subject)
 
     def labels(self, idx: list[int], rgbs: list[np.ndarray], alphas: list[np.ndarray]) -> list:
-        c = self.cfg
-        if c.backend == "bisenet":
-            from prep.vision.parsing.bisenet import parse_images
-
-            maps = parse_images(self.net, rgbs, c.bisenet_size, self.device)
-            fg = [a >= c.alpha_threshold * 255 for a in alphas]
-            return [np.where(f, m, 0).astype(np.uint8) for m, f in zip(maps, fg, strict=True)]
+        """(H, W) uint8 label maps of frames `idx`, from their RGB crops and mattes."""
         from prep.vision.parsing.mesh import mesh_parsing
 
+        s = self.settings
         return [
             mesh_parsing(
                 self.dense[i] if self.valid[i] else None,
                 a,
                 rgb,
-                c.alpha_threshold,
-                c.neck_length,
-                c.neck_half_width,
+                self.cfg.alpha_threshold,
+                s.neck_length,
+                s.neck_half_width,
             )
             for i, rgb, a in zip(idx, rgbs, alphas, strict=True)
         ]
+
+    def n_flagged(self, idx: list[int]) -> int:
+        """Frames of `idx` labelled without a face mesh (matte regions only)."""
+        return int((~self.valid[idx]).sum())
+
+
+class BisenetLabeller:
+    """parsing=bisenet: BiSeNet's labels inside the matte (`BisenetParsingConfig`)."""
+
+    def __init__(self, settings: BisenetParsingConfig, ctx: StageContext):
+        from prep.vision.parsing.bisenet import load_bisenet
+
+        self.settings, self.cfg, self.device = settings, ctx.cfg.parsing, ctx.device
+        self.net = load_bisenet(ctx.asset("bisenet"), ctx.device)
+
+    def labels(self, idx: list[int], rgbs: list[np.ndarray], alphas: list[np.ndarray]) -> list:
+        from prep.vision.parsing.bisenet import parse_images
+
+        maps = parse_images(self.net, rgbs, self.settings.size, self.device)
+        fg = [a >= self.cfg.alpha_threshold * 255 for a in alphas]
+        return [np.where(f, m, 0).astype(np.uint8) for m, f in zip(maps, fg, strict=True)]
+
+    def n_flagged(self, idx: list[int]) -> int:
+        return 0
 
 
 def outside_frame_cleared(
@@ -133,7 +147,7 @@ def _write(subject: SubjectDir, i: int, rgb, alpha, labels, mask_clothes: bool) 
     config=("parsing",),
     version=2,  # 2: background outside the original frame
     writes=lambda s: [s.parsing_dir, s.mask_dir, s.image_dir],
-    assets=lambda cfg: ["bisenet"] if cfg.parsing.backend == "bisenet" else [],
+    assets=lambda cfg: cfg.parsing.backend.assets(),
 )
 def run(ctx: StageContext) -> StageResult:
     cfg, subject = ctx.cfg.parsing, ctx.subject
@@ -148,7 +162,7 @@ def run(ctx: StageContext) -> StageResult:
     outputs_for(subject.root / "parsing" / "outputs.json", key, folders, ctx.force)
     todo = [i for i in range(n) if not _done(subject, i)]
     counts = np.zeros(len(overlay.LABEL_COLORS), np.int64)
-    labeller = _Labeller(ctx) if todo else None
+    labeller = instantiate(cfg.backend, ctx) if todo else None
     missing = set(todo)
     inframe = inframe_reader(subject) if todo else None
     pad = ctx.cfg.crop.pad_value if ctx.cfg.crop.pad == "constant" else None
@@ -166,9 +180,7 @@ def run(ctx: StageContext) -> StageResult:
         f"frac_{name}": float(counts[LABEL[name]] / fg)
         for name in ("skin", "hair", "neck", "cloth")
     }
-    flagged = (
-        int((~labeller.valid[todo]).sum()) if labeller is not None and cfg.backend == "mesh" else 0
-    )
+    flagged = labeller.n_flagged(todo) if labeller is not None else 0
     if ctx.logger and todo:
         ctx.logger.log_metrics(metrics)
     if cfg.overlay:

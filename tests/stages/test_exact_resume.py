@@ -124,8 +124,13 @@ def test_bisenet_parsing_resumes_with_the_same_batches(tmp_path, clip_c03):
         stage.run(make_ctx(s))
 
     def run() -> None:
-        sections = {"parsing": {"backend": "bisenet", "bisenet_size": 128, "overlay": False}}
-        ctx = make_ctx(s, assets={"bisenet": str(ckpt)}, **sections)
+        ctx = make_ctx(
+            s,
+            "parsing=bisenet",
+            "parsing.backend.size=128",
+            "parsing.overlay=false",
+            f"assets.bisenet={ckpt}",
+        )
         parsing.run(ctx)
 
     run()

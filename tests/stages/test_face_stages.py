@@ -102,8 +102,8 @@ def test_frame_without_face_is_flagged_bridged_and_left_out_of_iris(chain):
 def test_backend_groups_compose(tmp_path, overrides):
     cfg = compose(f"work_dir={tmp_path}", "logger=none", *overrides)
     picked = dict(o.split("=") for o in overrides)
-    assert cfg.landmarks.backend == picked.get("landmarks", "mediapipe")
-    assert cfg.parsing.backend == picked.get("parsing", "mesh")
+    assert cfg.landmarks.backend.name == picked.get("landmarks", "mediapipe")
+    assert cfg.parsing.backend.name == picked.get("parsing", "mesh")
     assert cfg.parsing.mask_clothes is True
 
 

@@ -109,7 +109,7 @@ def test_landmarks_of_a_collection_against_dlib(collection):
     oracle = dlib_landmarks(sorted(folder.glob("*.png")))
     photos = nme(_in_image(_landmarks(folder, root / "auto")), oracle)
     video = _landmarks(
-        folder, root / "video", "dataset.sequence=true", "landmarks.static_image_mode=true"
+        folder, root / "video", "dataset.sequence=true", "landmarks.backend.static_image_mode=true"
     )
     as_video = nme(_in_image(video), oracle)
     both = np.isfinite(photos) & np.isfinite(as_video)

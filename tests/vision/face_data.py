@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prep.config.backends import SCHEMAS
 from prep.config.face import LandmarksConfig
 
 PHOTOS = ("p02_frontal_smile_ffhq00018.png", "p08_expr_surprise_hires_exp4.jpg")
@@ -17,7 +18,8 @@ def photo_results(photo_dir: str, backend: str):
     """LandmarkResult of the frontal shared photos for `backend` (computed once per session)."""
     from prep.vision.landmarks import make_backend
 
-    cfg = LandmarksConfig(backend=backend, static_image_mode=True)
+    settings = SCHEMAS[("landmarks", backend)]().for_input(sequence=False)  # photos: static
+    cfg = LandmarksConfig(backend=settings)
     paths = [Path(photo_dir) / p for p in PHOTOS]
     with make_backend(cfg) as be:
         return be.detect(paths)

@@ -68,10 +68,11 @@ def test_iris_needs_dense_refined_mesh():
 
 
 def test_profile_photo_far_eye_turned_away_and_far_jaw_down_weighted(shared_data):
-    from prep.config.face import LandmarksConfig
+    from prep.config.face import LandmarksConfig, MediapipeLandmarksConfig
     from prep.vision.landmarks import make_backend
 
-    with make_backend(LandmarksConfig(static_image_mode=True)) as be:
+    settings = MediapipeLandmarksConfig(static_image_mode=True)
+    with make_backend(LandmarksConfig(backend=settings)) as be:
         res = be.detect([shared_data / "photos" / "p11_profile_aflw00181.jpg"])
     assert res.valid[0]
     iris = iris_from_mesh(res.dense_px, res.valid)

@@ -107,20 +107,10 @@ class LandmarkBackend(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-def make_backend(cfg) -> LandmarkBackend:  # cfg: prep.config.face.LandmarksConfig
-    """The backend named by ``cfg.backend`` (mediapipe | dlib | fan)."""
-    from prep.errors import BadConfigError
+def make_backend(cfg, weights: Path | None = None, device: str = "cpu") -> LandmarkBackend:
+    """The backend of ``cfg.backend`` (`prep.config.face.LandmarksBackend` settings), built as
+    ``cls(settings, weights, device)``; `weights`: the path of the asset its ``assets()`` names
+    (FAN's folder), None when it names none."""
+    from prep.config.backends import instantiate
 
-    if cfg.backend == "mediapipe":
-        from prep.vision.landmarks.mediapipe_backend import MediapipeLandmarks
-
-        return MediapipeLandmarks(cfg)
-    if cfg.backend == "dlib":
-        from prep.vision.landmarks.dlib_backend import DlibLandmarks
-
-        return DlibLandmarks(cfg)
-    if cfg.backend == "fan":
-        from prep.vision.landmarks.fan_backend import FanLandmarks
-
-        return FanLandmarks(cfg)
-    raise BadConfigError(f"landmarks.backend={cfg.backend!r}: use mediapipe, dlib or fan")
+    return instantiate(cfg.backend, weights, device)

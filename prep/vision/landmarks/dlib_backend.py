@@ -51,13 +51,13 @@ class DlibLandmarks:
 
     has_dense = False
 
-    def __init__(self, cfg) -> None:  # cfg: LandmarksConfig
+    def __init__(self, settings, weights: None = None, device: str = "cpu") -> None:
         try:
             import dlib
         except ImportError as e:
             raise MissingDependencyError("dlib-bin") from e
         self._dlib = dlib
-        self.cfg = cfg
+        self.settings = settings  # prep.config.face.DlibLandmarksConfig
         self._predictor = dlib.shape_predictor(str(predictor_path()))
         self._detector = dlib.get_frontal_face_detector()
 
@@ -71,7 +71,7 @@ class DlibLandmarks:
         if box is not None and np.isfinite(box).all():
             x0, y0, x1, y1 = (int(round(v)) for v in box)
             return self._dlib.rectangle(x0, y0, x1, y1), 1.0
-        rects, det_scores, _ = self._detector.run(rgb, int(self.cfg.dlib_upsample), 0.0)
+        rects, det_scores, _ = self._detector.run(rgb, int(self.settings.upsample), 0.0)
         rect, s = _largest(rects, det_scores)
         return rect, float(1.0 / (1.0 + np.exp(-2.0 * s)))
 

@@ -150,8 +150,8 @@ class FanLandmarks:
 
     has_dense = False
 
-    def __init__(self, cfg, fan_dir: Path | None = None, device: str = "cpu") -> None:
-        self.cfg = cfg
+    def __init__(self, settings, fan_dir: Path | None = None, device: str = "cpu") -> None:
+        self.settings = settings  # prep.config.face.FanLandmarksConfig
         self.fan_dir = Path(fan_dir) if fan_dir is not None else None
         self.device = device
         self._fa = None

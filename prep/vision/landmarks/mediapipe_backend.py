@@ -139,8 +139,8 @@ class MediapipeLandmarks:
 
     has_dense = True
 
-    def __init__(self, cfg) -> None:  # cfg: LandmarksConfig
-        self.cfg = cfg
+    def __init__(self, settings, weights: None = None, device: str = "cpu") -> None:
+        self.settings = settings  # prep.config.face.MediapipeLandmarksConfig
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> MediapipeLandmarks:
@@ -149,9 +149,9 @@ class MediapipeLandmarks:
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
             initargs=(
-                bool(self.cfg.static_image_mode),
-                float(self.cfg.min_detection_confidence),
-                float(self.cfg.min_tracking_confidence),
+                bool(self.settings.static_image_mode),
+                float(self.settings.min_detection_confidence),
+                float(self.settings.min_tracking_confidence),
             ),
         )
         return self

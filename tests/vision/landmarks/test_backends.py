@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prep.config.face import LandmarksConfig
-from prep.errors import BadConfigError
+from prep.config.backends import SCHEMAS
+from prep.config.face import DlibLandmarksConfig, FanLandmarksConfig, LandmarksConfig
 from prep.io.files import write_image
 from prep.vision.landmarks import LandmarkResult, make_backend
 from prep.vision.landmarks.dlib_backend import predictor_path
@@ -34,7 +34,8 @@ def test_backend_68_points_on_faces_and_flags_blank_and_broken_frames(
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     paths = [photos / "p02_frontal_smile_ffhq00018.png", blank, broken]
-    with make_backend(LandmarksConfig(backend=backend, static_image_mode=True)) as be:
+    settings = SCHEMAS[("landmarks", backend)]().for_input(sequence=False)  # photos
+    with make_backend(LandmarksConfig(backend=settings)) as be:
         res = be.detect(paths)
     _check_contract(res, 3)
     assert res.valid.tolist() == [True, False, False]
@@ -49,7 +50,7 @@ def test_dlib_runs_inside_a_given_box(shared_data):
     photos = str(shared_data / "photos")
     free = photo_results(photos, "dlib").points_px[0]
     box = np.r_[free.min(0) - 20, free.max(0) + 20][None]
-    with make_backend(LandmarksConfig(backend="dlib")) as be:
+    with make_backend(LandmarksConfig(backend=DlibLandmarksConfig())) as be:
         boxed = be.detect([shared_data / "photos" / "p02_frontal_smile_ffhq00018.png"], box)
     assert boxed.valid[0]
     iod = np.linalg.norm(free[36:42].mean(0) - free[42:48].mean(0))
@@ -58,11 +59,6 @@ def test_dlib_runs_inside_a_given_box(shared_data):
 
 def test_dlib_predictor_found_without_pkg_resources():
     assert predictor_path().name == "shape_predictor_68_face_landmarks.dat"
-
-
-def test_unknown_backend_is_a_config_error():
-    with pytest.raises(BadConfigError):
-        make_backend(LandmarksConfig(backend="nope"))
 
 
 @pytest.mark.weights
@@ -75,7 +71,7 @@ def test_fan_real_weights_68_points(shared_data):
     fan_dir = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache/torch")) / "hub/checkpoints"
     if not (fan_dir / "2DFAN4-11f355bf06.pth.tar").is_file():
         pytest.skip(f"no 2DFAN4-11f355bf06.pth.tar in {fan_dir}")
-    with FanLandmarks(LandmarksConfig(backend="fan"), fan_dir=fan_dir) as be:
+    with FanLandmarks(FanLandmarksConfig(), fan_dir=fan_dir) as be:
         res = be.detect([shared_data / "photos" / "p02_frontal_smile_ffhq00018.png"])
     _check_contract(res, 1)
     assert res.valid[0]

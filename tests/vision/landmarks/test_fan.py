@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from prep.config.face import LandmarksConfig
+from prep.config.face import FanLandmarksConfig
 from prep.errors import MissingAssetError, MissingDependencyError
 from prep.vision.landmarks.fan_backend import FanLandmarks, hub_layout, pick_box
 from tests.authors_code import authors_module
@@ -53,7 +53,7 @@ def test_missing_face_alignment_names_the_no_deps_install(tmp_path):
         pytest.skip("face-alignment is installed here")
     except ImportError:
         pass
-    be = FanLandmarks(LandmarksConfig(backend="fan"), fan_dir=tmp_path)
+    be = FanLandmarks(FanLandmarksConfig(), fan_dir=tmp_path)
     with pytest.raises(MissingDependencyError, match="--no-deps face-alignment"), be:
         pass
 
@@ -132,7 +132,7 @@ def test_expected_names_come_from_face_alignments_url_tables(fa):
 def test_missing_file_is_one_line_naming_it(fa, tmp_path):
     folder = _random_files(tmp_path / "models", fa)
     (folder / S3FD_FILE).unlink()
-    be = FanLandmarks(LandmarksConfig(backend="fan"), fan_dir=folder)
+    be = FanLandmarks(FanLandmarksConfig(), fan_dir=folder)
     with pytest.raises(MissingAssetError, match=f"loads exactly {S3FD_FILE}"), be:
         pass
 
@@ -163,7 +163,7 @@ def test_plain_folder_gives_face_alignments_own_landmarks(fa, tmp_path, shared_d
     (hub / "checkpoints").mkdir(parents=True)
     for n in (FAN_FILE, S3FD_FILE):
         (hub / "checkpoints" / n).write_bytes((folder / n).read_bytes())
-    with FanLandmarks(LandmarksConfig(backend="fan"), fan_dir=folder) as be:
+    with FanLandmarks(FanLandmarksConfig(), fan_dir=folder) as be:
         ours = be.detect([photo])
     assert ours.valid[0]
     saved = torch.hub.get_dir()
