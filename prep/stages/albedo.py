@@ -1,6 +1,7 @@
 """Stage albedo: per-frame albedo images (albedo/%06d.png) of the final RGBA crops.
 
-Backends (`albedo=shading|intrinsic_anything`):
+Backends (`albedo=shading|intrinsic_anything`, the classes below, built from their settings as
+``cls(settings, ctx)``):
 - shading (default, no weights): divides out a grey shading estimate inside the face-parsing
   region. When a FLAME fit exists (flame/tracking.npz; re-run with force=true after fit_flame) the
   shading is the SH irradiance of the fitted mesh's normals fitted to each frame, otherwise a
@@ -17,7 +18,9 @@ import shutil
 import numpy as np
 import torch
 
-from prep.errors import BadConfigError, MissingInputError
+from prep.config.backends import instantiate
+from prep.config.render import IntrinsicAnythingConfig, ShadingAlbedoConfig
+from prep.errors import MissingInputError
 from prep.io.files import read_image, write_image
 from prep.models.camera import rescale_intrinsics
 from prep.models.flame import FlameModel
@@ -65,8 +68,31 @@ def _inputs(subject: SubjectDir, i: int, region_labels: list[int]):
     return rgba[..., :3], region
 
 
-def _run_shading(ctx: StageContext, todo: list[int]) -> tuple[dict[str, float], int]:
-    cfg, subject = ctx.cfg.albedo, ctx.subject
+class ShadingAlbedo:
+    """albedo=shading: grey shading divided out inside the face region (`ShadingAlbedoConfig`)."""
+
+    def __init__(self, settings: ShadingAlbedoConfig, ctx: StageContext):
+        self.settings, self.ctx = settings, ctx
+
+    def run(self, todo: list[int]) -> tuple[dict[str, float], int]:
+        """Write the albedo of frames `todo`; returns (metrics, frames without a face region)."""
+        return _run_shading(self.ctx, self.settings, todo)
+
+
+class IntrinsicAnythingAlbedo:
+    """albedo=intrinsic_anything: IntrinsicAnything's albedo, skipped frames blended in time."""
+
+    def __init__(self, settings: IntrinsicAnythingConfig, ctx: StageContext):
+        self.settings, self.ctx = settings, ctx
+
+    def run(self, todo: list[int]) -> tuple[dict[str, float], int]:
+        return _run_intrinsic_anything(self.ctx, self.settings, todo)
+
+
+def _run_shading(
+    ctx: StageContext, cfg: ShadingAlbedoConfig, todo: list[int]
+) -> tuple[dict[str, float], int]:
+    subject = ctx.subject
     mesh = None
     if cfg.use_mesh and subject.flame_tracking.exists():
         mesh = MeshNormals(ctx)
@@ -104,11 +130,13 @@ def _run_shading(ctx: StageContext, todo: list[int]) -> tuple[dict[str, float], 
     return metrics, n_flagged
 
 
-def _run_intrinsic_anything(ctx: StageContext, todo: list[int]) -> tuple[dict[str, float], int]:
-    cfg, subject = ctx.cfg.albedo, ctx.subject
+def _run_intrinsic_anything(
+    ctx: StageContext, cfg: IntrinsicAnythingConfig, todo: list[int]
+) -> tuple[dict[str, float], int]:
+    subject = ctx.subject
     n = subject.n_frames
     raw = subject.root / "albedo_raw"
-    expected = set(range(0, n, max(1, cfg.ia_image_interval)))
+    expected = set(range(0, n, max(1, cfg.image_interval)))
     produced = ia.produced_frames(raw) if raw.is_dir() else {}
     if ctx.force or not expected <= produced.keys():
         if raw.is_dir():
@@ -132,7 +160,7 @@ def _run_intrinsic_anything(ctx: StageContext, todo: list[int]) -> tuple[dict[st
     config=("albedo",),
     version=1,
     writes=lambda s: [s.albedo_dir],
-    assets=lambda cfg: [],
+    assets=lambda cfg: cfg.albedo.backend.assets(),
 )
 def run(ctx: StageContext) -> StageResult:
     cfg, subject = ctx.cfg.albedo, ctx.subject
@@ -142,12 +170,7 @@ def run(ctx: StageContext) -> StageResult:
     subject.ensure(subject.albedo_dir)
     ctx.fresh_outputs([subject.albedo_dir])
     todo = [i for i in range(n) if not subject.albedo_path(i).exists()]
-    if cfg.backend == "shading":
-        metrics, n_flagged = _run_shading(ctx, todo)
-    elif cfg.backend == "intrinsic_anything":
-        metrics, n_flagged = _run_intrinsic_anything(ctx, todo)
-    else:
-        raise BadConfigError(f"albedo.backend={cfg.backend!r}; use shading or intrinsic_anything")
+    metrics, n_flagged = instantiate(cfg.backend, ctx).run(todo)
     if ctx.logger is not None and n:
         rgb = read_image(subject.image_path(0), "rgb")
         ctx.logger.log_image("albedo/first", np.concatenate([rgb, read_image(

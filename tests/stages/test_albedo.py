@@ -140,8 +140,12 @@ def test_intrinsic_anything_fake_install_and_gap_filling(compose_cfg, tmp_path):
     images = [np.full((H, W, 3), 128, np.uint8) for _ in range(7)]
     labels = [np.ones((H, W), np.uint8) for _ in range(7)]
     s = _subject(tmp_path / "work" / "custom" / "s1", images, labels)
-    cfg = _cfg(compose_cfg, "albedo=intrinsic_anything", f"assets.intrinsic_anything_dir={install}",
-               f"albedo.ia_python={sys.executable}")  # fmt: skip
+    cfg = _cfg(
+        compose_cfg,
+        "albedo=intrinsic_anything",
+        f"assets.intrinsic_anything_dir={install}",
+        f"albedo.backend.python={sys.executable}",
+    )
     run_plan(cfg, s)
     frames = [read_image(s.albedo_path(i), "rgb") for i in range(7)]
     assert all(f.shape == (H, W, 3) for f in frames)

@@ -9,7 +9,7 @@ decomposes every image of the folder. We read the script's ``add_argument`` opti
 those it accepts, and for a script without ``--image_interval`` give it a folder of links to the
 same frames HRAvatar's copy would pick. Both write ``<output_dir>/<input stem>.<ext>``.
 
-The install lives outside our environment (its own interpreter, `albedo.ia_python`). Whatever
+The install lives outside our environment (its own interpreter, `albedo.backend.python`). Whatever
 images it wrote are matched to frames by the number in their file names, resized to the frame
 size, and the skipped frames are filled by blending the nearest decomposed frames before and
 after in linear RGB, weighted by distance in time.
@@ -46,17 +46,18 @@ def script_options(script: Path) -> set[str]:
 
 
 def ia_command(cfg, input_dir: Path, output_dir: Path, options: set[str]) -> list[str]:
-    """The subprocess command line for `cfg` (an AlbedoConfig), with only the `options` the
-    script accepts: HRAvatar's settings for ``--ddim``, ``--batch_size``, ``--image_interval``."""
-    script = Path(cfg.ia_script).expanduser()
+    """The subprocess command line for `cfg` (an IntrinsicAnythingConfig), with only the
+    `options` the script accepts: HRAvatar's settings for ``--ddim``, ``--batch_size``,
+    ``--image_interval``."""
+    script = Path(cfg.script).expanduser()
     missing = [o for o in REQUIRED if o not in options]
     if missing:
         raise PrepError(f"{script} is not IntrinsicAnything's inference.py (no {missing[0]})")
-    model_dir = Path(cfg.ia_model_dir).expanduser()
-    cmd = [cfg.ia_python, str(script), "--input_dir", str(input_dir),
+    model_dir = Path(cfg.model_dir).expanduser()
+    cmd = [cfg.python, str(script), "--input_dir", str(input_dir),
            "--model_dir", str(model_dir), "--output_dir", str(output_dir)]  # fmt: skip
-    settings = {"--ddim": cfg.ia_ddim, "--batch_size": cfg.ia_batch_size,
-                "--image_interval": cfg.ia_image_interval}  # fmt: skip
+    settings = {"--ddim": cfg.ddim, "--batch_size": cfg.batch_size,
+                "--image_interval": cfg.image_interval}  # fmt: skip
     for option, value in settings.items():
         if option in options:
             cmd += [option, str(value)]
@@ -77,7 +78,7 @@ def stage_every_nth(input_dir: Path, stage_dir: Path, interval: int) -> int:
 
 def check_install(cfg) -> None:
     """Raise MissingAssetError when the IntrinsicAnything script or weights are absent."""
-    for path in (Path(cfg.ia_script).expanduser(), Path(cfg.ia_model_dir).expanduser()):
+    for path in (Path(cfg.script).expanduser(), Path(cfg.model_dir).expanduser()):
         if not path.exists():
             raise MissingAssetError(
                 "intrinsic_anything_dir", path, IA_URL, "assets.intrinsic_anything_dir"
@@ -85,12 +86,12 @@ def check_install(cfg) -> None:
 
 
 def run_install(cfg, input_dir: Path, output_dir: Path) -> None:
-    """Run IntrinsicAnything on `input_dir` (every `ia_image_interval`-th frame), into
+    """Run IntrinsicAnything on `input_dir` (every `image_interval`-th frame), into
     `output_dir`, whichever of the two ``inference.py`` scripts is installed."""
     check_install(cfg)
     output_dir.mkdir(parents=True, exist_ok=True)
-    options = script_options(Path(cfg.ia_script).expanduser())
-    interval = max(1, cfg.ia_image_interval)
+    options = script_options(Path(cfg.script).expanduser())
+    interval = max(1, cfg.image_interval)
     with tempfile.TemporaryDirectory(prefix="ia_input_") as tmp:
         if "--image_interval" not in options and interval > 1:  # zju3dv's script: stage frames
             stage_every_nth(input_dir, Path(tmp) / "image", interval)
@@ -103,15 +104,17 @@ def run_install(cfg, input_dir: Path, output_dir: Path) -> None:
 def _run(cmd: list[str], cfg) -> None:
     try:
         proc = subprocess.run(
-            cmd, cwd=Path(cfg.ia_script).expanduser().parent, capture_output=True, text=True,
-            timeout=cfg.ia_timeout_s,
+            cmd, cwd=Path(cfg.script).expanduser().parent, capture_output=True, text=True,
+            timeout=cfg.timeout_s,
         )  # fmt: skip
     except FileNotFoundError as e:
         raise PrepError(
-            f"cannot start IntrinsicAnything ({cmd[0]}): {e}; set albedo.ia_python"
+            f"cannot start IntrinsicAnything ({cmd[0]}): {e}; set albedo.backend.python"
         ) from e
     except subprocess.TimeoutExpired as e:
-        raise PrepError(f"IntrinsicAnything ran past albedo.ia_timeout_s={cfg.ia_timeout_s}") from e
+        raise PrepError(
+            f"IntrinsicAnything ran past albedo.backend.timeout_s={cfg.timeout_s}"
+        ) from e
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["(no output)"]
         raise PrepError(f"IntrinsicAnything failed (exit {proc.returncode}): {tail[0]}")

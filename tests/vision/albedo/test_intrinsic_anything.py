@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from prep.config.render import AlbedoConfig
+from prep.config.render import IntrinsicAnythingConfig
 from prep.errors import PrepError
 from prep.vision.albedo.intrinsic_anything import (
     ia_command,
@@ -60,15 +60,16 @@ for name in sorted(os.listdir(args.input_dir)):
 HRAVATAR_EXTRA = "parser.add_argument('--image_interval', type=int, default=1)"
 
 
-def _install(root: Path, kind: str) -> AlbedoConfig:
+def _install(root: Path, kind: str) -> IntrinsicAnythingConfig:
     (root / "weights" / "albedo").mkdir(parents=True)
     extra = HRAVATAR_EXTRA if kind == "hravatar" else ""
     (root / "inference.py").write_text(textwrap.dedent(FAKE).replace("EXTRA", extra))
-    return AlbedoConfig(
-        backend="intrinsic_anything", ia_python=sys.executable,
-        ia_script=str(root / "inference.py"), ia_model_dir=str(root / "weights" / "albedo"),
-        ia_image_interval=3,
-    )  # fmt: skip
+    return IntrinsicAnythingConfig(
+        python=sys.executable,
+        script=str(root / "inference.py"),
+        model_dir=str(root / "weights" / "albedo"),
+        image_interval=3,
+    )
 
 
 def _frames(folder: Path, n: int) -> Path:
@@ -92,8 +93,8 @@ def test_both_scripts_decompose_the_same_frames(tmp_path, kind):
 def test_only_accepted_options_are_passed(tmp_path):
     zju = _install(tmp_path / "zju", "zju3dv")
     hra = _install(tmp_path / "hra", "hravatar")
-    z = ia_command(zju, Path("in"), Path("out"), script_options(Path(zju.ia_script)))
-    h = ia_command(hra, Path("in"), Path("out"), script_options(Path(hra.ia_script)))
+    z = ia_command(zju, Path("in"), Path("out"), script_options(Path(zju.script)))
+    h = ia_command(hra, Path("in"), Path("out"), script_options(Path(hra.script)))
     assert "--image_interval" not in z and h[h.index("--image_interval") + 1] == "3"
     assert z[z.index("--ddim") + 1] == "100" and z[z.index("--batch_size") + 1] == "10"
 
@@ -103,7 +104,7 @@ def test_zju3dv_script_rejects_image_interval(tmp_path):
     cfg = _install(tmp_path / "zju", "zju3dv")
     import subprocess
 
-    out = subprocess.run([sys.executable, cfg.ia_script, "--image_interval", "3"],
+    out = subprocess.run([sys.executable, cfg.script, "--image_interval", "3"],
                          capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 2 and "unrecognized arguments: --image_interval" in out.stderr
 
@@ -112,4 +113,6 @@ def test_a_script_without_the_inputs_is_refused(tmp_path):
     bad = tmp_path / "inference.py"
     bad.write_text("import argparse\nargparse.ArgumentParser().add_argument('--x')\n")
     with pytest.raises(PrepError, match="not IntrinsicAnything's inference.py"):
-        ia_command(AlbedoConfig(ia_script=str(bad)), Path("i"), Path("o"), script_options(bad))
+        ia_command(
+            IntrinsicAnythingConfig(script=str(bad)), Path("i"), Path("o"), script_options(bad)
+        )
