@@ -71,7 +71,7 @@ def rot_err_deg(euler_fit, euler_true, deep3d: bool = False) -> np.ndarray:
 
 
 def bench_coarse(model, seq, size: int) -> dict:
-    from prep.config.bfm import CoarseConfig
+    from prep.config.bfm import CoarseConfig, LandmarksCoarseConfig
     from prep.track.bfm_align import aligned_from_source, apply_affine, five_points, pos_align
     from prep.track.bfm_coarse import fit_landmarks
 
@@ -84,6 +84,7 @@ def bench_coarse(model, seq, size: int) -> dict:
         apply_affine(aligned_from_source(tp), seq["lmk_noisy"]),
         np.ones((n, 68)),
         CoarseConfig(),
+        LandmarksCoarseConfig(),
     )
     dt = time.perf_counter() - t0
     err = rot_err_deg(fit.angles, seq["euler"], deep3d=True)

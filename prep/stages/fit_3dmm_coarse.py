@@ -22,7 +22,8 @@ import logging
 
 import numpy as np
 
-from prep.errors import BadConfigError
+from prep.config.backends import instantiate
+from prep.config.bfm import Deep3dfaceCoarseConfig, LandmarksCoarseConfig
 from prep.io.files import read_image, save_npz
 from prep.models.bfm import N_COEFF, BfmModel
 from prep.pipeline import StageContext, StageResult, register_stage
@@ -33,26 +34,44 @@ from prep.vision.deep3dface import alignment_points
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("landmarks", "deep3dface")
+
+class LandmarksCoarseFit:
+    """fit_3dmm_coarse=landmarks: coefficients fitted to the 68 landmarks (`LandmarksCoarseConfig`).
+
+    Every coarse backend is built as ``cls(settings, ctx)``; ``fit(model, lm, trans_params)``
+    returns (coeff (T, 257), landmark RMSE in aligned pixels (T,)).
+    """
+
+    def __init__(self, settings: LandmarksCoarseConfig, ctx: StageContext):
+        self.settings, self.cfg = settings, ctx.cfg.fit_3dmm_coarse
+
+    def fit(self, model: BfmModel, lm: dict, tp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = self.cfg
+        lmk_al = apply_affine(aligned_from_source(tp, s.target_size), lm["points_px"])
+        fit = fit_landmarks(model, lmk_al, lm["weights"], s, self.settings)
+        T = len(tp)
+        coeff = np.zeros((T, N_COEFF), np.float32)
+        coeff[:, 0:80], coeff[:, 80:144] = fit.id, fit.exp
+        coeff[:, 224:227], coeff[:, 254:257] = fit.angles, fit.trans
+        return coeff, fit.lmk_rmse_px
 
 
-def coarse_backend(cfg) -> str:
-    """The configured coarse backend (``fit_3dmm_coarse.backend``), checked."""
-    backend = cfg.fit_3dmm_coarse.backend
-    if backend not in BACKENDS:
-        raise BadConfigError(f"fit_3dmm_coarse.backend={backend!r}; use one of {BACKENDS}")
-    return backend
+class Deep3dfaceCoarseFit:
+    """fit_3dmm_coarse=deep3dface: the published regressor on the aligned face frames."""
 
+    def __init__(self, settings: Deep3dfaceCoarseConfig, ctx: StageContext):
+        self.settings, self.ctx = settings, ctx
 
-def _fit_with_landmarks(model: BfmModel, lm: dict, tp: np.ndarray, cfg):
-    s = cfg.fit_3dmm_coarse
-    lmk_al = apply_affine(aligned_from_source(tp, s.target_size), lm["points_px"])
-    fit = fit_landmarks(model, lmk_al, lm["weights"], s)
-    T = len(tp)
-    coeff = np.zeros((T, N_COEFF), np.float32)
-    coeff[:, 0:80], coeff[:, 80:144] = fit.id, fit.exp
-    coeff[:, 224:227], coeff[:, 254:257] = fit.angles, fit.trans
-    return coeff, fit.lmk_rmse_px
+    def fit(self, model: BfmModel, lm: dict, tp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from prep.vision.deep3dface import regress_frames
+
+        ctx = self.ctx
+
+        def frame(i: int) -> np.ndarray:
+            return read_image(ctx.subject.face_frame_path(i))
+
+        weights = ctx.asset("deep3dface")
+        return regress_frames(weights, ctx.device, frame, model, lm, tp, ctx.cfg.fit_3dmm_coarse)
 
 
 @register_stage(
@@ -61,14 +80,10 @@ def _fit_with_landmarks(model: BfmModel, lm: dict, tp: np.ndarray, cfg):
     config=("bfm", "fit_3dmm_coarse"),
     version=1,
     writes=lambda s: [s.bfm_coarse],
-    assets=lambda cfg: (
-        front_assets(cfg)
-        + (["deep3dface", "bfm_lm3d"] if coarse_backend(cfg) == "deep3dface" else [])
-    ),
+    assets=lambda cfg: front_assets(cfg) + cfg.fit_3dmm_coarse.backend.assets(),
 )
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.cfg
-    backend = coarse_backend(cfg)
     lm = read_landmarks(ctx.subject, cfg.fit_3dmm_coarse.min_score)
     valid = lm["valid"]
     model = load_front_bfm(cfg, ctx.asset)
@@ -76,16 +91,7 @@ def run(ctx: StageContext) -> StageResult:
     lm3d_5 = alignment_points(cfg, model.mean_shape[model.keypoints].cpu().numpy())
     tp = pos_align(lm["points_px"], (h0, w0), lm3d_5, cfg.fit_3dmm_coarse.rescale_factor)
     tp[~valid] = interpolate_invalid(tp, valid)[~valid]
-    if backend == "landmarks":
-        coeff, rmse = _fit_with_landmarks(model, lm, tp, cfg)
-    else:
-        from prep.vision.deep3dface import regress_frames
-
-        def frame(i: int) -> np.ndarray:
-            return read_image(ctx.subject.face_frame_path(i))
-
-        weights = ctx.asset("deep3dface")
-        coeff, rmse = regress_frames(weights, ctx.device, frame, model, lm, tp, cfg.fit_3dmm_coarse)
+    coeff, rmse = instantiate(cfg.fit_3dmm_coarse.backend, ctx).fit(model, lm, tp)
     rmse = np.where(valid, rmse, np.nan).astype(np.float32)
     coeff = interpolate_invalid(coeff, valid)
     save_npz(
@@ -96,7 +102,7 @@ def run(ctx: StageContext) -> StageResult:
         valid=valid,
         lmk_rmse_px=rmse,
         image_hw=np.array([h0, w0]),
-        backend=np.array(backend),
+        backend=np.array(cfg.fit_3dmm_coarse.backend.name),
     )
     metrics = {
         "lmk_rmse_px": float(np.nanmean(rmse)) if np.isfinite(rmse).any() else float("nan"),

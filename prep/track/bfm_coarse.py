@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from prep.config.bfm import CoarseConfig
+from prep.config.bfm import CoarseConfig, LandmarksCoarseConfig
 from prep.models.bfm import BfmModel, SubsetShape, deep3d_K, deep3d_w2c
 from prep.models.camera import project
 from prep.progress import progress
@@ -71,7 +71,9 @@ def project_keypoints(kp: SubsetShape, id_c, exp_c, angles, trans, s: CoarseConf
     return xy
 
 
-def _fit_batch(kp: SubsetShape, lmk: torch.Tensor, w: torch.Tensor, s: CoarseConfig):
+def _fit_batch(
+    kp: SubsetShape, lmk: torch.Tensor, w: torch.Tensor, s: CoarseConfig, o: LandmarksCoarseConfig
+):
     B = lmk.shape[0]
     params = {
         "id": torch.zeros(B, kp.id_t.shape[0], requires_grad=True),
@@ -88,18 +90,18 @@ def _fit_batch(kp: SubsetShape, lmk: torch.Tensor, w: torch.Tensor, s: CoarseCon
         return ((xy - lmk).pow(2).sum(-1) * w).sum(1) / wsum  # (B,) mean squared px
 
     for phase, names, iters in (
-        ("rigid", ("angles", "trans"), s.iters_rigid),
-        ("full", tuple(params), s.iters),
+        ("rigid", ("angles", "trans"), o.iters_rigid),
+        ("full", tuple(params), o.iters),
     ):
-        opt = torch.optim.Adam([params[n] for n in names], lr=s.lr)
+        opt = torch.optim.Adam([params[n] for n in names], lr=o.lr)
         for _ in range(iters):
             opt.zero_grad()
             loss = data_term()
             if phase == "full":
                 loss = (
                     loss
-                    + s.w_id * params["id"].pow(2).sum(1)
-                    + s.w_exp * params["exp"].pow(2).sum(1)
+                    + o.w_id * params["id"].pow(2).sum(1)
+                    + o.w_exp * params["exp"].pow(2).sum(1)
                 )
             loss.sum().backward()  # frames are independent: summing keeps per-frame gradients
             opt.step()
@@ -109,7 +111,11 @@ def _fit_batch(kp: SubsetShape, lmk: torch.Tensor, w: torch.Tensor, s: CoarseCon
 
 
 def fit_landmarks(
-    model: BfmModel, lmk_al_px: np.ndarray, weights: np.ndarray, s: CoarseConfig
+    model: BfmModel,
+    lmk_al_px: np.ndarray,
+    weights: np.ndarray,
+    s: CoarseConfig,
+    o: LandmarksCoarseConfig,
 ) -> CoarseFit:
     """Fit every frame's coefficients to its aligned landmarks.
 
@@ -117,7 +123,8 @@ def fit_landmarks(
         model: front BFM.
         lmk_al_px: (T, 68, 2) landmarks in aligned pixels (OpenCV rows).
         weights: (T, 68) per-point confidence in [0, 1].
-        s: settings.
+        s: the stage's settings (the aligned camera).
+        o: the optimisation's settings.
     """
     T = len(lmk_al_px)
     out: dict[str, list[torch.Tensor]] = {
@@ -128,13 +135,13 @@ def fit_landmarks(
         "rmse": [],
     }
     kp = model.subset(model.keypoints)
-    starts = range(0, T, s.batch)
+    starts = range(0, T, o.batch)
     for i0 in progress(starts, total=len(starts), desc="3dmm coarse"):
-        i1 = min(i0 + s.batch, T)
+        i1 = min(i0 + o.batch, T)
         lmk = torch.as_tensor(lmk_al_px[i0:i1], dtype=torch.float32)
         w = torch.as_tensor(weights[i0:i1], dtype=torch.float32)
         with torch_threads(1):
-            params, rmse = _fit_batch(kp, lmk, w, s)
+            params, rmse = _fit_batch(kp, lmk, w, s, o)
         for k in ("id", "exp", "angles", "trans"):
             out[k].append(params[k])
         out["rmse"].append(rmse)

@@ -21,7 +21,7 @@ from tests.stages.bfm_subject import make_bfm_subject
 
 T = 12
 FAST = [
-    "fit_3dmm_coarse.iters_rigid=40", "fit_3dmm_coarse.iters=80",
+    "fit_3dmm_coarse.backend.iters_rigid=40", "fit_3dmm_coarse.backend.iters=80",
     "fit_3dmm_fine.size=128", "fit_3dmm_fine.iters_focal=60", "fit_3dmm_fine.iters_lmk=150",
     "fit_3dmm_fine.focal_search=[200,275,350]", "fit_3dmm_fine.focal_search_frames=8",
     "fit_3dmm_fine.n_photo_vertices=400", "fit_3dmm_fine.photo_batch=6", "pack_lmdb.sizes=[64]",
@@ -168,7 +168,7 @@ def test_deep3dface_backend_runs_the_regressor_on_aligned_frames(setup, tmp_path
             layer.bias.fill_(bias)
     ckpt = tmp_path / "epoch_20.pth"
     torch.save({"net_recon": net.state_dict()}, ckpt)
-    overrides = ("fit_3dmm_coarse.backend=deep3dface", f"assets.deep3dface={ckpt}")
+    overrides = ("fit_3dmm_coarse=deep3dface", f"assets.deep3dface={ckpt}")
     with pytest.raises(MissingAssetError, match="bfm_lm3d"):  # the regressor's alignment points
         run_plan(cfg("fit_3dmm_coarse", *overrides), subject)
     model = BfmModel(load_bfm("front", tmp_path / "assets" / "bfm" / "BFM_model_front.mat"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from prep.config.bfm import CoarseConfig
+from prep.config.bfm import CoarseConfig, LandmarksCoarseConfig
 from prep.models.bfm import adnerf_rotation, deep3d_rotation
 from prep.models.rotations import rotation_angle_deg
 from prep.track.bfm_align import (
@@ -54,11 +54,11 @@ def test_rigid_fit_recovers_deep3d_pose_exactly(bfm_model):
     T = 16
     ang = (torch.rand(T, 3, generator=g) - 0.5) * torch.tensor([0.5, 1.2, 0.3])
     tr = torch.randn(T, 3, generator=g) * torch.tensor([0.1, 0.1, 0.3])
-    s = CoarseConfig(iters_rigid=200, iters=0)
+    s, o = CoarseConfig(), LandmarksCoarseConfig(iters_rigid=200, iters=0)
     kp = bfm_model.subset(bfm_model.keypoints)
     with torch.no_grad():
         lmk = project_keypoints(kp, torch.zeros(T, 80), torch.zeros(T, 64), ang, tr, s).numpy()
-    fit = fit_landmarks(bfm_model, lmk, np.ones((T, 68)), s)
+    fit = fit_landmarks(bfm_model, lmk, np.ones((T, 68)), s, o)
     assert np.median(fit.lmk_rmse_px) < 0.01
     np.testing.assert_allclose(fit.angles, ang.numpy(), atol=np.radians(0.05))
     np.testing.assert_allclose(fit.trans, tr.numpy(), atol=1e-3)
@@ -71,7 +71,7 @@ def test_full_fit_of_a_perspective_sequence(bfm_model):
     lmk_al = apply_affine(aligned_from_source(tp), seq["lmk_px"])
     w = np.ones((T, 68))
     w[5] = 0  # a frame without landmarks must not disturb the others
-    fit = fit_landmarks(bfm_model, lmk_al, w, CoarseConfig())
+    fit = fit_landmarks(bfm_model, lmk_al, w, CoarseConfig(), LandmarksCoarseConfig())
     ok = np.arange(T) != 5
     assert np.median(fit.lmk_rmse_px[ok]) < 0.5
     err = rotation_angle_deg(
