@@ -75,7 +75,7 @@ ASSETS: dict[str, Asset] = {
             "FLAME-to-MediaPipe 105-point embedding",
             "https://github.com/Zielon/metrical-tracker (flame/mediapipe/)",
             "MPI non-commercial",
-            used_by="fit_flame fit_flame.w.dense>0",
+            used_by="fit_flame when fit_flame.w.dense>0",
         ),
         Asset(
             "flame_masks",
@@ -97,7 +97,7 @@ ASSETS: dict[str, Asset] = {
             "https://github.com/sicxu/Deep3DFaceRecon_pytorch (BFM/similarity_Lm3D_all.mat)",
             "MIT",
             sha256="53b83ce6e35c50ddc3e97603650cef4970320c157e75c241c844f29c1dcba65a",
-            used_by="fit_3dmm_coarse (alignment; required by fit_3dmm_coarse.backend=deep3dface)",
+            used_by="fit_3dmm_coarse (alignment; required by fit_3dmm_coarse=deep3dface)",
         ),
         Asset(
             "bfm_2009",
@@ -132,7 +132,7 @@ ASSETS: dict[str, Asset] = {
             "RobustVideoMatting ResNet-50 weights",
             "https://github.com/PeterL1n/RobustVideoMatting/releases",
             "GPL-3.0",
-            used_by="matting=rvm matting.variant=resnet50",
+            used_by="matting=rvm matting.backend.variant=resnet50",
         ),
         Asset(
             "modnet",
@@ -153,14 +153,14 @@ ASSETS: dict[str, Asset] = {
             "DECA deca_model.tar",
             "https://deca.is.tue.mpg.de (register)",
             "MPI non-commercial",
-            used_by="fit_flame fit_flame.init=deca",
+            used_by="fit_flame when fit_flame.init=deca",
         ),
         Asset(
             "deep3dface",
             "Deep3DFaceRecon_pytorch epoch_20.pth",
             "https://github.com/sicxu/Deep3DFaceRecon_pytorch",
             "MIT (weights: research)",
-            used_by="fit_3dmm_coarse fit_3dmm_coarse.backend=deep3dface",
+            used_by="fit_3dmm_coarse=deep3dface",
         ),
         Asset(
             "fan_dir",

@@ -93,17 +93,39 @@ def override_args(argv: list[str]) -> list[str]:
 
 
 # Keys as they were named before each stage's settings moved to the section named after the stage
-# (issue 14): still read on the command line, rewritten before Hydra composes, with an info line.
-# The first matching prefix wins, so longer prefixes come first.
+# and each backend's settings to `<stage>.backend` (issue 14): still read on the command line,
+# rewritten before Hydra composes, with an info line. The first matching prefix wins.
+# "<old field>[:<new field>]" per stage, the fields now in the backend's settings
+_MOVED_TO_BACKEND = {
+    "detect": "model dlib_upsample:upsample",
+    "matting": "selfie_model:model variant downsample_ratio ref_size",
+    "landmarks": "static_image_mode min_detection_confidence min_tracking_confidence warmup "
+    "dlib_upsample:upsample",
+    "parsing": "neck_length neck_half_width bisenet_size:size",
+    "albedo": "region outside use_mesh retinex_sigmas sh_ridge min_shading batch_size "
+    "ia_python:python ia_script:script ia_model_dir:model_dir ia_ddim:ddim "
+    "ia_batch_size:batch_size ia_image_interval:image_interval ia_timeout_s:timeout_s",
+    "fit3dmm.coarse": "iters_rigid iters lr w_id w_exp batch",
+}
+_STAGE = {"fit3dmm.coarse": "fit_3dmm_coarse"}
 OLD_KEYS: tuple[tuple[str, str], ...] = (
+    *(
+        (f"{stage}.{old}", f"{_STAGE.get(stage, stage)}.backend.{new or old}")
+        for stage, fields in _MOVED_TO_BACKEND.items()
+        for old, _, new in (f.partition(":") for f in fields.split())
+    ),
     ("frames", "extract_frames"),
     ("tracker", "fit_flame"),
     ("lmdb", "pack_lmdb"),
-    ("fit3dmm.coarse_backend", "fit_3dmm_coarse.backend"),
     ("fit3dmm.coarse", "fit_3dmm_coarse"),
     ("fit3dmm", "fit_3dmm_fine"),
 )
-# Old config groups that are gone, and why choosing one is no longer needed.
+# Old keys that named a backend, now the option of a config group (``matting.backend=rvm`` is
+# ``matting=rvm``), and old groups that are gone (with why no choice is needed).
+OLD_CHOICES = {
+    **{f"{g}.backend": g for g in ("detect", "matting", "landmarks", "parsing", "albedo")},
+    "fit3dmm.coarse_backend": "fit_3dmm_coarse",
+}
 OLD_GROUPS = {"tracker": "the FLAME tracker has one implementation (its settings: fit_flame.*)"}
 
 
@@ -116,6 +138,10 @@ def rename_old_keys(argv: list[str]) -> tuple[list[str], list[str]]:
         if eq and key in OLD_GROUPS:
             notes.append(f"{argv[i]} is ignored: {OLD_GROUPS[key]}")
             drop.add(i)
+            continue
+        if eq and key in OLD_CHOICES and not value.startswith("{"):
+            notes.append(f"{key}={value} is now {OLD_CHOICES[key]}={value}")
+            argv[i] = f"{OLD_CHOICES[key]}={value}"
             continue
         for old, new in OLD_KEYS:
             if key == old or key.startswith(old + "."):
@@ -147,17 +173,34 @@ def check_overrides(argv: list[str], conf_dir: Path) -> str | None:
         return f"cannot read the command line: {str(e).splitlines()[0]}"
     from prep.config.schema_keys import SchemaKeys
 
-    schema = SchemaKeys()
+    schemas = [SchemaKeys(c) for c in group_choices(args, conf_dir)]
     for o in overrides:
         key = o.key_or_group
         if "/" in key or "@" in key or key.split(".")[0] == "hydra":
             continue
         if "." not in key and (conf_dir / key).is_dir():
             continue  # a config group: check_group_choices
-        error = schema.check(o)
-        if error:
-            return error
+        for schema in schemas:  # a key must suit every option a sweep picks
+            if error := schema.check(o):
+                return error
     return None
+
+
+def group_choices(args: list[str], conf_dir: Path) -> list[dict[str, str]]:
+    """The option of each config group a run composes: conf/config.yaml's defaults list, then
+    ``group=option`` overrides. A sweep over a group's options (``matting=rvm,modnet``) gives
+    one more choice per further option, the other groups as in the first."""
+    from prep.config.backends import default_options
+
+    first = default_options(conf_dir)
+    more: list[tuple[str, str]] = []
+    for arg in args:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if value and "." not in key and "/" not in key and (conf_dir / key).is_dir():
+            options = [v for v in value.split(",") if v]
+            first[key] = options[0]
+            more += [(key, v) for v in options[1:]]
+    return [first] + [{**first, key: v} for key, v in more]
 
 
 def print_help(conf_dir: Path) -> None:

@@ -148,12 +148,16 @@ def unmet_request(cfg: Config, st: Stage, error: MissingAssetError) -> dict[str,
 
 def default_choices(cfg: Config) -> Config:
     """`cfg` with every stage section (backends, models, tracker) back at its defaults."""
-    keep = {"dataset", "stage", "assets", "logger", "frames"}
+    from prep.config.backends import default_backends
+
+    keep = {"dataset", "stage", "assets", "logger", "extract_frames"}
     sections = {
         f.name: type(getattr(cfg, f.name))()
         for f in dataclasses.fields(cfg)
         if dataclasses.is_dataclass(getattr(cfg, f.name)) and f.name not in keep
     }
+    for group, settings in default_backends().items():
+        sections[group] = dataclasses.replace(sections[group], backend=settings)
     return dataclasses.replace(cfg, **sections)
 
 

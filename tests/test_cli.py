@@ -30,10 +30,19 @@ from tests.cli_helpers import REPO, launch, one_error_line
         ("fit_flame.w.smooth_pose=1,ten,100", "fit_flame.w.smooth_pose=ten: expected a number"),
         ("matting.refine=soft", "matting.refine=soft: use one of guided, none"),
         ("export.formats=[imavatar,obj]", "obj is not one of imavatar, hravatar, insta, gauss"),
+        (
+            "matting.backend.variant=resnet50",
+            "matting.backend.variant: matting=selfie takes matting",
+        ),
+        ("matting.variant=resnet50", "matting.backend.variant: matting=selfie takes matting.back"),
+        (
+            "matting=rvm,modnet matting.backend.ref_size=64",
+            "matting=rvm takes matting.backend.downsample_ratio",
+        ),
     ],
 )
 def test_bad_override_is_one_line(arg, says, tmp_path):
-    line = one_error_line(launch(arg, "stage=assets", f"work_dir={tmp_path}"))
+    line = one_error_line(launch(*arg.split(), "stage=assets", f"work_dir={tmp_path}"))
     assert says in line
 
 
@@ -108,8 +117,9 @@ def test_console_lines_mark_warnings_only():
 
 
 def test_old_section_names_are_read_as_the_new_ones():
-    """Each stage's settings moved to the section named after it (issue 14); the old names
-    still work on the command line, each with an info line."""
+    """Each stage's settings moved to the section named after it, each backend's to
+    `<stage>.backend` (issue 14); the old names still work on the command line, each with an
+    info line."""
     argv = [
         "-m",
         "dataset=insta",
@@ -119,7 +129,12 @@ def test_old_section_names_are_read_as_the_new_ones():
         "fit3dmm.coarse.min_score=0.5",
         "fit3dmm.w.photo=2",
         "fit3dmm.coarse_backend=deep3dface",
+        "fit3dmm.coarse.iters=9",
         "tracker=flame",
+        "matting.variant=resnet50",
+        "parsing.backend=bisenet",
+        "albedo.ia_ddim=50",
+        "landmarks.dlib_upsample=1",
         "--cfg",
         "job",
         "-p",
@@ -134,13 +149,19 @@ def test_old_section_names_are_read_as_the_new_ones():
         "+pack_lmdb.sizes=[256]",
         "fit_3dmm_coarse.min_score=0.5",
         "fit_3dmm_fine.w.photo=2",
-        "fit_3dmm_coarse.backend=deep3dface",
+        "fit_3dmm_coarse=deep3dface",
+        "fit_3dmm_coarse.backend.iters=9",
+        "matting.backend.variant=resnet50",
+        "parsing=bisenet",
+        "albedo.backend.ddim=50",
+        "landmarks.backend.upsample=1",
         "--cfg",
         "job",
         "-p",
         "frames",
     ]
-    assert notes[0] == "tracker.w.smooth_pose is now fit_flame.w.smooth_pose" and len(notes) == 7
+    assert notes[0] == "tracker.w.smooth_pose is now fit_flame.w.smooth_pose" and len(notes) == 12
+    assert "parsing.backend=bisenet is now parsing=bisenet" in notes
 
 
 def test_design_sweep_command_composes_with_the_old_name():

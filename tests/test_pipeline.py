@@ -96,7 +96,7 @@ def test_deleted_output_reruns_stage_and_downstream(make):
 def test_config_change_reruns_only_affected_stage(make):
     cfg, subject = make("stage.name=toy_sink")
     run_plan(cfg, subject)
-    cfg2, _ = make("stage.name=toy_sink", "detect.backend=dlib")
+    cfg2, _ = make("stage.name=toy_sink", "detect=dlib")
     assert run_plan(cfg2, subject).ran == ["toy_sink"]
 
 
@@ -322,7 +322,7 @@ def test_intrinsics_change_only_stages_that_declare_them(make):
     "toy_backend",
     needs=("toy_src",),
     config=("matting",),
-    assets=lambda cfg: ["rvm_mobilenetv3"] if cfg.matting.backend == "rvm" else ["flame2020"],
+    assets=lambda cfg: ["rvm_mobilenetv3"] if cfg.matting.backend.name == "rvm" else ["flame2020"],
 )
 def _toy_backend(ctx):
     CALLS.append("toy_backend")

@@ -19,53 +19,72 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.nodes import EnumNode
 
 from prep.config import Config
+from prep.config.backends import SCHEMAS
 from prep.config.schema_keys import SchemaKeys
 from prep.errors import BadConfigError
 from tests.conftest import REPO, compose
 
 
-def _choice_keys() -> list[tuple[str, type[Enum], bool]]:
-    """(dotted key, enum type, is a list) of every closed choice in the root schema."""
+def _choice_keys() -> list[tuple[str, type[Enum], bool, dict[str, str]]]:
+    """(dotted key, enum type, is a list, the group options it needs) of every closed choice in
+    the root schema and in every backend's settings."""
     out = []
 
-    def walk(node, prefix: str) -> None:
+    def walk(node, prefix: str, choices: dict[str, str]) -> None:
         for k in node:
             child, key = node._get_node(k), f"{prefix}{k}"
             if isinstance(child, EnumNode):
-                out.append((key, child._metadata.ref_type, False))
+                out.append((key, child._metadata.ref_type, False, choices))
             elif isinstance(child, ListConfig):
                 element = child._metadata.element_type
                 if isinstance(element, type) and issubclass(element, Enum):
-                    out.append((key, element, True))
+                    out.append((key, element, True, choices))
                 for i in range(len(child)):
                     if isinstance(child._get_node(i), DictConfig):
-                        walk(child._get_node(i), f"{key}.{i}.")
+                        walk(child._get_node(i), f"{key}.{i}.", choices)
             elif isinstance(child, DictConfig) and not child._is_missing():
-                walk(child, f"{key}.")
+                walk(child, f"{key}.", choices)
 
-    walk(OmegaConf.structured(Config), "")
+    walk(OmegaConf.structured(Config), "", {})
+    for (group, option), schema in SCHEMAS.items():
+        walk(OmegaConf.structured(schema), f"{group}.backend.", {group: option})
     return out
 
 
+CHOICES = _choice_keys()
+
+
 def test_the_schema_has_its_choices_as_enums():
-    keys = {k for k, _, _ in _choice_keys()}
-    for key in ("trainer.precision", "logger.mode", "crop.pad", "export.formats", "bfm.variant"):
-        assert any(k.endswith(key) for k in keys), key
+    keys = {k for k, *_ in CHOICES}
+    for key in (
+        "trainer.precision",
+        "logger.mode",
+        "crop.pad",
+        "export.formats",
+        "bfm.variant",
+        "matting.backend.variant",
+        "detect.backend.model",
+    ):
+        assert key in keys, key
     assert len(keys) >= 20
 
 
-@pytest.mark.parametrize(("key", "enum", "is_list"), _choice_keys())
-def test_a_bad_choice_is_one_line_listing_the_valid_ones(key, enum, is_list):
+@pytest.mark.parametrize(
+    ("key", "enum", "is_list", "choices"), CHOICES, ids=[c[0] for c in CHOICES]
+)
+def test_a_bad_choice_is_one_line_listing_the_valid_ones(key, enum, is_list, choices):
     valid = ", ".join(enum.__members__)
     arg = f"{key}=[bogus]" if is_list else f"{key}=bogus"
-    line = SchemaKeys().check(OverridesParser.create().parse_overrides([arg])[0])
+    line = SchemaKeys(choices).check(OverridesParser.create().parse_overrides([arg])[0])
     assert line is not None and "\n" not in line
     assert line.endswith(f"bogus is not one of {valid}" if is_list else f"use one of {valid}")
 
 
-@pytest.mark.parametrize(("key", "enum", "is_list"), _choice_keys())
-def test_every_valid_choice_is_taken(key, enum, is_list):
-    parser, keys = OverridesParser.create(), SchemaKeys()
+@pytest.mark.parametrize(
+    ("key", "enum", "is_list", "choices"), CHOICES, ids=[c[0] for c in CHOICES]
+)
+def test_every_valid_choice_is_taken(key, enum, is_list, choices):
+    parser, keys = OverridesParser.create(), SchemaKeys(choices)
     for name in enum.__members__:
         arg = f"{key}=[{name}]" if is_list else f"{key}={name}"
         assert keys.check(parser.parse_overrides([arg])[0]) is None, arg

@@ -57,9 +57,10 @@ def test_bfm_rerun_reexports_nerf(compose_cfg, subject):
     assert run_plan(cfg, subject).ran == ["export"]
 
 
-def test_unknown_format_is_a_config_error(compose_cfg, subject):
-    with pytest.raises(BadConfigError, match="export.formats"):
-        run_plan(_cfg(compose_cfg, subject, "export.formats=[colmap]"), subject)
+def test_no_format_is_a_config_error(compose_cfg, subject):
+    """An unknown format never composes (tests/config/test_choices.py); an empty list does."""
+    with pytest.raises(BadConfigError, match="export.formats is empty"):
+        run_plan(_cfg(compose_cfg, subject, "export.formats=[]"), subject)
 
 
 def test_missing_audio_features_is_one_line_before_any_work(compose_cfg, subject, tmp_path):
