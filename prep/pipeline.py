@@ -257,10 +257,14 @@ def _section_value(cfg: Config, key: str) -> Any:
         return declared_sequence(cfg.dataset)
     if key == "same_person":  # a video is fitted with one identity whatever it says
         return cfg.dataset.same_person and declared_sequence(cfg.dataset) is not True
-    value = getattr(cfg, key)
-    value = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    section = getattr(cfg, key)
+    value = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else section
     if key == "dataset":
         value = {k: v for k, v in value.items() if k not in _DATASET_NOT_FRAMES}
+    if isinstance(value, dict) and isinstance(value.get("backend"), dict):
+        # a backend by its option's name, not its class's path: moving the class re-runs nothing
+        settings = {k: v for k, v in value["backend"].items() if k != "_target_"}
+        value["backend"] = {"name": section.backend.name, **settings}
     return value
 
 

@@ -95,3 +95,27 @@ def test_the_default_backends_are_those_the_config_composes():
     assert {g: type(s) for g, s in default_backends().items()} == {
         g: type(getattr(cfg, g).backend) for g in BACKEND_GROUPS
     }
+
+
+def test_a_stage_key_names_the_backend_not_its_class_path():
+    """Moving a backend's class (its `_target_`) keeps finished stages; another option or another
+    setting of the backend re-runs them."""
+    import dataclasses
+
+    from prep.pipeline import config_hash
+
+    cfg = compose("matting=rvm")
+    st = get_stage("matting")
+    moved = dataclasses.replace(cfg.matting.backend, _target_="elsewhere.RvmMatter")
+    key = config_hash(cfg, st)
+    assert (
+        config_hash(
+            dataclasses.replace(cfg, matting=dataclasses.replace(cfg.matting, backend=moved)), st
+        )
+        == key
+    )
+    assert config_hash(compose("matting=rvm", "matting.backend.variant=resnet50"), st) != key
+    assert (
+        config_hash(compose("matting=modnet", "matting.refine=none", "matting.temporal=0.0"), st)
+        != key
+    )
