@@ -231,6 +231,7 @@ def print_help(conf_dir: Path) -> None:
         "",
         "settings: <stage>.<key>=<value>, e.g. extract_frames.fps=25 crop.image_size=512",
         "  fit_flame.w.smooth_pose=10; shared: flame.n_shape=100 logger.mode=online",
+        "  a backend's own: <stage>.backend.<key> (matting=rvm matting.backend.variant=resnet50)",
         "  every key: python launch.py --cfg job; one stage's: --cfg job --package fit_flame",
         "",
         "examples:",
