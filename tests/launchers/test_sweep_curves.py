@@ -3,7 +3,7 @@ every loss term to W&B offline runs that a sweep comparison can tell apart (issu
 done-when): read back from the run files with wandb's own reader.
 
 The sweep is typed as DESIGN.md writes it, with the section's old name
-(``fit_flame.w.smooth_pose=1,10,100``): the runs carry the new name (issue 14)."""
+(``tracker.w.smooth_pose=1,10,100``): the runs carry the new name (issue 14)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_sweep_runs_have_per_step_curves_of_every_term(tmp_path, tiny_flame_asse
     env = {**os.environ, "AVATAR_PREP_PROGRESS": "0", "WANDB_MODE": "offline"}
     proc = subprocess.run(
         [sys.executable, str(REPO / "launch.py"), "-m", "dataset=custom", "subject=sw",
-         "stage=fit_flame", "only=true", "fit_flame.w.smooth_pose=1,10,100", "logger=wandb",
+         "stage=fit_flame", "only=true", "tracker.w.smooth_pose=1,10,100", "logger=wandb",
          f"logger.dir={wb}", f"work_dir={work}", "flame.n_shape=30", "flame.n_expr=20",
          "fx=900", "fit_flame.threads=1", "fit_flame.overlay_video=false",
          f"assets.flame2020={tiny_flame_assets['flame2020']}",
@@ -45,7 +45,7 @@ def test_sweep_runs_have_per_step_curves_of_every_term(tmp_path, tiny_flame_asse
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "3 ok" in proc.stdout + proc.stderr, proc.stderr[-3000:]
-    assert "info: fit_flame.w.smooth_pose is now fit_flame.w.smooth_pose" in proc.stdout
+    assert "info: tracker.w.smooth_pose is now fit_flame.w.smooth_pose" in proc.stdout
     runs = [read_offline_run(f) for f in sorted((wb / "wandb").glob("offline-run-*"))]
     assert len(runs) == 3
     by_weight = {r.config["fit_flame"]["w"]["smooth_pose"]: r for r in runs}

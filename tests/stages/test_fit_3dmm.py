@@ -20,8 +20,8 @@ from prep.subject import SubjectDir
 from tests.stages.bfm_subject import make_bfm_subject
 
 T = 12
+FAST_LANDMARK_FIT = ["fit_3dmm_coarse.backend.iters_rigid=40", "fit_3dmm_coarse.backend.iters=80"]
 FAST = [
-    "fit_3dmm_coarse.backend.iters_rigid=40", "fit_3dmm_coarse.backend.iters=80",
     "fit_3dmm_fine.size=128", "fit_3dmm_fine.iters_focal=60", "fit_3dmm_fine.iters_lmk=150",
     "fit_3dmm_fine.focal_search=[200,275,350]", "fit_3dmm_fine.focal_search_frames=8",
     "fit_3dmm_fine.n_photo_vertices=400", "fit_3dmm_fine.photo_batch=6", "pack_lmdb.sizes=[64]",
@@ -44,8 +44,10 @@ def setup(tmp_path, compose_cfg, template):
     subject = SubjectDir(tmp_path / "work" / "custom" / "s1")
 
     def cfg(stage: str, *extra: str):
+        # the landmark fit's budgets are its backend's settings: only with that option chosen
+        coarse = [] if "fit_3dmm_coarse=deep3dface" in extra else FAST_LANDMARK_FIT
         return compose_cfg("dataset=custom", "subject=s1", f"stage={stage}", "only=true",
-                           f"assets.root={assets}", *FAST, *extra)  # fmt: skip
+                           f"assets.root={assets}", *coarse, *FAST, *extra)  # fmt: skip
 
     return subject, cfg
 
