@@ -32,7 +32,7 @@ def strict_load(path: Path):
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
-@register_stage("toy_undefined_metric", config=("frames",))
+@register_stage("toy_undefined_metric", config=("extract_frames",))
 def _toy_undefined_metric(ctx):
     """A stage whose input cannot define one of its metrics (one photo: no landmark lag)."""
     return StageResult(n_frames=1, metrics={"lag": float("nan"), "valid": 1.0}, headline="lag")
