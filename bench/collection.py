@@ -68,12 +68,23 @@ def build_collection(folder: Path) -> list[str]:
     hopper = read_image(Path(matplotlib.__file__).parent / "mpl-data/sample_data/grace_hopper.jpg")
     astro = skimage.data.astronaut()
     images = {
-        "p02": photos["p02"], "c01_0": c01[0], "astronaut": astro, "c03_0": c03[0],
-        "p08": photos["p08"], "c01_150": c01[1], "grace_hopper": hopper, "carphone_0": car[0],
-        "c03_300": c03[1], "p11": photos["p11"], "c01_230": c01[2],
-        "astronaut_close": astro[0:300, 90:390], "c01_350": c01[3], "carphone_100": car[1],
-        "c03_150": c03[2], "c01_60": c01[4],
-    }  # fmt: skip
+        "p02": photos["p02"],
+        "c01_0": c01[0],
+        "astronaut": astro,
+        "c03_0": c03[0],
+        "p08": photos["p08"],
+        "c01_150": c01[1],
+        "grace_hopper": hopper,
+        "carphone_0": car[0],
+        "c03_300": c03[1],
+        "p11": photos["p11"],
+        "c01_230": c01[2],
+        "astronaut_close": astro[0:300, 90:390],
+        "c01_350": c01[3],
+        "carphone_100": car[1],
+        "c03_150": c03[2],
+        "c01_60": c01[4],
+    }
     folder.mkdir(parents=True, exist_ok=True)
     for k, img in enumerate(images.values()):
         write_image(folder / f"{k:02d}.png", letterbox(img))
@@ -92,10 +103,18 @@ def run_pipeline(folder: Path, work: Path, *overrides: str) -> np.ndarray:
 
     prep.config.register_configs()
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        raw = compose("config", overrides=[
-            f"work_dir={work}", "logger=none", "dataset=custom", f"dataset.images={folder}",
-            "stage=landmarks", "landmarks.overlay=false", *overrides,
-        ])  # fmt: skip
+        raw = compose(
+            "config",
+            overrides=[
+                f"work_dir={work}",
+                "logger=none",
+                "dataset=custom",
+                f"dataset.images={folder}",
+                "stage=landmarks",
+                "landmarks.overlay=false",
+                *overrides,
+            ],
+        )
     cfg = prep.config.to_typed(raw)
     subject = subject_dir(cfg)
     run_plan(cfg, subject)
@@ -123,11 +142,12 @@ def main() -> None:
         runs = {
             "video": ("dataset.sequence=true", "landmarks.backend.static_image_mode=true"),
             "video_no_filter": (
-                "dataset.sequence=true", "landmarks.backend.static_image_mode=true",
+                "dataset.sequence=true",
+                "landmarks.backend.static_image_mode=true",
                 "landmarks.smooth=false",
             ),
             "collection": (),
-        }  # fmt: skip
+        }
         errs = {k: nme(run_pipeline(folder, Path(tmp) / k, *o), oracle) for k, o in runs.items()}
     both = np.all([np.isfinite(e) for e in errs.values()], axis=0)
     res = {

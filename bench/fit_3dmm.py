@@ -52,8 +52,10 @@ def make_clip(model, folder: Path, n: int, size: int, focal: float, noise_px: fl
     for i, img in enumerate(frames):
         write_image(folder / f"{i:06d}.jpg", img)
     reps = int(np.ceil(n / 100))
-    seq = {k: np.concatenate([v] * reps)[:n] if isinstance(v, np.ndarray) and len(v) == 100 else v
-           for k, v in cycle.items()}  # fmt: skip
+    seq = {
+        k: np.concatenate([v] * reps)[:n] if isinstance(v, np.ndarray) and len(v) == 100 else v
+        for k, v in cycle.items()
+    }
     rng = np.random.default_rng(0)
     seq["lmk_noisy"] = seq["lmk_px"] + rng.normal(0, noise_px, seq["lmk_px"].shape)
     return seq
@@ -88,10 +90,13 @@ def bench_coarse(model, seq, size: int) -> dict:
     )
     dt = time.perf_counter() - t0
     err = rot_err_deg(fit.angles, seq["euler"], deep3d=True)
-    return {"seconds": round(dt, 2), "sec_per_1000_frames": round(dt / n * 1000, 2),
-            "lmk_rmse_aligned_px": round(float(np.median(fit.lmk_rmse_px)), 3),
-            "rot_err_deg_mean": round(float(err.mean()), 2),
-            "rot_err_deg_p95": round(float(np.percentile(err, 95)), 2)}  # fmt: skip
+    return {
+        "seconds": round(dt, 2),
+        "sec_per_1000_frames": round(dt / n * 1000, 2),
+        "lmk_rmse_aligned_px": round(float(np.median(fit.lmk_rmse_px)), 3),
+        "rot_err_deg_mean": round(float(err.mean()), 2),
+        "rot_err_deg_p95": round(float(np.percentile(err, 95)), 2),
+    }
 
 
 def _exp_landmark_err(model, exp_fit: np.ndarray, exp_true: np.ndarray) -> float:
@@ -132,9 +137,11 @@ def bench_fine(model, seq, folder: Path, size: int, photo: bool):
     err = rot_err_deg(res.euler, seq["euler"])
     exp_true = seq["exp"]
     return {
-        "photometric": photo, "seconds": round(dt, 2),
+        "photometric": photo,
+        "seconds": round(dt, 2),
         "sec_per_1000_frames": round(dt / n * 1000, 2),
-        "focal_true_px": seq["focal"], "focal_found_px": round(res.focal, 1),
+        "focal_true_px": seq["focal"],
+        "focal_found_px": round(res.focal, 1),
         "focal_rel_err": round(abs(res.focal - seq["focal"]) / seq["focal"], 3),
         "rot_err_deg_mean": round(float(err.mean()), 2),
         "rot_err_deg_p95": round(float(np.percentile(err, 95)), 2),
@@ -144,7 +151,7 @@ def bench_fine(model, seq, folder: Path, size: int, photo: bool):
         "exp_corr": round(float(np.corrcoef(res.exp.ravel(), exp_true.ravel())[0, 1]), 3),
         "exp_landmark_rel_err": round(_exp_landmark_err(model, res.exp, exp_true), 3),
         "lmk_rmse_px": round(float(np.median(res.lmk_rmse_px)), 3),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -177,10 +184,12 @@ def main() -> None:
             seq = make_clip(model, folder, args.frames, size, focal, args.noise)
             out = {
                 "machine": machine,
-                "frames": args.frames, "size": size, "landmark_noise_px": args.noise,
+                "frames": args.frames,
+                "size": size,
+                "landmark_noise_px": args.noise,
                 "coarse": bench_coarse(model, seq, size),
                 "fine": bench_fine(model, seq, folder, size, photo=True),
-            }  # fmt: skip
+            }
             if not args.no_compare:
                 out["fine_landmarks_only"] = bench_fine(model, seq, folder, size, photo=False)
     from prep.io.files import write_json  # strict JSON: an undefined number is null, not NaN

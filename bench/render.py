@@ -101,11 +101,16 @@ def bench_raster(size: int, batch: int = 8, reps: int = 3, device: str = "cpu") 
         fwd.append(tw), fwd_cpu.append(tc), bwd.append(bw), bwd_cpu.append(bc)
     med = lambda x: sorted(x[1:])[len(x[1:]) // 2] * 1000 / batch  # noqa: E731  (drop warm-up)
     return {
-        "size": size, "batch": batch, "triangles": int(len(f)), "device": device,
+        "size": size,
+        "batch": batch,
+        "triangles": int(len(f)),
+        "device": device,
         "coverage": float(out.mask.float().mean()),
-        "forward_ms_per_frame": med(fwd), "backward_ms_per_frame": med(bwd),
-        "forward_cpu_ms_per_frame": med(fwd_cpu), "backward_cpu_ms_per_frame": med(bwd_cpu),
-    }  # fmt: skip
+        "forward_ms_per_frame": med(fwd),
+        "backward_ms_per_frame": med(bwd),
+        "forward_cpu_ms_per_frame": med(fwd_cpu),
+        "backward_cpu_ms_per_frame": med(bwd_cpu),
+    }
 
 
 def bench_photometric(n_frames: int, size: int = 256) -> dict:
@@ -123,16 +128,25 @@ def bench_photometric(n_frames: int, size: int = 256) -> dict:
     public = REPO.parent / "shared" / "data" / "flame_public"
     tmp = Path(tempfile.mkdtemp(prefix="bench-render-"))
     assets = write_full_assets(tmp, public) if public.is_dir() else write_tiny_assets(tmp)
-    model = FlameModel(load_flame_model(assets["flame2020"]), 50, 50,
-                       load_landmark_embedding(assets["flame_lmk_embedding"]))  # fmt: skip
+    model = FlameModel(
+        load_flame_model(assets["flame2020"]),
+        50,
+        50,
+        load_landmark_embedding(assets["flame_lmk_embedding"]),
+    )
     g = torch.Generator().manual_seed(0)
     T = n_frames
     v = model.v_template
     centre = (v.min(0).values + v.max(0).values) / 2
-    p = {"shape": torch.zeros(50), "expr": 0.3 * torch.randn(T, 50, generator=g),
-         "global_pose": 0.1 * torch.randn(T, 3, generator=g), "neck_pose": torch.zeros(T, 3),
-         "jaw_pose": torch.zeros(T, 3), "eyes_pose": torch.zeros(T, 6),
-         "transl": (-centre + torch.tensor([0, 0, -0.6])).expand(T, 3).clone()}  # fmt: skip
+    p = {
+        "shape": torch.zeros(50),
+        "expr": 0.3 * torch.randn(T, 50, generator=g),
+        "global_pose": 0.1 * torch.randn(T, 3, generator=g),
+        "neck_pose": torch.zeros(T, 3),
+        "jaw_pose": torch.zeros(T, 3),
+        "eyes_pose": torch.zeros(T, 6),
+        "transl": (-centre + torch.tensor([0, 0, -0.6])).expand(T, 3).clone(),
+    }
     w2c = torch.from_numpy(frontal_w2c()).float().expand(T, 4, 4)  # frontal view of FLAME
     K = make_K(2.2 * size, 2.2 * size, (size - 1) / 2, (size - 1) / 2)
     verts = evaluate(model, p).vertices
@@ -148,22 +162,36 @@ def bench_photometric(n_frames: int, size: int = 256) -> dict:
 
     init = {k: x.clone() for k, x in p.items()}
     init["expr"] += 0.2 * torch.randn(T, 50, generator=g)
-    prob = PhotometricProblem(init, w2c, K, (size, size), lmk_px, torch.ones(lmk_px.shape[:2]),
-                              torch.ones(T, dtype=torch.bool), load)  # fmt: skip
+    prob = PhotometricProblem(
+        init,
+        w2c,
+        K,
+        (size, size),
+        lmk_px,
+        torch.ones(lmk_px.shape[:2]),
+        torch.ones(T, dtype=torch.bool),
+        load,
+    )
     cfg = PhotometricConfig()
     holder = {}
     wall, cpu = _timed(lambda: holder.update(r=refine_photometric(model, prob, cfg)), "cpu")
     threads = torch.get_num_threads()
     return {
-        "frames": T, "image_size": size, "vertices": int(model.n_vertices),
-        "sizes": list(cfg.sizes), "steps": list(cfg.steps), "batch_frames": cfg.batch_frames,
+        "frames": T,
+        "image_size": size,
+        "vertices": int(model.n_vertices),
+        "sizes": list(cfg.sizes),
+        "steps": list(cfg.steps),
+        "batch_frames": cfg.batch_frames,
         "torch_threads": threads,
-        "wall_s_per_frame": wall / T, "cpu_s_per_frame": cpu / T,
+        "wall_s_per_frame": wall / T,
+        "cpu_s_per_frame": cpu / T,
         "projected_1000_frames_min_wall": wall / T * 1000 / 60,
         # CPU time of the whole pass: the wall time on one idle core (two cores only shorten it).
         "projected_1000_frames_min_cpu": cpu / T * 1000 / 60,
-        "target_min": 15.0, "metrics": holder["r"].metrics,
-    }  # fmt: skip
+        "target_min": 15.0,
+        "metrics": holder["r"].metrics,
+    }
 
 
 def bench_real(subject_root: Path, n_frames: int = 12) -> dict:
@@ -182,8 +210,10 @@ def bench_real(subject_root: Path, n_frames: int = 12) -> dict:
     s = SubjectDir(subject_root)
     assets = write_full_assets(Path(tempfile.mkdtemp()), REPO.parent / "shared/data/flame_public")
     fc, tc = FlameConfig(n_shape=50, n_expr=30), TrackerConfig()
-    tc.phases = [PhaseConfig(name="rigid", params=["global_pose", "transl", "focal"], iters=10),
-                 PhaseConfig(name="joint", params=["all"], iters=20)]  # fmt: skip
+    tc.phases = [
+        PhaseConfig(name="rigid", params=["global_pose", "transl", "focal"], iters=10),
+        PhaseConfig(name="joint", params=["all"], iters=20),
+    ]
     flame = build_flame(assets, fc, dense=False)
     data = load_tracking_data(s).subset(np.arange(n_frames))
     fx, fy, cx, cy = camera_intrinsics_orig(data.orig_hw, None, None, None, None)
@@ -197,9 +227,14 @@ def bench_real(subject_root: Path, n_frames: int = 12) -> dict:
         res["metrics"] = refine_tracking(flame, trk, data.lmk_px, data.lmk_w, load, cfg)[1]
 
     wall, cpu = _timed(run, "cpu")
-    return {"subject": str(subject_root), "frames": n_frames, "metrics": res["metrics"],
-            "landmark_fit_rmse_px": float(out.summary()["lmk_rmse_px"]),
-            "wall_s": wall, "cpu_s": cpu}  # fmt: skip
+    return {
+        "subject": str(subject_root),
+        "frames": n_frames,
+        "metrics": res["metrics"],
+        "landmark_fit_rmse_px": float(out.summary()["lmk_rmse_px"]),
+        "wall_s": wall,
+        "cpu_s": cpu,
+    }
 
 
 def main() -> None:
@@ -215,10 +250,15 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    res = {"machine": {"cpu": platform.processor() or platform.machine(),
-                       "cores": os.cpu_count(), "torch": torch.__version__,
-                       "torch_threads": args.threads,
-                       "load_avg_1min": os.getloadavg()[0]}}  # fmt: skip
+    res = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": args.threads,
+            "load_avg_1min": os.getloadavg()[0],
+        }
+    }
     res["raster_cpu"] = [bench_raster(s) for s in (512, 256, 128)]
     if torch.cuda.is_available():
         res["raster_cuda"] = [bench_raster(s, reps=10, device="cuda") for s in (512, 256)]
@@ -230,16 +270,20 @@ def main() -> None:
         print(f"real clip: {res['photometric_real']['metrics']}")
     res["machine"]["load_avg_1min_after"] = os.getloadavg()[0]
     for r in res["raster_cpu"] + res.get("raster_cuda", []):
-        print(f"raster {r['device']} {r['size']}x{r['size']} x{r['batch']}: forward "
-              f"{r['forward_ms_per_frame']:.1f} ms/frame (cpu {r['forward_cpu_ms_per_frame']:.1f})"
-              f", backward {r['backward_ms_per_frame']:.1f} ms/frame "
-              f"(cpu {r['backward_cpu_ms_per_frame']:.1f})")  # fmt: skip
+        print(
+            f"raster {r['device']} {r['size']}x{r['size']} x{r['batch']}: forward "
+            f"{r['forward_ms_per_frame']:.1f} ms/frame (cpu {r['forward_cpu_ms_per_frame']:.1f})"
+            f", backward {r['backward_ms_per_frame']:.1f} ms/frame "
+            f"(cpu {r['backward_cpu_ms_per_frame']:.1f})"
+        )
     if "photometric" in res:
         p = res["photometric"]
-        print(f"photometric: {p['wall_s_per_frame']:.2f} s/frame wall, {p['cpu_s_per_frame']:.2f} "
-              f"s/frame cpu -> 1000 frames: {p['projected_1000_frames_min_wall']:.1f} min wall, "
-              f"{p['projected_1000_frames_min_cpu']:.1f} min of CPU time "
-              f"(target {p['target_min']:.0f})")  # fmt: skip
+        print(
+            f"photometric: {p['wall_s_per_frame']:.2f} s/frame wall, {p['cpu_s_per_frame']:.2f} "
+            f"s/frame cpu -> 1000 frames: {p['projected_1000_frames_min_wall']:.1f} min wall, "
+            f"{p['projected_1000_frames_min_cpu']:.1f} min of CPU time "
+            f"(target {p['target_min']:.0f})"
+        )
     from prep.io.files import write_json  # strict JSON: an undefined number is null, not NaN
 
     write_json(RESULTS, res)

@@ -115,8 +115,9 @@ def run_sweep(n: int, args, tmp: Path) -> dict:
     env = {**os.environ, "AVATAR_PREP_PROGRESS": "0"}
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     sampler = PeakSampler(proc.pid)
     sampler.start()
     out, _ = proc.communicate()
@@ -128,15 +129,21 @@ def run_sweep(n: int, args, tmp: Path) -> dict:
     summary = json.loads((tmp / f"sweep{n}" / "summary.json").read_text())
     n_ok = sum(r["ok"] for r in summary)
     launcher = sampler.peaks.get(proc.pid, ("", float("nan")))[1]
-    workers = [mb for pid, (name, mb) in sampler.peaks.items()
-               if pid != proc.pid and name.startswith("python")]  # fmt: skip
+    workers = [
+        mb
+        for pid, (name, mb) in sampler.peaks.items()
+        if pid != proc.pid and name.startswith("python")
+    ]
     return {
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "n_subjects": n, "n_ok": n_ok, "n_jobs": min(args.jobs, n), "wall_s": round(wall, 2),
+        "n_subjects": n,
+        "n_ok": n_ok,
+        "n_jobs": min(args.jobs, n),
+        "wall_s": round(wall, 2),
         "frames_per_s": round(n * args.frames / wall, 2),
         "launcher_peak_rss_mb": round(launcher, 1),
         "worker_peak_rss_mb": sorted(round(m, 1) for m in workers),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -159,8 +166,10 @@ def main() -> None:
     try:
         runs = [run_sweep(n, args, tmp) for _ in range(args.repeat) for n in args.n]
         # other users' load only ever slows a run down: the fastest repeat is the best estimate
-        rows = [min((r for r in runs if r["n_subjects"] == n), key=lambda r: r["wall_s"])
-                for n in args.n]  # fmt: skip
+        rows = [
+            min((r for r in runs if r["n_subjects"] == n), key=lambda r: r["wall_s"])
+            for n in args.n
+        ]
         for r in rows:
             r["wall_s_all_repeats"] = [
                 x["wall_s"] for x in runs if x["n_subjects"] == r["n_subjects"]
@@ -175,15 +184,25 @@ def main() -> None:
         "  other processes' peak RSS MB (loky workers, spawn pools)"
     )
     for r in rows:
-        print(f"{r['n_subjects']:>3} {r['n_jobs']:>4} {r['wall_s']:>7} {r['frames_per_s']:>9} "
-              f"{r['speedup_vs_n1']:>8} {r['launcher_peak_rss_mb']:>8}  "
-              f"{r['worker_peak_rss_mb']}")  # fmt: skip
+        print(
+            f"{r['n_subjects']:>3} {r['n_jobs']:>4} {r['wall_s']:>7} {r['frames_per_s']:>9} "
+            f"{r['speedup_vs_n1']:>8} {r['launcher_peak_rss_mb']:>8}  "
+            f"{r['worker_peak_rss_mb']}"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "clip": args.clip.name, "frames_per_subject": args.frames, "stage": args.stage,
-        "note": "machine shared with other engineers' jobs while measured", "runs": rows,
-    }, indent=1))  # fmt: skip
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "clip": args.clip.name,
+                "frames_per_subject": args.frames,
+                "stage": args.stage,
+                "note": "machine shared with other engineers' jobs while measured",
+                "runs": rows,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {RESULTS}")
 
 

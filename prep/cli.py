@@ -66,9 +66,20 @@ def precheck(conf_dir: Path) -> None:
 
 # Hydra options that take the next word as their argument (so it is not read as an override).
 _OPTS_WITH_ARG = {
-    "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-    "--config-dir", "-cd", "--experimental-rerun", "--shell-completion", "-sc",
-}  # fmt: skip
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--shell-completion",
+    "-sc",
+}
 
 
 def _override_indices(argv: list[str]) -> list[int]:

@@ -34,8 +34,21 @@ log = logging.getLogger(__name__)
 
 # Override keys that say where or how a job runs rather than what it computes (left out of run
 # names): top-level sections, and single keys.
-_PLACE_KEYS = ("dataset", "subject", "stage", "logger", "hydra", "assets", "work_dir", "only",
-               "force", "debug", "lock_wait", "trainer", "device")  # fmt: skip
+_PLACE_KEYS = (
+    "dataset",
+    "subject",
+    "stage",
+    "logger",
+    "hydra",
+    "assets",
+    "work_dir",
+    "only",
+    "force",
+    "debug",
+    "lock_wait",
+    "trainer",
+    "device",
+)
 _QUIET_KEYS = ("fit_flame.threads", "fit_flame.overlay_video", "fit_flame.overlay_max_frames")
 STEP_METRIC = "trainer/global_step"
 
@@ -180,8 +193,11 @@ def sweep_tag(sweep: str) -> str:
 def run_name(subject: str, stage: str, overrides: list[str]) -> str:
     """``<subject>/<stage>`` plus the overrides that change what is computed."""
     keys = [o.lstrip("+~").split("=")[0] for o in overrides]
-    keep = [o for o, k in zip(overrides, keys, strict=True)
-            if k.split(".")[0] not in _PLACE_KEYS and k not in _QUIET_KEYS]  # fmt: skip
+    keep = [
+        o
+        for o, k in zip(overrides, keys, strict=True)
+        if k.split(".")[0] not in _PLACE_KEYS and k not in _QUIET_KEYS
+    ]
     return " ".join([f"{subject}/{stage}", *keep])
 
 

@@ -48,9 +48,16 @@ INTRINSICS = ("fx", "fy", "cx", "cy")
 # the frames relate (declared by the stages they change), and the source's path as typed (the
 # source fingerprint holds the resolved path, size and mtime: `clip.mp4` and `./clip.mp4` agree).
 _DATASET_NOT_FRAMES = (
-    "plan", "provided", "default_subject", "sequence", "same_person", "video", "images", "root",
+    "plan",
+    "provided",
+    "default_subject",
+    "sequence",
+    "same_person",
+    "video",
+    "images",
+    "root",
     *INTRINSICS,
-)  # fmt: skip
+)
 # The name a section is hashed under, where it was renamed with its content unchanged, so that
 # finished stages still skip: the stage-named sections were `frames`, `tracker` and `lmdb`.
 _HASHED_AS = {"extract_frames": "frames", "fit_flame": "tracker", "pack_lmdb": "lmdb"}

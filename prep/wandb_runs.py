@@ -62,8 +62,9 @@ def init_online(kwargs: dict, timeout_s: float):
     ok, why = server_answers(url, timeout_s)
     where = f"logging offline to {kwargs.get('dir')} (upload later with `wandb sync`)"
     if not ok:
-        log.warning("W&B server %s did not answer within %.0f s (%s); %s", url, timeout_s, why,
-                    where)  # fmt: skip
+        log.warning(
+            "W&B server %s did not answer within %.0f s (%s); %s", url, timeout_s, why, where
+        )
         return None
     box: dict = {}
 
@@ -165,7 +166,8 @@ def _scan(folder: Path | str) -> tuple[OfflineRun, bool]:
             run.config.update({i.key: json.loads(i.value_json) for i in rec.config.update})
         elif kind == "history":
             items = rec.history.item
-            run.history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                                for i in items})  # fmt: skip
+            run.history.append(
+                {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items}
+            )
         complete |= kind == "exit"
     return run, complete

@@ -28,21 +28,37 @@ CAMERA = "prep/models/camera.py"
 TRACKING = "prep/models/flame_tracking.py"
 
 TEXT_RULES = {
-    "flip": (re.compile(r"diag\s*\(\s*(torch\s*\.\s*tensor\s*\(\s*)?\[?\s*1(\.0*)?\s*,\s*-\s*1"
-                        r"(\.0*)?\s*,\s*-\s*1|[\[(]\s*1\.0*\s*,\s*-\s*1(\.0*)?\s*,\s*-\s*1(\.0*)?"
-                        r"\s*[,\])]"),
-             {CAMERA}),
-    "K": (re.compile(r"\[\s*\[[^\[\]\n]+,\s*0(\.0*)?\s*,[^\[\]\n]+\]\s*,\s*\[\s*0(\.0*)?\s*,"),
-          {CAMERA}),
-    "projection": (re.compile(r"\[\s*(\.\.\.|:)\s*,\s*:\s*2\s*\]\s*/"
-                              r"|/\s*\w+\s*\[\s*(\.\.\.\s*,|:\s*,)?\s*2\s*(:\s*3\s*)?\]"),
-                   {CAMERA, "prep/export/cameras.py"}),
-    "crop.npz": (re.compile(r"(load_npz|np\s*\.\s*load)\s*\(\s*[\w.\s]*crop_npz"),
-                 {"prep/geometry/crop.py"}),
-    "tracking.npz": (re.compile(r"(load_npz|save_npz|np\s*\.\s*(load|savez\w*))\s*\("
-                                r"\s*[\w.\s]*flame_tracking"),
-                     {TRACKING}),
-}  # fmt: skip
+    "flip": (
+        re.compile(
+            r"diag\s*\(\s*(torch\s*\.\s*tensor\s*\(\s*)?\[?\s*1(\.0*)?\s*,\s*-\s*1"
+            r"(\.0*)?\s*,\s*-\s*1|[\[(]\s*1\.0*\s*,\s*-\s*1(\.0*)?\s*,\s*-\s*1(\.0*)?"
+            r"\s*[,\])]"
+        ),
+        {CAMERA},
+    ),
+    "K": (
+        re.compile(r"\[\s*\[[^\[\]\n]+,\s*0(\.0*)?\s*,[^\[\]\n]+\]\s*,\s*\[\s*0(\.0*)?\s*,"),
+        {CAMERA},
+    ),
+    "projection": (
+        re.compile(
+            r"\[\s*(\.\.\.|:)\s*,\s*:\s*2\s*\]\s*/"
+            r"|/\s*\w+\s*\[\s*(\.\.\.\s*,|:\s*,)?\s*2\s*(:\s*3\s*)?\]"
+        ),
+        {CAMERA, "prep/export/cameras.py"},
+    ),
+    "crop.npz": (
+        re.compile(r"(load_npz|np\s*\.\s*load)\s*\(\s*[\w.\s]*crop_npz"),
+        {"prep/geometry/crop.py"},
+    ),
+    "tracking.npz": (
+        re.compile(
+            r"(load_npz|save_npz|np\s*\.\s*(load|savez\w*))\s*\("
+            r"\s*[\w.\s]*flame_tracking"
+        ),
+        {TRACKING},
+    ),
+}
 
 # FLAME's parameters as the tracking file names them.
 FLAME_NAMES = {

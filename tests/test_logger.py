@@ -35,9 +35,12 @@ def test_none_backend_is_a_no_op(compose_cfg, tmp_path):
 
 def test_csv_backend_writes_one_folder_per_run(compose_cfg, tmp_path):
     cfg = compose_cfg(
-        "logger=csv", f"logger.dir={tmp_path / 'logs'}", "dataset=custom", "subject=s",
+        "logger=csv",
+        f"logger.dir={tmp_path / 'logs'}",
+        "dataset=custom",
+        "subject=s",
         "fit_flame.w.smooth_pose=7",
-    )  # fmt: skip
+    )
     lg = make_logger(cfg, SubjectDir(tmp_path / "s"), "fit_flame")
     assert isinstance(lg, CsvLogger)
     assert lg.folder.parent == tmp_path / "logs" / "custom" / "s" / "fit_flame"
@@ -59,9 +62,16 @@ def test_csv_backend_writes_one_folder_per_run(compose_cfg, tmp_path):
 
 
 def test_run_names_tell_a_sweeps_runs_apart():
-    overrides = ["dataset=insta", "subject=bala", "stage=fit_flame", "fit_flame.w.smooth_pose=10",
-                 "logger.mode=online", "+assets.flame2020=/m.pkl", "flame.n_shape=50",
-                 "fit_flame.threads=1"]  # fmt: skip
+    overrides = [
+        "dataset=insta",
+        "subject=bala",
+        "stage=fit_flame",
+        "fit_flame.w.smooth_pose=10",
+        "logger.mode=online",
+        "+assets.flame2020=/m.pkl",
+        "flame.n_shape=50",
+        "fit_flame.threads=1",
+    ]
     assert run_name("bala", "fit_flame", overrides) == (
         "bala/fit_flame fit_flame.w.smooth_pose=10 flame.n_shape=50"
     )
@@ -71,8 +81,14 @@ def test_run_names_tell_a_sweeps_runs_apart():
 
 
 def _wandb_cfg(compose_cfg, tmp_path, mode):
-    return compose_cfg("logger=wandb", f"logger.mode={mode}", f"logger.dir={tmp_path / 'wb'}",
-                       "logger.init_timeout_s=2", "dataset=custom", "subject=s")  # fmt: skip
+    return compose_cfg(
+        "logger=wandb",
+        f"logger.mode={mode}",
+        f"logger.dir={tmp_path / 'wb'}",
+        "logger.init_timeout_s=2",
+        "dataset=custom",
+        "subject=s",
+    )
 
 
 def _wandb_run(cfg, tmp_path) -> float:
@@ -94,8 +110,9 @@ def _wandb_run(cfg, tmp_path) -> float:
 
 
 def test_stage_and_lightning_log_into_one_offline_run(compose_cfg, tmp_path):
-    lg = make_logger(_wandb_cfg(compose_cfg, tmp_path, "offline"), SubjectDir(tmp_path / "s"),
-                     "fit_flame")  # fmt: skip
+    lg = make_logger(
+        _wandb_cfg(compose_cfg, tmp_path, "offline"), SubjectDir(tmp_path / "s"), "fit_flame"
+    )
     pl = lg.lightning()
     for step in range(3):
         pl.log_metrics({"loss/lmk": 1.0 / (step + 1), "metrics/lmk_rmse_px": 2.0}, step=step)

@@ -117,8 +117,9 @@ def _read_urls(rel: HdtfRelease, path: Path) -> None:
 def _read_times(rel: HdtfRelease, path: Path) -> None:
     for n, line in _lines(path):
         parts = _split(line)
-        first = next((i for i, p in enumerate(parts) if i > 0 and re.match(r"^[\d:.]+-", p)),
-                     len(parts))  # fmt: skip
+        first = next(
+            (i for i, p in enumerate(parts) if i > 0 and re.match(r"^[\d:.]+-", p)), len(parts)
+        )
         video = _video(rel, _stem(" ".join(parts[:first])))
         for k, text in enumerate(parts[first:]):
             clip = HdtfClip(f"{video.name}_{k}", video.name, k, None, None)
@@ -162,8 +163,10 @@ def read_release(folder: Path | str) -> HdtfRelease:
     rel = HdtfRelease()
     url_files = sorted(folder.glob("*_video_url.txt"))
     if not url_files:
-        raise BadInputError(f"no *_video_url.txt under {folder}: point download.annotations at "
-                            "the release's HDTF_dataset folder")  # fmt: skip
+        raise BadInputError(
+            f"no *_video_url.txt under {folder}: point download.annotations at "
+            "the release's HDTF_dataset folder"
+        )
     for p in url_files:
         _read_urls(rel, p)
     for p in sorted(folder.glob("*_anno*_time.txt")):

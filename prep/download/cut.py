@@ -63,8 +63,10 @@ def cut_clip(
         scale = vin.codec_context.height / ref_height if ref_height else 1.0
         n = _transcode(inp, vin, ain, tmp, fps, (start_s, end_s), crop_xywh, scale, size, crf)
         if n == 0:
-            raise BadInputError(f"{src.name}: no frame between {start_s:.2f} s and {end_s:.2f} s "
-                                "(range beyond the video's end?)")  # fmt: skip
+            raise BadInputError(
+                f"{src.name}: no frame between {start_s:.2f} s and {end_s:.2f} s "
+                "(range beyond the video's end?)"
+            )
     log.info("cut %s [%.2f, %.2f) s -> %s (%d frames)", src.name, start_s, end_s, dst.name, n)
     return n
 
@@ -79,8 +81,9 @@ def _transcode(inp, vin, ain, tmp: Path, fps, rng, crop_xywh, scale, size, crf) 
         aout = resampler = None
         if ain is not None:
             aout = out.add_stream("aac", rate=ain.codec_context.sample_rate)
-            resampler = av.AudioResampler(format="fltp", layout="stereo",
-                                          rate=ain.codec_context.sample_rate)  # fmt: skip
+            resampler = av.AudioResampler(
+                format="fltp", layout="stereo", rate=ain.codec_context.sample_rate
+            )
         inp.seek(int(max(start_s - 1.0, 0.0) * av.time_base))
         n, video_done, audio_done = 0, False, False
         streams = [s for s in (vin, ain) if s is not None]

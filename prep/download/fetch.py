@@ -18,8 +18,17 @@ from prep.errors import MissingDependencyError, PrepError
 
 log = logging.getLogger(__name__)
 
-_PERMANENT = ("404", "410", "private video", "video unavailable", "has been removed",
-              "not available", "account associated", "copyright", "403")  # fmt: skip
+_PERMANENT = (
+    "404",
+    "410",
+    "private video",
+    "video unavailable",
+    "has been removed",
+    "not available",
+    "account associated",
+    "copyright",
+    "403",
+)
 
 
 class VideoUnavailableError(PrepError):
@@ -48,8 +57,10 @@ class _YdlLog:
 
 def _format(max_height: int) -> tuple[str, dict]:
     if shutil.which("ffmpeg"):  # separate video and audio streams need ffmpeg to merge
-        fmt = (f"bv*[height<={max_height}][ext=mp4]+ba[ext=m4a]/"
-               f"b[height<={max_height}][ext=mp4]/b[height<={max_height}]/b")  # fmt: skip
+        fmt = (
+            f"bv*[height<={max_height}][ext=mp4]+ba[ext=m4a]/"
+            f"b[height<={max_height}][ext=mp4]/b[height<={max_height}]/b"
+        )
         return fmt, {"merge_output_format": "mp4"}
     return f"b[height<={max_height}][ext=mp4]/b[height<={max_height}]/b", {}
 
@@ -83,12 +94,20 @@ def fetch_video(name: str, url: str, folder: Path, cfg: DownloadConfig) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     fmt, extra = _format(cfg.max_height)
     opts = {
-        "outtmpl": str(folder / f"{name}.%(ext)s"), "format": fmt, "continuedl": True,
-        "retries": cfg.retries, "fragment_retries": cfg.retries,
-        "socket_timeout": cfg.socket_timeout_s, "noprogress": True, "quiet": True,
-        "no_warnings": False, "noplaylist": True, "logger": _YdlLog(), "overwrites": False,
+        "outtmpl": str(folder / f"{name}.%(ext)s"),
+        "format": fmt,
+        "continuedl": True,
+        "retries": cfg.retries,
+        "fragment_retries": cfg.retries,
+        "socket_timeout": cfg.socket_timeout_s,
+        "noprogress": True,
+        "quiet": True,
+        "no_warnings": False,
+        "noplaylist": True,
+        "logger": _YdlLog(),
+        "overwrites": False,
         **extra,
-    }  # fmt: skip
+    }
     last = "no attempt made"
     for attempt in range(1, max(cfg.retries, 1) + 1):
         try:

@@ -64,9 +64,12 @@ def _update_record(root: Path, videos: dict, clips: dict) -> None:
         rec["videos"].update(videos)
         rec["clips"].update(clips)
         write_json(path, rec)
-        bad = [f"{k}\t{v['status']}\t{v.get('error', '')}"
-               for part in ("videos", "clips") for k, v in sorted(rec[part].items())
-               if v["status"] != "ok"]  # fmt: skip
+        bad = [
+            f"{k}\t{v['status']}\t{v.get('error', '')}"
+            for part in ("videos", "clips")
+            for k, v in sorted(rec[part].items())
+            if v["status"] != "ok"
+        ]
         write_bytes(root / "unavailable.txt", ("\n".join(bad) + "\n" if bad else "").encode())
 
 
@@ -78,8 +81,10 @@ def _check_writable(root: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise BadInputError(f"cannot write HDTF downloads to {root} ({e.strerror}); set "
-                            "dataset.root=<a writable folder>") from None  # fmt: skip
+        raise BadInputError(
+            f"cannot write HDTF downloads to {root} ({e.strerror}); set "
+            "dataset.root=<a writable folder>"
+        ) from None
 
 
 def acquire(root: Path, videos: list[HdtfVideo], cfg: DownloadConfig) -> AcquireResult:
@@ -115,14 +120,26 @@ def _cut(root: Path, raw: Path, video: HdtfVideo, clip, cfg: DownloadConfig, res
         return {"status": "bad_range", "error": clip.problem}
     if not dst.exists():
         try:
-            n = cut_clip(raw, dst, clip.start_s, clip.end_s, clip.crop_xywh, video.resolution,
-                         cfg.size, cfg.crf)  # fmt: skip
+            n = cut_clip(
+                raw,
+                dst,
+                clip.start_s,
+                clip.end_s,
+                clip.crop_xywh,
+                video.resolution,
+                cfg.size,
+                cfg.crf,
+            )
         except PrepError as e:
             res.clips_failed[clip.name] = str(e)
             return {"status": "error", "error": str(e)}
     else:
         n = None
     res.clips_ok.append(clip.name)
-    out = {"status": "ok", "path": f"processed/{dst.name}", "range_s": [clip.start_s, clip.end_s],
-           "crop_xywh": clip.crop_xywh}  # fmt: skip
+    out = {
+        "status": "ok",
+        "path": f"processed/{dst.name}",
+        "range_s": [clip.start_s, clip.end_s],
+        "crop_xywh": clip.crop_xywh,
+    }
     return out if n is None else {**out, "n_frames": n}

@@ -62,8 +62,9 @@ def insta_topology(path: Path | str, n_flame_vertices: int) -> Topology:
         return Topology(np.arange(n_flame_vertices), faces)
     missing = [n for n in TOPOLOGY_FILES if not (path / n).is_file()]
     if missing:
-        raise BadInputError(f"INSTA topology folder {path} lacks {', '.join(missing)} "
-                            "(or canonical.obj)")  # fmt: skip
+        raise BadInputError(
+            f"INSTA topology folder {path} lacks {', '.join(missing)} (or canonical.obj)"
+        )
     head_idxs = np.load(path / "head_idxs.npy").astype(np.int64)
     remove = np.load(path / "flame_vertices_mask.npy").astype(bool)
     template_faces = np.load(path / "template_face_sparse.npy").astype(np.int64)

@@ -69,10 +69,14 @@ def flame_param(track: Tracking, i: int | None, transl: np.ndarray | None = None
     """
     z3 = np.zeros((1, 3), np.float32)
     if i is None:
-        pose = {"translation": z3, "rotation": z3, "neck_pose": z3,
-                "jaw_pose": np.array([[CANONICAL_JAW, 0, 0]], np.float32),
-                "eyes_pose": np.zeros((1, 6), np.float32),
-                "expr": np.zeros((1, N_EXPR), np.float32)}  # fmt: skip
+        pose = {
+            "translation": z3,
+            "rotation": z3,
+            "neck_pose": z3,
+            "jaw_pose": np.array([[CANONICAL_JAW, 0, 0]], np.float32),
+            "eyes_pose": np.zeros((1, 6), np.float32),
+            "expr": np.zeros((1, N_EXPR), np.float32),
+        }
     else:
         pose = {
             "translation": np.asarray(transl, np.float32)[None],
@@ -82,8 +86,11 @@ def flame_param(track: Tracking, i: int | None, transl: np.ndarray | None = None
             "eyes_pose": track.eyes_pose[i][None].astype(np.float32),
             "expr": _pad(track.expr[i][None], N_EXPR),
         }
-    return {**pose, "shape": _pad(track.shape, N_SHAPE),
-            "static_offset": np.zeros((1, N_VERTS, 3), np.float32)}  # fmt: skip
+    return {
+        **pose,
+        "shape": _pad(track.shape, N_SHAPE),
+        "static_offset": np.zeros((1, N_VERTS, 3), np.float32),
+    }
 
 
 def vhap_split(n: int, train_fraction: float) -> dict[str, np.ndarray]:
@@ -111,8 +118,15 @@ def export_gaussianavatars(subject: SubjectDir, cfg: ExportConfig, out: Path, fo
         frames.append(_frame(cams[t], t, int(i)))
     save_npz(out / "canonical_flame_param.npz", **flame_param(track, None))
     header = {**_camera_fields(cams[0]), "camera_indices": [0]}
-    write_json(out / "transforms.json", {**header, "timestep_indices": list(range(len(idx))),
-                                         "flame_model": track.model, "frames": frames})  # fmt: skip
+    write_json(
+        out / "transforms.json",
+        {
+            **header,
+            "timestep_indices": list(range(len(idx))),
+            "flame_model": track.model,
+            "frames": frames,
+        },
+    )
     for name, sel in vhap_split(len(idx), cfg.ga_train_fraction).items():
         doc = {**header, "timestep_indices": [int(t) for t in sel], "flame_model": track.model}
         if name == "val":
@@ -123,30 +137,51 @@ def export_gaussianavatars(subject: SubjectDir, cfg: ExportConfig, out: Path, fo
     if np.any(np.abs(track.eyelids[idx]) > 1e-6):
         notes.append("gaussianavatars: its FLAME has no eyelid blendshapes: the fit's are dropped")
     if cfg.ga_rgba:
-        notes.append("gaussianavatars: images are RGBA; train with --white_background to match "
-                     "VHAP's white composite (the alpha is applied either way)")  # fmt: skip
-    write_export_info(out, "gaussianavatars", track.model, notes, n_frames=len(idx),
-                      n_shape=N_SHAPE, n_expr=N_EXPR, image_size=list(size),
-                      world_offset=(track.transl[idx].mean(0)).tolist(),
-                      recropped=not images.identity)  # fmt: skip
+        notes.append(
+            "gaussianavatars: images are RGBA; train with --white_background to match "
+            "VHAP's white composite (the alpha is applied either way)"
+        )
+    write_export_info(
+        out,
+        "gaussianavatars",
+        track.model,
+        notes,
+        n_frames=len(idx),
+        n_shape=N_SHAPE,
+        n_expr=N_EXPR,
+        image_size=list(size),
+        world_offset=(track.transl[idx].mean(0)).tolist(),
+        recropped=not images.identity,
+    )
     return len(idx)
 
 
 def _camera_fields(cam: NerfCamera) -> dict:
-    return {"cx": cam.cx, "cy": cam.cy, "fl_x": cam.fl_x, "fl_y": cam.fl_y, "h": cam.h,
-            "w": cam.w, "camera_angle_x": cam.camera_angle_x,
-            "camera_angle_y": cam.camera_angle_y}  # fmt: skip
+    return {
+        "cx": cam.cx,
+        "cy": cam.cy,
+        "fl_x": cam.fl_x,
+        "fl_y": cam.fl_y,
+        "h": cam.h,
+        "w": cam.w,
+        "camera_angle_x": cam.camera_angle_x,
+        "camera_angle_y": cam.camera_angle_y,
+    }
 
 
 def _frame(cam: NerfCamera, t: int, i: int) -> dict:
     return {
-        "timestep_index": t, "timestep_index_original": i, "timestep_id": f"{t:05d}",
-        "camera_index": 0, "camera_id": "00", **_camera_fields(cam),
+        "timestep_index": t,
+        "timestep_index_original": i,
+        "timestep_id": f"{t:05d}",
+        "camera_index": 0,
+        "camera_id": "00",
+        **_camera_fields(cam),
         "transform_matrix": cam.c2w[0].tolist(),
         "file_path": f"images/{t:05d}_00.png",
         "fg_mask_path": f"fg_masks/{t:05d}_00.png",
         "flame_param_path": f"flame_param/{t:05d}.npz",
-    }  # fmt: skip
+    }
 
 
 def _write_images(images: ExportFrames, i: int, t: int, out: Path, cfg: ExportConfig, force):
@@ -192,10 +227,17 @@ def read_gaussianavatars(root: Path | str, split: str | None = None) -> Gaussian
         w, h = int(f.get("w", tf.get("w"))), int(f.get("h", tf.get("h")))
         fov = f.get("camera_angle_x", tf.get("camera_angle_x"))
         fx = f.get("fl_x", tf.get("fl_x")) or w / (2 * math.tan(fov / 2))
-        cam = NerfCamera(np.asarray(f["transform_matrix"], np.float64)[None], fx,
-                         f.get("fl_y", tf.get("fl_y")) or fx, f.get("cx", tf.get("cx", w / 2)),
-                         f.get("cy", tf.get("cy", h / 2)), w, h, opengl=True,
-                         pixel_offset=0.5)  # fmt: skip
+        cam = NerfCamera(
+            np.asarray(f["transform_matrix"], np.float64)[None],
+            fx,
+            f.get("fl_y", tf.get("fl_y")) or fx,
+            f.get("cx", tf.get("cx", w / 2)),
+            f.get("cy", tf.get("cy", h / 2)),
+            w,
+            h,
+            opengl=True,
+            pixel_offset=0.5,
+        )
         wc, K = nerf_camera_to_canonical(cam)
         w2c.append(wc[0])
         Ks.append(K)

@@ -123,14 +123,24 @@ def export_imavatar(
     notes += coefficient_notes(target, "shape", track.shape, n_sh)
     notes += coefficient_notes(target, "expression", track.expr[idx], n_ex)
     if hr:
-        obj = tracked_params_dict(arrays, [f"{n}.png" for n in names],
-                                  _has_eyelids(track), root_joint=root)  # fmt: skip
+        obj = tracked_params_dict(
+            arrays, [f"{n}.png" for n in names], _has_eyelids(track), root_joint=root
+        )
         write_json(out / "tracked_params.json", {**obj, "flame_model": track.model}, indent=None)
     elif np.any(np.abs(track.eyelids[idx]) > 1e-6):
         notes.append("imavatar: IMAvatar's FLAME has no eyelid blendshapes: the fit's are dropped")
-    write_export_info(out, target, track.model, notes, n_frames=len(idx),
-                      n_shape=n_sh, n_expr=n_ex, K=K_out[0].tolist(),
-                      image_size=list(size), recropped=not frames.identity)  # fmt: skip
+    write_export_info(
+        out,
+        target,
+        track.model,
+        notes,
+        n_frames=len(idx),
+        n_shape=n_sh,
+        n_expr=n_ex,
+        K=K_out[0].tolist(),
+        image_size=list(size),
+        recropped=not frames.identity,
+    )
     return len(idx)
 
 
@@ -171,8 +181,9 @@ def _write_detections(out: Path, names, obs, obs_w, iris) -> None:
     kp = {f"{n}.png": np.round(obs[j], 3).tolist() for j, n in enumerate(names) if seen[j]}
     write_json(out / "keypoint.json", kp, indent=None)
     ok = np.isfinite(iris).all((1, 2))
-    rows = {f"{n}.png": np.round(iris[j].reshape(4), 3).tolist()
-            for j, n in enumerate(names) if ok[j]}  # fmt: skip
+    rows = {
+        f"{n}.png": np.round(iris[j].reshape(4), 3).tolist() for j, n in enumerate(names) if ok[j]
+    }
     write_json(out / "iris.json", rows, indent=None)
 
 

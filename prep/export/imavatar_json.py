@@ -193,8 +193,11 @@ def tracked_params_dict(
     shape = fit_width(track["shape"], n_shape or HRAVATAR_N_SHAPE)
     # cx = w / 2: HRAvatar's field of view 2 atan(cx / fx) then gives back exactly fx for an image
     # of width w, and its renderer's axis passes through pixel (w - 1) / 2 of our convention.
-    out: dict = {"world_mat": world_mat, "intrinsics": [fx, fy, w / 2.0, h / 2.0],
-                 "shapecode": [shape.tolist()]}  # fmt: skip
+    out: dict = {
+        "world_mat": world_mat,
+        "intrinsics": [fx, fy, w / 2.0, h / 2.0],
+        "shapecode": [shape.tolist()],
+    }
     for i, name in enumerate(names):
         entry = {
             "expcode": [expr[i].tolist()],

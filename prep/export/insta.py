@@ -114,16 +114,20 @@ def export_insta(
         exp = np.zeros(N_EXPR)
         n = min(N_EXPR, track.expr.shape[1])
         exp[:n] = track.expr[i, :n]
-        write_bytes(out / "flame" / "exp" / f"{ids[j]}.txt",
-                    ("\n".join(f"{x:.8f}" for x in exp) + "\n").encode())  # fmt: skip
+        write_bytes(
+            out / "flame" / "exp" / f"{ids[j]}.txt",
+            ("\n".join(f"{x:.8f}" for x in exp) + "\n").encode(),
+        )
     notes = []
     if flame is not None:
         topo = topology or Topology(np.arange(len(flame.model.v_template)), flame.faces)
         _write_meshes(out, idx, ids, flame, transl, (w2c, K_out[0], size), topo, force)
         write_obj(out / "canonical.obj", topo.apply(flame.canonical()), topo.faces)
         if topology is None:
-            notes.append("insta: meshes use FLAME's full topology; INSTA's masks.py face ids "
-                         "index its simplified one (set assets.insta_topology)")  # fmt: skip
+            notes.append(
+                "insta: meshes use FLAME's full topology; INSTA's masks.py face ids "
+                "index its simplified one (set assets.insta_topology)"
+            )
     else:
         notes.append("insta: no meshes/, depth/ or canonical.obj: INSTA-pytorch cannot load this")
     frames = [_frame(cam, j, ids[j]) for j in range(len(idx))]
@@ -132,9 +136,17 @@ def export_insta(
     split = insta_split(len(idx), cfg.insta_test_frames, cfg.insta_val_frames)
     for name, sel in split.items():
         write_json(out / f"transforms_{name}.json", {**header, "frames": [frames[k] for k in sel]})
-    write_export_info(out, "insta", track.model, notes, n_frames=len(idx), n_expr=N_EXPR,
-                      image_size=list(size), world_offset=track.transl[idx].mean(0).tolist(),
-                      recropped=not images.identity)  # fmt: skip
+    write_export_info(
+        out,
+        "insta",
+        track.model,
+        notes,
+        n_frames=len(idx),
+        n_expr=N_EXPR,
+        image_size=list(size),
+        world_offset=track.transl[idx].mean(0).tolist(),
+        recropped=not images.identity,
+    )
     return len(idx)
 
 
@@ -158,7 +170,8 @@ def _write_meshes(out: Path, idx, ids, flame: FlameVertices, transl, camera, top
 
     def done(k: int) -> bool:
         return (out / "meshes" / f"{ids[k]}.obj").exists() and (
-            out / "depth" / f"{ids[k]}.png").exists()  # fmt: skip
+            out / "depth" / f"{ids[k]}.png"
+        ).exists()
 
     for c0 in range(0, len(idx), chunk):
         todo = [k for k in range(c0, min(c0 + chunk, len(idx))) if force or not done(k)]
@@ -178,22 +191,34 @@ def depth_mm(verts, faces, w2c, K, image_size) -> np.ndarray:
     from prep.render.raster import rasterize, world_to_camera
 
     with torch.no_grad():
-        v_cam = world_to_camera(torch.as_tensor(np.asarray(verts, np.float32)),
-                                torch.as_tensor(np.asarray(w2c, np.float32)))  # fmt: skip
-        frags = rasterize(v_cam, torch.as_tensor(np.asarray(faces), dtype=torch.long),
-                          torch.as_tensor(np.asarray(K, np.float32)),
-                          (int(image_size[0]), int(image_size[1])))  # fmt: skip
+        v_cam = world_to_camera(
+            torch.as_tensor(np.asarray(verts, np.float32)),
+            torch.as_tensor(np.asarray(w2c, np.float32)),
+        )
+        frags = rasterize(
+            v_cam,
+            torch.as_tensor(np.asarray(faces), dtype=torch.long),
+            torch.as_tensor(np.asarray(K, np.float32)),
+            (int(image_size[0]), int(image_size[1])),
+        )
     mm = np.where(frags.mask.numpy(), np.round(frags.depth.numpy() / DEPTH_SCALE), 0)
     return np.clip(mm, 0, 65535).astype(np.uint16)
 
 
 def _header(cam: NerfCamera) -> dict:
     return {
-        "w": cam.w, "h": cam.h, "cx": cam.cx, "cy": cam.cy, "fl_x": cam.fl_x, "fl_y": cam.fl_y,
-        "camera_angle_x": cam.camera_angle_x, "camera_angle_y": cam.camera_angle_y,
-        "x_fov": math.degrees(cam.camera_angle_x), "y_fov": math.degrees(cam.camera_angle_y),
+        "w": cam.w,
+        "h": cam.h,
+        "cx": cam.cx,
+        "cy": cam.cy,
+        "fl_x": cam.fl_x,
+        "fl_y": cam.fl_y,
+        "camera_angle_x": cam.camera_angle_x,
+        "camera_angle_y": cam.camera_angle_y,
+        "x_fov": math.degrees(cam.camera_angle_x),
+        "y_fov": math.degrees(cam.camera_angle_y),
         "integer_depth_scale": DEPTH_SCALE,
-    }  # fmt: skip
+    }
 
 
 def _frame(cam: NerfCamera, j: int, fid: str) -> dict:
@@ -228,8 +253,17 @@ def read_insta(root: Path | str) -> InstaExport:
     root = Path(root)
     tf = read_json(root / "transforms.json")
     c2w = np.asarray([f["transform_matrix"] for f in tf["frames"]], np.float64)
-    cam = NerfCamera(c2w, tf["fl_x"], tf.get("fl_y", tf["fl_x"]), tf["cx"], tf["cy"], tf["w"],
-                     tf["h"], opengl=False, pixel_offset=0.5)  # fmt: skip
+    cam = NerfCamera(
+        c2w,
+        tf["fl_x"],
+        tf.get("fl_y", tf["fl_x"]),
+        tf["cx"],
+        tf["cy"],
+        tf["w"],
+        tf["h"],
+        opengl=False,
+        pixel_offset=0.5,
+    )
     w2c, K = nerf_camera_to_canonical(cam)
     exp = np.stack([np.loadtxt(root / _exp_path(f)) for f in tf["frames"]])
     splits = {}

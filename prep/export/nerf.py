@@ -59,8 +59,12 @@ def load_audio_features(path: Path, n_frames: int) -> np.ndarray:
             "(data_util/deepspeech_features/extract_ds_features.py)"
         )
     if len(aud) < n_frames:
-        log.warning("%s: %d audio rows for %d frames; AD-NeRF repeats the last row for the rest",
-                    path, len(aud), n_frames)  # fmt: skip
+        log.warning(
+            "%s: %d audio rows for %d frames; AD-NeRF repeats the last row for the rest",
+            path,
+            len(aud),
+            n_frames,
+        )
     return aud.astype(np.float32)
 
 
@@ -125,18 +129,41 @@ def export_nerf(
     if n_val == 0:
         parts["val"] = parts["train"]
     for name, sel in parts.items():
-        frames = [{"img_id": int(idx[k]), "aud_id": int(idx[k]),
-                   "transform_matrix": poses[idx[k]].tolist(), "face_rect": rects[k]}
-                  for k in sel]  # fmt: skip
-        doc = {"focal_len": float(K[0, 0]), "cx": float(K[0, 2]), "cy": float(K[1, 2]),
-               "frames": frames}  # fmt: skip
+        frames = [
+            {
+                "img_id": int(idx[k]),
+                "aud_id": int(idx[k]),
+                "transform_matrix": poses[idx[k]].tolist(),
+                "face_rect": rects[k],
+            }
+            for k in sel
+        ]
+        doc = {
+            "focal_len": float(K[0, 0]),
+            "cx": float(K[0, 2]),
+            "cy": float(K[1, 2]),
+            "frames": frames,
+        }
         write_json(out / f"transforms_{name}.json", doc)
     _write_configs(out, subject.name, trans[idx])
-    notes = [] if audio is not None else ["nerf: no aud.npy (DeepSpeech features): AD-NeRF cannot "
-                                          "load this folder; set export.nerf_audio"]  # fmt: skip
+    notes = (
+        []
+        if audio is not None
+        else [
+            "nerf: no aud.npy (DeepSpeech features): AD-NeRF cannot "
+            "load this folder; set export.nerf_audio"
+        ]
+    )
     variant = str(z["variant"]) if "variant" in z else "front"
-    write_export_info(out, "nerf", f"bfm-{variant}", notes, n_frames=len(idx),
-                      image_size=[h, w], focal=float(K[0, 0]))  # fmt: skip
+    write_export_info(
+        out,
+        "nerf",
+        f"bfm-{variant}",
+        notes,
+        n_frames=len(idx),
+        image_size=[h, w],
+        focal=float(K[0, 0]),
+    )
     return len(idx)
 
 
@@ -149,8 +176,9 @@ def _face_rects(subject: SubjectDir, idx: np.ndarray, image_hw) -> list[list[int
         p = pts[i]
         if np.isfinite(p).all():
             last = face_rect(p, image_hw)
-        rects.append(last if last is not None else [0, 0, int(image_hw[1]) - 1,
-                                                     int(image_hw[0]) - 1])  # fmt: skip
+        rects.append(
+            last if last is not None else [0, 0, int(image_hw[1]) - 1, int(image_hw[0]) - 1]
+        )
     return rects
 
 
@@ -162,8 +190,9 @@ def _write_configs(out: Path, name: str, trans: np.ndarray) -> None:
     write_bytes(out / "HeadNeRF_config.txt", f"expname = {name}_head\n{base}{near_far}".encode())
     write_bytes(out / "TorsoNeRF_config.txt", f"expname = {name}_com\n{base}{near_far}".encode())
     test = f"expname = {name}_com\n{base}{near_far}with_test = 1\n"
-    write_bytes(out / "TorsoNeRFTest_config.txt",
-                (test + "test_pose_file = transforms_val.json\n").encode())  # fmt: skip
+    write_bytes(
+        out / "TorsoNeRFTest_config.txt", (test + "test_pose_file = transforms_val.json\n").encode()
+    )
 
 
 @dataclass
@@ -190,6 +219,13 @@ def read_nerf(root: Path | str) -> NerfExport:
     euler, trans = adnerf_from_poses(c2w)
     d = docs["train"]
     return NerfExport(
-        root, float(d["focal_len"]), float(d["cx"]), float(d["cy"]),
-        np.asarray([f["img_id"] for _, f in frames]), c2w, euler, trans, [s for s, _ in frames],
-    )  # fmt: skip
+        root,
+        float(d["focal_len"]),
+        float(d["cx"]),
+        float(d["cy"]),
+        np.asarray([f["img_id"] for _, f in frames]),
+        c2w,
+        euler,
+        trans,
+        [s for s, _ in frames],
+    )

@@ -70,8 +70,11 @@ def _from_flame_params(path: Path, names: list[str], size) -> tuple[dict, np.nda
     c = p.canonical(size)
     per = {k: np.asarray(c[k])[rows] for k in (*PER_FRAME, "transl")}
     T = len(names)
-    return ({**per, "shape": c["shape"]}, np.repeat(c["w2c"][:1], T, 0),
-            np.repeat(c["K"][None], T, 0))  # fmt: skip
+    return (
+        {**per, "shape": c["shape"]},
+        np.repeat(c["w2c"][:1], T, 0),
+        np.repeat(c["K"][None], T, 0),
+    )
 
 
 def _from_tracked_params(path: Path, names: list[str]) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -93,10 +96,13 @@ def _from_tracked_params(path: Path, names: list[str]) -> tuple[dict, np.ndarray
     params = {
         "shape": np.asarray(d["shapecode"], np.float64).reshape(-1),
         "expr": np.asarray([np.reshape(e["expcode"], -1) for e in rows], np.float64),
-        "global_pose": pose[:, 0:3], "neck_pose": pose[:, 3:6], "jaw_pose": pose[:, 6:9],
-        "eyes_pose": pose[:, 9:15], "eyelids": eyelids,
+        "global_pose": pose[:, 0:3],
+        "neck_pose": pose[:, 3:6],
+        "jaw_pose": pose[:, 6:9],
+        "eyes_pose": pose[:, 9:15],
+        "eyelids": eyelids,
         "transl": wm[:, :, 3] / IMAVATAR_SCALE + tr,  # x_gl = 4 (v + translation) + t
-    }  # fmt: skip
+    }
     w2c = np.tile(np.eye(4), (T, 1, 1))
     w2c[:, :3, :3] = CV_TO_GL
     K = np.tile(K_matrix(fx, fy, cx, cy), (T, 1, 1))
@@ -115,8 +121,9 @@ def read(folder: Path) -> Imported:
         if missing:
             raise BadInputError(f"{folder / 'mask'} lacks {missing[:3]} (one mask per image)")
     params = w2c = K = None
-    sources = [p for p in (folder / "flame_params.json", folder / "tracked_params.json")
-               if p.is_file()]  # fmt: skip
+    sources = [
+        p for p in (folder / "flame_params.json", folder / "tracked_params.json") if p.is_file()
+    ]
     if (folder / "flame_params.json").is_file():
         params, w2c, K = _from_flame_params(folder / "flame_params.json", names, (h, w))
     elif (folder / "tracked_params.json").is_file():
@@ -124,19 +131,35 @@ def read(folder: Path) -> Imported:
     lmk = _points(folder, names, 68, "keypoint.json")
     iris = _points(folder, names, 2, "iris.json")
     if lmk is None and params is None:
-        raise BadInputError(f"{folder} has neither keypoint.json nor flame_params.json / "
-                            "tracked_params.json: nothing to import")  # fmt: skip
+        raise BadInputError(
+            f"{folder} has neither keypoint.json nor flame_params.json / "
+            "tracked_params.json: nothing to import"
+        )
     notes = []
     if (folder / "code.json").is_file():
-        notes.append(f"imavatar: DECA codes found: re-fit with fit_flame.init=deca_code "
-                     f"fit_flame.deca_code={folder / 'code.json'}")  # fmt: skip
+        notes.append(
+            f"imavatar: DECA codes found: re-fit with fit_flame.init=deca_code "
+            f"fit_flame.deca_code={folder / 'code.json'}"
+        )
     model = None
     for src in sources:
         model = read_json(src).get("flame_model", model)  # our exports record it
     alpha = has_alpha(frames[0])
     labels = [folder / "semantic" / n for n in names]
-    return Imported(frames, (h, w), alpha and masks is None, masks, params, w2c, K,
-                    model or "flame2020", lmk, iris, None, notes,
-                    sources + [folder / n for n in ("keypoint.json", "iris.json")
-                               if (folder / n).is_file()], None,
-                    labels if all(p.is_file() for p in labels) else None)  # fmt: skip
+    return Imported(
+        frames,
+        (h, w),
+        alpha and masks is None,
+        masks,
+        params,
+        w2c,
+        K,
+        model or "flame2020",
+        lmk,
+        iris,
+        None,
+        notes,
+        sources + [folder / n for n in ("keypoint.json", "iris.json") if (folder / n).is_file()],
+        None,
+        labels if all(p.is_file() for p in labels) else None,
+    )

@@ -41,8 +41,11 @@ def read(folder: Path) -> Imported:
     path = folder / "transforms.json"
     tf, frames = _transforms(folder)
     files = [folder / f["file_path"] for f in frames]
-    meshes = [folder / f.get("mesh_path", f["file_path"].replace("images", "meshes")
-                             .replace(".png", ".obj")) for f in frames]  # fmt: skip
+    meshes = [
+        folder
+        / f.get("mesh_path", f["file_path"].replace("images", "meshes").replace(".png", ".obj"))
+        for f in frames
+    ]
     missing = [str(p) for p in files + meshes if not p.is_file()]
     if missing:
         raise BadInputError(f"INSTA folder {folder}: missing {missing[:3]}")
@@ -56,9 +59,25 @@ def read(folder: Path) -> Imported:
         return np.stack([read_obj(meshes[int(i)])[0] for i in idx])
 
     h, w = int(tf["h"]), int(tf["w"])
-    notes = [f"insta_tracked: no FLAME parameters in an INSTA folder: run stage=fit_flame with "
-             f"fx={fx:.3f} fy={fy:.3f} cx={cx:.3f} cy={cy:.3f} (its camera)"]  # fmt: skip
+    notes = [
+        f"insta_tracked: no FLAME parameters in an INSTA folder: run stage=fit_flame with "
+        f"fx={fx:.3f} fy={fy:.3f} cx={cx:.3f} cy={cy:.3f} (its camera)"
+    ]
     canonical = folder / "canonical.obj"
     reference = read_obj(canonical)[0] if canonical.is_file() else None
-    return Imported(files, (h, w), True, None, None, invert_rigid(c2w), K, None, None, None,
-                    mesh_vertices, notes, [path], reference)  # fmt: skip
+    return Imported(
+        files,
+        (h, w),
+        True,
+        None,
+        None,
+        invert_rigid(c2w),
+        K,
+        None,
+        None,
+        None,
+        mesh_vertices,
+        notes,
+        [path],
+        reference,
+    )

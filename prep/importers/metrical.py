@@ -68,8 +68,14 @@ def frame_files(folder: Path) -> list[Path]:
     """``input/<frame_id>.png`` of every checkpoint (tracker.py writes both under frame_id)."""
     files = []
     for p in _checkpoints(folder):
-        img = next((folder / "input" / f"{p.stem}{ext}" for ext in (".png", ".jpg")
-                    if (folder / "input" / f"{p.stem}{ext}").is_file()), None)  # fmt: skip
+        img = next(
+            (
+                folder / "input" / f"{p.stem}{ext}"
+                for ext in (".png", ".jpg")
+                if (folder / "input" / f"{p.stem}{ext}").is_file()
+            ),
+            None,
+        )
         if img is None:
             raise BadInputError(f"{folder}/input has no image for frame {p.stem}")
         files.append(img)
@@ -94,13 +100,29 @@ def read(folder: Path) -> Imported:
     params = {
         "shape": np.reshape(flame[0]["shape"], -1).astype(np.float64),
         "expr": np.stack([np.reshape(f["exp"], -1) for f in flame]).astype(np.float64),
-        "global_pose": z3, "neck_pose": z3.copy(), "transl": z3.copy(),
+        "global_pose": z3,
+        "neck_pose": z3.copy(),
+        "transl": z3.copy(),
         "jaw_pose": rotation_6d_to_axis_angle(np.stack([np.reshape(f["jaw"], 6) for f in flame])),
-        "eyes_pose": np.concatenate([rotation_6d_to_axis_angle(eyes[:, :6]),
-                                     rotation_6d_to_axis_angle(eyes[:, 6:])], 1),
+        "eyes_pose": np.concatenate(
+            [rotation_6d_to_axis_angle(eyes[:, :6]), rotation_6d_to_axis_angle(eyes[:, 6:])], 1
+        ),
         "eyelids": np.stack([np.reshape(f.get("eyelids", np.zeros(2)), 2) for f in flame]),
-    }  # fmt: skip
+    }
     h, w = (int(v) for v in np.reshape(rows[0]["img_size"], -1)[:2])
     notes = ["metrical: its FLAME is FLAME 2020 (configs/config.py flame_geom_path)"]
-    return Imported(files, (h, w), False, None, params, w2c, K, "flame2020", None, None, None,
-                    notes, list(ckpts))  # fmt: skip
+    return Imported(
+        files,
+        (h, w),
+        False,
+        None,
+        params,
+        w2c,
+        K,
+        "flame2020",
+        None,
+        None,
+        None,
+        notes,
+        list(ckpts),
+    )

@@ -87,8 +87,10 @@ def read(folder: Path) -> Imported:
     out["eyelids"] = np.zeros((T, 2))
     notes = []
     if offsets:
-        notes.append("vhap: static_offset (per-vertex offsets) is not part of our FLAME tracking "
-                     "and is dropped")  # fmt: skip
+        notes.append(
+            "vhap: static_offset (per-vertex offsets) is not part of our FLAME tracking "
+            "and is dropped"
+        )
     if len(cams) > 1:
         notes.append(f"vhap: cameras {cams[1:]} are not imported (camera 0 only)")
     masks = None
@@ -98,8 +100,23 @@ def read(folder: Path) -> Imported:
     alpha = masks is None and has_alpha(files[0])
     model = header.get("flame_model")  # our exports record it; VHAP defaults to flame2023
     if model is None:
-        notes.append("vhap: the export does not say which FLAME it used (VHAP's default is "
-                     "flame2023): the configured flame= is assumed")  # fmt: skip
+        notes.append(
+            "vhap: the export does not say which FLAME it used (VHAP's default is "
+            "flame2023): the configured flame= is assumed"
+        )
     sources = [folder / n for n in SPLITS if (folder / n).is_file()]
-    return Imported(files, (h, w), alpha, masks, out, w2c, K, model, None, None, None, notes,
-                    sources + [folder / f["flame_param_path"] for f in frames])  # fmt: skip
+    return Imported(
+        files,
+        (h, w),
+        alpha,
+        masks,
+        out,
+        w2c,
+        K,
+        model,
+        None,
+        None,
+        None,
+        notes,
+        sources + [folder / f["flame_param_path"] for f in frames],
+    )

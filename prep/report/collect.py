@@ -114,8 +114,15 @@ def collect(subject: SubjectDir, cfg: ReportConfig) -> SubjectSummary:
         valid = lm["valid"].astype(bool)
         n = n or len(valid)
         jit = landmark_jitter_px(lm["points_px"].astype(np.float64), valid)
-        series.append(Series("Landmark jitter (distance to temporal midpoint)", "px", jit,
-                             invalid=~valid, threshold=cfg.jitter_flag_px))  # fmt: skip
+        series.append(
+            Series(
+                "Landmark jitter (distance to temporal midpoint)",
+                "px",
+                jit,
+                invalid=~valid,
+                threshold=cfg.jitter_flag_px,
+            )
+        )
         _flag(flagged, np.nan_to_num(jit) > cfg.jitter_flag_px, "landmark jitter")
         _flag(flagged, ~valid, "no landmarks")
         headline["jitter_px_median"] = _nanmedian(jit)
@@ -127,10 +134,14 @@ def collect(subject: SubjectDir, cfg: ReportConfig) -> SubjectSummary:
     )
     manifests = _manifests(subject)
     n = n or max([int(m.get("n_frames") or 0) for m in manifests] + [0])
-    headline.update(n_frames=float(n), n_flagged=float(len(flagged)),
-                    total_s=float(sum(m.get("duration_s") or 0 for m in manifests)))  # fmt: skip
-    return SubjectSummary(subject.name, subject.root, n, manifests, series, flagged, overlays,
-                          headline)  # fmt: skip
+    headline.update(
+        n_frames=float(n),
+        n_flagged=float(len(flagged)),
+        total_s=float(sum(m.get("duration_s") or 0 for m in manifests)),
+    )
+    return SubjectSummary(
+        subject.name, subject.root, n, manifests, series, flagged, overlays, headline
+    )
 
 
 def _collect_flame(subject, cfg, series, flagged, headline) -> None:
@@ -139,15 +150,26 @@ def _collect_flame(subject, cfg, series, flagged, headline) -> None:
     z = load_tracking(subject, "the report")
     valid = z.valid.astype(bool)
     rmse = np.where(valid, z.lmk_rmse_px, np.nan)
-    series.append(Series("FLAME landmark error (RMSE)", "px", rmse, invalid=~valid,
-                         threshold=cfg.lmk_flag_px))  # fmt: skip
+    series.append(
+        Series("FLAME landmark error (RMSE)", "px", rmse, invalid=~valid, threshold=cfg.lmk_flag_px)
+    )
     _flag(flagged, np.nan_to_num(rmse) > cfg.lmk_flag_px, "landmark error")
     _flag(flagged, ~valid, "tracking invalid")
     pose = head_pose_deg(z.global_pose.astype(np.float64), z.w2c.astype(np.float64))
-    series.append(Series("Head pose (relative to the camera)", "degrees", pose,
-                         ["yaw", "pitch", "roll"], invalid=~valid))  # fmt: skip
-    series.append(Series("FLAME translation", "m", z.transl.astype(np.float64),
-                         ["x", "y", "z"], invalid=~valid))  # fmt: skip
+    series.append(
+        Series(
+            "Head pose (relative to the camera)",
+            "degrees",
+            pose,
+            ["yaw", "pitch", "roll"],
+            invalid=~valid,
+        )
+    )
+    series.append(
+        Series(
+            "FLAME translation", "m", z.transl.astype(np.float64), ["x", "y", "z"], invalid=~valid
+        )
+    )
     headline["lmk_rmse_px_median"] = _nanmedian(rmse)
     headline["tracked_frac"] = float(valid.mean()) if len(valid) else 0.0
 
@@ -159,8 +181,15 @@ def _collect_iris(subject, series, flagged, headline) -> None:
     valid = z["valid"].astype(bool)  # (T, 2): subject's left, right eye
     if "ear" in z:
         ear = np.where(valid, z["ear"], np.nan)
-        series.append(Series("Eye aspect ratio (iris stage)", "EAR", ear, ["left eye", "right eye"],
-                             invalid=~valid.any(axis=1)))  # fmt: skip
+        series.append(
+            Series(
+                "Eye aspect ratio (iris stage)",
+                "EAR",
+                ear,
+                ["left eye", "right eye"],
+                invalid=~valid.any(axis=1),
+            )
+        )
     reasons = z["reason"].astype(str) if "reason" in z else None
     for i in np.flatnonzero(~valid.all(axis=1)):
         why = sorted({r for r in reasons[i] if r and r != "ok"}) if reasons is not None else []
@@ -173,12 +202,24 @@ def _collect_bfm(subject, series) -> None:
         if path.exists():
             z = load_npz(path)
             if "euler" in z:
-                series.append(Series(f"BFM {name} head rotation (AD-NeRF Euler)", "degrees",
-                                     np.degrees(z["euler"]), ["x", "y", "z"]))  # fmt: skip
+                series.append(
+                    Series(
+                        f"BFM {name} head rotation (AD-NeRF Euler)",
+                        "degrees",
+                        np.degrees(z["euler"]),
+                        ["x", "y", "z"],
+                    )
+                )
             if "lmk_rmse_px" in z:
                 inv = ~z["valid"].astype(bool) if "valid" in z else None
-                series.append(Series(f"BFM {name} landmark error (RMSE)", "px",
-                                     z["lmk_rmse_px"].astype(np.float64), invalid=inv))  # fmt: skip
+                series.append(
+                    Series(
+                        f"BFM {name} landmark error (RMSE)",
+                        "px",
+                        z["lmk_rmse_px"].astype(np.float64),
+                        invalid=inv,
+                    )
+                )
 
 
 def _nanmedian(a: np.ndarray) -> float:

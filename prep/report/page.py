@@ -70,8 +70,11 @@ def thumbnail_uri(path: Path, edge: int) -> str | None:
         return None
     img = read_image(path)
     s = edge / max(img.shape[:2])
-    img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
-                     interpolation=cv2.INTER_AREA)  # fmt: skip
+    img = cv2.resize(
+        img,
+        (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+        interpolation=cv2.INTER_AREA,
+    )
     return data_uri(encode_image(img, ".png"), "image/png")
 
 
@@ -83,28 +86,34 @@ def _frame_image(subject: SubjectDir, i: int) -> Path:
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n"
-            f"<script>{CHECK_JS}</script>\n</body></html>\n")  # fmt: skip
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n"
+        f"<script>{CHECK_JS}</script>\n</body></html>\n"
+    )
 
 
 def _table(header: list[str], rows: list[list]) -> str:
     th = "".join(f"<th>{_e(h)}</th>" for h in header)
     trs = "".join(
-        "<tr>" + "".join(
-            f"<td class=\"num\">{_fmt(c)}</td>" if isinstance(c, int | float) else f"<td>{c}</td>"
-            for c in row) + "</tr>"
+        "<tr>"
+        + "".join(
+            f'<td class="num">{_fmt(c)}</td>' if isinstance(c, int | float) else f"<td>{c}</td>"
+            for c in row
+        )
+        + "</tr>"
         for row in rows
-    )  # fmt: skip
+    )
     return f"<table><tr>{th}</tr>{trs}</table>"
 
 
 def subject_page(summary: SubjectSummary, subject: SubjectDir, cfg: ReportConfig) -> str:
     """The whole QA page of one subject as an HTML string."""
-    parts = [f"<h1>QA report: {_e(summary.name)}</h1>",
-             f"<p class=\"muted\">{_e(summary.root)}</p>"]  # fmt: skip
-    parts.append("<h2>Summary</h2>" + _table(["metric", "value"],
-                 [[_e(k), float(v)] for k, v in summary.headline.items()]))  # fmt: skip
+    parts = [f"<h1>QA report: {_e(summary.name)}</h1>", f'<p class="muted">{_e(summary.root)}</p>']
+    parts.append(
+        "<h2>Summary</h2>"
+        + _table(["metric", "value"], [[_e(k), float(v)] for k, v in summary.headline.items()])
+    )
     parts.append(_stages_section(summary))
     if summary.series:
         parts.append("<h2>Per-frame curves</h2>")
@@ -126,8 +135,10 @@ def _stages_section(summary: SubjectSummary) -> str:
         secs = float(m.get("duration_s") or 0)
         n, n_flag = int(m.get("n_frames") or 0), int(m.get("n_flagged") or 0)
         rows.append([_e(m["stage"]), _e(m.get("started_at", "")), secs, n, n_flag, metrics])
-    svg = timings_svg([m["stage"] for m in summary.manifests],
-                      [float(m.get("duration_s") or 0) for m in summary.manifests])  # fmt: skip
+    svg = timings_svg(
+        [m["stage"] for m in summary.manifests],
+        [float(m.get("duration_s") or 0) for m in summary.manifests],
+    )
     header = ["stage", "started", "seconds", "frames", "flagged", "metrics"]
     return "<h2>Stages</h2>" + _table(header, rows) + f'<div class="plot">{svg}</div>'
 
@@ -141,8 +152,10 @@ def _flagged_section(summary: SubjectSummary, subject: SubjectDir, cfg: ReportCo
     for i in shown:
         uri = thumbnail_uri(_frame_image(subject, i), cfg.thumb_px)
         img = f'<img alt="frame {i}" src="{uri}">' if uri else "<span>(no image)</span>"
-        figs.append(f"<figure>{img}<figcaption>#{i}: "
-                    f"{_e('; '.join(summary.flagged[i]))}</figcaption></figure>")  # fmt: skip
+        figs.append(
+            f"<figure>{img}<figcaption>#{i}: "
+            f"{_e('; '.join(summary.flagged[i]))}</figcaption></figure>"
+        )
     more = len(summary.flagged) - len(shown)
     tail = f'<p class="muted">and {more} more</p>' if more > 0 else ""
     return out[0] + f'<div class="thumbs">{"".join(figs)}</div>{tail}'
@@ -157,13 +170,17 @@ def _overlay_section(summary: SubjectSummary, subject: SubjectDir, cfg: ReportCo
         label = _e(p.relative_to(subject.root))
         if p.suffix.lower() == ".png":
             uri = thumbnail_uri(p, 1000)
-            items.append(f"<p>{label}</p><a href=\"{_e(rel)}\"><img alt=\"{label}\" "
-                         f"style=\"max-width:100%\" src=\"{uri}\"></a>")  # fmt: skip
+            items.append(
+                f'<p>{label}</p><a href="{_e(rel)}"><img alt="{label}" '
+                f'style="max-width:100%" src="{uri}"></a>'
+            )
         elif p.stat().st_size <= min(cfg.embed_video_mb * 1e6, budget):
             budget -= p.stat().st_size
             uri = data_uri(p.read_bytes(), "video/mp4")
-            items.append(f"<p>{label}</p><video controls muted preload=\"metadata\" "
-                         f"style=\"max-width:100%\" src=\"{uri}\"></video>")  # fmt: skip
+            items.append(
+                f'<p>{label}</p><video controls muted preload="metadata" '
+                f'style="max-width:100%" src="{uri}"></video>'
+            )
         else:
             items.append(f'<p><a href="{_e(rel)}">{label}</a> (video, linked)</p>')
     return "<h2>Overlays</h2>" + "\n".join(items)

@@ -111,8 +111,9 @@ def _run_shading(
         for i, (rgb, region), u in zip(idx, frames, use_mesh, strict=True):
             lin = srgb_to_linear(rgb)
             if u:
-                shading = mesh_shading(lin, region, normals[j], covered[j], cfg.sh_ridge,
-                                       tuple(cfg.retinex_sigmas))  # fmt: skip
+                shading = mesh_shading(
+                    lin, region, normals[j], covered[j], cfg.sh_ridge, tuple(cfg.retinex_sigmas)
+                )
                 j += 1
                 n_mesh += 1
             else:
@@ -173,7 +174,8 @@ def run(ctx: StageContext) -> StageResult:
     metrics, n_flagged = instantiate(cfg.backend, ctx).run(todo)
     if ctx.logger is not None and n:
         rgb = read_image(subject.image_path(0), "rgb")
-        ctx.logger.log_image("albedo/first", np.concatenate([rgb, read_image(
-            subject.albedo_path(0), "rgb")], axis=1))  # fmt: skip
+        ctx.logger.log_image(
+            "albedo/first", np.concatenate([rgb, read_image(subject.albedo_path(0), "rgb")], axis=1)
+        )
         ctx.logger.log_metrics(metrics)
     return StageResult(n_frames=n, n_skipped=n - len(todo), n_flagged=n_flagged, metrics=metrics)

@@ -151,8 +151,15 @@ def run(ctx: StageContext) -> StageResult:
                     thumbs.append(thumbnail(img))
                 box, score, kps, count = (np.stack(x) for x in zip(*rows, strict=True))
                 prev = thumbnail(_read_frame(ctx, i0 - 1, hw, r)) if i0 else None
-                store.write(i0, i1, box=box, score=score, kps=kps, count=count.astype(np.int32),
-                            pair_ncc=pair_similarity(np.stack(thumbs), prev))  # fmt: skip
+                store.write(
+                    i0,
+                    i1,
+                    box=box,
+                    score=score,
+                    kps=kps,
+                    count=count.astype(np.int32),
+                    pair_ncc=pair_similarity(np.stack(thumbs), prev),
+                )
     raw = store.merge(n)
     sequence, how = judge(ctx.cfg, raw["pair_ncc"]) if n else (True, "")
     if declared_sequence(ctx.cfg.dataset) is None:

@@ -41,15 +41,21 @@ def run(ctx: StageContext) -> StageResult:
         "videos_unavailable": float(len(res.videos_unavailable)),
         "download_s": round(res.download_s, 3),
     }
-    log.info("download: %d clips ok, %d failed, %d videos unavailable (record: %s)",
-             len(res.clips_ok), len(res.clips_failed), len(res.videos_unavailable),
-             root / RECORD)  # fmt: skip
+    log.info(
+        "download: %d clips ok, %d failed, %d videos unavailable (record: %s)",
+        len(res.clips_ok),
+        len(res.clips_failed),
+        len(res.videos_unavailable),
+        root / RECORD,
+    )
     if not cfg.all_videos:
         video = videos[0]
         if video.name in res.videos_unavailable:
-            raise VideoUnavailableError(video.name, cfg.url_override or video.url or "-",
-                                        res.videos_unavailable[video.name])  # fmt: skip
+            raise VideoUnavailableError(
+                video.name, cfg.url_override or video.url or "-", res.videos_unavailable[video.name]
+            )
         if ctx.subject.name in res.clips_failed:
-            raise BadInputError(f"HDTF clip {ctx.subject.name}: "
-                                f"{res.clips_failed[ctx.subject.name]}")  # fmt: skip
+            raise BadInputError(
+                f"HDTF clip {ctx.subject.name}: {res.clips_failed[ctx.subject.name]}"
+            )
     return StageResult(n_frames=0, n_flagged=len(res.clips_failed), metrics=metrics)

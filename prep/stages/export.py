@@ -37,8 +37,9 @@ def _bfm_fingerprint(cfg) -> dict:
     from prep.subject import subject_dir
 
     path = subject_dir(cfg).manifest_path("fit_3dmm_fine")
-    return {"fit_3dmm_fine": hashlib.sha1(path.read_bytes()).hexdigest()[:16]
-            if path.exists() else None}  # fmt: skip
+    return {
+        "fit_3dmm_fine": hashlib.sha1(path.read_bytes()).hexdigest()[:16] if path.exists() else None
+    }
 
 
 def _assets(cfg: Config) -> list[str]:
@@ -103,8 +104,7 @@ def _audio_path(ctx: StageContext) -> Path:
     Raises:
         MissingAssetError: one line naming the file, how to make it and the keys to set.
     """
-    how = ("AD-NeRF data_util/deepspeech_features/extract_ds_features.py on "
-           f"{ctx.subject.audio_wav}")  # fmt: skip
+    how = f"AD-NeRF data_util/deepspeech_features/extract_ds_features.py on {ctx.subject.audio_wav}"
     if ctx.cfg.export.nerf_audio:
         path = Path(ctx.cfg.export.nerf_audio).expanduser()
         key = "export.nerf_audio"

@@ -116,11 +116,23 @@ def run(ctx: StageContext) -> StageResult:
         res.focal_losses * [1 / scale, 1 / scale] if len(res.focal_losses) else np.zeros((0, 2))
     )
     save_npz(
-        subject.bfm_fine, frame_names=lm["frame_names"], id=res.id, tex=res.tex, exp=res.exp,
-        euler=res.euler, trans=res.trans, gamma=res.gamma, focal=np.float64(focal_crop),
-        image_size=np.array([h, w]), w2c=w2c, K=K, valid=valid, lmk_rmse_px=rmse,
-        focal_search=search, variant=np.array(model.variant),
-    )  # fmt: skip
+        subject.bfm_fine,
+        frame_names=lm["frame_names"],
+        id=res.id,
+        tex=res.tex,
+        exp=res.exp,
+        euler=res.euler,
+        trans=res.trans,
+        gamma=res.gamma,
+        focal=np.float64(focal_crop),
+        image_size=np.array([h, w]),
+        w2c=w2c,
+        K=K,
+        valid=valid,
+        lmk_rmse_px=rmse,
+        focal_search=search,
+        variant=np.array(model.variant),
+    )
     elapsed = time.time() - started
     if f.overlay:
         _write_overlay(ctx, lm, model, res, scale)

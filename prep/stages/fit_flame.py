@@ -105,12 +105,31 @@ def run(ctx: StageContext) -> StageResult:
     lightning_logger = ctx.logger.lightning() if ctx.logger else None  # per-step loss curves
     sequence = is_sequence(cfg, subject)
     if sequence:
-        out = fit_sequence(flame, data, camera, tc, init, fixed_shape, ctx.device,
-                           trainer=cfg.trainer, logger=lightning_logger)  # fmt: skip
+        out = fit_sequence(
+            flame,
+            data,
+            camera,
+            tc,
+            init,
+            fixed_shape,
+            ctx.device,
+            trainer=cfg.trainer,
+            logger=lightning_logger,
+        )
     else:  # photo collection: no smoothness, no bridging, a shape per image unless same person
         same = cfg.dataset.same_person
-        out = fit_collection(flame, data, camera, tc, same, init, fixed_shape, ctx.device,
-                             trainer=cfg.trainer, logger=lightning_logger)  # fmt: skip
+        out = fit_collection(
+            flame,
+            data,
+            camera,
+            tc,
+            same,
+            init,
+            fixed_shape,
+            ctx.device,
+            trainer=cfg.trainer,
+            logger=lightning_logger,
+        )
         log.info("fit_flame: photo collection, %s", "one identity" if same else "one per image")
     track = tracking_arrays(out, data, cfg.flame.version)
     if tc.photometric and not sequence:

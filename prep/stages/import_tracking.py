@@ -65,8 +65,16 @@ def _assets(cfg: Config) -> list[str]:
 
 
 def _writes(s: SubjectDir) -> list[Path]:
-    return [s.landmarks_npz, s.keypoint_json, s.iris_npz, s.iris_json, s.flame_tracking,
-            s.mask_dir, s.parsing_dir, s.root / "import.json"]  # fmt: skip
+    return [
+        s.landmarks_npz,
+        s.keypoint_json,
+        s.iris_npz,
+        s.iris_json,
+        s.flame_tracking,
+        s.mask_dir,
+        s.parsing_dir,
+        s.root / "import.json",
+    ]
 
 
 @register_stage(
@@ -83,12 +91,18 @@ def run(ctx: StageContext) -> StageResult:
     imp = read_importer(cfg.dataset.name, import_folder(cfg))
     T = imp.n_frames
     if subject.n_frames != T:
-        raise BadInputError(f"extract_frames wrote {subject.n_frames} frames, the import has {T}: "
-                            "re-run with extract_frames.max_frames=null")  # fmt: skip
+        raise BadInputError(
+            f"extract_frames wrote {subject.n_frames} frames, the import has {T}: "
+            "re-run with extract_frames.max_frames=null"
+        )
     model_name = imp.model or cfg.flame.version
     if imp.model and imp.model != cfg.flame.version:
-        log.warning("the imported fit belongs to %s (flame=%s is configured): %s is used",
-                    imp.model, cfg.flame.version, imp.model)  # fmt: skip
+        log.warning(
+            "the imported fit belongs to %s (flame=%s is configured): %s is used",
+            imp.model,
+            cfg.flame.version,
+            imp.model,
+        )
     if imp.mask_files is not None:
         for i, p in enumerate(imp.mask_files):
             write_image(subject.mask_path(i), read_image(p, "gray"))
@@ -105,9 +119,15 @@ def run(ctx: StageContext) -> StageResult:
     _write_landmarks(subject, names, pts, iris, imp.image_size, cfg.dataset.name)
     if imp.params is not None:
         save_tracking(subject, _tracking(imp, names, model_name, K))
-    write_json(subject.root / "import.json", {"dataset": cfg.dataset.name,
-               "source": str(import_folder(cfg)), "flame_model": model_name,
-               "notes": imp.notes})  # fmt: skip
+    write_json(
+        subject.root / "import.json",
+        {
+            "dataset": cfg.dataset.name,
+            "source": str(import_folder(cfg)),
+            "flame_model": model_name,
+            "notes": imp.notes,
+        },
+    )
     for note in imp.notes:
         log.warning("%s", note)
     valid = np.isfinite(pts).all((1, 2)) if pts is not None else np.zeros(T, bool)
@@ -129,8 +149,9 @@ def _fit_landmarks(ctx: StageContext, imp: Imported, model_name: str, K: np.ndar
     emb = load_landmark_embedding(ctx.asset("flame_lmk_embedding_eyes"))
     if imp.params is not None:
         p = imp.params
-        model = FlameModel(data, len(p["shape"]), max(p["expr"].shape[1], 1), emb,
-                           dtype=torch.float64)  # fmt: skip
+        model = FlameModel(
+            data, len(p["shape"]), max(p["expr"].shape[1], 1), emb, dtype=torch.float64
+        )
         return lmk.from_params(model, p, imp.w2c, K)  # no expression: padded with a zero
     model = FlameModel(data, 1, 1, emb, dtype=torch.float64)
     out = []
@@ -138,8 +159,10 @@ def _fit_landmarks(ctx: StageContext, imp: Imported, model_name: str, K: np.ndar
         idx = np.arange(a, min(a + 64, imp.n_frames))
         verts = imp.meshes(idx)
         if verts.shape[1] != model.n_vertices:
-            raise BadInputError(f"imported meshes have {verts.shape[1]} vertices; the FLAME "
-                                f"model {model_name} has {model.n_vertices}")  # fmt: skip
+            raise BadInputError(
+                f"imported meshes have {verts.shape[1]} vertices; the FLAME "
+                f"model {model_name} has {model.n_vertices}"
+            )
         out.append(lmk.from_meshes(model, verts, imp.w2c[idx], K[idx], imp.reference_mesh))
     return np.concatenate(out)
 
@@ -152,21 +175,35 @@ def _write_landmarks(subject, names, pts, iris, image_size, kind: str) -> None:
         raise BadInputError("the import has neither landmarks nor a fit to take them from")
     pts = np.asarray(pts, np.float64)
     valid = np.isfinite(pts).all((1, 2))
-    save_npz(subject.landmarks_npz, frame_names=np.asarray(names), points_px=pts.astype(np.float32),
-             points_raw_px=pts.astype(np.float32),
-             scores=np.where(valid[:, None], 1.0, 0.0).repeat(68, 1).astype(np.float32),
-             valid=valid, interpolated=np.zeros(T, bool), reason=np.where(valid, "", "no_face"),
-             image_hw=np.asarray(image_size), backend=np.asarray(f"import:{kind}"))  # fmt: skip
-    wj(subject.keypoint_json, {n: np.round(pts[i], 3).tolist() for i, n in enumerate(names)
-                               if valid[i]}, indent=None)  # fmt: skip
+    save_npz(
+        subject.landmarks_npz,
+        frame_names=np.asarray(names),
+        points_px=pts.astype(np.float32),
+        points_raw_px=pts.astype(np.float32),
+        scores=np.where(valid[:, None], 1.0, 0.0).repeat(68, 1).astype(np.float32),
+        valid=valid,
+        interpolated=np.zeros(T, bool),
+        reason=np.where(valid, "", "no_face"),
+        image_hw=np.asarray(image_size),
+        backend=np.asarray(f"import:{kind}"),
+    )
+    wj(
+        subject.keypoint_json,
+        {n: np.round(pts[i], 3).tolist() for i, n in enumerate(names) if valid[i]},
+        indent=None,
+    )
     if iris is None:
         return
     iris = np.asarray(iris, np.float64)
     ok = np.isfinite(iris).all(-1)
-    save_npz(subject.iris_npz, frame_names=np.asarray(names), iris_px=iris.astype(np.float32),
-             valid=ok)  # fmt: skip
-    wj(subject.iris_json, {n: np.round(iris[i].reshape(4), 3).tolist() for i, n in enumerate(names)
-                           if ok[i].all()}, indent=None)  # fmt: skip
+    save_npz(
+        subject.iris_npz, frame_names=np.asarray(names), iris_px=iris.astype(np.float32), valid=ok
+    )
+    wj(
+        subject.iris_json,
+        {n: np.round(iris[i].reshape(4), 3).tolist() for i, n in enumerate(names) if ok[i].all()},
+        indent=None,
+    )
 
 
 def _tracking(imp: Imported, names: list[str], model_name: str, K: np.ndarray) -> dict:

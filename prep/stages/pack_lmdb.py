@@ -100,15 +100,27 @@ def run(ctx: StageContext) -> StageResult:
         video = build_video(ctx, size)
         names = [video.name]
         splits = {s: names if cfg.split in (s, "both") else [] for s in ("train", "test")}
-        target = write_lmdb(ctx.subject.lmdb_dir, [video], size=size, splits=splits,
-                            force=ctx.force, map_size=int(cfg.map_size_gb * 2**30),
-                            jpeg_quality=cfg.jpeg_quality)  # fmt: skip
+        target = write_lmdb(
+            ctx.subject.lmdb_dir,
+            [video],
+            size=size,
+            splits=splits,
+            force=ctx.force,
+            map_size=int(cfg.map_size_gb * 2**30),
+            jpeg_quality=cfg.jpeg_quality,
+        )
         n = len(video.coeff_3dmm)
         size_mb = sum(p.stat().st_size for p in target.iterdir()) / 2**20
         total_mb += size_mb
         log.info("pack_lmdb: %d frames of %s -> %s (%.1f MiB)", n, video.name, target, size_mb)
-    write_export_info(ctx.subject.lmdb_dir, "lmdb", f"bfm-{ctx.cfg.bfm.variant}", notes,
-                      n_frames=n, sizes=list(cfg.sizes))  # fmt: skip
+    write_export_info(
+        ctx.subject.lmdb_dir,
+        "lmdb",
+        f"bfm-{ctx.cfg.bfm.variant}",
+        notes,
+        n_frames=n,
+        sizes=list(cfg.sizes),
+    )
     return StageResult(n_frames=n, metrics={"lmdb_mib": total_mb})
 
 
@@ -118,8 +130,10 @@ def _otavatar_notes(ctx: StageContext) -> list[str]:
     notes = []
     n_id = fine["id"].shape[-1]
     if n_id != OTAVATAR_ID:
-        notes.append(f"pack_lmdb: id has {n_id} coefficients (the {ctx.cfg.bfm.variant} basis); "
-                     f"OTAvatar expects AD-NeRF's {OTAVATAR_ID}: bfm.variant=adnerf")  # fmt: skip
+        notes.append(
+            f"pack_lmdb: id has {n_id} coefficients (the {ctx.cfg.bfm.variant} basis); "
+            f"OTAvatar expects AD-NeRF's {OTAVATAR_ID}: bfm.variant=adnerf"
+        )
     w = float(np.asarray(fine["image_size"]).reshape(-1)[-1]) if "image_size" in fine else 512.0
     focal_512 = float(np.asarray(fine["focal"]).reshape(-1)[0]) * 512.0 / w
     if abs(focal_512 / OTAVATAR_FOCAL_512 - 1) > 0.1:

@@ -285,14 +285,17 @@ def _trainer(cfg: TrainerConfig | None, **kwargs) -> L.Trainer:
     """The shared Trainer (prep.track.trainer) in 32-bit on the CPU, where the BFM model lives."""
     cfg = cfg or TrainerConfig()
     if (cfg.accelerator or "cpu") != "cpu" or cfg.precision not in ("32-true", "32"):
-        log.warning("fit_3dmm_fine runs in 32-true on the CPU (trainer.accelerator/precision "
-                    "apply to fit_flame)")  # fmt: skip
+        log.warning(
+            "fit_3dmm_fine runs in 32-true on the CPU (trainer.accelerator/precision "
+            "apply to fit_flame)"
+        )
     cfg = dataclasses.replace(cfg, accelerator="cpu", devices=None, precision="32-true")
     return make_trainer(cfg, "cpu", **kwargs)
 
 
-def fit_landmark_phase(module: BfmFineModule, steps: int,
-                       trainer: TrainerConfig | None = None) -> None:  # fmt: skip
+def fit_landmark_phase(
+    module: BfmFineModule, steps: int, trainer: TrainerConfig | None = None
+) -> None:
     """Landmark phase: `steps` full-batch Adam steps over every frame."""
     module.phase = "lmk"
     T = module.lmk.shape[0]
@@ -300,8 +303,13 @@ def fit_landmark_phase(module: BfmFineModule, steps: int,
     _trainer(trainer, max_steps=steps).fit(module, loader)
 
 
-def fit_photo_phase(module: BfmFineModule, images: FrameImages, epochs: int, batch: int,
-                    trainer: TrainerConfig | None = None) -> None:  # fmt: skip
+def fit_photo_phase(
+    module: BfmFineModule,
+    images: FrameImages,
+    epochs: int,
+    batch: int,
+    trainer: TrainerConfig | None = None,
+) -> None:
     """Photometric phase: `epochs` passes over the frames in mini-batches."""
     if not module.photo_ok or epochs <= 0:
         return

@@ -107,11 +107,19 @@ def fit_collection(
     groups = [ok] if same_person else [ok[k : k + 1] for k in range(len(ok))]
     fits = [
         fit_sequence(
-            flame, data.subset(g), camera, cfg, _subset(init, g, T), fixed_shape, device,
-            on_phase_end if same_person else None, trainer, logger,
+            flame,
+            data.subset(g),
+            camera,
+            cfg,
+            _subset(init, g, T),
+            fixed_shape,
+            device,
+            on_phase_end if same_person else None,
+            trainer,
+            logger,
         )
         for g in groups
-    ]  # fmt: skip
+    ]
     return _scatter(fits, groups, data, same_person, time.perf_counter() - t0)
 
 

@@ -199,10 +199,17 @@ class FlameObjective:
             bins: fixed contour bins, or None to pick them from the pose.
         """
         lmk, mp, _ = self.flame.landmarks(
-            v["shape"], v["expr"], v["global_pose"], v["neck_pose"], v["jaw_pose"],
-            v["eyes_pose"], transl=v["transl"], bins=bins, with_mediapipe=self.use_dense,
+            v["shape"],
+            v["expr"],
+            v["global_pose"],
+            v["neck_pose"],
+            v["jaw_pose"],
+            v["eyes_pose"],
+            transl=v["transl"],
+            bins=bins,
+            with_mediapipe=self.use_dense,
             eyelids=v["eyelids"] if v["eyelids"].numel() else None,
-        )  # fmt: skip
+        )
         pts = lmk if mp is None else torch.cat([lmk, mp], 1)
         return project_flame_points(
             pts, self.params.K_orig(v["focal"]), self.batch["orig_to_crop"][sl]

@@ -52,8 +52,15 @@ FRAME_KEYS = ("expr", *POSE_PARAMS, "transl")
 SMOOTHED = (*HEAD_ROTATIONS, "transl")  # kept smooth across windows
 # Adam moves every parameter by about lr per step whatever its units: scale the step to each
 # parameter's natural size (expression units, radians, metres).
-LR_SCALE = {"expr": 1.0, "eyelids": 1.0, "global_pose": 0.2, "neck_pose": 0.2, "jaw_pose": 0.2,
-            "eyes_pose": 0.2, "transl": 0.04}  # fmt: skip
+LR_SCALE = {
+    "expr": 1.0,
+    "eyelids": 1.0,
+    "global_pose": 0.2,
+    "neck_pose": 0.2,
+    "jaw_pose": 0.2,
+    "eyes_pose": 0.2,
+    "transl": 0.04,
+}
 
 # load_frames(frame indices, (h, w)) -> (rgb (B,h,w,3) float in [0,1], region (B,h,w) bool)
 FrameLoader = Callable[[list[int], tuple[int, int]], tuple[Tensor, Tensor]]
@@ -166,9 +173,13 @@ def _photo_error(colour: Tensor, pix: Tensor, rgb: Tensor, region: Tensor) -> Te
 
 
 def init_albedo_and_light(
-    r: _Renderer, prob: PhotometricProblem, frames: list[int], size_hw: tuple[int, int],
-    per_frame_sh: bool, n_frames: int,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
+    r: _Renderer,
+    prob: PhotometricProblem,
+    frames: list[int],
+    size_hw: tuple[int, int],
+    per_frame_sh: bool,
+    n_frames: int,
+) -> tuple[Tensor, Tensor]:
     """Closed-form start from key frames.
 
     Light: SH fitted to the region's pixels assuming one albedo (their mean colour). Albedo: each
@@ -245,9 +256,15 @@ class _Losses:
             if len(seq) > 1:
                 smooth = smooth + ((seq[1:] - seq[:-1]) ** 2).sum(-1).mean()
         lmk_w = W.lmk * self.prob.lmk_weight
-        loss = (W.photo * photo + lmk_w * lmk + W.albedo_smooth * smooth_alb
-                + W.albedo_mean * alb_mean + W.sh_reg * sh_reg + W.expr_reg * expr_reg
-                + W.pose_smooth * smooth)  # fmt: skip
+        loss = (
+            W.photo * photo
+            + lmk_w * lmk
+            + W.albedo_smooth * smooth_alb
+            + W.albedo_mean * alb_mean
+            + W.sh_reg * sh_reg
+            + W.expr_reg * expr_reg
+            + W.pose_smooth * smooth
+        )
         return loss, {"photo": float(photo.detach()), "lmk": float(lmk.detach())}
 
 

@@ -57,8 +57,9 @@ def frame_loader(
                 region &= inside
             if rgb.shape[:2] != tuple(hw):
                 rgb = cv2.resize(rgb, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
-                region = cv2.resize(region.astype(np.uint8), (hw[1], hw[0]),
-                                    interpolation=cv2.INTER_NEAREST).astype(bool)  # fmt: skip
+                region = cv2.resize(
+                    region.astype(np.uint8), (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST
+                ).astype(bool)
             rgbs.append(rgb)
             regions.append(region)
         rgb_t = torch.from_numpy(np.stack(rgbs)).float() / 255.0
@@ -100,11 +101,16 @@ def refine_tracking(
 
     params = {k: t(track[k]) for k in (*FRAME_KEYS, "shape", "eyelids")}
     prob = PhotometricProblem(
-        params=params, w2c=t(track["w2c"]), K=t(track["K"]),
-        image_size=tuple(int(x) for x in track["image_size"]), lmk_px=t(lmk_px),
-        lmk_w=t(lmk_w), valid=torch.as_tensor(np.asarray(track["valid"], bool)),
-        load_frames=load, lmk_weight=lmk_weight,
-    )  # fmt: skip
+        params=params,
+        w2c=t(track["w2c"]),
+        K=t(track["K"]),
+        image_size=tuple(int(x) for x in track["image_size"]),
+        lmk_px=t(lmk_px),
+        lmk_w=t(lmk_w),
+        valid=torch.as_tensor(np.asarray(track["valid"], bool)),
+        load_frames=load,
+        lmk_weight=lmk_weight,
+    )
     res = refine_photometric(flame, prob, cfg)
     out = dict(track)
     for k in FRAME_KEYS + ("eyelids",):

@@ -94,9 +94,12 @@ def load_lm3d(path: Path | str) -> np.ndarray:
         ) from None
     if lm.shape != (68, 3):
         raise MissingAssetError(
-            "bfm_lm3d", path, ASSETS["bfm_lm3d"].url, "assets.bfm_lm3d",
+            "bfm_lm3d",
+            path,
+            ASSETS["bfm_lm3d"].url,
+            "assets.bfm_lm3d",
             reason=f"'lm' has shape {lm.shape}, expected (68, 3)",
-        )  # fmt: skip
+        )
     return five_points(lm)
 
 

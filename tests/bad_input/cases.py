@@ -171,15 +171,33 @@ def _wandb_never_answers(ctx: Ctx) -> subprocess.CompletedProcess:
 
     from tests.cli_helpers import REPO
 
-    args = ["dataset=custom", f"work_dir={ctx.work}", f"dataset.video={CLIP}", "stage=detect",
-            "extract_frames.max_frames=3", "logger=wandb", "logger.mode=online",
-            "logger.init_timeout_s=3", f"logger.dir={ctx.tmp / 'wandb'}"]  # fmt: skip
+    args = [
+        "dataset=custom",
+        f"work_dir={ctx.work}",
+        f"dataset.video={CLIP}",
+        "stage=detect",
+        "extract_frames.max_frames=3",
+        "logger=wandb",
+        "logger.mode=online",
+        "logger.init_timeout_s=3",
+        f"logger.dir={ctx.tmp / 'wandb'}",
+    ]
     with media.silent_server() as url:
-        env = {**os.environ, "AVATAR_PREP_PROGRESS": "0", "WANDB_BASE_URL": url,
-               "WANDB_API_KEY": "x" * 40}  # fmt: skip
+        env = {
+            **os.environ,
+            "AVATAR_PREP_PROGRESS": "0",
+            "WANDB_BASE_URL": url,
+            "WANDB_API_KEY": "x" * 40,
+        }
         env.pop("WANDB_MODE", None)
-        return subprocess.run([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, str(REPO / "launch.py"), *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
 
 def _offline_run_written(ctx: Ctx, proc) -> None:
@@ -272,50 +290,335 @@ DEMO = ["dataset=demo", "extract_frames.max_frames=6", "logger=none"]
 
 CASES: list[Case] = [
     # -- finished work is never destroyed (items 3, 4) --------------------------------------
-    Case("video: empty file", lambda c: [*c.base, f"dataset.video={media.empty_file(c.tmp / 'e.mp4')}", "stage=extract_frames"], 2, "is empty (0 bytes)", finished=True, item="3"),  # noqa: E501
-    Case("video: random bytes", lambda c: [*c.base, f"dataset.video={_junk(c, 'c.mp4')}", "stage=extract_frames"], 2, "cannot read", finished=True, item="3"),  # noqa: E501
-    Case("video: truncated, finished subject", lambda c: [*c.base, f"dataset.video={media.truncated_copy(CLIP, c.tmp / 't.mp4')}"], 2, "decoded 144 of the 500 frames", finished=True, item="3"),  # noqa: E501
-    Case("video: path does not exist", lambda c: [*c.base, f"dataset.video={c.tmp / 'gone.mp4'}"], 2, "input not found", finished=True, item="3"),  # noqa: E501
-    Case("matting=rvm, checkpoint random bytes", lambda c: [*c.base, "matting=rvm", f"assets.rvm_mobilenetv3={_junk(c, 'r.pth')}", "stage=matting"], 2, "rvm_mobilenetv3: unreadable checkpoint", finished=True, item="4"),  # noqa: E501
-    Case("parsing=bisenet, checkpoint random bytes", lambda c: [*c.base, "parsing=bisenet", f"assets.bisenet={_junk(c, 'b.pth')}", "stage=parsing"], 2, "bisenet: unreadable checkpoint", finished=True, item="4"),  # noqa: E501
-    Case("matting=rvm stage=all, hostile checkpoint", lambda c: [*c.base, "matting=rvm", f"assets.rvm_mobilenetv3={media.hostile_checkpoint(c.tmp / 'h.pth', c.marker)}"], 2, "refused (the checkpoint names posix.system", finished=True, may_change=("report/", ".manifests/report.json"), check=_no_marker, item="1, 4, 11"),  # noqa: E501
-    Case("bfm.variant=adnerf, hostile 3DMM_info.npy", lambda c: [*c.base, "stage=fit_3dmm_fine", "bfm.variant=adnerf", f"assets.bfm_front={_front(c)}", f"assets.bfm_adnerf={media.hostile_npy(c.tmp / '3DMM_info.npy', c.marker)}"], 2, "refused (the pickle names posix.system", finished=True, check=_no_marker, item="1"),  # noqa: E501
+    Case(
+        "video: empty file",
+        lambda c: [
+            *c.base,
+            f"dataset.video={media.empty_file(c.tmp / 'e.mp4')}",
+            "stage=extract_frames",
+        ],
+        2,
+        "is empty (0 bytes)",
+        finished=True,
+        item="3",
+    ),
+    Case(
+        "video: random bytes",
+        lambda c: [*c.base, f"dataset.video={_junk(c, 'c.mp4')}", "stage=extract_frames"],
+        2,
+        "cannot read",
+        finished=True,
+        item="3",
+    ),
+    Case(
+        "video: truncated, finished subject",
+        lambda c: [*c.base, f"dataset.video={media.truncated_copy(CLIP, c.tmp / 't.mp4')}"],
+        2,
+        "decoded 144 of the 500 frames",
+        finished=True,
+        item="3",
+    ),
+    Case(
+        "video: path does not exist",
+        lambda c: [*c.base, f"dataset.video={c.tmp / 'gone.mp4'}"],
+        2,
+        "input not found",
+        finished=True,
+        item="3",
+    ),
+    Case(
+        "matting=rvm, checkpoint random bytes",
+        lambda c: [
+            *c.base,
+            "matting=rvm",
+            f"assets.rvm_mobilenetv3={_junk(c, 'r.pth')}",
+            "stage=matting",
+        ],
+        2,
+        "rvm_mobilenetv3: unreadable checkpoint",
+        finished=True,
+        item="4",
+    ),
+    Case(
+        "parsing=bisenet, checkpoint random bytes",
+        lambda c: [
+            *c.base,
+            "parsing=bisenet",
+            f"assets.bisenet={_junk(c, 'b.pth')}",
+            "stage=parsing",
+        ],
+        2,
+        "bisenet: unreadable checkpoint",
+        finished=True,
+        item="4",
+    ),
+    Case(
+        "matting=rvm stage=all, hostile checkpoint",
+        lambda c: [
+            *c.base,
+            "matting=rvm",
+            f"assets.rvm_mobilenetv3={media.hostile_checkpoint(c.tmp / 'h.pth', c.marker)}",
+        ],
+        2,
+        "refused (the checkpoint names posix.system",
+        finished=True,
+        may_change=("report/", ".manifests/report.json"),
+        check=_no_marker,
+        item="1, 4, 11",
+    ),
+    Case(
+        "bfm.variant=adnerf, hostile 3DMM_info.npy",
+        lambda c: [
+            *c.base,
+            "stage=fit_3dmm_fine",
+            "bfm.variant=adnerf",
+            f"assets.bfm_front={_front(c)}",
+            f"assets.bfm_adnerf={media.hostile_npy(c.tmp / '3DMM_info.npy', c.marker)}",
+        ],
+        2,
+        "refused (the pickle names posix.system",
+        finished=True,
+        check=_no_marker,
+        item="1",
+    ),
     # -- stage keys (item 5) ----------------------------------------------------------------
-    Case("fx= on a finished subject", lambda c: [*c.base, "stage=fit_flame", "fx=1539.67"], 0, "fit_flame        running (config changed)", finished=True, may_change=FIT, check=_fit_only, item="5"),  # noqa: E501
-    Case("FLAME file changed under a finished fit", lambda c: [*c.base, "stage=fit_flame", f"assets.flame2020={media.other_flame_model(c.tmp)}"], 0, "fit_flame        running (inputs changed)", finished=True, may_change=FIT, check=_fit_only, item="5"),  # noqa: E501
+    Case(
+        "fx= on a finished subject",
+        lambda c: [*c.base, "stage=fit_flame", "fx=1539.67"],
+        0,
+        "fit_flame        running (config changed)",
+        finished=True,
+        may_change=FIT,
+        check=_fit_only,
+        item="5",
+    ),
+    Case(
+        "FLAME file changed under a finished fit",
+        lambda c: [
+            *c.base,
+            "stage=fit_flame",
+            f"assets.flame2020={media.other_flame_model(c.tmp)}",
+        ],
+        0,
+        "fit_flame        running (inputs changed)",
+        finished=True,
+        may_change=FIT,
+        check=_fit_only,
+        item="5",
+    ),
     # -- config values up front (item 8, issue 12) --------------------------------------------
-    Case("fit_flame.w.lmk=-1", lambda c: [*c.base, "stage=fit_flame", "fit_flame.w.lmk=-1"], 2, "fit_flame.w.lmk=-1.0 must be > 0", finished=True, item="8"),  # noqa: E501
-    Case("fit_flame.w.smooth_pose=-4", lambda c: [*c.base, "stage=fit_flame", "fit_flame.w.smooth_pose=-4"], 2, "must be >= 0", finished=True, item="8"),  # noqa: E501
-    Case("flame.n_shape above the model's", lambda c: [*c.base, "stage=fit_flame", "flame.n_shape=400"], 2, "flame.n_shape=400 but generic_model.pkl has 300 identity components", finished=True, item="8"),  # noqa: E501
-    Case("device=cuda without a GPU", lambda c: [*c.base, "stage=fit_flame", "device=cuda"], 2, "device=cuda but torch finds no CUDA GPU", finished=True, skip=_gpu, item="8"),  # noqa: E501
-    Case("extract_frames.fps=-5", lambda c: [*c.base, "extract_frames.fps=-5"], 2, "extract_frames.fps=-5.0 must be positive", finished=True, item="8"),  # noqa: E501
+    Case(
+        "fit_flame.w.lmk=-1",
+        lambda c: [*c.base, "stage=fit_flame", "fit_flame.w.lmk=-1"],
+        2,
+        "fit_flame.w.lmk=-1.0 must be > 0",
+        finished=True,
+        item="8",
+    ),
+    Case(
+        "fit_flame.w.smooth_pose=-4",
+        lambda c: [*c.base, "stage=fit_flame", "fit_flame.w.smooth_pose=-4"],
+        2,
+        "must be >= 0",
+        finished=True,
+        item="8",
+    ),
+    Case(
+        "flame.n_shape above the model's",
+        lambda c: [*c.base, "stage=fit_flame", "flame.n_shape=400"],
+        2,
+        "flame.n_shape=400 but generic_model.pkl has 300 identity components",
+        finished=True,
+        item="8",
+    ),
+    Case(
+        "device=cuda without a GPU",
+        lambda c: [*c.base, "stage=fit_flame", "device=cuda"],
+        2,
+        "device=cuda but torch finds no CUDA GPU",
+        finished=True,
+        skip=_gpu,
+        item="8",
+    ),
+    Case(
+        "extract_frames.fps=-5",
+        lambda c: [*c.base, "extract_frames.fps=-5"],
+        2,
+        "extract_frames.fps=-5.0 must be positive",
+        finished=True,
+        item="8",
+    ),
     # -- one line for every mistake (item 9) ------------------------------------------------
     Case("fx=abc", lambda c: ["fx=abc"], 2, "fx=abc: expected a number", item="9"),
-    Case("fit_flame.w.lmkk=1", lambda c: ["fit_flame.w.lmkk=1"], 2, "did you mean fit_flame.w.lmk?", item="9"),  # noqa: E501
-    Case("+fit_flame.w.lmkk=1", lambda c: ["+fit_flame.w.lmkk=1"], 2, "unknown key +fit_flame.w.lmkk", item="9"),  # noqa: E501
+    Case(
+        "fit_flame.w.lmkk=1",
+        lambda c: ["fit_flame.w.lmkk=1"],
+        2,
+        "did you mean fit_flame.w.lmk?",
+        item="9",
+    ),
+    Case(
+        "+fit_flame.w.lmkk=1",
+        lambda c: ["+fit_flame.w.lmkk=1"],
+        2,
+        "unknown key +fit_flame.w.lmkk",
+        item="9",
+    ),
     Case("matting=nope", lambda c: ["matting=nope"], 2, "unknown matting 'nope'", item="9"),
-    Case("dataset=custom without an input", lambda c: c.new("stage=extract_frames"), 2, "needs dataset.video=<file> or dataset.images=<folder>"),  # noqa: E501
-    Case("subject=../x", lambda c: c.new("subject=../x", f"dataset.video={CLIP}"), 2, "path separators"),  # noqa: E501
-    Case("image folder without images", lambda c: c.new(f"dataset.images={_empty_folder(c)}"), 2, "no images"),  # noqa: E501
-    Case("images of mixed sizes", lambda c: c.new(f"dataset.images={_mixed_sizes(c)}"), 2, "mixed image sizes"),  # noqa: E501
+    Case(
+        "dataset=custom without an input",
+        lambda c: c.new("stage=extract_frames"),
+        2,
+        "needs dataset.video=<file> or dataset.images=<folder>",
+    ),
+    Case(
+        "subject=../x",
+        lambda c: c.new("subject=../x", f"dataset.video={CLIP}"),
+        2,
+        "path separators",
+    ),
+    Case(
+        "image folder without images",
+        lambda c: c.new(f"dataset.images={_empty_folder(c)}"),
+        2,
+        "no images",
+    ),
+    Case(
+        "images of mixed sizes",
+        lambda c: c.new(f"dataset.images={_mixed_sizes(c)}"),
+        2,
+        "mixed image sizes",
+    ),
     # -- requested work that could not run (item 11) ----------------------------------------
-    Case("demo, nothing licence-gated asked for", lambda c: [*DEMO, f"work_dir={c.work}", f"assets.root={c.tmp}"], 0, "warning: waiting  fit_flame: flame2020: not found", item="11"),  # noqa: E501
-    Case("demo with matting=rvm, weights missing", lambda c: [*DEMO, f"work_dir={c.work}", f"assets.root={c.tmp}", "matting=rvm"], 2, "stage matting could not run", item="11"),  # noqa: E501
+    Case(
+        "demo, nothing licence-gated asked for",
+        lambda c: [*DEMO, f"work_dir={c.work}", f"assets.root={c.tmp}"],
+        0,
+        "warning: waiting  fit_flame: flame2020: not found",
+        item="11",
+    ),
+    Case(
+        "demo with matting=rvm, weights missing",
+        lambda c: [*DEMO, f"work_dir={c.work}", f"assets.root={c.tmp}", "matting=rvm"],
+        2,
+        "stage matting could not run",
+        item="11",
+    ),
     # -- what the user is told (items 2, 12) ------------------------------------------------
-    Case("stage=assets, garbage and hostile files", lambda c: ["stage=assets", f"assets.root={_assets_folder(c)}"], 0, "refused (the pickle names posix.system", check=_no_marker, item="2"),  # noqa: E501
-    Case("video: truncated, new subject", lambda c: c.new(f"dataset.video={media.truncated_copy(CLIP, c.tmp / 'cut.mp4')}", "subject=fin", "stage=extract_frames"), 0, "decoded 144 of the 500 frames its header announces", check=_warned("decoded 144 of the 500", 144), item="12"),  # noqa: E501
-    Case("two faces", lambda c: c.new(f"dataset.images={media.two_faces_folder(PHOTOS, c.tmp / 'two')}", "stage=detect"), 0, "warning: detect: 3 of 3 frames show 2 faces; following one subject, the larger face", item="12"),  # noqa: E501
-    Case("face of ~60 px", lambda c: c.new(f"dataset.images={media.small_face_folder(PHOTOS, c.tmp / 'small')}", "stage=detect"), 0, "warning: detect: the face is only about 58 px wide", item="12"),  # noqa: E501
-    Case("disk full", lambda c: c.new(f"dataset.video={CLIP}", "extract_frames.max_frames=5", "stage=extract_frames"), 2, "no space left on the device writing", full_disk=True, item="12"),  # noqa: E501
-    Case("--help", lambda c: ["--help"], 0, "usage: python launch.py", check=_short_help, item="12"),  # noqa: E501
-    Case("W&B online, server never answers", lambda c: [], 0, "did not answer within 3 s", run=_wandb_never_answers, check=_offline_run_written, item="10"),  # noqa: E501
+    Case(
+        "stage=assets, garbage and hostile files",
+        lambda c: ["stage=assets", f"assets.root={_assets_folder(c)}"],
+        0,
+        "refused (the pickle names posix.system",
+        check=_no_marker,
+        item="2",
+    ),
+    Case(
+        "video: truncated, new subject",
+        lambda c: c.new(
+            f"dataset.video={media.truncated_copy(CLIP, c.tmp / 'cut.mp4')}",
+            "subject=fin",
+            "stage=extract_frames",
+        ),
+        0,
+        "decoded 144 of the 500 frames its header announces",
+        check=_warned("decoded 144 of the 500", 144),
+        item="12",
+    ),
+    Case(
+        "two faces",
+        lambda c: c.new(
+            f"dataset.images={media.two_faces_folder(PHOTOS, c.tmp / 'two')}", "stage=detect"
+        ),
+        0,
+        "warning: detect: 3 of 3 frames show 2 faces; following one subject, the larger face",
+        item="12",
+    ),
+    Case(
+        "face of ~60 px",
+        lambda c: c.new(
+            f"dataset.images={media.small_face_folder(PHOTOS, c.tmp / 'small')}", "stage=detect"
+        ),
+        0,
+        "warning: detect: the face is only about 58 px wide",
+        item="12",
+    ),
+    Case(
+        "disk full",
+        lambda c: c.new(
+            f"dataset.video={CLIP}", "extract_frames.max_frames=5", "stage=extract_frames"
+        ),
+        2,
+        "no space left on the device writing",
+        full_disk=True,
+        item="12",
+    ),
+    Case(
+        "--help", lambda c: ["--help"], 0, "usage: python launch.py", check=_short_help, item="12"
+    ),
+    Case(
+        "W&B online, server never answers",
+        lambda c: [],
+        0,
+        "did not answer within 3 s",
+        run=_wandb_never_answers,
+        check=_offline_run_written,
+        item="10",
+    ),
     # -- perception: sparse inputs, resume, pixels outside the frame, photo collections -------
-    Case("folder with one photo", lambda c: c.new(f"dataset.images={media.one_photo_folder(PHOTOS, c.tmp / 'one')}", "stage=landmarks"), 0, "detect: a single image: processed as a photo", check=_one_photo, item="7"),  # noqa: E501
-    Case("noise clip, 20 frames, a face in 2", lambda c: c.new(f"dataset.video={media.noise_clip(CLIP, c.tmp / 'noise.mp4')}", "stage=landmarks"), 0, "landmarks: 2/20 frames with a face", check=_noise_clip, item="7"),  # noqa: E501
-    Case("landmarks killed (SIGKILL) and resumed", lambda c: [], 0, "landmarks        41 frames,", finished=True, may_change=("landmarks/", ".manifests/landmarks.json"), run=_kill_landmarks_then_resume, check=_same_as_uninterrupted, item="6"),  # noqa: E501
-    Case("c03, default crop leaves the frame", lambda c: c.new(f"dataset.video={CLIP}", "subject=pad", "extract_frames.max_frames=3", "stage=matting"), 0, "crop: the box leaves the frame by up to", check=_padded_outside_the_frame, item="14"),  # noqa: E501
-    Case("folder of unrelated photos", lambda c: c.new(f"dataset.images={media.unrelated_photos_folder(PHOTOS, CLIP, c.tmp / 'photos')}", "stage=detect"), 0, "processed as a photo collection", check=_said_once("photo collection"), item="13"),  # noqa: E501
-]  # fmt: skip
+    Case(
+        "folder with one photo",
+        lambda c: c.new(
+            f"dataset.images={media.one_photo_folder(PHOTOS, c.tmp / 'one')}", "stage=landmarks"
+        ),
+        0,
+        "detect: a single image: processed as a photo",
+        check=_one_photo,
+        item="7",
+    ),
+    Case(
+        "noise clip, 20 frames, a face in 2",
+        lambda c: c.new(
+            f"dataset.video={media.noise_clip(CLIP, c.tmp / 'noise.mp4')}", "stage=landmarks"
+        ),
+        0,
+        "landmarks: 2/20 frames with a face",
+        check=_noise_clip,
+        item="7",
+    ),
+    Case(
+        "landmarks killed (SIGKILL) and resumed",
+        lambda c: [],
+        0,
+        "landmarks        41 frames,",
+        finished=True,
+        may_change=("landmarks/", ".manifests/landmarks.json"),
+        run=_kill_landmarks_then_resume,
+        check=_same_as_uninterrupted,
+        item="6",
+    ),
+    Case(
+        "c03, default crop leaves the frame",
+        lambda c: c.new(
+            f"dataset.video={CLIP}", "subject=pad", "extract_frames.max_frames=3", "stage=matting"
+        ),
+        0,
+        "crop: the box leaves the frame by up to",
+        check=_padded_outside_the_frame,
+        item="14",
+    ),
+    Case(
+        "folder of unrelated photos",
+        lambda c: c.new(
+            f"dataset.images={media.unrelated_photos_folder(PHOTOS, CLIP, c.tmp / 'photos')}",
+            "stage=detect",
+        ),
+        0,
+        "processed as a photo collection",
+        check=_said_once("photo collection"),
+        item="13",
+    ),
+]
 
 # (case, exit code, message, outputs intact) rows of the cases run in this session; printed at
 # the end of the test run by tests/bad_input/conftest.py.

@@ -167,8 +167,13 @@ def test_declaring_a_collection_redoes_the_face_stages_not_the_frames(finished, 
     video = finished.video
     # said out loud what was already so, or spelled another way: nothing to redo
     spelled = video.parent / "." / video.name
-    out = _run(finished, work, "dataset.sequence=true", "dataset.same_person=true",
-               f"dataset.video={spelled}")  # fmt: skip
+    out = _run(
+        finished,
+        work,
+        "dataset.sequence=true",
+        "dataset.same_person=true",
+        f"dataset.video={spelled}",
+    )
     assert out.ran == []
     out = _run(finished, work, "dataset.sequence=false")
     assert out.skipped == ["extract_frames"]  # detect's chunks are reused, the frames kept

@@ -30,6 +30,8 @@ def test_video_frames_two_seconds_apart_are_a_sequence_and_portraits_are_not(
 def test_declared_or_video_needs_no_frames():
     pairs = np.array([np.nan, 0.1, 0.0])
     assert judge(compose("dataset=custom", "dataset.images=/f", "dataset.sequence=true"), pairs)[0]
-    assert not judge(compose("dataset=custom", "dataset.video=/v.mp4", "dataset.sequence=false"),
-                     np.array([np.nan, 1.0]))[0]  # fmt: skip
+    assert not judge(
+        compose("dataset=custom", "dataset.video=/v.mp4", "dataset.sequence=false"),
+        np.array([np.nan, 1.0]),
+    )[0]
     assert judge(compose("dataset=custom", "dataset.video=/v.mp4"), pairs)[0]  # a video

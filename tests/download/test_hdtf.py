@@ -27,10 +27,14 @@ def _tables(folder, url: str, gone_url: str) -> None:
     )
     (folder / "XX_annotion_time.txt").write_text(
         f"{NAME}.mp4 | 00:02-00:04 | 00:05-00:06.5 | 00:09-00:03 | 00:30-00:40\n"
-        "Gone.mp4 00:01-00:02\n", encoding="utf-8")  # fmt: skip
+        "Gone.mp4 00:01-00:02\n",
+        encoding="utf-8",
+    )
     (folder / "XX_crop_wh.txt").write_text(
         f"{NAME}_0.mp4 | 100 | 300 | 20 | 300\n{NAME}_1.mp4 | -50 | 200 | 0 | 200\n"
-        "Gone_0.mp4 1 2 3\n", encoding="utf-8")  # fmt: skip
+        "Gone_0.mp4 1 2 3\n",
+        encoding="utf-8",
+    )
     (folder / "XX_resolution.txt").write_text(f"{NAME}.mp4 | 1024\n", encoding="utf-8")
 
 
@@ -102,16 +106,26 @@ def test_download_stage_for_a_unicode_subject(tmp_path, compose_cfg, clip_server
     root = tmp_path / "hdtf"
     _tables(root / "annotations", f"{clip_server.url}/anchor.mp4", f"{clip_server.url}/gone.mp4")
     subject = f"{NAME}_1"
-    cfg = compose_cfg("dataset=hdtf", f"dataset.root={root}", f"subject='{subject}'",
-                      "stage=download", "download.size=64")  # fmt: skip
+    cfg = compose_cfg(
+        "dataset=hdtf",
+        f"dataset.root={root}",
+        f"subject='{subject}'",
+        "stage=download",
+        "download.size=64",
+    )
     out = run_plan(cfg, SubjectDir(tmp_path / "work" / "hdtf" / subject))
     assert out.results["download"].metrics["clips_ok"] == 2.0
     assert (root / "processed" / f"{subject}.mp4").exists()
     gone = compose_cfg("dataset=hdtf", f"dataset.root={root}", "subject=Gone_0", "stage=download")
     with pytest.raises(VideoUnavailableError, match="404"):
         run_plan(gone, SubjectDir(tmp_path / "work" / "hdtf" / "Gone_0"))
-    every = compose_cfg("dataset=hdtf", f"dataset.root={root}", "subject=all", "stage=download",
-                        "download.all_videos=true")  # fmt: skip
+    every = compose_cfg(
+        "dataset=hdtf",
+        f"dataset.root={root}",
+        "subject=all",
+        "stage=download",
+        "download.all_videos=true",
+    )
     m = run_plan(every, SubjectDir(tmp_path / "work" / "hdtf" / "all")).results["download"].metrics
     assert m["videos_unavailable"] == 1.0 and m["clips_ok"] == 2.0  # listed, not fatal
 
@@ -146,8 +160,10 @@ def test_downloaded_video_feeds_the_hdtf_ingest(tmp_path, compose_cfg, clip_serv
     (ann / "RD_crop_wh.txt").write_text("Anchor_1.mp4 100 300 50 300\n")
     (ann / "RD_resolution.txt").write_text("Anchor.mp4 512\n")
     common = ("dataset=hdtf", f"dataset.root={root}", "subject=Anchor_1")
-    run_plan(compose_cfg(*common, "stage=download", "download.size=300"),
-             SubjectDir(tmp_path / "work" / "hdtf" / "Anchor_1"))  # fmt: skip
+    run_plan(
+        compose_cfg(*common, "stage=download", "download.size=300"),
+        SubjectDir(tmp_path / "work" / "hdtf" / "Anchor_1"),
+    )
     n_ours, w, _ = _frames(root / "processed" / "Anchor_1.mp4")
     subject = SubjectDir(tmp_path / "work" / "hdtf" / "Anchor_1")
     run_plan(compose_cfg(*common, "stage=extract_frames"), subject)

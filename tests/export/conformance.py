@@ -57,8 +57,9 @@ def pil_rgba(path) -> np.ndarray:
     return np.array(Image.open(path).convert("RGBA"))
 
 
-def image_matches_crop(exported_rgb: np.ndarray, crop_rgb: np.ndarray, D: np.ndarray,
-                       alpha: np.ndarray | None = None) -> float:  # fmt: skip
+def image_matches_crop(
+    exported_rgb: np.ndarray, crop_rgb: np.ndarray, D: np.ndarray, alpha: np.ndarray | None = None
+) -> float:
     """Mean |difference| (grey levels) between an exported image warped back to the crop and the
     crop frame, over the central half of the crop (where the face is) and the foreground."""
     h, w = crop_rgb.shape[:2]

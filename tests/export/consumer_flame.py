@@ -73,19 +73,29 @@ def flame_standard(data, shape, expr, pose15, translation, static_offset=None) -
 
 def flame_imavatar(data, shape, expr, pose15) -> np.ndarray:
     """IMAvatar's FLAME (x4 bases, 100 shape, 50 expression): (T,V,3), x4 units."""
-    base, e = _blend(data, np.asarray(shape, np.float64), np.asarray(expr, np.float64), 4.0,
-                     n_shape=100, n_expr=50)  # fmt: skip
+    base, e = _blend(
+        data,
+        np.asarray(shape, np.float64),
+        np.asarray(expr, np.float64),
+        4.0,
+        n_shape=100,
+        n_expr=50,
+    )
     v_shaped = base[None] + e
     joints = np.einsum("jv,tvc->tjc", data.J_regressor, v_shaped)
-    d4 = type("Scaled", (), {"posedirs": 4.0 * data.posedirs, "weights": data.weights,
-                             "parents": data.parents})  # fmt: skip
+    d4 = type(
+        "Scaled",
+        (),
+        {"posedirs": 4.0 * data.posedirs, "weights": data.weights, "parents": data.parents},
+    )
     return lbs(d4, v_shaped, joints, pose15)
 
 
 def flame_hravatar(data, shape, expr, pose15, translation, flame_scale: float) -> np.ndarray:
     """HRAvatar's FLAME vertices as its Gaussians ride them: (T,V,3) in its world units."""
-    base, e = _blend(data, np.asarray(shape, np.float64), np.asarray(expr, np.float64),
-                     n_shape=100, n_expr=50)  # fmt: skip
+    base, e = _blend(
+        data, np.asarray(shape, np.float64), np.asarray(expr, np.float64), n_shape=100, n_expr=50
+    )
     joints = np.repeat((data.J_regressor @ base)[None], len(pose15), 0)  # shape only
     v = lbs(data, base[None] + e, joints, pose15) + np.asarray(translation)[:, None]
     return flame_scale * v

@@ -22,8 +22,9 @@ def make_tracking(
     w2c = np.tile(np.eye(4), (t, 1, 1))
     w2c[:, :3, :3] = cam.CV_TO_GL
     if rotating:
-        w2c[:, :3, :3] = w2c[:, :3, :3] @ Rotation.from_rotvec(
-            rng.normal(0, 0.1, (t, 3))).as_matrix()  # fmt: skip
+        w2c[:, :3, :3] = (
+            w2c[:, :3, :3] @ Rotation.from_rotvec(rng.normal(0, 0.1, (t, 3))).as_matrix()
+        )
         w2c[:, :3, 3] = rng.normal(0, 0.01, (t, 3)) + [0, 0, 0.6]
     valid = np.ones(t, bool)
     valid[list(INVALID)] = False
@@ -60,8 +61,13 @@ def make_subject(root, t: int = T, seed: int = 0, rotating: bool = False) -> Sub
     save_npz(s.flame_tracking, **track)
     # a still face with detector-like noise (the report flags jitter above 3 px)
     points = rng.uniform(8, 32, (68, 2)) + rng.normal(0, 0.1, (t, 68, 2))
-    save_npz(s.landmarks_npz, points_px=points.astype(np.float32), valid=np.ones(t, bool),
-             image_hw=np.array([H, W]), frame_names=track["frame_names"])  # fmt: skip
+    save_npz(
+        s.landmarks_npz,
+        points_px=points.astype(np.float32),
+        valid=np.ones(t, bool),
+        image_hw=np.array([H, W]),
+        frame_names=track["frame_names"],
+    )
     iris = rng.uniform(10, 30, (2, 2)) + rng.normal(0, 0.1, (t, 2, 2))
     save_npz(s.iris_npz, iris_px=iris.astype(np.float32), valid=np.ones((t, 2), bool))
     np.save(s.root / "aud.npy", rng.normal(size=(t, 16, 29)).astype(np.float32))
@@ -73,25 +79,46 @@ def make_subject(root, t: int = T, seed: int = 0, rotating: bool = False) -> Sub
         write_image(s.mask_path(i), rgba[..., 3].copy())
         write_image(s.parsing_path(i), rng.integers(0, 19, (H, W), dtype=np.uint8))
         write_image(s.crop_frame_path(i), np.ascontiguousarray(rgba[..., :3]))
-        frames.append({
-            "file_path": f"./image/{frame_stem(i)}",
-            "world_mat": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -4.0]],
-            "expression": track["expr"][i].tolist(),
-            "pose": np.concatenate([track["global_pose"][i], track["neck_pose"][i],
-                                    track["jaw_pose"][i], track["eyes_pose"][i]]).tolist(),
-            "bbox": [-0.5, -0.5, 0.5, 0.5],
-            "flame_keypoints": rng.uniform(-1, 1, (70, 2)).tolist(),
-        })  # fmt: skip
-    write_json(s.flame_params_json, {
-        "frames": frames,
-        "intrinsics": cam.imavatar_intrinsics(track["K"], (H, W)).tolist(),
-        "shape_params": track["shape"].tolist(),
-    })  # fmt: skip
+        frames.append(
+            {
+                "file_path": f"./image/{frame_stem(i)}",
+                "world_mat": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -4.0]],
+                "expression": track["expr"][i].tolist(),
+                "pose": np.concatenate(
+                    [
+                        track["global_pose"][i],
+                        track["neck_pose"][i],
+                        track["jaw_pose"][i],
+                        track["eyes_pose"][i],
+                    ]
+                ).tolist(),
+                "bbox": [-0.5, -0.5, 0.5, 0.5],
+                "flame_keypoints": rng.uniform(-1, 1, (70, 2)).tolist(),
+            }
+        )
+    write_json(
+        s.flame_params_json,
+        {
+            "frames": frames,
+            "intrinsics": cam.imavatar_intrinsics(track["K"], (H, W)).tolist(),
+            "shape_params": track["shape"].tolist(),
+        },
+    )
     euler = rng.normal(0, 0.1, (t, 3))
     trans = rng.normal(0, 0.1, (t, 3)) + [0, 0, -10.0]
     w2c, K = cam.adnerf_to_opencv(euler, trans, 1100.0, (W - 1) / 2, (H - 1) / 2)
-    save_npz(s.bfm_fine, euler=euler, trans=trans, focal=np.array(1100.0), valid=np.ones(t, bool),
-             lmk_rmse_px=rng.uniform(0.5, 1.5, t).astype(np.float32), w2c=w2c, K=K,
-             image_size=np.array([H, W]), variant=np.array("adnerf"),
-             id=rng.normal(size=(1, 100)), exp=rng.normal(size=(t, 79)))  # fmt: skip
+    save_npz(
+        s.bfm_fine,
+        euler=euler,
+        trans=trans,
+        focal=np.array(1100.0),
+        valid=np.ones(t, bool),
+        lmk_rmse_px=rng.uniform(0.5, 1.5, t).astype(np.float32),
+        w2c=w2c,
+        K=K,
+        image_size=np.array([H, W]),
+        variant=np.array("adnerf"),
+        id=rng.normal(size=(1, 100)),
+        exp=rng.normal(size=(t, 79)),
+    )
     return s

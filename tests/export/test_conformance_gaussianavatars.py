@@ -78,8 +78,14 @@ def test_gaussianavatars_loader_and_projection(real_export):
         assert rgba.shape == (h, w, 4)
         m = meshes[t]
         pose = np.concatenate([m["rotation"], m["neck_pose"], m["jaw_pose"], m["eyes_pose"]], 1)
-        v = cf.flame_standard(fit.data, first["shape"], m["expr"], pose.astype(float),
-                              m["translation"].astype(float), first["static_offset"])  # fmt: skip
+        v = cf.flame_standard(
+            fit.data,
+            first["shape"],
+            m["expr"],
+            pose.astype(float),
+            m["translation"].astype(float),
+            first["static_offset"],
+        )
         lmk = cf.landmarks_on(v, fit.data.faces, fit.emb, fit.bins[valid[t : t + 1]])[0]
         got.append(splat_project(lmk, np.linalg.inv(c2w), fovx, fovy, w, h))
         f = w / (2 * math.tan(fovx / 2))
@@ -98,7 +104,9 @@ def test_gaussianavatars_loader_and_projection(real_export):
     assert image_matches_crop(rgba[..., :3], crop, D, rgba[..., 3]) < 6.0
     info = json.loads((folder / "prep_export.json").read_text())
     assert info["model"] == "flame2020" and any("flame2023" in n for n in info["notes"])
-    split = {s: json.loads((folder / f"transforms_{s}.json").read_text())["timestep_indices"]
-             for s in ("train", "val", "test")}  # fmt: skip
+    split = {
+        s: json.loads((folder / f"transforms_{s}.json").read_text())["timestep_indices"]
+        for s in ("train", "val", "test")
+    }
     n = len(valid)
     assert len(split["train"]) == math.ceil(0.7 * n) and split["val"] == []  # VHAP, one camera

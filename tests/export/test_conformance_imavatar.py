@@ -113,8 +113,10 @@ def test_imavatar_loader_and_projection(real_export):
     # the per-frame world_mat carries the head motion (issue 15: 17 mm mean in a shared one)
     assert np.ptp(cam_loc[:, 0], axis=0).max() > 1e-3
     info = json.loads((folder / "prep_export.json").read_text())
-    assert info["model"] == "flame2020" and json.loads(
-        (folder / "flame_params.json").read_text())["flame_model"] == "flame2020"  # fmt: skip
+    assert (
+        info["model"] == "flame2020"
+        and json.loads((folder / "flame_params.json").read_text())["flame_model"] == "flame2020"
+    )
 
 
 def test_hravatar_loader_and_projection(real_export):
@@ -141,8 +143,13 @@ def test_hravatar_loader_and_projection(real_export):
         full = np.asarray(entry["fullposecode"], np.float32)
         assert full.shape == (1, 15) and np.asarray(entry["translation"]).shape == (1, 3)
         # as HRAvatar's own preprocessing (DECA's FLAME) defines the parameters: x4, + translation
-        v = 4 * cf.flame_standard(fit.data, shapecode[0], expcode, full.astype(float),
-                                  np.asarray(entry["translation"], float))  # fmt: skip
+        v = 4 * cf.flame_standard(
+            fit.data,
+            shapecode[0],
+            expcode,
+            full.astype(float),
+            np.asarray(entry["translation"], float),
+        )
         lmk = cf.landmarks_on(v, fit.data.faces, fit.emb, fit.bins[valid[k : k + 1]])[0]
         flip = np.array([[1, 0, 0, 0], [0, -1, 0, 0], [0, 0, -1, 0], [0, 0, 0, 1]], np.float32)
         w2c = flip @ np.asarray(entry["world_mat"], np.float32)  # _load_camera, 250-253

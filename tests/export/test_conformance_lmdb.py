@@ -35,8 +35,14 @@ def format_for_lmdb(*args) -> bytes:
 
 
 def open_env(path, resolution):
-    return lmdb.open(str(path / str(resolution)), max_readers=32, readonly=True, lock=False,
-                     readahead=False, meminit=False)  # fmt: skip
+    return lmdb.open(
+        str(path / str(resolution)),
+        max_readers=32,
+        readonly=True,
+        lock=False,
+        readahead=False,
+        meminit=False,
+    )
 
 
 def video_lengths(env, path, is_inference):
@@ -49,10 +55,13 @@ def video_lengths(env, path, is_inference):
 
 def read_video(env, video, n):
     with env.begin(write=False) as txn:
-        frames = [np.asarray(Image.open(io.BytesIO(txn.get(format_for_lmdb(video, i)))))
-                  for i in range(n)]  # fmt: skip
-        arr = {k: np.frombuffer(txn.get(format_for_lmdb(video, k)), dtype=np.float32)
-               for k in ("coeff_3dmm", "keypoint", "condition", "id")}  # fmt: skip
+        frames = [
+            np.asarray(Image.open(io.BytesIO(txn.get(format_for_lmdb(video, i))))) for i in range(n)
+        ]
+        arr = {
+            k: np.frombuffer(txn.get(format_for_lmdb(video, k)), dtype=np.float32)
+            for k in ("coeff_3dmm", "keypoint", "condition", "id")
+        }
     return frames, arr
 
 
@@ -67,8 +76,9 @@ def test_lmdb_loaders_and_geometry(real_export, size):
     assert all(f.shape == (size, size, 3) for f in frames)
     coeff = arr["coeff_3dmm"].reshape((n, -1))
     assert coeff.shape[1] == 260
-    semantic = np.concatenate([coeff[:, 80:144], coeff[:, 224:227], coeff[:, 254:257],
-                               coeff[:, 257:260]], 1)  # fmt: skip
+    semantic = np.concatenate(
+        [coeff[:, 80:144], coeff[:, 224:227], coeff[:, 254:257], coeff[:, 257:260]], 1
+    )
     assert semantic.shape == (n, 73)
     kp = arr["keypoint"].reshape((n, 68, 2))
     cond = arr["condition"].reshape((n, -1))
@@ -85,14 +95,16 @@ def test_lmdb_loaders_and_geometry(real_export, size):
     # the crop parameters align the stored frame to the same 224 crop Deep3DFaceRecon made
     tp_stored = np.concatenate([np.full((n, 2), size), coeff[:, 257:260]], 1)
     aligned_stored = apply_affine(aligned_from_source(tp_stored), kp)
-    aligned_crop = apply_affine(aligned_from_source(coarse["trans_params"].astype(np.float64)),
-                                lm["points_px"])  # fmt: skip
+    aligned_crop = apply_affine(
+        aligned_from_source(coarse["trans_params"].astype(np.float64)), lm["points_px"]
+    )
     assert np.abs(aligned_stored - aligned_crop)[ok].max() < 1e-2
     # the condition camera (AD-NeRF's: R = euler2rot, u = -f x / z + c) draws the fitted BFM
     # landmarks on the stored frame where the fit drew them on the crop
     bfm = BfmModel(load_front_mat(real_export.assets["bfm_front"])).double()
-    lm3d = bfm.keypoints_3d(torch.as_tensor(fine["id"]).double(),
-                            torch.as_tensor(fine["exp"]).double()).numpy()  # fmt: skip
+    lm3d = bfm.keypoints_3d(
+        torch.as_tensor(fine["id"]).double(), torch.as_tensor(fine["exp"]).double()
+    ).numpy()
     x = np.einsum("tij,tnj->tni", euler_to_matrix(-cond[:, :3]), lm3d) + cond[:, None, 3:6]
     c = (size - 1) / 2
     f = cond[:, -1:].astype(np.float64)

@@ -52,8 +52,9 @@ def test_adnerf_loader_and_projection(real_export):
     focal, cx, cy = float(meta["focal_len"]), float(meta["cx"]), float(meta["cy"])
     fine = load_npz(real_export.subject.bfm_fine)
     bfm = BfmModel(load_front_mat(real_export.assets["bfm_front"])).double()
-    lm3d = bfm.keypoints_3d(torch.as_tensor(fine["id"]).double(),
-                            torch.as_tensor(fine["exp"]).double()).numpy()  # fmt: skip
+    lm3d = bfm.keypoints_3d(
+        torch.as_tensor(fine["id"]).double(), torch.as_tensor(fine["exp"]).double()
+    ).numpy()
     x = lm3d @ fine["w2c"][:, :3, :3].transpose(0, 2, 1) + fine["w2c"][:, None, :3, 3]
     own = x @ fine["K"].T
     own = own[..., :2] / own[..., 2:]  # the fit's own projection (crop pixels)

@@ -39,8 +39,9 @@ def test_imavatar_numbering_images_and_camera(export_subject, tmp_path, target, 
     np.testing.assert_allclose(ex.expression[:, :10], track.expr[_valid()], atol=1e-6)
     assert ex.expression.shape[1] == 50 and len(ex.params["shape_params"]) == 100
     # per-frame world_mat: the shared camera plus x4 the head's own translation
-    np.testing.assert_allclose(ex.world_mats[:, :, 3] / 4,
-                               track.transl[_valid()] * [1, 1, 1], atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        ex.world_mats[:, :, 3] / 4, track.transl[_valid()] * [1, 1, 1], atol=1e-6
+    )
     kp = json.loads((out / "keypoint.json").read_text())
     assert len(kp) == n and len(kp[f"{first}.png"]) == 68
     if target == "imavatar":
@@ -150,8 +151,9 @@ def test_insta_meshes_through_the_flame_layer(export_subject, tmp_path, tiny_fla
     from prep.models.flame_io import load_flame_model
 
     track = load_tracking(export_subject)
-    model = FlameModel(load_flame_model(tiny_flame_assets["flame2020"]), 20, 10,
-                       dtype=torch.float64)  # fmt: skip
+    model = FlameModel(
+        load_flame_model(tiny_flame_assets["flame2020"]), 20, 10, dtype=torch.float64
+    )
     flame = FlameVertices(model, track)
     topo = Topology(np.arange(len(model.v_template)), model.faces.numpy()[::2])
     out = tmp_path / "insta"
@@ -215,8 +217,9 @@ def test_nerf_files(export_subject, tmp_path):
     ex = read_nerf(out)
     z = np.load(export_subject.bfm_fine)
     assert n == T and ex.split.count("val") == 1
-    np.testing.assert_allclose(cam.euler_to_matrix(ex.euler), cam.euler_to_matrix(z["euler"]),
-                               atol=1e-9)  # fmt: skip
+    np.testing.assert_allclose(
+        cam.euler_to_matrix(ex.euler), cam.euler_to_matrix(z["euler"]), atol=1e-9
+    )
     np.testing.assert_allclose(ex.trans, z["trans"], atol=1e-9)
     assert ex.focal == 1100.0 and (ex.cx, ex.cy) == ((40 - 1) / 2, (48 - 1) / 2)  # the fit's
     for sub in ("ori_imgs", "head_imgs", "com_imgs"):

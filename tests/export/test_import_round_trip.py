@@ -35,10 +35,17 @@ pytestmark = pytest.mark.slow
 
 def _import(real, kind, root, subject, work, *stages, extra=()):
     """Run stages (import_tracking, then export/fit_flame...) on `root`/`subject` as `kind`."""
-    ov = [f"work_dir={work}", "logger=none", f"dataset={kind}", f"dataset.root={root}",
-          f"subject={subject}", "fit_flame.threads=2", "fit_flame.overlay_video=false",
-          *[f"assets.{k}={real.assets[k]}" for k in ("flame2020", "flame_lmk_embedding_eyes")],
-          *extra]  # fmt: skip
+    ov = [
+        f"work_dir={work}",
+        "logger=none",
+        f"dataset={kind}",
+        f"dataset.root={root}",
+        f"subject={subject}",
+        "fit_flame.threads=2",
+        "fit_flame.overlay_video=false",
+        *[f"assets.{k}={real.assets[k]}" for k in ("flame2020", "flame_lmk_embedding_eyes")],
+        *extra,
+    ]
     outs = []
     for st in stages:
         cfg = compose(*ov, *st)
@@ -48,8 +55,9 @@ def _import(real, kind, root, subject, work, *stages, extra=()):
 
 def _imavatar_px(folder, fit, size):
     data, shape, intr = imavatar_load(folder, size)
-    verts = cf.flame_imavatar(fit.data, shape, np.stack(data["expr"]),
-                              np.stack(data["flame_pose"]).astype(float))  # fmt: skip
+    verts = cf.flame_imavatar(
+        fit.data, shape, np.stack(data["expr"]), np.stack(data["flame_pose"]).astype(float)
+    )
     valid = np.flatnonzero(fit.track["valid"])
     lmk = cf.landmarks_on(verts, fit.data.faces, fit.emb, fit.bins[valid])
     return imavatar_project(lmk, np.stack(data["pose"])[:, None, :3, 3], intr)
@@ -58,9 +66,15 @@ def _imavatar_px(folder, fit, size):
 def test_imavatar_folder_round_trip_and_refit_without_perception(real_export, tmp_path):
     fit = fit_of(real_export)
     src = real_export.subject.export_dir("imavatar")
-    subj, outs = _import(real_export, "imavatar", src.parent, src.name, tmp_path / "w",
-                         ["stage=import_tracking"],
-                         ["stage=export", "export.formats=[imavatar]"])  # fmt: skip
+    subj, outs = _import(
+        real_export,
+        "imavatar",
+        src.parent,
+        src.name,
+        tmp_path / "w",
+        ["stage=import_tracking"],
+        ["stage=export", "export.formats=[imavatar]"],
+    )
     size = tuple(int(v) for v in fit.track["image_size"])
     before = _imavatar_px(src, fit, size)
     after = _imavatar_px(subj.export_dir("imavatar"), fit, size)
@@ -70,8 +84,14 @@ def test_imavatar_folder_round_trip_and_refit_without_perception(real_export, tm
     lm = load_npz(subj.landmarks_npz)
     np.testing.assert_allclose(lm["points_px"][0], kp["1.png"], atol=1e-3)  # the detections
     # fit_flame re-fits on the imported detections; no perception stage runs
-    _, (out,) = _import(real_export, "imavatar", src.parent, src.name, tmp_path / "w",
-                        ["stage=fit_flame", "force=true"])  # fmt: skip
+    _, (out,) = _import(
+        real_export,
+        "imavatar",
+        src.parent,
+        src.name,
+        tmp_path / "w",
+        ["stage=fit_flame", "force=true"],
+    )
     assert out.ran == ["fit_flame"]
     own = json.loads(real_export.subject.manifest_path("fit_flame").read_text())
     rmse = out.results["fit_flame"].metrics["lmk_rmse_px"]
@@ -91,9 +111,13 @@ def _hravatar_px(folder, fit):
     out = []
     for k, name in enumerate(names):
         e = d[name]
-        v = 4 * cf.flame_standard(fit.data, shape, np.asarray(e["expcode"])[:, :50],
-                                  np.asarray(e["fullposecode"], float),
-                                  np.asarray(e["translation"], float))  # fmt: skip
+        v = 4 * cf.flame_standard(
+            fit.data,
+            shape,
+            np.asarray(e["expcode"])[:, :50],
+            np.asarray(e["fullposecode"], float),
+            np.asarray(e["translation"], float),
+        )
         lmk = cf.landmarks_on(v, fit.data.faces, fit.emb, fit.bins[valid[k : k + 1]])[0]
         w2c = np.diag([1.0, -1.0, -1.0, 1.0]) @ np.asarray(e["world_mat"])
         out.append(splat_project(lmk, w2c, fovx, fovy, w, h))
@@ -114,8 +138,9 @@ def test_hravatar_tracked_params_round_trip(real_export, tmp_path):
         ["stage=import_tracking"],
         ["stage=export", "export.formats=[hravatar]"],
     )
-    err = np.linalg.norm(_hravatar_px(subj.export_dir("hravatar"), fit) - _hravatar_px(src, fit),
-                         axis=-1)  # fmt: skip
+    err = np.linalg.norm(
+        _hravatar_px(subj.export_dir("hravatar"), fit) - _hravatar_px(src, fit), axis=-1
+    )
     assert err.max() < TOL_PX, f"HRAvatar -> import -> HRAvatar moved landmarks {err.max():.3f}"
 
 
@@ -124,13 +149,17 @@ def _ga_px(folder, fit):
     valid = np.flatnonzero(fit.track["valid"])
     out = {}
     for c2w, fovx, fovy, w, h, t, _ in cams:
-        frame = next(f for s in ("train", "test")
-                     for f in json.loads((folder / f"transforms_{s}.json").read_text())["frames"]
-                     if f["timestep_index"] == t)  # fmt: skip
+        frame = next(
+            f
+            for s in ("train", "test")
+            for f in json.loads((folder / f"transforms_{s}.json").read_text())["frames"]
+            if f["timestep_index"] == t
+        )
         m = np.load(folder / frame["flame_param_path"])
         pose = np.concatenate([m["rotation"], m["neck_pose"], m["jaw_pose"], m["eyes_pose"]], 1)
-        v = cf.flame_standard(fit.data, m["shape"], m["expr"], pose.astype(float),
-                              m["translation"].astype(float))  # fmt: skip
+        v = cf.flame_standard(
+            fit.data, m["shape"], m["expr"], pose.astype(float), m["translation"].astype(float)
+        )
         lmk = cf.landmarks_on(v, fit.data.faces, fit.emb, fit.bins[valid[t : t + 1]])[0]
         out[t] = splat_project(lmk, np.linalg.inv(c2w), fovx, fovy, w, h)
     return np.stack([out[t] for t in sorted(out)])
@@ -139,9 +168,15 @@ def _ga_px(folder, fit):
 def test_vhap_folder_round_trip(real_export, tmp_path):
     fit = fit_of(real_export)
     src = real_export.subject.export_dir("gaussianavatars")
-    subj, _ = _import(real_export, "vhap", src.parent, src.name, tmp_path / "w",
-                      ["stage=import_tracking"],
-                      ["stage=export", "export.formats=[gaussianavatars]"])  # fmt: skip
+    subj, _ = _import(
+        real_export,
+        "vhap",
+        src.parent,
+        src.name,
+        tmp_path / "w",
+        ["stage=import_tracking"],
+        ["stage=export", "export.formats=[gaussianavatars]"],
+    )
     err = np.linalg.norm(
         _ga_px(subj.export_dir("gaussianavatars"), fit) - _ga_px(src, fit), axis=-1
     )
@@ -153,8 +188,14 @@ def test_insta_folder_gives_the_fits_landmarks(real_export, tmp_path):
     the fit's exactly; the jaw contour's yaw bin is estimated from the mesh (within a bin)."""
     fit = fit_of(real_export)
     src = real_export.subject.export_dir("insta")
-    subj, _ = _import(real_export, "insta_tracked", src.parent, src.name, tmp_path / "w",
-                      ["stage=import_tracking"])  # fmt: skip
+    subj, _ = _import(
+        real_export,
+        "insta_tracked",
+        src.parent,
+        src.name,
+        tmp_path / "w",
+        ["stage=import_tracking"],
+    )
     lm, iris = load_npz(subj.landmarks_npz), load_npz(subj.iris_npz)
     valid = np.flatnonzero(fit.track["valid"])
     err = np.linalg.norm(lm["points_px"] - fit.lmk_px[valid, :68], axis=-1)
@@ -179,8 +220,9 @@ def test_metrical_checkpoints_round_trip(real_export, tmp_path):
     (src / "input").mkdir()
     T = 6
     yaw = np.deg2rad(rng.uniform(-25, 25, T))
-    R_cam = np.stack([np.diag([1.0, -1.0, -1.0]) @ Rotation.from_euler("y", a).as_matrix()
-                      for a in yaw])  # fmt: skip
+    R_cam = np.stack(
+        [np.diag([1.0, -1.0, -1.0]) @ Rotation.from_euler("y", a).as_matrix() for a in yaw]
+    )
     t_cam = np.stack([rng.normal(0, 0.01, 3) + [0, 0, 1.1] for _ in range(T)])
     K = np.array([[1900.0, 0, 256.0], [0, 1900.0, 256.0], [0, 0, 1]])  # pytorch3d: w / 2
     jaw = Rotation.from_rotvec(tr["jaw_pose"][:T].astype(float)).as_matrix()
@@ -192,18 +234,30 @@ def test_metrical_checkpoints_round_trip(real_export, tmp_path):
     for k in range(T):
         fid = f"{k:05d}"
         frame = {
-            "flame": {"exp": exp100[k : k + 1], "shape": shape300[None],
-                      "tex": np.zeros((1, 50), np.float32), "sh": np.zeros((1, 9, 3), np.float32),
-                      "eyes": _six_d(eyes[k]).reshape(1, 12).astype(np.float32),
-                      "eyelids": np.zeros((1, 2), np.float32),
-                      "jaw": _six_d(jaw[k])[None].astype(np.float32)},
-            "camera": {"R": _six_d(R_cam[k])[None].astype(np.float32),
-                       "t": t_cam[k][None].astype(np.float32),
-                       "fl": np.array([[7.4]], np.float32), "pp": np.zeros((1, 2), np.float32)},
-            "opencv": {"R": R_cam[k][None].astype(np.float32),
-                       "t": t_cam[k][None].astype(np.float32), "K": K[None].astype(np.float32)},
-            "img_size": np.array([512, 512]), "frame_id": fid, "global_step": k,
-        }  # fmt: skip
+            "flame": {
+                "exp": exp100[k : k + 1],
+                "shape": shape300[None],
+                "tex": np.zeros((1, 50), np.float32),
+                "sh": np.zeros((1, 9, 3), np.float32),
+                "eyes": _six_d(eyes[k]).reshape(1, 12).astype(np.float32),
+                "eyelids": np.zeros((1, 2), np.float32),
+                "jaw": _six_d(jaw[k])[None].astype(np.float32),
+            },
+            "camera": {
+                "R": _six_d(R_cam[k])[None].astype(np.float32),
+                "t": t_cam[k][None].astype(np.float32),
+                "fl": np.array([[7.4]], np.float32),
+                "pp": np.zeros((1, 2), np.float32),
+            },
+            "opencv": {
+                "R": R_cam[k][None].astype(np.float32),
+                "t": t_cam[k][None].astype(np.float32),
+                "K": K[None].astype(np.float32),
+            },
+            "img_size": np.array([512, 512]),
+            "frame_id": fid,
+            "global_step": k,
+        }
         torch.save(frame, src / "checkpoint" / f"{fid}.frame")
         shutil.copy(real_export.subject.crop_frame_path(k), src / "input" / f"{fid}.png")
     # metrical-tracker's own projection: FLAME at the origin, x = R v + t, K with x + 0.5 centres
@@ -211,15 +265,26 @@ def test_metrical_checkpoints_round_trip(real_export, tmp_path):
     v = cf.flame_standard(fit.data, shape300, exp100, pose.astype(float), np.zeros((T, 3)))
     from prep.importers.landmarks import view_bins
 
-    bins = view_bins(np.concatenate([np.concatenate([R_cam, t_cam[..., None]], 2),
-                                     np.tile([[[0, 0, 0, 1.0]]], (T, 1, 1))], 1),
-                     np.tile(np.eye(3), (T, 1, 1)), np.zeros((T, 3)))  # fmt: skip
+    bins = view_bins(
+        np.concatenate(
+            [np.concatenate([R_cam, t_cam[..., None]], 2), np.tile([[[0, 0, 0, 1.0]]], (T, 1, 1))],
+            1,
+        ),
+        np.tile(np.eye(3), (T, 1, 1)),
+        np.zeros((T, 3)),
+    )
     lmk = cf.landmarks_on(v, fit.data.faces, fit.emb, bins)
     x = np.einsum("tij,tnj->tni", R_cam, lmk) + t_cam[:, None]
     truth = x[..., :2] / x[..., 2:] * K[0, 0] + K[0, 2] - 0.5  # in our integer-centre pixels
-    subj, _ = _import(real_export, "metrical", src.parent, src.name, tmp_path / "w",
-                      ["stage=import_tracking"],
-                      ["stage=export", "export.formats=[gaussianavatars,imavatar]"])  # fmt: skip
+    subj, _ = _import(
+        real_export,
+        "metrical",
+        src.parent,
+        src.name,
+        tmp_path / "w",
+        ["stage=import_tracking"],
+        ["stage=export", "export.formats=[gaussianavatars,imavatar]"],
+    )
     ga = _ga_px(subj.export_dir("gaussianavatars"), fit_with_bins(fit, bins))
     cams = read_cameras(subj.export_dir("gaussianavatars"), "train")
     f = cams[0][3] / (2 * math.tan(cams[0][1] / 2))

@@ -15,8 +15,14 @@ def test_load_composes_the_cut_box(tmp_subject):
         CropTransforms.load(tmp_subject)
     box = np.array([[100.0, 50.0, 356.0, 306.0]] * 3)
     M = box_to_orig_to_crop(box, 512)
-    save_npz(tmp_subject.crop_npz, orig_to_crop=M, crop_to_orig=invert_affine(M), box_xyxy=box,
-             image_size=np.array(512), valid=np.ones(3, bool))  # fmt: skip
+    save_npz(
+        tmp_subject.crop_npz,
+        orig_to_crop=M,
+        crop_to_orig=invert_affine(M),
+        box_xyxy=box,
+        image_size=np.array(512),
+        valid=np.ones(3, bool),
+    )
     ct = CropTransforms.load(tmp_subject)
     np.testing.assert_allclose(ct.source_to_crop, M)  # no cut box: frames are the source
     write_json(tmp_subject.video_json, {"crop_xywh": [40, 30, 800, 800], "n_frames": 3})

@@ -28,15 +28,22 @@ def _metrical_folder(root, T=3, corrupt=False):
     eye6 = np.eye(3)[:2].reshape(6)
     for k in range(T):
         fid = f"{k:05d}"
-        frame = {"flame": {"exp": np.full((1, 100), 0.1 * k, np.float32),
-                           "shape": np.ones((1, 300), np.float32),
-                           "eyes": np.tile(eye6, 2)[None].astype(np.float32),
-                           "eyelids": np.zeros((1, 2), np.float32),
-                           "jaw": eye6[None].astype(np.float32)},
-                 "opencv": {"R": np.diag([1.0, -1, -1])[None].astype(np.float32),
-                            "t": np.array([[0, 0, 1.0]], np.float32),
-                            "K": np.array([[[500, 0, 32], [0, 500, 32], [0, 0, 1]]], np.float32)},
-                 "img_size": np.array([64, 64]), "frame_id": fid}  # fmt: skip
+        frame = {
+            "flame": {
+                "exp": np.full((1, 100), 0.1 * k, np.float32),
+                "shape": np.ones((1, 300), np.float32),
+                "eyes": np.tile(eye6, 2)[None].astype(np.float32),
+                "eyelids": np.zeros((1, 2), np.float32),
+                "jaw": eye6[None].astype(np.float32),
+            },
+            "opencv": {
+                "R": np.diag([1.0, -1, -1])[None].astype(np.float32),
+                "t": np.array([[0, 0, 1.0]], np.float32),
+                "K": np.array([[[500, 0, 32], [0, 500, 32], [0, 0, 1]]], np.float32),
+            },
+            "img_size": np.array([64, 64]),
+            "frame_id": fid,
+        }
         path = root / "checkpoint" / f"{fid}.frame"
         if corrupt and k == 1:
             path.write_bytes(b"not a checkpoint")
@@ -82,9 +89,18 @@ def test_hravatar_tracked_params_camera(tmp_path):
     (s / "image").mkdir(parents=True)
     write_image(s / "image" / "00000.png", np.zeros((8, 8, 4), np.uint8))
     wm = [[1, 0, 0, 0.04], [0, 1, 0, -0.08], [0, 0, 1, -4.0], [0, 0, 0, 1]]
-    doc = {"world_mat": wm, "intrinsics": [1500.0, 1500.0, 4.0, 4.0], "shapecode": [[0.5] * 100],
-           "00000.png": {"expcode": [[0.1] * 100], "fullposecode": [[0.0] * 15], "world_mat": wm,
-                         "translation": [[0.01, 0.0, 0.0]], "cam": [[5.0, 0, 0]]}}  # fmt: skip
+    doc = {
+        "world_mat": wm,
+        "intrinsics": [1500.0, 1500.0, 4.0, 4.0],
+        "shapecode": [[0.5] * 100],
+        "00000.png": {
+            "expcode": [[0.1] * 100],
+            "fullposecode": [[0.0] * 15],
+            "world_mat": wm,
+            "translation": [[0.01, 0.0, 0.0]],
+            "cam": [[5.0, 0, 0]],
+        },
+    }
     (s / "tracked_params.json").write_text(json.dumps(doc))
     imp = read_importer("imavatar", s)
     np.testing.assert_allclose(imp.params["transl"][0], [0.01 + 0.01, -0.02, -1.0])

@@ -23,8 +23,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 def launch(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "AVATAR_PREP_PROGRESS": "0", "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(REPO / "launch.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _summary(sweep: Path) -> dict[str, dict]:
@@ -65,11 +71,20 @@ def test_joblib_runs_subjects_in_worker_processes(tmp_path, clip_c01):
 @pytest.mark.slow
 def test_submitit_local_launcher(tmp_path, clip_c01):
     sweep, work = tmp_path / "sweep", tmp_path / "work"
-    proc = launch("-m", "dataset=custom", f"dataset.video={clip_c01}", "subject=a,b",
-                  "stage=extract_frames", "extract_frames.max_frames=5", "logger=none",
-                  f"work_dir={work}", "hydra/launcher=submitit_local",
-                  "hydra.launcher.cpus_per_task=1", f"hydra.sweep.dir={sweep}",
-                  "hydra.sweep.subdir=${hydra.job.num}")  # fmt: skip
+    proc = launch(
+        "-m",
+        "dataset=custom",
+        f"dataset.video={clip_c01}",
+        "subject=a,b",
+        "stage=extract_frames",
+        "extract_frames.max_frames=5",
+        "logger=none",
+        f"work_dir={work}",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.cpus_per_task=1",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=${hydra.job.num}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert all(r["ok"] for r in _summary(sweep).values())
     for s in ("a", "b"):
@@ -80,8 +95,15 @@ def test_submitit_local_launcher(tmp_path, clip_c01):
 def test_second_job_on_a_locked_subject(tmp_path, clip_c01):
     work = tmp_path / "work"
     subject = SubjectDir(work / "custom" / "busy")
-    args = ("dataset=custom", f"dataset.video={clip_c01}", "subject=busy", "stage=extract_frames",
-            "extract_frames.max_frames=3", "logger=none", f"work_dir={work}")  # fmt: skip
+    args = (
+        "dataset=custom",
+        f"dataset.video={clip_c01}",
+        "subject=busy",
+        "stage=extract_frames",
+        "extract_frames.max_frames=3",
+        "logger=none",
+        f"work_dir={work}",
+    )
     with subject.lock():
         proc = launch(*args)
     assert proc.returncode == 2

@@ -22,8 +22,20 @@ from tests.fixtures.synthetic_sequence import make_sequence, write_subject
 
 REPO = Path(__file__).resolve().parents[2]
 tiny_flame_assets = flame_fixtures.tiny_flame_assets  # the session fixture, registered here
-TERMS = ["lmk", "iris", "prior/shape", "prior/expr", "prior/jaw", "prior/neck", "prior/eyes",
-         "smooth/pose", "smooth/expr", "smooth/transl", "smooth/eyes", "total"]  # fmt: skip
+TERMS = [
+    "lmk",
+    "iris",
+    "prior/shape",
+    "prior/expr",
+    "prior/jaw",
+    "prior/neck",
+    "prior/eyes",
+    "smooth/pose",
+    "smooth/expr",
+    "smooth/transl",
+    "smooth/eyes",
+    "total",
+]
 
 
 @pytest.mark.slow
@@ -34,15 +46,34 @@ def test_sweep_runs_have_per_step_curves_of_every_term(tmp_path, tiny_flame_asse
     write_subject(SubjectDir(work / "custom" / "sw"), seq)
     env = {**os.environ, "AVATAR_PREP_PROGRESS": "0", "WANDB_MODE": "offline"}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "launch.py"), "-m", "dataset=custom", "subject=sw",
-         "stage=fit_flame", "only=true", "tracker.w.smooth_pose=1,10,100", "logger=wandb",
-         f"logger.dir={wb}", f"work_dir={work}", "flame.n_shape=30", "flame.n_expr=20",
-         "fx=900", "fit_flame.threads=1", "fit_flame.overlay_video=false",
-         f"assets.flame2020={tiny_flame_assets['flame2020']}",
-         f"assets.flame_lmk_embedding_eyes={tiny_flame_assets['flame_lmk_embedding_eyes']}",
-         f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "launch.py"),
+            "-m",
+            "dataset=custom",
+            "subject=sw",
+            "stage=fit_flame",
+            "only=true",
+            "tracker.w.smooth_pose=1,10,100",
+            "logger=wandb",
+            f"logger.dir={wb}",
+            f"work_dir={work}",
+            "flame.n_shape=30",
+            "flame.n_expr=20",
+            "fx=900",
+            "fit_flame.threads=1",
+            "fit_flame.overlay_video=false",
+            f"assets.flame2020={tiny_flame_assets['flame2020']}",
+            f"assets.flame_lmk_embedding_eyes={tiny_flame_assets['flame_lmk_embedding_eyes']}",
+            f"hydra.sweep.dir={sweep}",
+            "hydra.sweep.subdir=${hydra.job.num}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "3 ok" in proc.stdout + proc.stderr, proc.stderr[-3000:]
     assert "info: tracker.w.smooth_pose is now fit_flame.w.smooth_pose" in proc.stdout

@@ -28,9 +28,14 @@ def _params(B, ns, ne, seed=0, scale=0.3):
         return (k * torch.randn(*s, generator=g, dtype=torch.float64)).requires_grad_()
 
     return dict(
-        shape=r(ns), expr=r(B, ne), global_pose=r(B, 3, k=scale), neck_pose=r(B, 3, k=0.1),
-        jaw_pose=r(B, 3, k=0.1), eyes_pose=r(B, 6, k=0.1), transl=r(B, 3, k=0.1),
-    )  # fmt: skip
+        shape=r(ns),
+        expr=r(B, ne),
+        global_pose=r(B, 3, k=scale),
+        neck_pose=r(B, 3, k=0.1),
+        jaw_pose=r(B, 3, k=0.1),
+        eyes_pose=r(B, 6, k=0.1),
+        transl=r(B, 3, k=0.1),
+    )
 
 
 def test_rest_pose_is_template(tiny_flame_assets):

@@ -55,8 +55,10 @@ def test_default_light_is_brightest_towards_the_light():
 def test_texture_lookup_on_a_screen_aligned_quad():
     z, f, size = 2.0, 50.0, 40
     half = 0.6
-    v = torch.tensor([[-half, -half, z], [half, -half, z], [half, half, z], [-half, half, z]],
-                     dtype=torch.float64)  # fmt: skip
+    v = torch.tensor(
+        [[-half, -half, z], [half, -half, z], [half, half, z], [-half, half, z]],
+        dtype=torch.float64,
+    )
     faces = torch.tensor([[0, 2, 1], [0, 3, 2]])
     uv_v = torch.tensor([[0, 1], [1, 1], [1, 0], [0, 0]], dtype=torch.float64)  # image top = v 1
     uv_corners = uv_v[faces]
@@ -72,12 +74,18 @@ def test_texture_lookup_on_a_screen_aligned_quad():
 
 def test_flame_render_matches_projected_landmarks(full_flame_assets):
     model = FlameModel(
-        load_flame_model(full_flame_assets["flame2020"]), 20, 10,
+        load_flame_model(full_flame_assets["flame2020"]),
+        20,
+        10,
         load_landmark_embedding(full_flame_assets["flame_lmk_embedding"]),
-    )  # fmt: skip
+    )
     z3 = torch.zeros(1, 3)
-    pose = dict(global_pose=torch.tensor([[0.05, 0.25, 0.0]]), neck_pose=z3, jaw_pose=z3,
-                eyes_pose=torch.zeros(1, 6))  # fmt: skip
+    pose = dict(
+        global_pose=torch.tensor([[0.05, 0.25, 0.0]]),
+        neck_pose=z3,
+        jaw_pose=z3,
+        eyes_pose=torch.zeros(1, 6),
+    )
     g = torch.Generator().manual_seed(0)
     shape, expr = 0.5 * torch.randn(20, generator=g), 0.5 * torch.randn(1, 10, generator=g)
     transl = torch.tensor([[0.0, 0.0, -0.7]])

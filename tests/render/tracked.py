@@ -29,13 +29,22 @@ def tiny_tracking(
     z = np.zeros((T, 3), np.float32)
     trk = dict(
         frame_names=np.array([f"{i:06d}.png" for i in range(T)]),
-        valid=np.ones(T, bool), lmk_rmse_px=np.ones(T, np.float32),
-        shape=np.zeros(5, np.float32), expr=np.zeros((T, 5), np.float32),
+        valid=np.ones(T, bool),
+        lmk_rmse_px=np.ones(T, np.float32),
+        shape=np.zeros(5, np.float32),
+        expr=np.zeros((T, 5), np.float32),
         eyelids=np.zeros((T, 2), np.float32),
-        global_pose=(z + [0, yaw, 0]).astype(np.float32), neck_pose=z, jaw_pose=z,
-        eyes_pose=np.zeros((T, 6), np.float32), transl=(z + transl).astype(np.float32),
-        w2c=np.tile(w2c_flame(), (T, 1, 1)), K=K, image_size=np.array([H, W]),
-        crop_to_orig=np.tile(np.eye(3), (T, 1, 1)), model=np.array("flame2020"),
-        n_shape=np.array(5), n_expr=np.array(5),
-    )  # fmt: skip
+        global_pose=(z + [0, yaw, 0]).astype(np.float32),
+        neck_pose=z,
+        jaw_pose=z,
+        eyes_pose=np.zeros((T, 6), np.float32),
+        transl=(z + transl).astype(np.float32),
+        w2c=np.tile(w2c_flame(), (T, 1, 1)),
+        K=K,
+        image_size=np.array([H, W]),
+        crop_to_orig=np.tile(np.eye(3), (T, 1, 1)),
+        model=np.array("flame2020"),
+        n_shape=np.array(5),
+        n_expr=np.array(5),
+    )
     return model, trk

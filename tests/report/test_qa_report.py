@@ -25,12 +25,21 @@ def _perception(s: SubjectDir, t: int = T) -> None:
     valid = np.ones(t, bool)
     valid[5] = False
     reason = np.where(valid, "ok", "no_face")
-    save_npz(s.detections, score=rng.uniform(0.8, 1, t).astype(np.float32), valid=valid,
-             reason=reason, box_xyxy=np.zeros((t, 4), np.float32))  # fmt: skip
+    save_npz(
+        s.detections,
+        score=rng.uniform(0.8, 1, t).astype(np.float32),
+        valid=valid,
+        reason=reason,
+        box_xyxy=np.zeros((t, 4), np.float32),
+    )
     pts = rng.normal(20, 5, (1, 68, 2)) + rng.normal(0, 0.3, (t, 68, 2))
     pts[9] += 10.0  # a jittery frame
-    save_npz(s.landmarks_npz, points_px=pts.astype(np.float32), valid=valid,
-             scores=np.ones((t, 68), np.float32))  # fmt: skip
+    save_npz(
+        s.landmarks_npz,
+        points_px=pts.astype(np.float32),
+        valid=valid,
+        scores=np.ones((t, 68), np.float32),
+    )
     iris_ok = np.ones((t, 2), bool)
     iris_ok[2, 1] = False
     save_npz(
@@ -42,10 +51,19 @@ def _perception(s: SubjectDir, t: int = T) -> None:
     )
     write_json(s.video_json, {"n_frames": t, "fps": 25.0})
     for stage, sec in (("extract_frames", 1.5), ("detect", 3.0), ("landmarks", 2.0)):
-        write_json(s.manifest_path(stage), {
-            "stage": stage, "config_hash": "abc", "config": {stage: {"x": 1}},
-            "started_at": f"2026-01-01T00:00:0{int(sec)}", "duration_s": sec, "n_frames": t,
-            "n_flagged": 1, "metrics": {"valid_frac": 0.9}})  # fmt: skip
+        write_json(
+            s.manifest_path(stage),
+            {
+                "stage": stage,
+                "config_hash": "abc",
+                "config": {stage: {"x": 1}},
+                "started_at": f"2026-01-01T00:00:0{int(sec)}",
+                "duration_s": sec,
+                "n_frames": t,
+                "n_flagged": 1,
+                "metrics": {"valid_frac": 0.9},
+            },
+        )
 
 
 def test_jitter_is_distance_to_temporal_midpoint():
@@ -112,8 +130,11 @@ def test_report_stage_writes_pages_and_index(reported, compose_cfg):
     assert all((work / h).exists() for h in hrefs)
     page = (subjects[0].report_dir / "index.html").read_text()
     assert page.count("<svg") >= 5 and "data:video/mp4;base64," in page
-    small = subject_page(collect(subjects[0], ReportConfig(embed_total_mb=0)), subjects[0],
-                         ReportConfig(embed_total_mb=0))  # fmt: skip
+    small = subject_page(
+        collect(subjects[0], ReportConfig(embed_total_mb=0)),
+        subjects[0],
+        ReportConfig(embed_total_mb=0),
+    )
     assert "data:video/mp4" not in small and 'href="../overlays/landmarks/landmarks.mp4"' in small
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from a CDN
     cfg = compose_cfg("dataset=custom", "subject=alpha", "stage=report")
@@ -133,13 +154,25 @@ def _chromium() -> str:
 def test_page_renders_in_headless_chromium(reported, tmp_path):
     browser = _chromium()
     subjects, work = reported
-    args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=5000"]  # fmt: skip
+    args = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+    ]
     n_plots = {}
     for page in (subjects[0].report_dir / "index.html", work / "index.html"):
-        dom = subprocess.run([*args, "--dump-dom", page.resolve().as_uri()], capture_output=True,
-                             text=True, timeout=120)  # fmt: skip
+        dom = subprocess.run(
+            [*args, "--dump-dom", page.resolve().as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert 'data-render-check="ok"' in dom.stdout, dom.stdout[-500:] + dom.stderr[-2000:]
         console_errors = [
             ln
@@ -150,8 +183,15 @@ def test_page_renders_in_headless_chromium(reported, tmp_path):
         n_plots[page.parent.name] = int(re.search(r'data-n-plots="(\d+)"', dom.stdout).group(1))
     assert n_plots["report"] >= 5
     shot = tmp_path / "shot.png"
-    subprocess.run([*args, f"--screenshot={shot}", "--window-size=1200,2400",
-                    (subjects[0].report_dir / "index.html").resolve().as_uri()],
-                   capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [
+            *args,
+            f"--screenshot={shot}",
+            "--window-size=1200,2400",
+            (subjects[0].report_dir / "index.html").resolve().as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     img = read_image(shot)
     assert img.shape[0] > 1000 and img.std() > 10  # plots and thumbnails, not a blank page

@@ -75,23 +75,45 @@ def _tiny_mesh_frames(assets):
     transl = (-centre + torch.tensor([0, 0, -1.6 * extent])).numpy().astype(np.float32)
     z = np.zeros((T, 3), np.float32)
     trk = dict(
-        frame_names=np.array([f"{i:06d}.png" for i in range(T)]), lmk_rmse_px=np.ones(T),
-        valid=np.ones(T, bool), shape=np.zeros(5, np.float32), expr=np.zeros((T, 5), np.float32),
-        eyelids=np.zeros((T, 2), np.float32), global_pose=(z + [0, 0.2, 0]).astype(np.float32),
+        frame_names=np.array([f"{i:06d}.png" for i in range(T)]),
+        lmk_rmse_px=np.ones(T),
+        valid=np.ones(T, bool),
+        shape=np.zeros(5, np.float32),
+        expr=np.zeros((T, 5), np.float32),
+        eyelids=np.zeros((T, 2), np.float32),
+        global_pose=(z + [0, 0.2, 0]).astype(np.float32),
         neck_pose=z,
-        jaw_pose=z, eyes_pose=np.zeros((T, 6), np.float32), transl=(z + transl).astype(np.float32),
-        w2c=np.tile(w2c_flame(), (T, 1, 1)), K=K, image_size=np.array([H, W]),
-        crop_to_orig=np.tile(np.eye(3), (T, 1, 1)), model=np.array("flame2020"),
-        n_shape=np.array(5), n_expr=np.array(5),
-    )  # fmt: skip
-    verts = model(torch.zeros(5), torch.zeros(T, 5), torch.from_numpy(trk["global_pose"]),
-                  torch.zeros(T, 3), torch.zeros(T, 3), torch.zeros(T, 6),
-                  transl=torch.from_numpy(trk["transl"])).vertices  # fmt: skip
+        jaw_pose=z,
+        eyes_pose=np.zeros((T, 6), np.float32),
+        transl=(z + transl).astype(np.float32),
+        w2c=np.tile(w2c_flame(), (T, 1, 1)),
+        K=K,
+        image_size=np.array([H, W]),
+        crop_to_orig=np.tile(np.eye(3), (T, 1, 1)),
+        model=np.array("flame2020"),
+        n_shape=np.array(5),
+        n_expr=np.array(5),
+    )
+    verts = model(
+        torch.zeros(5),
+        torch.zeros(T, 5),
+        torch.from_numpy(trk["global_pose"]),
+        torch.zeros(T, 3),
+        torch.zeros(T, 3),
+        torch.zeros(T, 6),
+        transl=torch.from_numpy(trk["transl"]),
+    ).vertices
     sh = torch.zeros(9, 3)
     sh[0], sh[3], sh[2] = 0.8, 0.35, -0.25  # strong light from the side
-    out = render_mesh(verts, model.faces, torch.from_numpy(trk["w2c"]).float(),
-                      torch.from_numpy(K), (H, W), albedo=torch.tensor([0.6, 0.4, 0.3]).expand(
-                      model.n_vertices, 3), sh=sh)  # fmt: skip
+    out = render_mesh(
+        verts,
+        model.faces,
+        torch.from_numpy(trk["w2c"]).float(),
+        torch.from_numpy(K),
+        (H, W),
+        albedo=torch.tensor([0.6, 0.4, 0.3]).expand(model.n_vertices, 3),
+        sh=sh,
+    )
     images = [linear_to_srgb(out.rgb[t].numpy()) for t in range(T)]
     labels = [out.mask[t].numpy().astype(np.uint8) for t in range(T)]
     return trk, images, labels
@@ -157,10 +179,16 @@ def test_intrinsic_anything_fake_install_and_gap_filling(compose_cfg, tmp_path):
 
 
 def test_missing_intrinsic_anything_install_names_the_asset(compose_cfg, tmp_path):
-    s = _subject(tmp_path / "work" / "custom" / "s1", [np.zeros((H, W, 3), np.uint8)],
-                 [np.ones((H, W), np.uint8)])  # fmt: skip
-    cfg = _cfg(compose_cfg, "albedo=intrinsic_anything",
-               f"assets.intrinsic_anything_dir={tmp_path / 'nowhere'}")  # fmt: skip
+    s = _subject(
+        tmp_path / "work" / "custom" / "s1",
+        [np.zeros((H, W, 3), np.uint8)],
+        [np.ones((H, W), np.uint8)],
+    )
+    cfg = _cfg(
+        compose_cfg,
+        "albedo=intrinsic_anything",
+        f"assets.intrinsic_anything_dir={tmp_path / 'nowhere'}",
+    )
     with pytest.raises(MissingAssetError, match="intrinsic_anything_dir"):
         run_plan(cfg, s)
 
@@ -169,8 +197,13 @@ def test_missing_intrinsic_anything_install_names_the_asset(compose_cfg, tmp_pat
 def test_real_clip_albedo_flattens_shading(compose_cfg, clip_c03):
     """c03 through the real upstream stages (8 frames): Retinex albedo removes most low-frequency
     shading inside the face region while keeping its colour."""
-    cfg = compose_cfg("dataset=custom", f"dataset.video={clip_c03}", "subject=c03", "stage=albedo",
-                      "extract_frames.max_frames=8")  # fmt: skip
+    cfg = compose_cfg(
+        "dataset=custom",
+        f"dataset.video={clip_c03}",
+        "subject=c03",
+        "stage=albedo",
+        "extract_frames.max_frames=8",
+    )
     from prep.subject import subject_dir
 
     s = subject_dir(cfg)

@@ -163,9 +163,14 @@ def test_matting_first_matches_crop_first(tmp_subject, c03):
 def _launch(video, work_dir, max_frames: int) -> list[str]:
     """`python launch.py` on `video` (custom dataset, no logger), its first `max_frames` frames."""
     return [
-        sys.executable, "launch.py", "dataset=custom", f"dataset.video={video}", "logger=none",
-        f"work_dir={work_dir}", f"extract_frames.max_frames={max_frames}",
-    ]  # fmt: skip
+        sys.executable,
+        "launch.py",
+        "dataset=custom",
+        f"dataset.video={video}",
+        "logger=none",
+        f"work_dir={work_dir}",
+        f"extract_frames.max_frames={max_frames}",
+    ]
 
 
 @pytest.mark.slow

@@ -27,10 +27,17 @@ CHUNK = 32  # landmarks chunk: five chunks, so a kill can land between two of th
 
 def _overrides(video: Path, work: Path, stage: str) -> list[str]:
     return [
-        "dataset=custom", f"dataset.video={video}", "logger=none", f"work_dir={work}",
-        f"extract_frames.max_frames={N}", f"landmarks.chunk={CHUNK}", "landmarks.overlay=false",
-        "parsing.overlay=false", "iris.overlay=false", f"stage={stage}",
-    ]  # fmt: skip
+        "dataset=custom",
+        f"dataset.video={video}",
+        "logger=none",
+        f"work_dir={work}",
+        f"extract_frames.max_frames={N}",
+        f"landmarks.chunk={CHUNK}",
+        "landmarks.overlay=false",
+        "parsing.overlay=false",
+        "iris.overlay=false",
+        f"stage={stage}",
+    ]
 
 
 def _run(video: Path, work: Path, stage: str) -> SubjectDir:

@@ -25,9 +25,15 @@ def subject(tmp_path) -> SubjectDir:
 
 
 def _cfg(compose_cfg, subject, *extra):
-    return compose_cfg("dataset=custom", "subject=s1", "stage=export", "only=true",
-                       "export.insta_meshes=false", f"export.nerf_audio={subject.root / 'aud.npy'}",
-                       *extra)  # fmt: skip
+    return compose_cfg(
+        "dataset=custom",
+        "subject=s1",
+        "stage=export",
+        "only=true",
+        "export.insta_meshes=false",
+        f"export.nerf_audio={subject.root / 'aud.npy'}",
+        *extra,
+    )
 
 
 def test_export_all_formats_then_skip_then_rerun_on_lost_file(compose_cfg, subject):
@@ -36,10 +42,13 @@ def test_export_all_formats_then_skip_then_rerun_on_lost_file(compose_cfg, subje
     assert out.ran == ["export"]
     m = out.results["export"].metrics
     assert m["imavatar_frames"] == m["insta_frames"] == T - len(INVALID) and m["nerf_frames"] == T
-    for fmt, probe in [("imavatar", "flame_params.json"), ("hravatar", "tracked_params.json"),
-                       ("insta", "transforms_test.json"),
-                       ("gaussianavatars", "canonical_flame_param.npz"),
-                       ("nerf", "aud.npy")]:  # fmt: skip
+    for fmt, probe in [
+        ("imavatar", "flame_params.json"),
+        ("hravatar", "tracked_params.json"),
+        ("insta", "transforms_test.json"),
+        ("gaussianavatars", "canonical_flame_param.npz"),
+        ("nerf", "aud.npy"),
+    ]:
         assert (subject.export_dir(fmt) / probe).exists()
         assert (subject.export_dir(fmt) / "prep_export.json").exists()
     assert run_plan(cfg, subject).skipped == ["export"]
@@ -64,9 +73,14 @@ def test_no_format_is_a_config_error(compose_cfg, subject):
 
 
 def test_missing_audio_features_is_one_line_before_any_work(compose_cfg, subject, tmp_path):
-    cfg = compose_cfg("dataset=custom", "subject=s1", "stage=export", "only=true",
-                      "export.formats=[imavatar,nerf]",
-                      f"assets.deepspeech_features={tmp_path / 'ds'}")  # fmt: skip
+    cfg = compose_cfg(
+        "dataset=custom",
+        "subject=s1",
+        "stage=export",
+        "only=true",
+        "export.formats=[imavatar,nerf]",
+        f"assets.deepspeech_features={tmp_path / 'ds'}",
+    )
     with pytest.raises(MissingAssetError, match="deepspeech_features.*assets.deepspeech_features"):
         run_plan(cfg, subject)
     (tmp_path / "ds").mkdir()
@@ -76,9 +90,14 @@ def test_missing_audio_features_is_one_line_before_any_work(compose_cfg, subject
 
 
 def test_missing_insta_topology_names_the_asset(compose_cfg, subject, tmp_path):
-    cfg = compose_cfg("dataset=custom", "subject=s1", "stage=export", "only=true",
-                      "export.formats=[insta]",
-                      f"assets.root={tmp_path / 'no-assets'}")  # fmt: skip
+    cfg = compose_cfg(
+        "dataset=custom",
+        "subject=s1",
+        "stage=export",
+        "only=true",
+        "export.formats=[insta]",
+        f"assets.root={tmp_path / 'no-assets'}",
+    )
     with pytest.raises(MissingAssetError, match="insta_topology"):
         run_plan(cfg, subject)
 
@@ -94,9 +113,14 @@ def test_insta_meshes_through_the_engine(compose_cfg, subject, tiny_flame_assets
     data = load_flame_model(tiny_flame_assets["flame2020"])
     topo = tmp_path / "mesh_masks"  # INSTA-pytorch's folder: canonical.obj carries the faces
     write_obj(topo / "canonical.obj", data.v_template, data.faces[1:])
-    cfg = _cfg(compose_cfg, subject, "export.formats=[insta]", "export.insta_meshes=true",
-               f"assets.flame2020={tiny_flame_assets['flame2020']}",
-               f"assets.insta_topology={topo}")  # fmt: skip
+    cfg = _cfg(
+        compose_cfg,
+        subject,
+        "export.formats=[insta]",
+        "export.insta_meshes=true",
+        f"assets.flame2020={tiny_flame_assets['flame2020']}",
+        f"assets.insta_topology={topo}",
+    )
     run_plan(cfg, subject)
     ex = read_insta(subject.export_dir("insta"))
     track = load_tracking(subject)
@@ -109,9 +133,15 @@ def test_insta_meshes_through_the_engine(compose_cfg, subject, tiny_flame_assets
         return torch.as_tensor(np.asarray(a, np.float64))
 
     i = valid[3]
-    ref = model(f64(track.shape), f64(track.expr[i : i + 1]), f64(track.global_pose[i : i + 1]),
-                f64(track.neck_pose[i : i + 1]), f64(track.jaw_pose[i : i + 1]),
-                f64(track.eyes_pose[i : i + 1]), transl=t[3:4])  # fmt: skip
+    ref = model(
+        f64(track.shape),
+        f64(track.expr[i : i + 1]),
+        f64(track.global_pose[i : i + 1]),
+        f64(track.neck_pose[i : i + 1]),
+        f64(track.jaw_pose[i : i + 1]),
+        f64(track.eyes_pose[i : i + 1]),
+        transl=t[3:4],
+    )
     np.testing.assert_allclose(verts, ref.vertices[0].numpy(), atol=1e-5)
     np.testing.assert_array_equal(faces, data.faces[1:])
     assert (subject.export_dir("insta") / "canonical.obj").exists()

@@ -22,10 +22,15 @@ from tests.stages.bfm_subject import make_bfm_subject
 T = 12
 FAST_LANDMARK_FIT = ["fit_3dmm_coarse.backend.iters_rigid=40", "fit_3dmm_coarse.backend.iters=80"]
 FAST = [
-    "fit_3dmm_fine.size=128", "fit_3dmm_fine.iters_focal=60", "fit_3dmm_fine.iters_lmk=150",
-    "fit_3dmm_fine.focal_search=[200,275,350]", "fit_3dmm_fine.focal_search_frames=8",
-    "fit_3dmm_fine.n_photo_vertices=400", "fit_3dmm_fine.photo_batch=6", "pack_lmdb.sizes=[64]",
-]  # fmt: skip
+    "fit_3dmm_fine.size=128",
+    "fit_3dmm_fine.iters_focal=60",
+    "fit_3dmm_fine.iters_lmk=150",
+    "fit_3dmm_fine.focal_search=[200,275,350]",
+    "fit_3dmm_fine.focal_search_frames=8",
+    "fit_3dmm_fine.n_photo_vertices=400",
+    "fit_3dmm_fine.photo_batch=6",
+    "pack_lmdb.sizes=[64]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +51,16 @@ def setup(tmp_path, compose_cfg, template):
     def cfg(stage: str, *extra: str):
         # the landmark fit's budgets are its backend's settings: only with that option chosen
         coarse = [] if "fit_3dmm_coarse=deep3dface" in extra else FAST_LANDMARK_FIT
-        return compose_cfg("dataset=custom", "subject=s1", f"stage={stage}", "only=true",
-                           f"assets.root={assets}", *coarse, *FAST, *extra)  # fmt: skip
+        return compose_cfg(
+            "dataset=custom",
+            "subject=s1",
+            f"stage={stage}",
+            "only=true",
+            f"assets.root={assets}",
+            *coarse,
+            *FAST,
+            *extra,
+        )
 
     return subject, cfg
 
@@ -84,8 +97,9 @@ def test_coarse_fine_and_lmdb_on_a_clip_shorter_than_a_batch(setup):
         coeff = r.array("s1", "coeff_3dmm")
         np.testing.assert_allclose(coeff[:, :257], c["coeff"], atol=1e-6)
         # crop parameters of the stored 64 px frames (the coarse fit aligned the 128 px crops)
-        np.testing.assert_allclose(coeff[:, 257:], crop_params_at_size(c["trans_params"], 64),
-                                   rtol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(
+            coeff[:, 257:], crop_params_at_size(c["trans_params"], 64), rtol=1e-6
+        )
         cond = r.array("s1", "condition")
         np.testing.assert_allclose(cond[:, :3], -f["euler"], atol=1e-6)
         np.testing.assert_allclose(cond[:, 6], float(f["focal"]) * 64 / 128, rtol=1e-5)

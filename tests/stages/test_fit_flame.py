@@ -180,9 +180,14 @@ def test_real_clip_with_synthetic_model(compose_cfg, clip_c01, flame_public, tmp
 
     assets = write_full_assets(tmp_path / "flame", flame_public)
     keys = ["flame2020", "flame_lmk_embedding_eyes"]
-    cfg = compose_cfg("dataset=custom", f"dataset.video={clip_c01}", "stage=fit_flame",
-                      "extract_frames.max_frames=24", "fit_flame.threads=1",
-                      *[f"assets.{k}={assets[k]}" for k in keys])  # fmt: skip
+    cfg = compose_cfg(
+        "dataset=custom",
+        f"dataset.video={clip_c01}",
+        "stage=fit_flame",
+        "extract_frames.max_frames=24",
+        "fit_flame.threads=1",
+        *[f"assets.{k}={assets[k]}" for k in keys],
+    )
     from prep.subject import subject_dir
 
     s = subject_dir(cfg)

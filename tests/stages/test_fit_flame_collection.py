@@ -57,11 +57,18 @@ def _photos(flame, order=None, missing: int | None = None) -> SyntheticSequence:
 
 def _fit(compose_cfg, tiny_flame_assets, photos: SyntheticSequence, name: str, *extra):
     cfg = compose_cfg(
-        "dataset=custom", f"subject={name}", "stage=fit_flame", "only=true", "flame.n_shape=30",
-        "flame.n_expr=20", "fit_flame.threads=1", "fit_flame.overlay_video=false", f"fx={FOCAL}",
+        "dataset=custom",
+        f"subject={name}",
+        "stage=fit_flame",
+        "only=true",
+        "flame.n_shape=30",
+        "flame.n_expr=20",
+        "fit_flame.threads=1",
+        "fit_flame.overlay_video=false",
+        f"fx={FOCAL}",
         *[f"assets.{k}={tiny_flame_assets[k]}" for k in ("flame2020", "flame_lmk_embedding_eyes")],
         *extra,
-    )  # fmt: skip
+    )
     s = SubjectDir(f"{cfg.work_dir}/custom/{name}")
     write_subject(s, photos, frames=False)
     run_plan(cfg, s)
@@ -75,15 +82,22 @@ PER_FRAME = ("expr", "global_pose", "jaw_pose", "transl")
 def test_collection_fit_is_per_image_and_order_free(compose_cfg, tiny_flame, tiny_flame_assets):
     photos = _photos(tiny_flame)
     a, s = _fit(compose_cfg, tiny_flame_assets, photos, "c1", "dataset.sequence=false")
-    b, _ = _fit(compose_cfg, tiny_flame_assets, _photos(tiny_flame, ORDER), "c2",
-                "dataset.sequence=false")  # fmt: skip
+    b, _ = _fit(
+        compose_cfg, tiny_flame_assets, _photos(tiny_flame, ORDER), "c2", "dataset.sequence=false"
+    )
     assert a["shape"].shape == (N, 30)  # one identity per image
     for k in (*PER_FRAME, "shape"):
         np.testing.assert_allclose(b[k], a[k][ORDER], atol=1e-5, err_msg=k)
     assert not s.flame_params_json.exists()  # IMAvatar json holds one identity
     # each person's own identity: closer to the truth than one shared identity could be
-    shared, _ = _fit(compose_cfg, tiny_flame_assets, photos, "c3", "dataset.sequence=false",
-                     "dataset.same_person=true")  # fmt: skip
+    shared, _ = _fit(
+        compose_cfg,
+        tiny_flame_assets,
+        photos,
+        "c3",
+        "dataset.sequence=false",
+        "dataset.same_person=true",
+    )
     assert shared["shape"].shape == (30,)
     assert np.nanmean(a["lmk_rmse_px"]) < np.nanmean(shared["lmk_rmse_px"])
 
@@ -110,8 +124,13 @@ def test_same_person_has_no_temporal_smoothness(compose_cfg, tiny_flame, tiny_fl
 
 
 def test_image_without_a_face_is_not_bridged(compose_cfg, tiny_flame, tiny_flame_assets):
-    t, _ = _fit(compose_cfg, tiny_flame_assets, _photos(tiny_flame, missing=2), "m1",
-                "dataset.sequence=false")  # fmt: skip
+    t, _ = _fit(
+        compose_cfg,
+        tiny_flame_assets,
+        _photos(tiny_flame, missing=2),
+        "m1",
+        "dataset.sequence=false",
+    )
     assert not t["valid"][2] and np.isnan(t["lmk_rmse_px"][2])
     assert (t["expr"][2] == 0).all() and (t["global_pose"][2] == 0).all()
     assert (t["shape"][2] == 0).all() and np.isfinite(t["transl"][2]).all()

@@ -20,15 +20,24 @@ T, S = 4, 96
 def _subject(root, assets) -> SubjectDir:
     model, trk = tiny_tracking(assets, T, S, S, landmarks=True)
     trk["expr"] = np.random.default_rng(0).normal(0, 0.5, (T, 5)).astype(np.float32)
-    p = {k: torch.as_tensor(trk[k]) for k in ("expr", "global_pose", "neck_pose", "jaw_pose",
-                                               "eyes_pose", "transl")}  # fmt: skip
+    p = {
+        k: torch.as_tensor(trk[k])
+        for k in ("expr", "global_pose", "neck_pose", "jaw_pose", "eyes_pose", "transl")
+    }
     shape = torch.as_tensor(trk["shape"])
     verts = model(shape, **p).vertices
     w2c, K = torch.as_tensor(trk["w2c"]).float(), torch.as_tensor(trk["K"])
     sh = torch.zeros(9, 3)
     sh[0], sh[3] = 0.8, 0.3
-    img = render_mesh(verts, model.faces, w2c, K, (S, S), albedo=torch.tensor([0.7, 0.5, 0.4])
-                      .expand(model.n_vertices, 3), sh=sh)  # fmt: skip
+    img = render_mesh(
+        verts,
+        model.faces,
+        w2c,
+        K,
+        (S, S),
+        albedo=torch.tensor([0.7, 0.5, 0.4]).expand(model.n_vertices, 3),
+        sh=sh,
+    )
     lmk, _, _ = model.landmarks(shape, **p)
     lmk_px = camera_to_pixels(world_to_camera(lmk, w2c), K)[:, :68].numpy()
     s = SubjectDir(root)
@@ -36,9 +45,14 @@ def _subject(root, assets) -> SubjectDir:
     for i in range(T):
         write_image(s.crop_frame_path(i), (img.rgb[i].numpy() * 255).round().astype(np.uint8))
         write_image(s.parsing_path(i), img.mask[i].numpy().astype(np.uint8))
-    save_npz(s.landmarks_npz, points_px=lmk_px.astype(np.float32), scores=np.ones((T, 68)),
-             valid=np.ones(T, bool), frame_names=np.array([f"{i:06d}.jpg" for i in range(T)]),
-             image_hw=np.array([S, S]))  # fmt: skip
+    save_npz(
+        s.landmarks_npz,
+        points_px=lmk_px.astype(np.float32),
+        scores=np.ones((T, 68)),
+        valid=np.ones(T, bool),
+        frame_names=np.array([f"{i:06d}.jpg" for i in range(T)]),
+        image_hw=np.array([S, S]),
+    )
     save_npz(s.iris_npz, iris_px=np.zeros((T, 2, 2)), valid=np.zeros((T, 2), bool))
     for st in ("landmarks", "iris"):
         write_json(s.manifest_path(st), {"stage": st, "version": 1})
@@ -50,12 +64,19 @@ def test_fit_flame_runs_the_photometric_phase(compose_cfg, tmp_path, tiny_flame_
     s = _subject(tmp_path / "work" / "custom" / "s1", tiny_flame_assets)
     a = tiny_flame_assets
     cfg = compose_cfg(
-        "dataset=custom", "subject=s1", "stage=fit_flame", "only=true", "flame.n_shape=5",
-        "flame.n_expr=5", f"assets.flame2020={a['flame2020']}",
+        "dataset=custom",
+        "subject=s1",
+        "stage=fit_flame",
+        "only=true",
+        "flame.n_shape=5",
+        "flame.n_expr=5",
+        f"assets.flame2020={a['flame2020']}",
         f"assets.flame_lmk_embedding_eyes={a['flame_lmk_embedding_eyes']}",
-        "fit_flame.photometric=true", "fit_flame.overlay_max_frames=3",
-        "fit_flame.photo.sizes=[48,96]", "fit_flame.photo.steps=[12,8]",
-    )  # fmt: skip
+        "fit_flame.photometric=true",
+        "fit_flame.overlay_max_frames=3",
+        "fit_flame.photo.sizes=[48,96]",
+        "fit_flame.photo.steps=[12,8]",
+    )
     run_plan(cfg, s)
     m = read_json(s.manifest_path("fit_flame"))["metrics"]
     # The landmarks are exact here, so the landmark fit is already right: the phase must not

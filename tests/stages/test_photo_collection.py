@@ -31,8 +31,16 @@ def _images(shared_data: Path, clip_c01: Path, clip_c03: Path) -> list[np.ndarra
     c01 = clip_frames(clip_c01, 231)
     c03 = clip_frames(clip_c03, 1)
     # p11 is a full profile: no face for MediaPipe's mesh (an image to flag, not to bridge)
-    imgs = [photos["p02"], c01[0], read_image(hopper, "rgb"), c03[0], photos["p08"],
-            photos["p11"], c01[230], c01[150]]  # fmt: skip
+    imgs = [
+        photos["p02"],
+        c01[0],
+        read_image(hopper, "rgb"),
+        c03[0],
+        photos["p08"],
+        photos["p11"],
+        c01[230],
+        c01[150],
+    ]
     return [letterbox(im) for im in imgs]
 
 
@@ -44,9 +52,14 @@ def _write(folder: Path, images: list[np.ndarray]) -> Path:
 
 def _landmarks(folder: Path, work: Path, *overrides: str):
     cfg = compose(
-        f"work_dir={work}", "logger=none", "dataset=custom", f"dataset.images={folder}",
-        "stage=landmarks", "landmarks.overlay=false", *overrides,
-    )  # fmt: skip
+        f"work_dir={work}",
+        "logger=none",
+        "dataset=custom",
+        f"dataset.images={folder}",
+        "stage=landmarks",
+        "landmarks.overlay=false",
+        *overrides,
+    )
     subject = subject_dir(cfg)
     run_plan(cfg, subject)
     return subject

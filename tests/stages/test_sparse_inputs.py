@@ -75,8 +75,11 @@ def test_iris_and_report_survive_frames_without_any_face(tmp_subject):
         warnings.simplefilter("error")  # no "Mean of empty slice" either
         res = iris_from_mesh(np.full((3, 478, 3), np.nan, np.float32), np.zeros(3, bool))
         assert not res.valid.any() and (res.reason == "no_face").all()
-        save_npz(tmp_subject.landmarks_npz, points_px=np.full((3, 68, 2), np.nan),
-                 valid=np.zeros(3, bool))  # fmt: skip
+        save_npz(
+            tmp_subject.landmarks_npz,
+            points_px=np.full((3, 68, 2), np.nan),
+            valid=np.zeros(3, bool),
+        )
         save_npz(tmp_subject.iris_npz, valid=res.valid, reason=res.reason, ear=res.ear)
         summary = collect(tmp_subject, ReportConfig())
     assert summary.n_frames == 3 and sorted(summary.flagged) == [0, 1, 2]

@@ -120,7 +120,17 @@ def test_the_shared_trainer_runs_the_fine_fit_in_32_bit_on_the_cpu(bfm_model, ca
     lmk = adnerf_sequence(bfm_model, T, 500.0, size, seed=2)["lmk_px"]
     s = FineConfig(size=size, iters_lmk=5)
     with torch_threads(1):
-        res = fit_video(bfm_model, lmk, np.ones((T, 68)), s, "fixed", 500.0, [], 0, None,
-                        trainer=TrainerConfig(precision="64-true", accelerator="gpu"))  # fmt: skip
+        res = fit_video(
+            bfm_model,
+            lmk,
+            np.ones((T, 68)),
+            s,
+            "fixed",
+            500.0,
+            [],
+            0,
+            None,
+            trainer=TrainerConfig(precision="64-true", accelerator="gpu"),
+        )
     assert res.exp.dtype == np.float32 and np.isfinite(res.lmk_rmse_px).all()
     assert "fit_3dmm_fine runs in 32-true on the CPU" in caplog.text

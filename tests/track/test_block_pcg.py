@@ -54,8 +54,13 @@ def test_no_shared_block():
     bf = torch.randn(T, P, generator=g, dtype=torch.float64)
     empty = torch.zeros(0, dtype=torch.float64)
     xf, xs = solve_frames_shared(
-        Af, torch.zeros(T, P, 0, dtype=torch.float64), torch.zeros(0, 0, dtype=torch.float64),
-        [], bf, empty, tol=1e-12,
-    )  # fmt: skip
+        Af,
+        torch.zeros(T, P, 0, dtype=torch.float64),
+        torch.zeros(0, 0, dtype=torch.float64),
+        [],
+        bf,
+        empty,
+        tol=1e-12,
+    )
     assert xs.numel() == 0
     assert torch.allclose(xf, torch.linalg.solve(Af, bf[..., None])[..., 0], atol=1e-10)

@@ -67,8 +67,19 @@ def test_gauss_newton_jacobian_matches_autograd(flame, oracle):
 
     flame64 = flame.double()
     seq = make_sequence(oracle, 6, seed=2)
-    p = FlameParams(6, flame.n_shape, flame.n_expr, False, True, seq.focal, True, 1.0, 255.5,
-                    255.5, dtype=torch.float64)  # fmt: skip
+    p = FlameParams(
+        6,
+        flame.n_shape,
+        flame.n_expr,
+        False,
+        True,
+        seq.focal,
+        True,
+        1.0,
+        255.5,
+        255.5,
+        dtype=torch.float64,
+    )
     p.load(InitValues(**{k: v + 0.01 for k, v in seq.gt.items()}))
     obj = FlameObjective(
         flame64, p, TrackerConfig(), False, FlameDataModule(seq.data, torch.float64).batch

@@ -51,8 +51,13 @@ def _rows(path) -> list[dict[str, float]]:
 def test_one_lightning_step_per_solver_step_with_every_term_logged(flame, oracle, tmp_path):
     seq = make_sequence(oracle, 12, seed=2, size=256, focal=900.0, noise_px=1.0)
     logger = CSVLogger(str(tmp_path), name="", version="run")
-    out = fit_sequence(flame, seq.data, Camera(900.0, 900.0, 127.5, 127.5),
-                       TrackerConfig(phases=PHASES), logger=logger)  # fmt: skip
+    out = fit_sequence(
+        flame,
+        seq.data,
+        Camera(900.0, 900.0, 127.5, 127.5),
+        TrackerConfig(phases=PHASES),
+        logger=logger,
+    )
     rows = _rows(tmp_path / "run" / "metrics.csv")
     assert len(rows) == sum(p.iters for p in PHASES)  # max_steps = the budgets' sum
     assert [int(r["phase"]) for r in rows] == [0, 0, 0, 1, 1, 1, 1, 2, 2]
@@ -87,8 +92,13 @@ def test_a_converged_phase_ends_before_its_budget(flame, oracle, tmp_path):
         seq = make_sequence(oracle, 6, seed=4, size=256, focal=900.0, noise_px=0.0)
         phases = [PhaseConfig("rigid", ["global_pose", "transl"], 40)]
         logger = CSVLogger(str(tmp_path), name="", version="run")
-        out = fit_sequence(f64, seq.data, Camera(900.0, 900.0, 127.5, 127.5),
-                           TrackerConfig(phases=phases), logger=logger)  # fmt: skip
+        out = fit_sequence(
+            f64,
+            seq.data,
+            Camera(900.0, 900.0, 127.5, 127.5),
+            TrackerConfig(phases=phases),
+            logger=logger,
+        )
     finally:
         flame.float()
     rows = _rows(tmp_path / "run" / "metrics.csv")
@@ -118,9 +128,15 @@ def test_lbfgs_step_is_one_iteration_of_torchs_lbfgs():
         return x.detach(), calls[0]
 
     def torch_lbfgs(p):
-        return torch.optim.LBFGS(p, max_iter=20, max_eval=500, history_size=20,
-                                 line_search_fn="strong_wolfe", tolerance_grad=1e-12,
-                                 tolerance_change=1e-15)  # fmt: skip
+        return torch.optim.LBFGS(
+            p,
+            max_iter=20,
+            max_eval=500,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-12,
+            tolerance_change=1e-15,
+        )
 
     ours, n_ours = run(lambda p: LBFGS(p, history_size=20), 20)
     ref, n_ref = run(torch_lbfgs, 1)
@@ -151,8 +167,13 @@ def test_bad_trainer_settings_stop_before_any_stage(compose_cfg):
 def test_precision_must_match_the_model(flame, oracle):
     seq = make_sequence(oracle, 3, seed=1, size=256, focal=900.0)
     with pytest.raises(BadConfigError, match="64-true"):
-        fit_sequence(flame, seq.data, Camera(900.0, 900.0, 127.5, 127.5), TrackerConfig(),
-                     trainer=TrainerConfig(precision="64-true"))  # fmt: skip
+        fit_sequence(
+            flame,
+            seq.data,
+            Camera(900.0, 900.0, 127.5, 127.5),
+            TrackerConfig(),
+            trainer=TrainerConfig(precision="64-true"),
+        )
 
 
 @pytest.mark.gpu

@@ -46,8 +46,19 @@ def problem(tmp_path_factory):
     cfg = TrackerConfig()
     cfg.w.dense = 0.7
     cfg.charbonnier_eps_px = 2.0
-    p = FlameParams(T, flame.n_shape, flame.n_expr, True, True, 900.0, True, 1.0, 127.5, 127.5,
-                    dtype=torch.float64)  # fmt: skip
+    p = FlameParams(
+        T,
+        flame.n_shape,
+        flame.n_expr,
+        True,
+        True,
+        900.0,
+        True,
+        1.0,
+        127.5,
+        127.5,
+        dtype=torch.float64,
+    )
     keys = [f.name for f in dataclasses.fields(InitValues)]
     off = {k: seq.gt[k] + rng.normal(0, 0.02, np.shape(seq.gt[k])) for k in keys}
     p.load(InitValues(**off))
@@ -64,8 +75,9 @@ def test_every_term_is_present(problem):
 def _autograd_gradient(obj, lay, name):
     us = obj.params.groups(lay.names)
     total = obj.evaluate()[name]
-    grads = dict(zip(us, torch.autograd.grad(total, list(us.values()), allow_unused=True),
-                     strict=True))  # fmt: skip
+    grads = dict(
+        zip(us, torch.autograd.grad(total, list(us.values()), allow_unused=True), strict=True)
+    )
     g = {n: (x if x is not None else torch.zeros_like(us[n])) for n, x in grads.items()}
     gf = torch.cat([g[n].reshape(T, -1) for n, _, _ in lay.frame], 1)
     gs = torch.cat([g[n].reshape(-1) for n, _, _ in lay.shared])
@@ -92,9 +104,17 @@ def _residuals_and_weights(obj, lay, x):
         v[n] = x[: T * Dp].reshape(T, Dp)[:, i : i + d]
     for n, i, d in lay.shared:
         v[n] = x[T * Dp + i : T * Dp + i + d].reshape(v[n].shape)
-    lmk, mp, _ = obj.flame.landmarks(v["shape"], v["expr"], v["global_pose"], v["neck_pose"],
-                                     v["jaw_pose"], v["eyes_pose"], transl=v["transl"],
-                                     eyelids=v["eyelids"], with_mediapipe=True)  # fmt: skip
+    lmk, mp, _ = obj.flame.landmarks(
+        v["shape"],
+        v["expr"],
+        v["global_pose"],
+        v["neck_pose"],
+        v["jaw_pose"],
+        v["eyes_pose"],
+        transl=v["transl"],
+        eyelids=v["eyelids"],
+        with_mediapipe=True,
+    )
     f = v["focal"].exp()[0]
     one = torch.tensor([1.0, 1.0, 0.0], dtype=f.dtype)
     K = f * torch.diag(one) + torch.tensor(
@@ -105,9 +125,11 @@ def _residuals_and_weights(obj, lay, x):
     eps = cfg.charbonnier_eps_px / 128.0
     lw = b["lmk_w"].clone()
     lw[:, :17] *= cfg.w.contour
-    sets = [(slice(0, 68), b["lmk_px"], lw, cfg.w.lmk),
-            (slice(68, 70), b["iris_px"], b["iris_w"], cfg.w.iris * 3.0),
-            (slice(70, None), b["dense_px"], b["dense_w"], cfg.w.dense)]  # fmt: skip
+    sets = [
+        (slice(0, 68), b["lmk_px"], lw, cfg.w.lmk),
+        (slice(68, 70), b["iris_px"], b["iris_w"], cfg.w.iris * 3.0),
+        (slice(70, None), b["dense_px"], b["dense_w"], cfg.w.dense),
+    ]
     rs, ws, loss = [], [], 0.0
     for rows, obs, w, weight in sets:
         r = (pts[:, rows] - obs) / half
@@ -117,12 +139,21 @@ def _residuals_and_weights(obj, lay, x):
         rs.append(r.reshape(-1))
         ws.append((2 * a * 0.5 / torch.sqrt(s + eps**2))[..., None].expand(-1, -1, 2).reshape(-1))
     w = cfg.w
-    priors = [("shape", w.shape_prior), ("expr", w.expr_prior), ("jaw_pose", w.jaw_prior),
-              ("neck_pose", w.neck_prior), ("eyes_pose", w.eyes_prior),
-              ("eyelids", w.eyelids_prior)]  # fmt: skip
-    smooth = [(["global_pose", "neck_pose", "jaw_pose"], w.smooth_pose), (["expr"], w.smooth_expr),
-              (["transl"], w.smooth_transl), (["eyes_pose"], w.smooth_eyes),
-              (["eyelids"], w.smooth_expr)]  # fmt: skip
+    priors = [
+        ("shape", w.shape_prior),
+        ("expr", w.expr_prior),
+        ("jaw_pose", w.jaw_prior),
+        ("neck_pose", w.neck_prior),
+        ("eyes_pose", w.eyes_prior),
+        ("eyelids", w.eyelids_prior),
+    ]
+    smooth = [
+        (["global_pose", "neck_pose", "jaw_pose"], w.smooth_pose),
+        (["expr"], w.smooth_expr),
+        (["transl"], w.smooth_transl),
+        (["eyes_pose"], w.smooth_eyes),
+        (["eyelids"], w.smooth_expr),
+    ]
     regs = [(v[n].reshape(-1), c) for n, c in priors]
     for names, c in smooth:
         z = torch.cat([v[n] for n in names], 1)

@@ -30,8 +30,12 @@ def _one_torch_thread():
 
 def _sequence(assets):
     g = torch.Generator().manual_seed(1)
-    model = FlameModel(load_flame_model(assets["flame2020"]), 5, 5,
-                       load_landmark_embedding(assets["flame_lmk_embedding"]))  # fmt: skip
+    model = FlameModel(
+        load_flame_model(assets["flame2020"]),
+        5,
+        5,
+        load_landmark_embedding(assets["flame_lmk_embedding"]),
+    )
     v = model.v_template
     centre = (v.min(0).values + v.max(0).values) / 2
     extent = float((v.max(0).values - v.min(0).values).max())
@@ -41,10 +45,11 @@ def _sequence(assets):
         "shape": torch.zeros(5),
         "expr": 0.5 * torch.randn(T, 5, generator=g),
         "global_pose": torch.tensor([0.0, 0.3, 0.0]) + 0.05 * torch.randn(T, 3, generator=g),
-        "neck_pose": torch.zeros(T, 3), "jaw_pose": torch.zeros(T, 3),
+        "neck_pose": torch.zeros(T, 3),
+        "jaw_pose": torch.zeros(T, 3),
         "eyes_pose": torch.zeros(T, 6),
         "transl": (-centre + torch.tensor([0, 0, -1.6 * extent])).expand(T, 3).clone(),
-    }  # fmt: skip
+    }
     w2c = torch.from_numpy(w2c_flame()).float().expand(T, 4, 4)
     # the truth is drawn by the independent oracle, not by the FLAME layer under test
     oracle = FlameOracle.from_assets(assets, 5, 5, eyes=False)
@@ -80,10 +85,15 @@ def test_refinement_lowers_photometric_error_and_keeps_landmarks(tiny_flame_asse
     init["expr"] += 0.4 * torch.randn(T, 5, generator=g)
     init["global_pose"] += 0.03 * torch.randn(T, 3, generator=g)
     prob = PhotometricProblem(
-        params=init, w2c=w2c, K=K, image_size=(S, S), lmk_px=lmk_px,
-        lmk_w=torch.ones(lmk_px.shape[:2]), valid=torch.ones(T, dtype=torch.bool),
+        params=init,
+        w2c=w2c,
+        K=K,
+        image_size=(S, S),
+        lmk_px=lmk_px,
+        lmk_w=torch.ones(lmk_px.shape[:2]),
+        valid=torch.ones(T, dtype=torch.bool),
         load_frames=_loader(rgb, mask),
-    )  # fmt: skip
+    )
     cfg = PhotometricConfig(sizes=[32, 64], steps=[15, 15], batch_frames=3)
     res = refine_photometric(model, prob, cfg)
     m = res.metrics
@@ -101,8 +111,9 @@ def test_invalid_frames_are_left_untouched(tiny_flame_assets):  # noqa: F811
     valid = torch.zeros(T, dtype=torch.bool)
     valid[1] = True
     init = {k: v.clone() + (0.1 if k == "expr" else 0.0) for k, v in gt.items()}
-    prob = PhotometricProblem(init, w2c, K, (S, S), lmk_px, torch.ones(lmk_px.shape[:2]), valid,
-                              _loader(rgb, mask))  # fmt: skip
+    prob = PhotometricProblem(
+        init, w2c, K, (S, S), lmk_px, torch.ones(lmk_px.shape[:2]), valid, _loader(rgb, mask)
+    )
     res = refine_photometric(model, prob, PhotometricConfig(sizes=[32], steps=[3]))
     untouched = torch.arange(T) != 1
     torch.testing.assert_close(res.params["expr"][untouched], init["expr"][untouched])
@@ -120,8 +131,10 @@ def test_refine_tracking_reads_subject_files(tmp_path, tiny_flame_assets):  # no
 
     model, trk = tiny_tracking(tiny_flame_assets, 4, S, S, landmarks=True)
     s = SubjectDir(tmp_path / "s")
-    t = {k: torch.as_tensor(trk[k]) for k in ("expr", "global_pose", "neck_pose", "jaw_pose",
-                                               "eyes_pose", "transl")}  # fmt: skip
+    t = {
+        k: torch.as_tensor(trk[k])
+        for k in ("expr", "global_pose", "neck_pose", "jaw_pose", "eyes_pose", "transl")
+    }
     verts = model(torch.as_tensor(trk["shape"]), **t).vertices
     w2c, K = torch.as_tensor(trk["w2c"]).float(), torch.as_tensor(trk["K"])
     img = render_mesh(verts, model.faces, w2c, K, (S, S))
@@ -146,9 +159,16 @@ def test_refine_tracking_reads_subject_files(tmp_path, tiny_flame_assets):  # no
 def test_per_frame_lighting(tiny_flame_assets):  # noqa: F811
     model, gt, w2c, K, rgb, mask, lmk_px = _sequence(tiny_flame_assets)
     rgb = rgb * torch.linspace(0.6, 1.2, T)[:, None, None, None]  # light dims and brightens
-    prob = PhotometricProblem({k: v.clone() for k, v in gt.items()}, w2c, K, (S, S), lmk_px,
-                              torch.ones(lmk_px.shape[:2]), torch.ones(T, dtype=torch.bool),
-                              _loader(rgb, mask))  # fmt: skip
+    prob = PhotometricProblem(
+        {k: v.clone() for k, v in gt.items()},
+        w2c,
+        K,
+        (S, S),
+        lmk_px,
+        torch.ones(lmk_px.shape[:2]),
+        torch.ones(T, dtype=torch.bool),
+        _loader(rgb, mask),
+    )
     cfg = PhotometricConfig(sizes=[32], steps=[30], sh_per_frame=True, batch_frames=T)
     res = refine_photometric(model, prob, cfg)
     assert res.sh.shape == (T, 9, 3)
@@ -162,8 +182,16 @@ def test_nan_parameters_and_empty_regions_stay_finite(tiny_flame_assets):  # noq
     init["expr"][2] = float("nan")
     empty = torch.zeros_like(mask)
     empty[4:] = mask[4:]  # frames 0-3 have no face region at all
-    prob = PhotometricProblem(init, w2c, K, (S, S), lmk_px, torch.ones(lmk_px.shape[:2]),
-                              torch.ones(T, dtype=torch.bool), _loader(rgb, empty))  # fmt: skip
+    prob = PhotometricProblem(
+        init,
+        w2c,
+        K,
+        (S, S),
+        lmk_px,
+        torch.ones(lmk_px.shape[:2]),
+        torch.ones(T, dtype=torch.bool),
+        _loader(rgb, empty),
+    )
     res = refine_photometric(model, prob, PhotometricConfig(sizes=[32], steps=[4], batch_frames=3))
     assert torch.isnan(res.params["expr"][2]).all()  # untouched, not spread
     others = torch.arange(T) != 2

@@ -85,8 +85,15 @@ def _their_five_points(lm68: np.ndarray) -> np.ndarray:
     """util/preprocess.py extract_5p / util/load_mats.py load_lm3d (lines 111-114): the 1-based
     indices 31, 37, 40, 43, 46, 49, 55, eye pairs averaged, reordered [1, 2, 0, 3, 4]."""
     idx = np.array([31, 37, 40, 43, 46, 49, 55]) - 1
-    p = np.stack([lm68[idx[0]], lm68[idx[[1, 2]]].mean(0), lm68[idx[[3, 4]]].mean(0),
-                  lm68[idx[5]], lm68[idx[6]]])  # fmt: skip
+    p = np.stack(
+        [
+            lm68[idx[0]],
+            lm68[idx[[1, 2]]].mean(0),
+            lm68[idx[[3, 4]]].mean(0),
+            lm68[idx[5]],
+            lm68[idx[6]],
+        ]
+    )
     return p[[1, 2, 0, 3, 4]]
 
 
@@ -94,8 +101,9 @@ def test_lm3d_file_gives_the_authors_five_points(tmp_path):
     rng = np.random.default_rng(0)
     lm = rng.normal(size=(68, 3)).astype(np.float32)
     savemat(tmp_path / "similarity_Lm3D_all.mat", {"lm": lm})
-    np.testing.assert_allclose(load_lm3d(tmp_path / "similarity_Lm3D_all.mat"),
-                               _their_five_points(lm.astype(np.float64)))  # fmt: skip
+    np.testing.assert_allclose(
+        load_lm3d(tmp_path / "similarity_Lm3D_all.mat"), _their_five_points(lm.astype(np.float64))
+    )
     savemat(tmp_path / "bad.mat", {"lm": lm[:5]})
     with pytest.raises(MissingAssetError, match="bfm_lm3d.*expected \\(68, 3\\)"):
         load_lm3d(tmp_path / "bad.mat")
@@ -136,8 +144,15 @@ def test_alignment_equals_deep3dfacerecons_on_real_photos(shared_data):
 
     res = photo_results(str(shared_data / "photos"), "mediapipe")
     # a face-like 3D layout (eye centres, nose tip, mouth corners) in the file's units
-    lm3d = np.array([[-0.35, 0.3, 0.3], [0.35, 0.3, 0.3], [0.0, 0.0, 0.6],
-                     [-0.25, -0.35, 0.3], [0.25, -0.35, 0.3]])  # fmt: skip
+    lm3d = np.array(
+        [
+            [-0.35, 0.3, 0.3],
+            [0.35, 0.3, 0.3],
+            [0.0, 0.0, 0.6],
+            [-0.25, -0.35, 0.3],
+            [0.25, -0.35, 0.3],
+        ]
+    )
     for k, name in enumerate(PHOTOS):
         im = Image.open(shared_data / "photos" / name).convert("RGB")
         lm = res.points_px[k].astype(np.float64)

@@ -86,9 +86,14 @@ def retinex_shading(lin_rgb: np.ndarray, region: np.ndarray, sigmas: list[float]
 
 
 def mesh_shading(
-    lin_rgb: np.ndarray, region: np.ndarray, normals_cam: np.ndarray, covered: np.ndarray,
-    ridge: float = 0.05, sigmas: tuple[float, ...] = (0.02, 0.06, 0.15), feather: float = 0.02,
-) -> np.ndarray:  # fmt: skip
+    lin_rgb: np.ndarray,
+    region: np.ndarray,
+    normals_cam: np.ndarray,
+    covered: np.ndarray,
+    ridge: float = 0.05,
+    sigmas: tuple[float, ...] = (0.02, 0.06, 0.15),
+    feather: float = 0.02,
+) -> np.ndarray:
     """Grey shading (H,W) = SH irradiance of the rendered mesh normals, fitted to the luminance.
 
     Where the mesh does not cover the region (hair line, neck, a misfit outline) and near the
@@ -127,9 +132,12 @@ def mesh_shading(
 
 
 def divide_shading(
-    rgb_u8: np.ndarray, region: np.ndarray, shading: np.ndarray, outside: str = "keep",
+    rgb_u8: np.ndarray,
+    region: np.ndarray,
+    shading: np.ndarray,
+    outside: str = "keep",
     min_shading: float = 0.2,
-) -> AlbedoFrame:  # fmt: skip
+) -> AlbedoFrame:
     """albedo = image / relative shading inside `region`.
 
     Args:

@@ -54,10 +54,21 @@ def ia_command(cfg, input_dir: Path, output_dir: Path, options: set[str]) -> lis
     if missing:
         raise PrepError(f"{script} is not IntrinsicAnything's inference.py (no {missing[0]})")
     model_dir = Path(cfg.model_dir).expanduser()
-    cmd = [cfg.python, str(script), "--input_dir", str(input_dir),
-           "--model_dir", str(model_dir), "--output_dir", str(output_dir)]  # fmt: skip
-    settings = {"--ddim": cfg.ddim, "--batch_size": cfg.batch_size,
-                "--image_interval": cfg.image_interval}  # fmt: skip
+    cmd = [
+        cfg.python,
+        str(script),
+        "--input_dir",
+        str(input_dir),
+        "--model_dir",
+        str(model_dir),
+        "--output_dir",
+        str(output_dir),
+    ]
+    settings = {
+        "--ddim": cfg.ddim,
+        "--batch_size": cfg.batch_size,
+        "--image_interval": cfg.image_interval,
+    }
     for option, value in settings.items():
         if option in options:
             cmd += [option, str(value)]
@@ -104,9 +115,12 @@ def run_install(cfg, input_dir: Path, output_dir: Path) -> None:
 def _run(cmd: list[str], cfg) -> None:
     try:
         proc = subprocess.run(
-            cmd, cwd=Path(cfg.script).expanduser().parent, capture_output=True, text=True,
+            cmd,
+            cwd=Path(cfg.script).expanduser().parent,
+            capture_output=True,
+            text=True,
             timeout=cfg.timeout_s,
-        )  # fmt: skip
+        )
     except FileNotFoundError as e:
         raise PrepError(
             f"cannot start IntrinsicAnything ({cmd[0]}): {e}; set albedo.backend.python"

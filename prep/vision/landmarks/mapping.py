@@ -18,24 +18,24 @@ from __future__ import annotations
 import numpy as np
 
 # iBUG 68 order; comments give the 68-point index range.
-# fmt: off
-MP478_TO_68 = np.array([
-    # 0-16 jaw, subject's right ear -> chin -> left ear (face-oval vertices only)
-    127, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 356,
-    # 17-21 right brow (outer -> inner), 22-26 left brow (inner -> outer)
-    70, 63, 105, 66, 55, 285, 296, 334, 293, 300,
-    # 27-30 nose bridge (top -> tip), 31-35 nostril base (image left -> right)
-    168, 197, 5, 4, 75, 97, 2, 326, 305,
-    # 36-41 right eye (outer corner, upper lid x2, inner corner, lower lid x2)
-    33, 160, 158, 155, 153, 144,
-    # 42-47 left eye (inner corner, upper lid x2, outer corner, lower lid x2)
-    382, 385, 387, 263, 373, 380,
-    # 48-59 outer lips (left corner in image, along the upper lip, back along the lower)
-    61, 74, 37, 11, 267, 304, 291, 405, 314, 17, 84, 181,
-    # 60-67 inner lips
-    78, 82, 13, 312, 308, 317, 14, 87,
-], dtype=np.int64)
-# fmt: on
+MP478_TO_68 = np.concatenate(
+    [
+        # 0-16 jaw, subject's right ear -> chin -> left ear (face-oval vertices only)
+        (127, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 356),
+        # 17-21 right brow (outer -> inner), 22-26 left brow (inner -> outer)
+        (70, 63, 105, 66, 55, 285, 296, 334, 293, 300),
+        # 27-30 nose bridge (top -> tip), 31-35 nostril base (image left -> right)
+        (168, 197, 5, 4, 75, 97, 2, 326, 305),
+        # 36-41 right eye (outer corner, upper lid x2, inner corner, lower lid x2)
+        (33, 160, 158, 155, 153, 144),
+        # 42-47 left eye (inner corner, upper lid x2, outer corner, lower lid x2)
+        (382, 385, 387, 263, 373, 380),
+        # 48-59 outer lips (left corner in image, along the upper lip, back along the lower)
+        (61, 74, 37, 11, 267, 304, 291, 405, 314, 17, 84, 181),
+        # 60-67 inner lips
+        (78, 82, 13, 312, 308, 317, 14, 87),
+    ]
+).astype(np.int64)
 
 # Index ranges of the 68-point groups (used by tests, jitter metrics and overlays).
 GROUPS_68: dict[str, np.ndarray] = {
@@ -63,11 +63,13 @@ POLYLINES_68: list[tuple[np.ndarray, bool]] = [
 ]
 
 # ---- ordered MediaPipe outlines used to rasterise face regions (parsing=mesh) ----------------
-# fmt: off
-FACE_OVAL = np.array([
-    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
-])
+# In outline order from the forehead, round the subject's left side, chin, then the right side.
+FACE_OVAL = np.concatenate(
+    [
+        (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377),
+        (152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109),
+    ]
+)
 LIPS_OUTER_UPPER = np.array([61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291])
 LIPS_OUTER_LOWER = np.array([61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291])
 LIPS_INNER_UPPER = np.array([78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308])
@@ -81,11 +83,12 @@ RIGHT_BROW_LOWER = np.array([46, 53, 52, 65, 55])
 LEFT_BROW_UPPER = np.array([300, 293, 334, 296, 336])
 LEFT_BROW_LOWER = np.array([276, 283, 282, 295, 285])
 # Nose: its region is the convex hull of these vertices (bridge, sides, alae, nostril base).
-NOSE_HULL = np.array([
-    168, 193, 417, 122, 351, 188, 412, 114, 343, 217, 437, 198, 420, 131, 360, 49, 279, 129,
-    358, 64, 294, 98, 327, 97, 326, 2, 19, 1, 4, 6, 197, 195, 5,
-])
-# fmt: on
+NOSE_HULL = np.concatenate(
+    [
+        (168, 193, 417, 122, 351, 188, 412, 114, 343, 217, 437, 198, 420, 131, 360, 49, 279, 129),
+        (358, 64, 294, 98, 327, 97, 326, 2, 19, 1, 4, 6, 197, 195, 5),
+    ]
+)
 RIGHT_IRIS_CENTRE, LEFT_IRIS_CENTRE = 468, 473
 RIGHT_IRIS_RING = np.array([469, 470, 471, 472])
 LEFT_IRIS_RING = np.array([474, 475, 476, 477])

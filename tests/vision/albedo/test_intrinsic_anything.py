@@ -104,8 +104,9 @@ def test_zju3dv_script_rejects_image_interval(tmp_path):
     cfg = _install(tmp_path / "zju", "zju3dv")
     import subprocess
 
-    out = subprocess.run([sys.executable, cfg.script, "--image_interval", "3"],
-                         capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, cfg.script, "--image_interval", "3"], capture_output=True, text=True
+    )
     assert out.returncode == 2 and "unrecognized arguments: --image_interval" in out.stderr
 
 

@@ -155,8 +155,11 @@ def test_plain_folder_gives_face_alignments_own_landmarks(fa, tmp_path, shared_d
     import cv2
 
     photo = tmp_path / "face.png"  # the real profile photo at 256 px: S3FD's top level, 2 x 2
-    small = cv2.resize(cv2.imread(str(shared_data / "photos" / "p11_profile_aflw00181.jpg")),
-                       (256, 256), interpolation=cv2.INTER_AREA)  # fmt: skip
+    small = cv2.resize(
+        cv2.imread(str(shared_data / "photos" / "p11_profile_aflw00181.jpg")),
+        (256, 256),
+        interpolation=cv2.INTER_AREA,
+    )
     cv2.imwrite(str(photo), small)
     folder = _random_files(tmp_path / "models", fa)
     hub = tmp_path / "torch" / "hub"
@@ -169,13 +172,15 @@ def test_plain_folder_gives_face_alignments_own_landmarks(fa, tmp_path, shared_d
     saved = torch.hub.get_dir()
     torch.hub.set_dir(str(hub))
     try:
-        ref = fa.FaceAlignment(fa.LandmarksType.TWO_D, device="cpu", flip_input=False,
-                               compile=False)  # fmt: skip
+        ref = fa.FaceAlignment(
+            fa.LandmarksType.TWO_D, device="cpu", flip_input=False, compile=False
+        )
     finally:
         torch.hub.set_dir(saved)
     rgb = cv2.imread(str(photo))[:, :, ::-1].copy()
-    pts, scores, boxes = ref.get_landmarks_from_image(rgb, return_bboxes=True,
-                                                      return_landmark_score=True)  # fmt: skip
+    pts, scores, boxes = ref.get_landmarks_from_image(
+        rgb, return_bboxes=True, return_landmark_score=True
+    )
     k = int(np.argmax([b[4] for b in boxes]))
     np.testing.assert_array_equal(ours.points_px[0], np.asarray(pts[k], np.float32))
     np.testing.assert_allclose(ours.scores[0], np.clip(scores[k], 0, 1), rtol=1e-6)
