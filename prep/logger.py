@@ -216,7 +216,7 @@ def _start_wandb(cfg: Config, subject: SubjectDir, stage: str):
     folder = Path(cfg.logger.dir)
     folder.mkdir(parents=True, exist_ok=True)
     sweep = sweep_id()
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         project=cfg.logger.project,
         entity=cfg.logger.entity,
         group=cfg.dataset.name,

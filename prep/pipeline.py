@@ -265,7 +265,8 @@ def _section_value(cfg: Config, key: str) -> Any:
     if key == "same_person":  # a video is fitted with one identity whatever it says
         return cfg.dataset.same_person and declared_sequence(cfg.dataset) is not True
     section = getattr(cfg, key)
-    value = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else section
+    is_instance = dataclasses.is_dataclass(section) and not isinstance(section, type)
+    value = dataclasses.asdict(section) if is_instance else section
     if key == "dataset":
         value = {k: v for k, v in value.items() if k not in _DATASET_NOT_FRAMES}
     if isinstance(value, dict) and isinstance(value.get("backend"), dict):

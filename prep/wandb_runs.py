@@ -154,7 +154,7 @@ def _scan(folder: Path | str) -> tuple[OfflineRun, bool]:
     store.open_for_scan(str(path))
     run, complete = OfflineRun("", "", "", []), False
     while (data := store.scan_data()) is not None:
-        rec = pb.Record()
+        rec = pb.Record()  # type: ignore[attr-defined]  # protobuf-generated, not in the stubs
         rec.ParseFromString(data)
         kind = rec.WhichOneof("record_type")
         if kind == "run":

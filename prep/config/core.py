@@ -39,10 +39,15 @@ class Accelerator(StrEnum):
 # OmegaConf reads an enum value by its member's name, so the names are the values ("32-true" is
 # no identifier: the functional form); `trainer.precision=32` arrives as an int, read as "32".
 Precision = StrEnum(
-    "Precision", [(v, v) for v in ("32-true", "64-true", "32", "64")], module=__name__
+    "Precision",
+    [("32-true", "32-true"), ("64-true", "64-true"), ("32", "32"), ("64", "64")],
+    module=__name__,
 )
 Precision.__doc__ = "Lightning precision of the trackers: 32-true | 64-true (32, 64: the same)."
-Precision._missing_ = classmethod(lambda cls, value: cls._value2member_map_.get(str(value)))
+# mypy cannot see a hook attached to a functional enum after it is made
+Precision._missing_ = classmethod(  # type: ignore[method-assign,assignment]
+    lambda cls, value: cls._value2member_map_.get(str(value))
+)
 
 
 @dataclass

@@ -17,15 +17,16 @@ class AlbedoOutside(StrEnum):
     black = "black"
 
 
-# A per-frame FLAME parameter the photometric refinement may change.
-PhotoParam = StrEnum(
-    "PhotoParam",
-    [
-        (p, p)
-        for p in ("expr", "global_pose", "neck_pose", "jaw_pose", "eyes_pose", "eyelids", "transl")
-    ],
-    module=__name__,
-)
+class PhotoParam(StrEnum):
+    """A per-frame FLAME parameter the photometric refinement may change."""
+
+    expr = "expr"
+    global_pose = "global_pose"
+    neck_pose = "neck_pose"
+    jaw_pose = "jaw_pose"
+    eyes_pose = "eyes_pose"
+    eyelids = "eyelids"
+    transl = "transl"
 
 
 @backend("albedo", "shading")

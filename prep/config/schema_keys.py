@@ -54,9 +54,9 @@ class SchemaKeys:
         if isinstance(node, DictConfig):
             for k in node:
                 child = node._get_node(k)
-                keys.append(f"{prefix}{k}")
+                keys.append(f"{prefix}{k!s}")
                 if isinstance(child, DictConfig):
-                    keys += self._leaf_keys(child, f"{prefix}{k}.")
+                    keys += self._leaf_keys(child, f"{prefix}{k!s}.")
         return keys
 
     def nearest(self, key: str) -> str | None:

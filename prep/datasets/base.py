@@ -181,8 +181,8 @@ def check_same_size(images: list[Path]) -> tuple[int, int]:
 def load_image(path: Path, with_alpha: bool) -> np.ndarray:
     """RGB or RGBA uint8 in display orientation (EXIF honoured)."""
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
+        with Image.open(path) as f:
+            im = ImageOps.exif_transpose(f)
             if with_alpha and "A" not in im.getbands() and im.mode != "P":
                 log.warning("%s has no alpha channel; using an opaque matte", path.name)
             return np.asarray(im.convert("RGBA" if with_alpha else "RGB"))

@@ -28,7 +28,7 @@ def check_source(src: Source) -> None:
         BadInputError: missing, empty or corrupt video, no video stream, unreadable image.
     """
     if src.kind == "video":
-        probe(src.video)  # decodes the first frame
+        probe(src.path)  # decodes the first frame of the video file
     else:
         load_image(src.images[0], src.alpha)
         load_image(src.images[-1], src.alpha)

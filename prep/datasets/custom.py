@@ -14,9 +14,10 @@ def source(cfg: Config, subject: str) -> Source:
     ds = cfg.dataset
     if ds.video and ds.images:
         raise BadConfigError("set only one of dataset.video and dataset.images")
-    if not (ds.video or ds.images):
+    given = ds.video or ds.images
+    if not given:
         raise BadConfigError("dataset=custom needs dataset.video=<file> or dataset.images=<folder>")
-    path = Path(ds.video or ds.images).expanduser()
+    path = Path(given).expanduser()
     if not path.exists():
         raise BadInputError(f"input not found: {path}")
     if path.is_dir():

@@ -54,6 +54,12 @@ def parse_time_s(text: str) -> float:
     return seconds
 
 
+def _time_range_s(text: str) -> tuple[float, float]:
+    """``"01:30-02:10"`` -> (start, end) seconds (ValueError unless it is two times)."""
+    start, end = (parse_time_s(t) for t in text.split("-"))
+    return start, end
+
+
 def _rows(path: Path) -> list[list[str]]:
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     return [line.replace("|", " ").split() for line in lines if line.strip()]
@@ -71,7 +77,7 @@ def read_annotations(root: Path) -> HdtfAnnotations:
             try:
                 if name.endswith(("_annotion_time.txt", "_annotation_time.txt")):
                     for row in _rows(path):
-                        ranges = [tuple(parse_time_s(t) for t in r.split("-")) for r in row[1:]]
+                        ranges = [_time_range_s(r) for r in row[1:]]
                         ann.time_ranges_s[Path(row[0]).stem] = ranges
                 elif name.endswith("_crop_wh.txt"):
                     for row in _rows(path):

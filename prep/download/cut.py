@@ -101,13 +101,15 @@ def _transcode(inp, vin, ain, tmp: Path, fps, rng, crop_xywh, scale, size, crf) 
                 continue
             if isinstance(frame, av.VideoFrame):
                 img = crop_window(frame.to_ndarray(format="rgb24"), crop_xywh, scale)
-                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA).astype(
+                    np.uint8, copy=False
+                )
                 vf = av.VideoFrame.from_ndarray(img, format="rgb24")
                 vf.pts = n
                 vf.time_base = Fraction(1) / fps
                 out.mux(vout.encode(vf))
                 n += 1
-            elif aout is not None:
+            elif aout is not None and resampler is not None:
                 for af in resampler.resample(frame):
                     af.pts = None
                     out.mux(aout.encode(af))

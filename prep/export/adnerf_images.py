@@ -41,14 +41,15 @@ def estimate_background(
     Returns:
         (H,W,3) uint8 background image.
     """
-    best_dist, best = None, None
-    for i in ids[::BG_SAMPLE_STEP]:
+
+    def bg_distance(i: int) -> np.ndarray:
         bg = (read_labels(i) == 0).astype(np.uint8)
-        dist = cv2.distanceTransform(bg, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        rgb = read_rgb(i)
-        if best_dist is None:
-            best_dist, best = dist, rgb.copy()
-            continue
+        return cv2.distanceTransform(bg, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+    sampled = ids[::BG_SAMPLE_STEP]
+    best_dist, best = bg_distance(sampled[0]), read_rgb(sampled[0]).copy()
+    for i in sampled[1:]:
+        dist, rgb = bg_distance(i), read_rgb(i)
         better = dist > best_dist
         best_dist = np.where(better, dist, best_dist)
         best[better] = rgb[better]

@@ -8,6 +8,7 @@ convert cameras via `prep.export.cameras`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def load_mask(subject: SubjectDir, i: int) -> np.ndarray | None:
     return None
 
 
-def composite(rgba: np.ndarray, background: tuple[int, int, int]) -> np.ndarray:
+def composite(rgba: np.ndarray, background: Sequence[int]) -> np.ndarray:
     """(H,W,4) uint8 -> (H,W,3) uint8 over a constant background colour."""
     a = rgba[..., 3:4].astype(np.float32) / 255.0
     bg = np.asarray(background, np.float32)

@@ -37,7 +37,12 @@ from prep.io.files import TMP_PREFIX, write_bytes
 
 log = logging.getLogger(__name__)
 
-ARRAY_KEYS = {"keypoint": (68, 2), "coeff_3dmm": (260,), "condition": (7,), "id": None}
+ARRAY_KEYS: dict[str, tuple[int, ...] | None] = {
+    "keypoint": (68, 2),
+    "coeff_3dmm": (260,),
+    "condition": (7,),
+    "id": None,
+}
 
 
 def lmdb_key(*parts: str | int) -> bytes:
@@ -279,4 +284,4 @@ class LmdbReader:
         if name == "id":
             return flat.reshape(1, -1)
         n = self.length(video)
-        return flat.reshape((n,) + ARRAY_KEYS.get(name, (-1,)))
+        return flat.reshape((n, *(ARRAY_KEYS.get(name) or (-1,))))

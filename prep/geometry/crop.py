@@ -286,6 +286,6 @@ def warp_to_crop(
     out = cv2.warpAffine(
         img, M[:2], (size, size), flags=flags, borderMode=border, borderValue=value
     )
-    if paint:
+    if paint and inframe is not None:  # (paint implies it; said again for the type checker)
         out[~inframe] = pad_value
     return out

@@ -68,7 +68,8 @@ def _from_flame_params(path: Path, names: list[str], size) -> tuple[dict, np.nda
         missing = [n for n, r in zip(names, rows, strict=True) if r is None][:3]
         raise BadInputError(f"{path} has no frame for {missing}")
     c = p.canonical(size)
-    per = {k: np.asarray(c[k])[rows] for k in (*PER_FRAME, "transl")}
+    take = np.asarray(rows, np.int64)  # every row was found
+    per = {k: np.asarray(c[k])[take] for k in (*PER_FRAME, "transl")}
     T = len(names)
     return (
         {**per, "shape": c["shape"]},

@@ -50,7 +50,8 @@ def load_frame(path: Path) -> dict:
 
 
 def _numpy_globals() -> list:
-    from numpy.core.multiarray import _reconstruct
+    # private, but the pickled arrays name it, so the allow-list must hold it
+    from numpy.core.multiarray import _reconstruct  # type: ignore[attr-defined]
 
     kinds = [np.ndarray, np.dtype, _reconstruct]
     kinds += [type(np.dtype(t)) for t in ("f4", "f8", "i4", "i8", "u1", "b1", "<U1", "O")]

@@ -96,7 +96,10 @@ def read(folder: Path) -> Imported:
     masks = None
     if all("fg_mask_path" in f and (folder / f["fg_mask_path"]).is_file() for f in frames):
         masks = [folder / f["fg_mask_path"] for f in frames]
-    h, w = int(frames[0].get("h", header.get("h"))), int(frames[0].get("w", header.get("w")))
+    h, w = (frames[0].get(k, header.get(k)) for k in ("h", "w"))
+    if h is None or w is None:
+        raise BadInputError(f"{folder}: transforms.json gives no image size (h, w)")
+    h, w = int(h), int(w)
     alpha = masks is None and has_alpha(files[0])
     model = header.get("flame_model")  # our exports record it; VHAP defaults to flame2023
     if model is None:

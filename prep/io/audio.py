@@ -14,7 +14,7 @@ import av
 import numpy as np
 
 from prep.io.files import atomic_path
-from prep.io.video import _AV_ERRORS, AudioInfo, _check_file, _open
+from prep.io.video import _AV_ERRORS, AudioInfo, _check_file, _open, time_base
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def extract_audio(
             return None
         a = container.streams.audio[0]
         vs = container.streams.video[0]
-        v0 = float((vs.start_time or 0) * vs.time_base)
+        v0 = float((vs.start_time or 0) * time_base(vs))
         rate = int(sample_rate or a.rate)
         channels = 1 if (a.channels or 1) == 1 else 2
         resampler = av.AudioResampler(
@@ -86,11 +86,11 @@ def _write_audio(container, a, resampler, wav, v0: float, lo: float, hi: float, 
             t = float(out.pts * out.time_base) - v0 if out.pts is not None else 0.0
             pos = int(round(t * rate))
             if pos > i_lo:  # audio starts after the video: pad with silence
-                pad = min(pos, i_hi) - i_lo
+                pad = int(min(pos, i_hi)) - i_lo
                 wav.writeframes(b"\0\0" * wav.getnchannels() * pad)
                 written += pad
         pcm = out.to_ndarray().reshape(-1, wav.getnchannels())  # packed s16: (n, channels)
-        a0, a1 = max(pos, i_lo + written), min(pos + len(pcm), i_hi)
+        a0, a1 = max(pos, i_lo + written), int(min(pos + len(pcm), i_hi))
         if a1 > a0:
             wav.writeframes(np.ascontiguousarray(pcm[a0 - pos : a1 - pos]).tobytes())
             written += a1 - a0

@@ -157,6 +157,11 @@ def write_image(path: Path | str, img: np.ndarray, jpeg_quality: int = 95) -> No
     write_bytes(path, encode_image(img, path.suffix.lower(), jpeg_quality))
 
 
+def image_hw(img: np.ndarray) -> tuple[int, int]:
+    """``(H, W)`` of an (H, W, ...) image, typed as the pair it is (``shape[:2]`` is a tuple)."""
+    return int(img.shape[0]), int(img.shape[1])
+
+
 def read_image(path: Path | str, mode: str = "rgb") -> np.ndarray:
     """Read an image as uint8 in RGB order.
 

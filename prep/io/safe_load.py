@@ -191,7 +191,8 @@ def load_object_npy(path: Path | str, kinds: tuple[str, ...] = ()) -> Any:
     with open(path, "rb") as fh:
         try:
             version = np.lib.format.read_magic(fh)
-            shape, _, dtype = np.lib.format._read_array_header(fh, version)
+            # numpy's private reader: the public read_array_header_1_0/_2_0 miss version 3.0
+            shape, _, dtype = np.lib.format._read_array_header(fh, version)  # type: ignore[attr-defined]
         except (ValueError, EOFError) as e:
             raise BadInputError(f"{path}: not an .npy file ({e})") from None
         if dtype != np.dtype(object):

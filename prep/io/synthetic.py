@@ -101,7 +101,7 @@ def make_clip(
                 out.mux(p)
         for p in vs.encode():
             out.mux(p)
-        if aus is not None:
+        if aus is not None and audio_hz:
             duration = (times[n_frames - 1] if n_frames else 0) + 1.0 / fps
             write_tone(out, aus, audio_hz, audio_rate, duration)
     return path

@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
@@ -86,7 +87,7 @@ class Frame(NamedTuple):
     Consecutive frames repeated by resampling share one array: copy before modifying it.
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # a NamedTuple field may shadow tuple.index
     pts_s: float
     rgb: np.ndarray
 
@@ -155,13 +156,13 @@ def probe(path: Path | str) -> VideoInfo:
         rot = _rotation_of(vs, first)
         cw, ch = first.width, first.height
         w, h = (ch, cw) if rot in (90, 270) else (cw, ch)
-        duration_s = float(vs.duration * vs.time_base) if vs.duration else None
+        duration_s = float(vs.duration * time_base(vs)) if vs.duration else None
         if duration_s is None and container.duration:
             duration_s = container.duration / av.time_base
         audio = None
         if container.streams.audio:
             a = container.streams.audio[0]
-            a_dur = float(a.duration * a.time_base) if a.duration else duration_s
+            a_dur = float(a.duration * time_base(a)) if a.duration else duration_s
             audio = AudioInfo(a.codec_context.name, int(a.rate or 0), int(a.channels or 0), a_dur)
         return VideoInfo(
             path=p,
@@ -188,7 +189,9 @@ def _first_frame(container, vs, path: Path) -> av.VideoFrame:
     raise BadInputError(f"video {path} has no frames")
 
 
-def _raw_frames(path: Path, start_s: float | None) -> Iterator[tuple[float, av.VideoFrame, int]]:
+def _raw_frames(
+    path: Path, start_s: float | None
+) -> Generator[tuple[float, av.VideoFrame, int], None, None]:
     """Decoded frames with their time (s, from stream start) and the display rotation.
 
     Stops with a warning at the first decode error after at least one frame (truncated file);
@@ -197,7 +200,7 @@ def _raw_frames(path: Path, start_s: float | None) -> Iterator[tuple[float, av.V
     with _open(path) as container:
         vs = container.streams.video[0]
         vs.thread_type = "AUTO"
-        tb = float(vs.time_base)
+        tb = float(time_base(vs))
         t0 = vs.start_time or 0
         if start_s and start_s > 2.0:
             # Jump near the start time (to the keyframe before it), then decode forward.
@@ -228,8 +231,15 @@ def _raw_frames(path: Path, start_s: float | None) -> Iterator[tuple[float, av.V
             raise BadInputError(f"video {path} has no decodable frames")
 
 
+def time_base(stream: av.stream.Stream) -> Fraction:
+    """A stream's time base (PyAV types it optional; every demuxed stream has one)."""
+    if stream.time_base is None:
+        raise BadInputError(f"stream {stream.index} has no time base")
+    return stream.time_base
+
+
 def _to_rgb(frame: av.VideoFrame, rot: int, pix_fmt: str = "rgb24") -> np.ndarray:
-    rgb = frame.to_ndarray(format=pix_fmt)
+    rgb: np.ndarray = frame.to_ndarray(format=pix_fmt)
     if rot:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=rot // 90))
     return rgb

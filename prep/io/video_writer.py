@@ -51,7 +51,7 @@ class VideoWriter:
         self.crf, self.preset = int(crf), preset
         self.n_frames = 0
         self._container: av.container.OutputContainer | None = None
-        self._stream = None
+        self._stream: av.video.stream.VideoStream | None = None
         self._size: tuple[int, int] | None = None  # (h, w) of the frames given to write
         self._tmp: Path | None = None
 
@@ -99,8 +99,10 @@ class VideoWriter:
         if h % 2 or w % 2:
             img = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        container, stream = self._container, self._stream
+        assert container is not None and stream is not None  # opened above
+        for packet in stream.encode(frame):
+            container.mux(packet)
         self.n_frames += 1
 
     def close(self) -> None:
@@ -109,6 +111,7 @@ class VideoWriter:
             if self.n_frames == 0:
                 raise BadInputError(f"no frames were written to {self.path}")
             return
+        assert self._stream is not None and self._tmp is not None  # opened with the container
         try:
             for packet in self._stream.encode():
                 self._container.mux(packet)

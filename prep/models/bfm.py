@@ -82,6 +82,16 @@ class SubsetShape:
 class BfmModel(torch.nn.Module):
     """Linear BFM: ``shape = mean + id_base @ id + exp_base @ exp`` (unit-variance coefficients)."""
 
+    # buffers registered in __init__, declared for the type checker
+    mean_shape: torch.Tensor
+    id_base: torch.Tensor
+    exp_base: torch.Tensor
+    mean_tex: torch.Tensor
+    tex_base: torch.Tensor
+    tri: torch.Tensor
+    keypoints: torch.Tensor
+    skin_mask: torch.Tensor
+
     def __init__(self, data: BfmData):
         super().__init__()
         self.variant = data.variant

@@ -18,7 +18,7 @@ functions that need it, so numpy-only users (the crop stages) do not load it.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def frontal_w2c() -> np.ndarray:
     return OPENGL_FROM_OPENCV.copy()
 
 
-def _is_torch(x) -> bool:
+def _is_torch(x) -> TypeGuard[torch.Tensor]:
     return type(x).__module__.split(".")[0] == "torch"
 
 
@@ -158,14 +158,13 @@ def invert_rigid(T: np.ndarray | torch.Tensor):
         out[..., :3, 3:] = -Rt @ t
         out[..., 3, 3] = 1
         return out
-    T = np.asarray(T)
-    R, t = T[..., :3, :3], T[..., :3, 3:]
-    Rt = np.swapaxes(R, -1, -2)
-    out = np.zeros_like(T)
-    out[..., :3, :3] = Rt
-    out[..., :3, 3:] = -Rt @ t
-    out[..., 3, 3] = 1
-    return out
+    A = np.asarray(T)
+    Rt_np = np.swapaxes(A[..., :3, :3], -1, -2)
+    inv = np.zeros_like(A)
+    inv[..., :3, :3] = Rt_np
+    inv[..., :3, 3:] = -Rt_np @ A[..., :3, 3:]
+    inv[..., 3, 3] = 1
+    return inv
 
 
 def opencv_to_opengl_c2w(c2w_opencv: np.ndarray) -> np.ndarray:

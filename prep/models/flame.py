@@ -75,6 +75,19 @@ class FlameModel(nn.Module):
         dtype: float32 for tracking, float64 for tests.
     """
 
+    # buffers (registered in __init__ and _build_landmark_subset); declared for the type checker
+    v_template: torch.Tensor
+    dirs: torch.Tensor
+    posedirs: torch.Tensor
+    lbs_weights: torch.Tensor
+    faces: torch.Tensor
+    J_template: torch.Tensor
+    J_dirs: torch.Tensor
+    lmk_vertex_idx: torch.Tensor
+    static_bary: torch.Tensor
+    dynamic_bary: torch.Tensor
+    mp_bary: torch.Tensor
+
     def __init__(
         self,
         data: FlameModelData,
@@ -228,7 +241,8 @@ class FlameModel(nn.Module):
         """
         if self.embedding is None:
             raise BadConfigError("FlameModel built without a landmark embedding")
-        out = self.forward(*args, vertex_idx=self.lmk_vertex_idx, **kwargs)
+        kwargs["vertex_idx"] = self.lmk_vertex_idx
+        out = self.forward(*args, **kwargs)
         if bins is None:
             bins = contour_bins(
                 _arg(args, kwargs, 2, "global_pose"), _arg(args, kwargs, 3, "neck_pose")
@@ -247,7 +261,10 @@ class FlameModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Landmarks of full meshes ``(B, V, 3)`` on FLAME's vertices: contour bins from the pose,
         or `bins` (B,) when given (meshes imported without FLAME parameters)."""
-        bins = contour_bins(global_pose, neck_pose) if bins is None else bins
+        if bins is None:
+            if global_pose is None or neck_pose is None:
+                raise ValueError("landmarks_from_vertices needs the pose or the contour bins")
+            bins = contour_bins(global_pose, neck_pose)
         return self._gather_lmk(vertices, bins, "vglobal", self.mediapipe is not None)
 
 

@@ -59,8 +59,8 @@ def _densify(value: Any, key: str, source: Path) -> Any:
         import scipy.sparse as sp
 
         st = value.state
-        shape = st.get("_shape", st.get("shape"))
         try:
+            shape = st["_shape"] if "_shape" in st else st["shape"]
             parts = (st["data"], st["indices"], st["indptr"])
         except KeyError:
             raise BadInputError(f"{source}: {key!r} is an unreadable sparse matrix") from None

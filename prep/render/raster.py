@@ -390,7 +390,7 @@ def interpolate_corners(corner_attrs: Tensor, frags: Fragments) -> Tensor:
 
 
 def _covered(frags: Fragments) -> tuple[Tensor, Tensor, Tensor]:
-    if frags.pix is not None:
+    if frags.pix is not None and frags.pix_face is not None and frags.pix_bary is not None:
         return frags.pix, frags.pix_face, frags.pix_bary
     pix = frags.mask.reshape(-1).nonzero(as_tuple=True)[0]
     return pix, frags.tri_id.reshape(-1)[pix], frags.bary.reshape(-1, 3)[pix]

@@ -97,7 +97,7 @@ def draw_irises(
     for (x, y), ok in zip(iris_px, valid, strict=True):
         if not np.isfinite([x, y]).all():
             continue
-        c = _fixed([x, y])
+        c = _fixed(np.array([x, y]))
         r = int(round(radius * (1 << _SHIFT)))
         if ok:
             d = r * 2

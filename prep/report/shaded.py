@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from prep.io.files import read_image
+from prep.io.files import image_hw, read_image
 from prep.logger import ExperimentLogger
 from prep.models.camera import rescale_intrinsics
 from prep.models.flame import FlameModel
@@ -90,7 +90,7 @@ class _BatchedPanels:
             frames = {j: read_image(self.frame_path(j), "rgb") for j in idx}
             good = [j for j in idx if self.valid[j]]
             if good:
-                size = frames[good[0]].shape[:2]
+                size = image_hw(frames[good[0]])
                 renders, masks = render_tracked(self.model, self.trk, good, size)
                 for k, j in enumerate(good):
                     self.cache[j] = compose_panels(frames[j], renders[k], masks[k], self.alpha)

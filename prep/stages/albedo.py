@@ -21,7 +21,7 @@ import torch
 from prep.config.backends import instantiate
 from prep.config.render import IntrinsicAnythingConfig, ShadingAlbedoConfig
 from prep.errors import MissingInputError
-from prep.io.files import read_image, write_image
+from prep.io.files import image_hw, read_image, write_image
 from prep.models.camera import rescale_intrinsics
 from prep.models.flame import FlameModel
 from prep.models.flame_io import load_flame_model
@@ -96,21 +96,22 @@ def _run_shading(
     mesh = None
     if cfg.use_mesh and subject.flame_tracking.exists():
         mesh = MeshNormals(ctx)
-    valid = mesh.trk.valid.astype(bool) if mesh is not None else None
+    valid = mesh.trk.valid.astype(bool) if mesh is not None else np.zeros(0, bool)
     before, after, n_flagged, n_mesh = [], [], 0, 0
     step = max(1, cfg.batch_size)
     for k in progress(range(0, len(todo), step), total=-(-len(todo) // step), desc="albedo"):
         idx = todo[k : k + step]
         frames = [_inputs(subject, i, cfg.region) for i in idx]
         normals = covered = None
-        use_mesh = [mesh is not None and i < len(valid) and valid[i] for i in idx]
-        if any(use_mesh):
+        use_mesh = [i < len(valid) and bool(valid[i]) for i in idx]  # no mesh: valid is empty
+        if mesh is not None and any(use_mesh):
             sel = [i for i, u in zip(idx, use_mesh, strict=True) if u]
             normals, covered = mesh.render(sel, frames[0][0].shape[:2])
         j = 0
         for i, (rgb, region), u in zip(idx, frames, use_mesh, strict=True):
             lin = srgb_to_linear(rgb)
             if u:
+                assert normals is not None and covered is not None  # rendered above
                 shading = mesh_shading(
                     lin, region, normals[j], covered[j], cfg.sh_ridge, tuple(cfg.retinex_sigmas)
                 )
@@ -145,7 +146,7 @@ def _run_intrinsic_anything(
         ia.run_install(cfg, subject.image_dir, raw)
         produced = ia.produced_frames(raw)
     plan = ia.fill_plan(n, list(produced))
-    size = read_image(subject.image_path(0), "rgb").shape[:2]
+    size = image_hw(read_image(subject.image_path(0), "rgb"))
     for i in progress(todo, desc="albedo fill"):
         a, b, w = plan[i]
         img_a = ia.load_albedo(produced[a], size)

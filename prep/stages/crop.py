@@ -67,7 +67,7 @@ def _check_inside(ct: CropTransforms, cfg: CropConfig) -> float:
 def run(ctx: StageContext) -> StageResult:
     cfg, subject = ctx.cfg.crop, ctx.subject
     det = load_npz(subject.detections)
-    hw = tuple(int(v) for v in det["image_hw"])
+    hw = (int(det["image_hw"][0]), int(det["image_hw"][1]))
     sequence = is_sequence(ctx.cfg, subject)
     names = list(det["frame_names"])
     ct = make_crop(det["box_xyxy"], det["valid"].astype(bool), hw, names, cfg, sequence)

@@ -17,7 +17,7 @@ import numpy as np
 
 from prep.datasets.sequence import declared_sequence, judge, pair_similarity, thumbnail
 from prep.errors import BadInputError
-from prep.io.files import save_npz
+from prep.io.files import image_hw, save_npz
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.resume import ChunkStore, frame_chunks, manifest_digest, outputs_for
@@ -137,7 +137,7 @@ def run(ctx: StageContext) -> StageResult:
     }
     outputs_for(subject.detect_dir / "chunks.json", key, [chunks], ctx.force)
     store = ChunkStore(chunks)
-    hw = _read_frame(ctx, 0, None).shape[:2] if n else (0, 0)
+    hw = image_hw(_read_frame(ctx, 0, None)) if n else (0, 0)
     todo = list(frame_chunks(n, cfg.chunk, done=store.has))
     n_skipped = n - sum(i1 - i0 for i0, i1 in todo)
     r = _reduction(ctx, hw) if n else 1

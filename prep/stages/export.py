@@ -136,8 +136,12 @@ def _root_joint_fn(ctx: StageContext):
         from prep.models.flame_tracking import evaluate, rest_params
 
         model = _flame_model(ctx, track)
-        p = rest_params(track.shape, 0, len(track.expr))
-        p.update(expr=track.expr, eyelids=track.eyelids, transl=None)  # the rest joints
+        p: dict[str, np.ndarray | None] = {
+            **rest_params(track.shape, 0, len(track.expr)),
+            "expr": track.expr,
+            "eyelids": track.eyelids,
+            "transl": None,  # the rest joints
+        }
         with torch.no_grad():
             out = evaluate(model, p, vertex_idx=torch.zeros(1, dtype=torch.long))
         return out.joints[:, 0].numpy()

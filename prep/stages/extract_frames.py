@@ -178,7 +178,8 @@ def _scaled_box(src: Source, info: VideoInfo) -> tuple[int, int, int, int] | Non
     if src.crop_xywh is None:
         return None
     s = info.height / src.crop_ref_height if src.crop_ref_height else 1.0
-    box = tuple(int(round(v * s)) for v in src.crop_xywh)
+    x, y, w, h = (int(round(v * s)) for v in src.crop_xywh)
+    box = (x, y, w, h)
     if s != 1.0:
         log.info(
             "crop box %s annotated at %dp scaled to %s", src.crop_xywh, src.crop_ref_height, box
@@ -188,13 +189,13 @@ def _scaled_box(src: Source, info: VideoInfo) -> tuple[int, int, int, int] | Non
 
 def _extract_video(ctx: StageContext, src: Source, ext, params, keep: bool) -> Extracted:
     cfg, subject = ctx.cfg, ctx.subject
-    info = probe(src.video)
+    info = probe(src.path)  # the video file (src.kind is video)
     lo, hi = _time_range(cfg, src)
     box = _scaled_box(src, info)
     path_of = lambda i: subject.frames_dir / f"{frame_stem(i)}{ext}"  # noqa: E731
     skip = (lambda i: path_of(i).exists()) if keep else None
     frames = iter_frames(
-        src.video,
+        src.path,
         cfg.extract_frames.fps,
         lo,
         hi,
@@ -306,7 +307,7 @@ def _audio(ctx: StageContext, src: Source, res: Extracted) -> dict | None:
     end = res.start_s + res.timestamps_s[-1] + 1.0 / fps
     end = min(end, res.end_s) if res.end_s else end
     a = extract_audio(
-        src.video, ctx.subject.audio_wav, ctx.cfg.extract_frames.audio_rate, res.start_s, end
+        src.path, ctx.subject.audio_wav, ctx.cfg.extract_frames.audio_rate, res.start_s, end
     )
     if a is None:
         return None

@@ -109,16 +109,15 @@ def run(ctx: StageContext) -> StageResult:
     if imp.label_files is not None:  # IMAvatar's semantic/: BiSeNet labels, as parsing writes
         for i, p in enumerate(imp.label_files):
             write_image(subject.parsing_path(i), read_image(p, "gray"))
-    K = np.asarray(imp.K, np.float64) if imp.K is not None else None
     pts, iris = imp.lmk_px, imp.iris_px
     if (pts is None or iris is None) and (imp.params is not None or imp.meshes is not None):
-        fit = _fit_landmarks(ctx, imp, model_name, K)
+        fit = _fit_landmarks(ctx, imp, model_name)
         pts = fit[:, :68] if pts is None else pts
         iris = fit[:, [69, 68]] if iris is None else iris  # embedding: right, left -> left, right
     names = [f"{frame_stem(i)}.png" for i in range(T)]
     _write_landmarks(subject, names, pts, iris, imp.image_size, cfg.dataset.name)
     if imp.params is not None:
-        save_tracking(subject, _tracking(imp, names, model_name, K))
+        save_tracking(subject, _tracking(imp, imp.params, names, model_name))
     write_json(
         subject.root / "import.json",
         {
@@ -138,7 +137,14 @@ def run(ctx: StageContext) -> StageResult:
     )
 
 
-def _fit_landmarks(ctx: StageContext, imp: Imported, model_name: str, K: np.ndarray):
+def _camera(imp: Imported) -> tuple[np.ndarray, np.ndarray]:
+    """(T,4,4) w2c and (T,3,3) float64 K of an import with FLAME parameters or meshes."""
+    if imp.w2c is None or imp.K is None:
+        raise BadInputError("the imported tracking has FLAME parameters or meshes but no camera")
+    return imp.w2c, np.asarray(imp.K, np.float64)
+
+
+def _fit_landmarks(ctx: StageContext, imp: Imported, model_name: str):
     """(T,70,2) landmarks + irises of the imported FLAME parameters or meshes."""
     import torch
 
@@ -147,12 +153,15 @@ def _fit_landmarks(ctx: StageContext, imp: Imported, model_name: str, K: np.ndar
 
     data = load_flame_model(ctx.asset(model_name))
     emb = load_landmark_embedding(ctx.asset("flame_lmk_embedding_eyes"))
+    w2c, K = _camera(imp)
     if imp.params is not None:
         p = imp.params
         model = FlameModel(
             data, len(p["shape"]), max(p["expr"].shape[1], 1), emb, dtype=torch.float64
         )
-        return lmk.from_params(model, p, imp.w2c, K)  # no expression: padded with a zero
+        return lmk.from_params(model, p, w2c, K)  # no expression: padded with a zero
+    if imp.meshes is None:
+        raise BadInputError("the imported tracking has neither FLAME parameters nor meshes")
     model = FlameModel(data, 1, 1, emb, dtype=torch.float64)
     out = []
     for a in range(0, imp.n_frames, 64):
@@ -163,7 +172,7 @@ def _fit_landmarks(ctx: StageContext, imp: Imported, model_name: str, K: np.ndar
                 f"imported meshes have {verts.shape[1]} vertices; the FLAME "
                 f"model {model_name} has {model.n_vertices}"
             )
-        out.append(lmk.from_meshes(model, verts, imp.w2c[idx], K[idx], imp.reference_mesh))
+        out.append(lmk.from_meshes(model, verts, w2c[idx], K[idx], imp.reference_mesh))
     return np.concatenate(out)
 
 
@@ -206,14 +215,17 @@ def _write_landmarks(subject, names, pts, iris, image_size, kind: str) -> None:
     )
 
 
-def _tracking(imp: Imported, names: list[str], model_name: str, K: np.ndarray) -> dict:
+def _tracking(
+    imp: Imported, params: dict[str, np.ndarray], names: list[str], model_name: str
+) -> dict:
     T = imp.n_frames
+    w2c, K = _camera(imp)
     return tracking_arrays(
         names,
         np.ones(T, bool),
         np.full(T, np.nan),
-        imp.params,
-        imp.w2c,
+        params,
+        w2c,
         shared_or_per_frame(K),
         imp.image_size,
         np.tile(np.eye(3), (T, 1, 1)),

@@ -24,7 +24,7 @@ from prep.config.backends import instantiate
 from prep.config.face import BisenetParsingConfig, MeshParsingConfig
 from prep.errors import MissingInputError
 from prep.geometry.crop import inframe_reader
-from prep.io.files import read_image, write_image
+from prep.io.files import image_hw, read_image, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
 from prep.report import overlay
@@ -167,8 +167,9 @@ def run(ctx: StageContext) -> StageResult:
     inframe = inframe_reader(subject) if todo else None
     pad = ctx.cfg.crop.pad_value if ctx.cfg.crop.pad == "constant" else None
     for idx in progress(_batches(todo, max(1, cfg.batch_size), n), desc="parsing"):
+        assert labeller is not None and inframe is not None  # built since todo is not empty
         rgbs = [read_image(subject.face_frame_path(i), "rgb") for i in idx]
-        alphas = [read_alpha(subject, i, r.shape[:2]) for i, r in zip(idx, rgbs, strict=True)]
+        alphas = [read_alpha(subject, i, image_hw(r)) for i, r in zip(idx, rgbs, strict=True)]
         for i, rgb, a, lab in zip(
             idx, rgbs, alphas, labeller.labels(idx, rgbs, alphas), strict=True
         ):

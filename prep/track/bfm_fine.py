@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from prep.config.bfm import FineConfig
-from prep.config.core import TrainerConfig
+from prep.config.core import Accelerator, Precision, TrainerConfig
 from prep.models.bfm import (
     INIT_LIGHT,
     BfmModel,
@@ -118,6 +118,9 @@ class FrameImages(Dataset):
 class BfmFineModule(L.LightningModule):
     """Per-video BFM fit; see the module docstring for the phases."""
 
+    lmk: torch.Tensor  # (T, 68, 2) detections in fit pixels (buffer)
+    wts: torch.Tensor  # (T, 68) their confidences (buffer)
+
     def __init__(
         self,
         model: BfmModel,
@@ -147,7 +150,7 @@ class BfmFineModule(L.LightningModule):
         self.log_focal = torch.nn.Parameter(
             torch.tensor(float(np.log(focal))), requires_grad=optimise_focal
         )
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, float | str]] = []  # phase name and loss terms
         self._photo_setup()
 
     def _photo_setup(self) -> None:
@@ -215,7 +218,7 @@ class BfmFineModule(L.LightningModule):
         terms = self._common_terms(idx)
         if self.phase == "photo":
             terms.update(self.photo_terms(idx, batch["image"]))
-        loss = sum(terms.values())
+        loss = torch.stack(list(terms.values())).sum()
         if batch_idx % 25 == 0:
             self.history.append(
                 {"phase": self.phase, **{k: float(v.detach()) for k, v in terms.items()}}
@@ -289,7 +292,9 @@ def _trainer(cfg: TrainerConfig | None, **kwargs) -> L.Trainer:
             "fit_3dmm_fine runs in 32-true on the CPU (trainer.accelerator/precision "
             "apply to fit_flame)"
         )
-    cfg = dataclasses.replace(cfg, accelerator="cpu", devices=None, precision="32-true")
+    cfg = dataclasses.replace(
+        cfg, accelerator=Accelerator.cpu, devices=None, precision=Precision("32-true")
+    )
     return make_trainer(cfg, "cpu", **kwargs)
 
 
@@ -337,7 +342,7 @@ class FineResult:
     focal: float
     lmk_rmse_px: np.ndarray
     focal_losses: np.ndarray
-    history: list[dict[str, float]]
+    history: list[dict[str, float | str]]
 
 
 def search_focal(

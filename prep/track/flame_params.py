@@ -52,6 +52,13 @@ class FlameParams(nn.Module):
         cx, cy: principal point in original pixels (fixed).
     """
 
+    # parameters and buffers registered by name in __init__, declared for the type checker
+    u_shape: nn.Parameter
+    u_transl: nn.Parameter
+    u_focal: nn.Parameter
+    aspect: torch.Tensor
+    principal: torch.Tensor
+
     def __init__(
         self,
         T: int,

@@ -127,6 +127,7 @@ class FlameTracker(L.LightningModule):
             u.requires_grad_(any(u is m for m in moving.values()))
         self._state = None
         opt = self.optimizers(use_pl_optimizer=False)
+        assert isinstance(opt, GaussNewton | LBFGS)  # configure_optimizers returns one of them
         if isinstance(opt, LBFGS):
             precondition(self.objective, list(moving))
         opt.reset()
@@ -149,7 +150,7 @@ class FlameTracker(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """The objective at the current parameters (the solver's closure evaluates this)."""
-        return sum(self.loss_terms(batch).values())
+        return torch.stack(list(self.loss_terms(batch).values())).sum()
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         if not self.trainer.loggers:  # nobody listens: spare the ~5 ms per step self.log costs

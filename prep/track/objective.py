@@ -44,6 +44,7 @@ Residual = Callable[["FlameObjective", "Term", dict, torch.Tensor | None], tuple
 def point_residual(obj: FlameObjective, term: Term, v: dict, pts: torch.Tensor | None):
     """Residuals ``(T, N, 2)`` of a point set and their shares ``a (T, N)``."""
     rows, obs, w = obj.point_set(term.name)
+    assert pts is not None  # point terms are evaluated with the projected points
     r = (pts[:, rows] - obs) / obj.scale
     return r, w / (w > 0).sum().clamp(min=1)
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from prep.config.render import PhotometricConfig
+from prep.config.render import PhotometricConfig, PhotoParam
 from prep.models.camera import rescale_intrinsics
 from prep.models.flame import FlameModel
 from prep.models.flame_tracking import HEAD_ROTATIONS, POSE_PARAMS, evaluate
@@ -147,7 +147,9 @@ class _Renderer:
         return alb * irr, frags.pix
 
 
-def _window_params(prob: PhotometricProblem, idx: Tensor, refine: list[str]) -> dict[str, Tensor]:
+def _window_params(
+    prob: PhotometricProblem, idx: Tensor, refine: list[PhotoParam]
+) -> dict[str, Tensor]:
     p = {"shape": prob.params["shape"]}
     for k in (*FRAME_KEYS, "eyelids"):
         if k in prob.params:
@@ -310,7 +312,12 @@ def refine_photometric(
     sh.requires_grad_(True)
     opt_shared = torch.optim.Adam([albedo, sh], lr=cfg.lr_albedo)
     losses = _Losses(r, prob, cfg)
-    stats = {"photo_before": [], "photo_after": [], "lmk_before": [], "lmk_after": []}
+    stats: dict[str, list[float]] = {
+        "photo_before": [],
+        "photo_after": [],
+        "lmk_before": [],
+        "lmk_after": [],
+    }
     windows = list(torch.split(frames, max(1, cfg.batch_frames)))
     for idx in progress(windows, desc="photometric"):
         p = _window_params(prob, idx, refine)

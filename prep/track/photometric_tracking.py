@@ -8,6 +8,7 @@ and returns a refined copy with the per-frame landmark error recomputed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,9 +27,9 @@ from prep.track.photometric import (
 
 
 def frame_loader(
-    frame_path: Callable[[int], object],
-    parsing_path: Callable[[int], object] | None,
-    mask_path: Callable[[int], object] | None,
+    frame_path: Callable[[int], Path],
+    parsing_path: Callable[[int], Path] | None,
+    mask_path: Callable[[int], Path] | None,
     region_labels: list[int],
     inframe: Callable[[int], np.ndarray | None] | None = None,
 ) -> FrameLoader:
@@ -104,7 +105,7 @@ def refine_tracking(
         params=params,
         w2c=t(track["w2c"]),
         K=t(track["K"]),
-        image_size=tuple(int(x) for x in track["image_size"]),
+        image_size=(int(track["image_size"][0]), int(track["image_size"][1])),
         lmk_px=t(lmk_px),
         lmk_w=t(lmk_w),
         valid=torch.as_tensor(np.asarray(track["valid"], bool)),
@@ -130,8 +131,8 @@ def _lmk_rmse(flame, params, prob: PhotometricProblem, lmk_px, lmk_w, chunk: int
         idx = torch.arange(i0, min(i0 + chunk, T))
         p = {k: (v if k == "shape" else v[idx]) for k, v in params.items()}
         world = r.world(p)
-        pred = r.landmarks_px(p, idx, frames_K(prob.K, idx), world)[:, : lmk_px.shape[1]]
-        pred = pred.double().numpy()
+        pred_t = r.landmarks_px(p, idx, frames_K(prob.K, idx), world)[:, : lmk_px.shape[1]]
+        pred = pred_t.double().numpy()
         m = np.asarray(lmk_w)[i0 : i0 + len(idx)] > 0
         sq = ((pred - np.asarray(lmk_px)[i0 : i0 + len(idx)]) ** 2).sum(-1)
         n = m.sum(1)

@@ -74,7 +74,7 @@ def make_trainer(
     return L.Trainer(
         accelerator=accelerator,
         devices=devices,
-        precision=cfg.precision,
+        precision=cfg.precision.value,  # one of Lightning's precision strings
         deterministic=cfg.deterministic,
         max_steps=max_steps,
         max_epochs=max_epochs,

@@ -12,8 +12,10 @@ Each backend is built as ``cls(settings, cfg)``: its own settings (``detect.back
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,6 +23,7 @@ import numpy as np
 from prep.config.backends import instantiate
 from prep.config.perception import DetectConfig, DlibDetectConfig, MediapipeDetectConfig
 from prep.errors import BadConfigError, MissingDependencyError
+from prep.io.files import image_hw
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ class MediapipeDetector:
 
     def __init__(self, settings: MediapipeDetectConfig, cfg: DetectConfig):
         self.settings, self.cfg = settings, cfg
-        self._graphs: dict[int, object] = {}
+        self._graphs: dict[int, Any] = {}  # mediapipe FaceDetection graphs (untyped)
 
     def __enter__(self) -> MediapipeDetector:
         from mediapipe.python.solutions import face_detection
@@ -83,8 +86,10 @@ class MediapipeDetector:
         ids = {"short": [0], "full": [1], "auto": [0, 1]}[self.settings.model]
         for i in ids:
             self._graphs[i] = open_graph(
-                lambda i=i: face_detection.FaceDetection(
-                    model_selection=i, min_detection_confidence=self.cfg.min_score
+                functools.partial(
+                    face_detection.FaceDetection,
+                    model_selection=i,
+                    min_detection_confidence=self.cfg.min_score,
                 )
             )
         return self
@@ -99,7 +104,7 @@ class MediapipeDetector:
         small, f = _downscale(rgb, self.cfg.max_side)
         small = np.ascontiguousarray(small)
         for model_id, graph in self._graphs.items():
-            found = _parse_mediapipe(graph.process(small).detections, small.shape[:2])
+            found = _parse_mediapipe(graph.process(small).detections, image_hw(small))
             if len(found) or model_id == max(self._graphs):
                 break
         found.box_xyxy = _to_orig(found.box_xyxy.reshape(-1, 2, 2), f).reshape(-1, 4)
@@ -137,7 +142,7 @@ class DlibDetector:
 
     def __init__(self, settings: DlibDetectConfig, cfg: DetectConfig):
         self.settings, self.cfg = settings, cfg
-        self._det = None
+        self._det: Any = None  # dlib's detector (untyped), built in __enter__
 
     def __enter__(self) -> DlibDetector:
         try:

@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 # The entry point sets them for the whole job (`prep.cli.precheck`); spawned workers set them again.
 NATIVE_QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
-G = TypeVar("G")
+
+class _Graph(Protocol):
+    def process(self, image: np.ndarray) -> Any: ...
+
+
+G = TypeVar("G", bound=_Graph)
 
 
 @contextlib.contextmanager

@@ -39,6 +39,12 @@ class Bottleneck(nn.Module):
 class ResNet50Features(nn.Module):
     """ResNet-50 up to global average pooling: (B, 3, H, W) -> (B, 2048, 1, 1)."""
 
+    # stages registered by name in __init__ (setattr keeps torchvision's state-dict keys)
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)

@@ -56,6 +56,7 @@ def one_euro(
         if prev is None:
             prev, d_prev = x, np.zeros_like(x)
             continue
+        assert d_prev is not None  # set together with prev
         dx = (x - prev) / dt
         d_hat = a_d * dx + (1.0 - a_d) * d_prev
         speed = np.linalg.norm(d_hat, axis=-1, keepdims=True) / max(scale[t], 1e-6)

@@ -25,6 +25,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from prep.vision.landmarks.mapping import mp478_to_68
 
 log = logging.getLogger(__name__)
 
-_MESH = None  # the worker's FaceMesh graph
+_MESH: Any = None  # the worker's FaceMesh graph (mediapipe, untyped)
 _MESH_SAW_FACE = False  # the graph's first face makes it log a note on square ROIs
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,7 +69,7 @@ class SelfieMatter:
 
     def __init__(self, settings: SelfieMattingConfig, weights: None = None, device: str = "cpu"):
         self.settings = settings
-        self._graph = None
+        self._graph: Any = None  # mediapipe's SelfieSegmentation (untyped)
 
     def __enter__(self) -> SelfieMatter:
         from mediapipe.python.solutions import selfie_segmentation
@@ -100,6 +101,7 @@ class RvmMatter:
         self.settings, self.weights, self.device = settings, weights, torch.device(device)
         self.rec: list[torch.Tensor | None] = [None] * 4
         self._hw: tuple[int, int] | None = None
+        self.net: torch.nn.Module | None = None  # built in __enter__
 
     def __enter__(self) -> RvmMatter:
         from prep.vision.matting.rvm import MattingNetwork
@@ -123,6 +125,7 @@ class RvmMatter:
             self.reset()
             self._hw = (h, w)
         src = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float() / 255
+        assert self.net is not None, "RvmMatter.matte outside its with block"
         _, pha, self.rec = self.net(src, self.rec, ratio)
         return pha[0, 0].cpu().numpy()
 
@@ -152,6 +155,7 @@ class ModnetMatter:
 
     def __init__(self, settings: ModnetMattingConfig, weights: Path, device: str = "cpu"):
         self.settings, self.weights, self.device = settings, weights, torch.device(device)
+        self.net: torch.nn.Module | None = None  # built in __enter__
 
     def __enter__(self) -> ModnetMatter:
         from prep.vision.matting.modnet import MODNet
@@ -174,6 +178,7 @@ class ModnetMatter:
         x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float().div(255)
         x = (x - 0.5) / 0.5
         x = F.interpolate(x, size=modnet_input_size(h, w, self.settings.ref_size), mode="area")
+        assert self.net is not None, "ModnetMatter.matte outside its with block"
         matte = F.interpolate(self.net(x), size=(h, w), mode="area")
         return matte[0, 0].cpu().numpy()
 

@@ -41,7 +41,7 @@ class _InvertedResidualV2(nn.Module):
 
 
 class _MobileNetV2(nn.Module):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
 
         def cbr(cin: int, cout: int, k: int, s: int) -> nn.Sequential:
@@ -72,7 +72,7 @@ class MobileNetV2Backbone(nn.Module):
 
     channels = (16, 24, 32, 96, 1280)
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.model = _MobileNetV2()
 

@@ -103,7 +103,10 @@ _MBV3_LARGE = [
 class MobileNetV3LargeEncoder(nn.Module):
     """Features at strides 2, 4, 8, 16 (16, 24, 40, 960 channels)."""
 
-    def __init__(self):
+    mean: Tensor  # ImageNet normalisation buffers
+    std: Tensor
+
+    def __init__(self) -> None:
         super().__init__()
         layers: list[nn.Module] = [_ConvBNAct(3, 16, 3, 2, act=nn.Hardswish)]
         layers += [_InvertedResidualV3(*c) for c in _MBV3_LARGE]
@@ -149,7 +152,13 @@ class _Bottleneck(nn.Module):
 class ResNet50Encoder(nn.Module):
     """torchvision ResNet-50 layout, last stage dilated (stride 16); no input normalisation."""
 
-    def __init__(self):
+    # stages registered by name in __init__ (setattr keeps torchvision's state-dict keys)
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
+    def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -332,7 +341,7 @@ class MattingNetwork(nn.Module):
     def __init__(self, variant: str = "mobilenetv3"):
         super().__init__()
         if variant == "mobilenetv3":
-            self.backbone = MobileNetV3LargeEncoder()
+            self.backbone: nn.Module = MobileNetV3LargeEncoder()
             self.aspp = LRASPP(960, 128)
             self.decoder = RecurrentDecoder([16, 24, 40, 128], [80, 40, 32, 16])
         elif variant == "resnet50":

@@ -27,6 +27,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from prep.io.files import image_hw
 from prep.vision.landmarks import mapping as mp_idx
 from prep.vision.parsing import LABEL
 
@@ -44,7 +45,7 @@ _REGIONS = [  # (label, polygon vertex ids), drawn in this order
 
 def _fill(canvas: np.ndarray, pts_px: np.ndarray, value: int) -> None:
     poly = np.round(pts_px * (1 << _SHIFT)).astype(np.int32)
-    cv2.fillPoly(canvas, [poly], int(value), cv2.LINE_8, _SHIFT)
+    cv2.fillPoly(canvas, [poly], (int(value),), cv2.LINE_8, _SHIFT)
 
 
 def face_regions(dense_px: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -98,7 +99,7 @@ def _smooth_neck(neck: np.ndarray, band: np.ndarray, face_h: float) -> np.ndarra
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     # pad with zeros: cv2's erosion treats outside-the-image as set, which would let the closing
     # grow the neck along the image border
-    padded = cv2.copyMakeBorder(neck.astype(np.uint8), k, k, k, k, cv2.BORDER_CONSTANT, value=0)
+    padded = cv2.copyMakeBorder(neck.astype(np.uint8), k, k, k, k, cv2.BORDER_CONSTANT, value=(0,))
     closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, disk)[k:-k, k:-k] > 0
     return closed & band
 
@@ -125,7 +126,7 @@ def mesh_parsing(
     Returns:
         (H, W) uint8 labels (BiSeNet classes).
     """
-    hw = alpha.shape[:2]
+    hw = image_hw(alpha)
     fg = alpha >= alpha_threshold * 255.0
     labels = np.where(fg, LABEL["hair"], LABEL["background"]).astype(np.uint8)
     if dense_px is None or not np.isfinite(dense_px).all():
@@ -150,7 +151,7 @@ def mesh_parsing(
     )
     is_skin = face == LABEL["skin"]
     model = _SkinModel(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb), is_skin)
-    neck = _smooth_neck(model.like(band), band, face_h)
+    neck = _smooth_neck(model.like(band), band, float(face_h))
     # Above the brows the oval and the hairline disagree both ways: non-skin pixels inside the
     # oval are hair, skin-coloured foreground above it (a high forehead) is skin.
     v_brow = float(np.dot(0.5 * (xy[105] + xy[334]) - chin, down))
