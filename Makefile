@@ -46,9 +46,11 @@ demo: setup
 test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint:
+# ruff (lint and format) and mypy (prep/, settings in pyproject's [tool.mypy]); CI runs it.
+lint: setup
 	$(BIN)/ruff check prep tests bench launch.py
 	$(BIN)/ruff format --check prep tests bench launch.py
+	$(BIN)/mypy
 
 format:
 	$(BIN)/ruff format prep tests bench launch.py
