@@ -68,7 +68,7 @@ def jitter_section(res, fps: float = 25.0) -> dict[str, float]:
     """Nose-bridge jitter raw vs filtered, and the filter's lag on the fastest motion."""
     from prep.config.face import LandmarksConfig
     from prep.vision.landmarks.filter import inter_ocular_px, one_euro
-    from prep.vision.landmarks.metrics import jitter_px, lag_frames, window_by_speed
+    from prep.vision.landmarks.metrics import bridge_midpoint_rms_px, lag_frames, window_by_speed
 
     c = LandmarksConfig()
     raw, valid = res.points_px, res.valid
@@ -80,10 +80,10 @@ def jitter_section(res, fps: float = 25.0) -> dict[str, float]:
         "still_window": [still.start, still.stop],
         "fast_window": [fast.start, fast.stop],
         "iod_px": iod,
-        "jitter_raw_px": jitter_px(raw[still], valid[still]),
-        "jitter_filtered_px": jitter_px(filt[still], valid[still]),
-        "fast_jitter_raw_px": jitter_px(raw[fast], valid[fast]),
-        "fast_jitter_filtered_px": jitter_px(filt[fast], valid[fast]),
+        "jitter_raw_px": bridge_midpoint_rms_px(raw[still], valid[still]),
+        "jitter_filtered_px": bridge_midpoint_rms_px(filt[still], valid[still]),
+        "fast_jitter_raw_px": bridge_midpoint_rms_px(raw[fast], valid[fast]),
+        "fast_jitter_filtered_px": bridge_midpoint_rms_px(filt[fast], valid[fast]),
         "fast_lag_frames": lag_frames(raw[fast], filt[fast]),
         "fast_dev_px": float(np.nanmean(np.linalg.norm(raw[fast] - filt[fast], axis=-1))),
     }

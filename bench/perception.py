@@ -79,7 +79,7 @@ def bench_clip(clip: Path, n: int, detect_backend: str) -> dict:
         "detect_backend": detect_backend,
         "detected_frac": float((det["reason"] == "ok").mean()),
         "valid_frac": float(det["valid"].mean()),
-        "crop_jitter_px": r_crop.metrics["jitter_px"],
+        "crop_jitter_px": r_crop.metrics["box_accel_px"],  # key kept: bench/results history
         "matte_flicker": r_mat.metrics["flicker"],
         "matte_coverage": r_mat.metrics["coverage"],
         "fps_wall": {

@@ -130,6 +130,7 @@ OLD_KEYS: tuple[tuple[str, str], ...] = (
     ("lmdb", "pack_lmdb"),
     ("fit3dmm.coarse", "fit_3dmm_coarse"),
     ("fit3dmm", "fit_3dmm_fine"),
+    ("report.jitter_flag_px", "report.lmk_midpoint_dev_flag_px"),
 )
 # Old keys that named a backend, now the option of a config group (``matting.backend=rvm`` is
 # ``matting=rvm``), and old groups that are gone (with why no choice is needed).

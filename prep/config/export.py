@@ -46,7 +46,9 @@ class ReportConfig:
 
     max_flagged_thumbs: int = 24  # thumbnails of flagged frames shown on the page
     thumb_px: int = 128  # thumbnail edge length
-    jitter_flag_px: float = 3.0  # a frame is flagged when its landmark jitter exceeds this
+    # a frame is flagged when lmk_midpoint_dev_px (its landmarks' mean distance from their
+    # temporal midpoint) exceeds this
+    lmk_midpoint_dev_flag_px: float = 3.0
     lmk_flag_px: float = 5.0  # a frame is flagged when its landmark RMSE exceeds this
     embed_video_mb: float = 8.0  # overlay mp4s up to this size are embedded, bigger ones linked
     embed_total_mb: float = 24.0  # stop embedding videos once the page holds this much video

@@ -137,7 +137,7 @@ def make_crop(
     )
 
 
-def jitter_px(box_xyxy: np.ndarray, size: int) -> float:
+def box_accel_px(box_xyxy: np.ndarray, size: int) -> float:
     """Mean |second difference| of the crop centre, in crop pixels (0 for a static crop)."""
     if len(box_xyxy) < 3:
         return 0.0

@@ -63,8 +63,8 @@ def _manifests(subject: SubjectDir) -> list[dict]:
     return sorted(out, key=lambda m: m.get("started_at", ""))
 
 
-def landmark_jitter_px(points_px: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Per-frame jitter: mean distance of each point from the midpoint of its neighbours in time.
+def lmk_midpoint_dev_px(points_px: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per frame, the mean distance of each point from the midpoint of its neighbours in time.
 
     Args:
         points_px: (T,K,2) landmarks (NaN where missing).
@@ -113,19 +113,20 @@ def collect(subject: SubjectDir, cfg: ReportConfig) -> SubjectSummary:
         lm = load_npz(subject.landmarks_npz)
         valid = lm["valid"].astype(bool)
         n = n or len(valid)
-        jit = landmark_jitter_px(lm["points_px"].astype(np.float64), valid)
+        dev = lmk_midpoint_dev_px(lm["points_px"].astype(np.float64), valid)
         series.append(
             Series(
-                "Landmark jitter (distance to temporal midpoint)",
+                "Landmark jitter: distance to the temporal midpoint (lmk_midpoint_dev_px)",
                 "px",
-                jit,
+                dev,
                 invalid=~valid,
-                threshold=cfg.jitter_flag_px,
+                threshold=cfg.lmk_midpoint_dev_flag_px,
             )
         )
-        _flag(flagged, np.nan_to_num(jit) > cfg.jitter_flag_px, "landmark jitter")
+        flag = np.nan_to_num(dev) > cfg.lmk_midpoint_dev_flag_px
+        _flag(flagged, flag, "landmark jitter (lmk_midpoint_dev_px)")
         _flag(flagged, ~valid, "no landmarks")
-        headline["jitter_px_median"] = _nanmedian(jit)
+        headline["lmk_midpoint_dev_px_median"] = _nanmedian(dev)
     _collect_iris(subject, series, flagged, headline)
     _collect_flame(subject, cfg, series, flagged, headline)
     _collect_bfm(subject, series)

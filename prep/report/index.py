@@ -19,6 +19,8 @@ from prep.report.page import index_page
 log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
+# Headline keys summaries written before a rename carry, and their names now.
+OLD_HEADLINE_KEYS = {"jitter_px_median": "lmk_midpoint_dev_px_median"}
 
 
 @contextmanager
@@ -37,7 +39,9 @@ def subject_rows(dataset_dir: Path) -> list[dict]:
     for p in sorted(dataset_dir.glob(f"*/report/{SUMMARY}")):
         try:
             row = read_json(p)
-            rows.append(row | {"headline": nan_for_null(row.get("headline"))})
+            headline = nan_for_null(row.get("headline"))
+            headline = {OLD_HEADLINE_KEYS.get(k, k): v for k, v in headline.items()}
+            rows.append(row | {"headline": headline})
         except ValueError:
             log.warning("unreadable report summary %s", p)
     return rows

@@ -21,7 +21,7 @@ from prep.config.perception import CropConfig
 from prep.datasets.sequence import is_sequence
 from prep.errors import BadInputError
 from prep.geometry.crop import CropTransforms, warp_to_crop
-from prep.geometry.crop_boxes import face_margin, jitter_px, make_crop, overflow_px
+from prep.geometry.crop_boxes import box_accel_px, face_margin, make_crop, overflow_px
 from prep.io.files import load_npz, read_image, save_npz, write_image
 from prep.pipeline import StageContext, StageResult, register_stage
 from prep.progress import progress
@@ -109,7 +109,7 @@ def run(ctx: StageContext) -> StageResult:
             int((margin < 0).sum()),
         )
     metrics = {
-        "jitter_px": jitter_px(ct.box_xyxy, cfg.image_size) if sequence else float("nan"),
+        "box_accel_px": box_accel_px(ct.box_xyxy, cfg.image_size) if sequence else float("nan"),
         "outside_frac": outside,
         "box_side_px": float(np.median(side)),
         "valid_frac": float(ct.valid.mean()),

@@ -144,14 +144,12 @@ def run(ctx: StageContext) -> StageResult:
 
 
 def _metrics(res, rmse, valid, focal_crop: float, elapsed: float) -> dict[str, float]:
-    jitter = (
-        np.linalg.norm(np.diff(res.euler[valid], 2, axis=0), axis=1) if valid.sum() > 2 else [0]
-    )
+    accel = np.linalg.norm(np.diff(res.euler[valid], 2, axis=0), axis=1) if valid.sum() > 2 else [0]
     return {
         "lmk_rmse_px": float(np.nanmean(rmse)),
         "lmk_rmse_px_p95": float(np.nanpercentile(rmse, 95)),
         "focal_px": float(focal_crop),
-        "euler_jitter_deg": float(np.degrees(np.mean(jitter))),
+        "euler_accel_deg": float(np.degrees(np.mean(accel))),
         "sec_per_1000_frames": float(elapsed / max(len(valid), 1) * 1000),
     }
 

@@ -38,7 +38,7 @@ from prep.subject import SubjectDir, frame_stem
 from prep.vision.landmarks import LandmarkResult, make_backend
 from prep.vision.landmarks.filter import inter_ocular_px, one_euro
 from prep.vision.landmarks.metrics import (
-    jitter_px,
+    bridge_midpoint_rms_px,
     lag_frames,
     mean_deviation_px,
     window_by_speed,
@@ -144,6 +144,11 @@ def _detect_all(ctx: StageContext, n: int) -> tuple[dict[str, np.ndarray], int]:
     return store.merge(n), n_done
 
 
+def _px(value: float) -> str:
+    """A length for the log line: "n/a" where the input cannot define it (one photo)."""
+    return f"{value:.3f} px" if np.isfinite(value) else "n/a"
+
+
 def _metrics(raw: np.ndarray, smooth: np.ndarray, valid: np.ndarray) -> dict[str, float]:
     """Track quality; a metric is NaN where the input cannot define it (a single photo has no
     jitter, isolated detections have no lag)."""
@@ -151,8 +156,8 @@ def _metrics(raw: np.ndarray, smooth: np.ndarray, valid: np.ndarray) -> dict[str
     fast = window_by_speed(raw, valid, 25, fastest=True)
     return {
         "valid_frac": float(valid.mean()),
-        "jitter_raw_px": jitter_px(raw[still], valid[still]),
-        "jitter_px": jitter_px(smooth[still], valid[still]),
+        "bridge_midpoint_rms_raw_px": bridge_midpoint_rms_px(raw[still], valid[still]),
+        "bridge_midpoint_rms_px": bridge_midpoint_rms_px(smooth[still], valid[still]),
         "fast_lag_frames": lag_frames(raw[fast], smooth[fast]),
         "fast_dev_px": mean_deviation_px(raw[fast], smooth[fast]),
     }
@@ -230,7 +235,10 @@ def run(ctx: StageContext) -> StageResult:
     _write_dense_mesh(subject, sequence, res)
     if sequence:
         metrics = _metrics(raw, smooth, res.valid) | {"bridged": float(bridged.sum())}
-        track = f", jitter {metrics['jitter_px']:.3f} px (raw {metrics['jitter_raw_px']:.3f})"
+        track = (
+            f", nose-bridge jitter {_px(metrics['bridge_midpoint_rms_px'])}"
+            f" (raw {_px(metrics['bridge_midpoint_rms_raw_px'])})"
+        )
     else:  # unrelated photos: no track to measure
         metrics, track = {"valid_frac": float(res.valid.mean())}, " (photo collection)"
     if ctx.logger:

@@ -32,10 +32,10 @@ def mean_point_error_px(pred_px: np.ndarray, obs_px: np.ndarray, w: np.ndarray) 
     return np.where(n > 0, out, np.nan).astype(np.float32)
 
 
-def jitter_px(points_px: np.ndarray) -> np.ndarray:
-    """Temporal jitter: mean norm of the second difference of each point, per frame ``(T,)``.
+def lmk_accel_px(points_px: np.ndarray) -> np.ndarray:
+    """Landmark acceleration: mean norm of the second difference of each point, per frame ``(T,)``.
 
-    A constant-velocity track has zero jitter; the first and last frames are NaN.
+    A constant-velocity track has zero; the first and last frames are NaN.
     """
     T = len(points_px)
     out = np.full(T, np.nan, np.float32)
@@ -50,3 +50,7 @@ def nanmean(x: np.ndarray) -> float:
     x = np.asarray(x, np.float64)
     ok = np.isfinite(x)
     return float(x[ok].mean()) if ok.any() else float("nan")
+
+
+# The name prep.track.flame_fit still imports; branch lead renames it there, then this goes.
+jitter_px = lmk_accel_px

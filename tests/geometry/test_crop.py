@@ -17,7 +17,7 @@ from prep.geometry.crop import (
     transform_points,
     warp_to_crop,
 )
-from prep.geometry.crop_boxes import crop_boxes, face_margin, jitter_px, overflow_px
+from prep.geometry.crop_boxes import box_accel_px, crop_boxes, face_margin, overflow_px
 from prep.models.camera import K_matrix
 
 
@@ -101,7 +101,7 @@ def test_static_box_is_one_robust_box():
     assert np.ptp(out, axis=0).max() == 0
     side = out[0, 2] - out[0, 0]
     assert side == pytest.approx(300, rel=0.03)
-    assert jitter_px(out, 512) == 0.0
+    assert box_accel_px(out, 512) == 0.0
 
 
 def test_smooth_box_follows_motion_without_jitter():
@@ -114,7 +114,7 @@ def test_smooth_box_follows_motion_without_jitter():
         CropConfig(mode="smooth", scale=2.0, shift_y=0.0, smooth_sigma=0, smooth_sigma_size=0),
     )
     out = crop_boxes(box, valid, cfg)
-    assert jitter_px(out, 512) < 0.1 * jitter_px(raw, 512)
+    assert box_accel_px(out, 512) < 0.1 * box_accel_px(raw, 512)
     centre = (out[:, 0] + out[:, 2]) / 2
     truth = 300 + 40 * np.sin(np.arange(200) / 10)
     assert np.abs(centre - truth)[10:-10].max() < 8.0  # zero-phase: no lag, mild damping

@@ -77,11 +77,24 @@ def test_report_summaries_and_the_index_with_an_undefined_number(tmp_path):
     from prep.report.page import index_page
 
     summary = tmp_path / "s1" / "report" / "summary.json"
-    write_json(summary, {"name": "s1", "headline": {"jitter_px_median": np.nan, "n_frames": 1.0}})
-    assert strict_load(summary)["headline"]["jitter_px_median"] is None
+    headline = {"lmk_midpoint_dev_px_median": np.nan, "n_frames": 1.0}
+    write_json(summary, {"name": "s1", "headline": headline})
+    assert strict_load(summary)["headline"]["lmk_midpoint_dev_px_median"] is None
     (row,) = subject_rows(tmp_path)
-    assert math.isnan(row["headline"]["jitter_px_median"])
+    assert math.isnan(row["headline"]["lmk_midpoint_dev_px_median"])
     assert "n/a" in index_page("custom", [row])
+
+
+def test_index_reads_a_summary_written_before_the_metric_rename(tmp_path):
+    """A subject reported before jitter_px_median was renamed shares the new column."""
+    from prep.report.index import subject_rows
+
+    for name, key in (("old", "jitter_px_median"), ("new", "lmk_midpoint_dev_px_median")):
+        write_json(
+            tmp_path / name / "report" / "summary.json", {"name": name, "headline": {key: 1.5}}
+        )
+    rows = subject_rows(tmp_path)
+    assert [r["headline"] for r in rows] == [{"lmk_midpoint_dev_px_median": 1.5}] * 2
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])

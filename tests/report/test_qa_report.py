@@ -13,7 +13,7 @@ import pytest
 from prep.config.export import ReportConfig
 from prep.io.files import read_image, save_npz, write_image, write_json
 from prep.io.video_writer import write_video
-from prep.report.collect import collect, head_pose_deg, landmark_jitter_px
+from prep.report.collect import collect, head_pose_deg, lmk_midpoint_dev_px
 from prep.report.page import subject_page
 from prep.runner import run_plan
 from prep.subject import SubjectDir
@@ -69,12 +69,12 @@ def _perception(s: SubjectDir, t: int = T) -> None:
 def test_jitter_is_distance_to_temporal_midpoint():
     pts = np.zeros((5, 2, 2))
     pts[2] = 3.0  # frame 2 sticks out by (3, 3)
-    jit = landmark_jitter_px(pts, np.ones(5, bool))
+    jit = lmk_midpoint_dev_px(pts, np.ones(5, bool))
     assert np.isnan(jit[0]) and np.isnan(jit[-1])
     np.testing.assert_allclose(jit[1:4], [np.hypot(1.5, 1.5), np.hypot(3, 3), np.hypot(1.5, 1.5)])
     valid = np.ones(5, bool)
     valid[1] = False
-    assert np.isnan(landmark_jitter_px(pts, valid)[2])
+    assert np.isnan(lmk_midpoint_dev_px(pts, valid)[2])
 
 
 def test_head_pose_of_a_frontal_camera_is_the_flame_rotation():
@@ -94,7 +94,10 @@ def test_report_degrades_to_what_ran(tmp_path):
     assert [x.title.split()[0] for x in summary.series] == ["Face", "Landmark", "Eye"]
     assert summary.flagged[2] == ["iris: closed"]
     assert "no face detected" in summary.flagged[5]
-    assert "landmark jitter" in summary.flagged[9] and "lmk_rmse_px_median" not in summary.headline
+    assert (
+        "landmark jitter (lmk_midpoint_dev_px)" in summary.flagged[9]
+        and "lmk_rmse_px_median" not in summary.headline
+    )
     full = make_subject(tmp_path / "full")
     _perception(full)
     summary = collect(full, ReportConfig())

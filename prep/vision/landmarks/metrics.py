@@ -1,9 +1,10 @@
-"""Landmark track quality: jitter after removing head motion, lag of a temporal filter.
+"""Landmark track quality: nose-bridge jitter after removing head motion, filter lag.
 
-Jitter is measured on the nose-bridge points (68-point ids 27-30), which move rigidly with the
-head: frames t-1 and t+1 are aligned to frame t by a 2D similarity fitted on the rigid points
-(eye corners and nose bridge), and the jitter is the RMS of ``p_t - (p'_{t-1} + p'_{t+1}) / 2``
-in pixels. Smooth head motion (even fast) leaves this near zero; detector noise does not.
+`bridge_midpoint_rms_px` is measured on the nose-bridge points (68-point ids 27-30), which move
+rigidly with the head: frames t-1 and t+1 are aligned to frame t by a 2D similarity fitted on the
+rigid points (eye corners and nose bridge), and the metric is the RMS of
+``p_t - (p'_{t-1} + p'_{t+1}) / 2`` in pixels. Smooth head motion (even fast) leaves this near
+zero; detector noise does not.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def _apply(aff: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return np.einsum("tij,tkj->tki", aff[:, :, :2], pts) + aff[:, None, :, 2]
 
 
-def jitter_px(points_px: np.ndarray, valid: np.ndarray, idx: np.ndarray = NOSE_BRIDGE_68) -> float:
+def bridge_midpoint_rms_px(
+    points_px: np.ndarray, valid: np.ndarray, idx: np.ndarray = NOSE_BRIDGE_68
+) -> float:
     """RMS second-difference residual of points `idx` after per-triplet head-motion removal.
 
     Args:
@@ -53,7 +56,7 @@ def jitter_px(points_px: np.ndarray, valid: np.ndarray, idx: np.ndarray = NOSE_B
         idx: 68-point ids to measure.
 
     Returns:
-        Jitter in pixels (NaN when no triplet is valid).
+        RMS deviation from the aligned temporal midpoint in pixels (NaN when no triplet is valid).
     """
     ok = valid[:-2] & valid[1:-1] & valid[2:]
     if not ok.any():

@@ -6,7 +6,7 @@ import numpy as np
 
 from prep.stages.landmarks import bridge_gaps
 from prep.vision.landmarks.filter import inter_ocular_px, one_euro
-from prep.vision.landmarks.metrics import jitter_px, lag_frames, similarity_align
+from prep.vision.landmarks.metrics import bridge_midpoint_rms_px, lag_frames, similarity_align
 
 
 def _face(t: int, rng, noise_px: float, motion_px_per_frame: float = 0.0) -> np.ndarray:
@@ -24,7 +24,7 @@ def test_filter_reduces_jitter_on_still_face():
     pts = _face(200, rng, noise_px=0.5)
     valid = np.ones(200, bool)
     out = one_euro(pts, valid, fps=25.0, scale_px=inter_ocular_px(pts))
-    assert jitter_px(out, valid) < 0.5 * jitter_px(pts, valid)
+    assert bridge_midpoint_rms_px(out, valid) < 0.5 * bridge_midpoint_rms_px(pts, valid)
 
 
 def test_filter_follows_fast_motion_without_lag():
@@ -71,9 +71,9 @@ def test_jitter_ignores_rigid_motion_and_similarity_align_recovers_transform():
     )
     pts = scale[:, None, None] * np.einsum("tij,kj->tki", rot, base) + (t[:, None, None] * 30 + 200)
     valid = np.ones(40, bool)
-    assert jitter_px(pts, valid) < 1e-3
+    assert bridge_midpoint_rms_px(pts, valid) < 1e-3
     noisy = pts + rng.normal(0, 1.0, pts.shape)
-    assert jitter_px(noisy, valid) > 0.5
+    assert bridge_midpoint_rms_px(noisy, valid) > 0.5
     aff = similarity_align(pts[:1], pts[5:6])
     mapped = pts[0] @ aff[0, :, :2].T + aff[0, :, 2]
     np.testing.assert_allclose(mapped, pts[5], atol=1e-6)

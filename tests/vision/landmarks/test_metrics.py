@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prep.stages.landmarks import _metrics
-from prep.vision.landmarks.metrics import jitter_px, lag_frames, mean_deviation_px
+from prep.vision.landmarks.metrics import bridge_midpoint_rms_px, lag_frames, mean_deviation_px
 
 
 def _track(t: int, valid: np.ndarray) -> np.ndarray:
@@ -23,7 +23,7 @@ def test_lag_and_deviation_are_nan_without_two_consecutive_detections():
     valid[[3, 12]] = True
     pts = _track(20, valid)
     assert np.isnan(lag_frames(pts, pts))
-    assert np.isnan(jitter_px(pts, valid))
+    assert np.isnan(bridge_midpoint_rms_px(pts, valid))
     assert mean_deviation_px(pts, pts + 1.0) == pytest.approx(np.sqrt(2.0))  # frames 3, 12
     assert np.isnan(mean_deviation_px(pts[:3], pts[:3]))
 
@@ -32,7 +32,7 @@ def test_metrics_of_a_single_photo_and_of_all_invalid_frames():
     one = _track(1, np.ones(1, bool))
     m = _metrics(one, one, np.ones(1, bool))
     assert m["valid_frac"] == 1.0 and m["fast_dev_px"] == 0.0
-    assert np.isnan(m["jitter_px"]) and np.isnan(m["fast_lag_frames"])
+    assert np.isnan(m["bridge_midpoint_rms_px"]) and np.isnan(m["fast_lag_frames"])
     none = _track(5, np.zeros(5, bool))
     m = _metrics(none, none, np.zeros(5, bool))
     assert m["valid_frac"] == 0.0 and all(np.isnan(m[k]) for k in m if k != "valid_frac")
