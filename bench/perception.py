@@ -148,7 +148,7 @@ def main() -> None:
             f"flicker {r['matte_flicker']:.4f}"
         )
     out = {"machine": platform.platform(), "cpus": os.cpu_count(), "clips": rows}
-    if args.face:  # landmarks + iris timing and landmark jitter: section owned by bench/face.py
+    if args.face:  # landmarks + iris timing and landmark jitter: measured by bench/face.py
         from bench.face import run_face_bench
 
         out["face"] = run_face_bench(min(args.frames, 400))

@@ -1,4 +1,4 @@
-"""Schemas of the BFM model, 3DMM trackers and LMDB packing (owned by the BFM engineer)."""
+"""Schemas of the BFM model, 3DMM trackers and LMDB packing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run-level schemas: dataset, frames, logger, trainer, assets (owned by the foundation)."""
+"""Run-level schemas: dataset, frames, logger, trainer, assets."""
 
 from __future__ import annotations
 

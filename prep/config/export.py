@@ -1,4 +1,4 @@
-"""Schemas of exporters, the QA report and HDTF download (owned by the export engineer)."""
+"""Schemas of exporters, the QA report and HDTF download."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Schemas of landmarks, iris and parsing (owned by the landmarks/parsing engineer)."""
+"""Schemas of landmarks, iris and parsing."""
 
 from __future__ import annotations
 

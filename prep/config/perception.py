@@ -1,4 +1,4 @@
-"""Schemas of detection, crop and matting (owned by the detect/crop/matting engineer)."""
+"""Schemas of detection, crop and matting."""
 
 from __future__ import annotations
 

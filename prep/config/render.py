@@ -1,4 +1,4 @@
-"""Schemas of albedo extraction and photometric refinement (owned by the renderer engineer)."""
+"""Schemas of albedo extraction and photometric refinement."""
 
 from __future__ import annotations
 

@@ -89,7 +89,8 @@ class FlameParams(nn.Module):
         }
         # Each value is stored as ``u * scale``: the optimiser moves ``u``, and `precondition`
         # sets ``scale`` so a unit step of every element changes the residuals by a similar
-        # amount (a Jacobi preconditioner that makes L-BFGS converge in tens of iterations).
+        # amount: a Jacobi preconditioner for L-BFGS (`prep.track.lbfgs.precondition`). The
+        # Gauss-Newton solver works on the values themselves, so the scales do not change its steps.
         for name, size in sizes.items():
             self.register_parameter(f"u_{name}", nn.Parameter(torch.zeros(size, dtype=dtype)))
             self.register_buffer(f"scale_{name}", torch.ones(size, dtype=dtype))

@@ -1,11 +1,11 @@
 """The FLAME tracker as a LightningModule: all frames at once, one solver step per Lightning step.
 
 The datamodule serves the whole sequence as one batch per step. `configure_optimizers` returns
-the solver (`fit_flame.solver`): Gauss-Newton (`prep.track.gauss_newton.GaussNewton`, one damped
-Levenberg-Marquardt step per `step`) or L-BFGS (`prep.track.lbfgs.LBFGS`, one iteration per
-`step`). Phases (`prep.config.flame.PhaseConfig`: rigid, joint, eyes by default) are a callback
-(`prep.track.phases.PhaseSchedule`) that sets which parameters move and switches at each
-phase's budget; the Trainer's ``max_steps`` is the sum of the budgets.
+the solver (`fit_flame.solver`): Gauss-Newton by default (`prep.track.gauss_newton.GaussNewton`,
+one damped Levenberg-Marquardt step per `step`) or L-BFGS (`prep.track.lbfgs.LBFGS`, one
+iteration per `step`). Phases (`prep.config.flame.PhaseConfig`: rigid, joint, eyes by default)
+are a callback (`prep.track.phases.PhaseSchedule`) that sets which parameters move and switches
+at each phase's budget; the Trainer's ``max_steps`` is the sum of the budgets.
 
 The objective is `prep.track.objective.FlameObjective`; after every step each of its terms
 (``loss/<term>``), their total, the landmark RMSE and the iris error in pixels

@@ -108,8 +108,17 @@ def frames_K(K: Tensor, idx: Tensor, from_hw=None, to_hw=None) -> Tensor:
     return K if to_hw is None else rescale_intrinsics(K, from_hw, to_hw)
 
 
-class _Renderer:
-    """FLAME -> shaded image and landmarks for a window of frames."""
+class PhotometricRenderer:
+    """The photometric problem's FLAME, posed, projected and shaded for a window of frames.
+
+    Gives the posed mesh (`world`), its camera-space vertices (`verts`), the landmarks in pixels
+    (`landmarks_px`) and the SH-shaded colour of the covered pixels (`shade`); also the mesh edges
+    the albedo smoothness term uses.
+
+    Args:
+        model: FLAME with a landmark embedding.
+        prob: the problem's cameras (``w2c`` (T,4,4), OpenCV convention).
+    """
 
     def __init__(self, model: FlameModel, prob: PhotometricProblem):
         self.model, self.prob = model, prob
@@ -175,7 +184,7 @@ def _photo_error(colour: Tensor, pix: Tensor, rgb: Tensor, region: Tensor) -> Te
 
 
 def init_albedo_and_light(
-    r: _Renderer,
+    r: PhotometricRenderer,
     prob: PhotometricProblem,
     frames: list[int],
     size_hw: tuple[int, int],
@@ -226,7 +235,7 @@ def _ambient(per_frame: bool, n_frames: int) -> Tensor:
 class _Losses:
     """The refinement objective for one window (weights from PhotometricConfig.w)."""
 
-    def __init__(self, r: _Renderer, prob: PhotometricProblem, cfg: PhotometricConfig):
+    def __init__(self, r: PhotometricRenderer, prob: PhotometricProblem, cfg: PhotometricConfig):
         self.r, self.prob, self.cfg = r, prob, cfg
         h, w = prob.image_size
         self.lmk_unit = 0.01 * max(h, w)  # landmark error measured in 1% of the image size
@@ -300,7 +309,7 @@ def refine_photometric(
     for k in FRAME_KEYS:  # a frame with NaN/inf parameters is left alone, never propagated
         finite &= torch.isfinite(prob.params[k].reshape(T, -1)).all(1)
     frames = (prob.valid.bool() & finite).nonzero(as_tuple=True)[0]
-    r = _Renderer(model, prob)
+    r = PhotometricRenderer(model, prob)
     sched = _sizes(cfg, prob.image_size)
     refine = [k for k in cfg.refine if k in FRAME_KEYS or k == "eyelids"]
     out = {k: v.detach().clone() for k, v in prob.params.items()}

@@ -20,7 +20,7 @@ from prep.track.photometric import (
     FRAME_KEYS,
     FrameLoader,
     PhotometricProblem,
-    _Renderer,
+    PhotometricRenderer,
     frames_K,
     refine_photometric,
 )
@@ -82,7 +82,8 @@ def refine_tracking(
 
     Args:
         flame: the FLAME layer of the landmark fit (its embedding gives the landmarks).
-        track: canonical tracking arrays (see COMMON.md); not modified.
+        track: canonical tracking arrays (`prep.models.flame_tracking.tracking_arrays`); not
+            modified.
         lmk_px: (T,68,2) landmark targets in crop pixels; lmk_w: (T,68) their weights.
         load_frames: see `frame_loader`.
         cfg: the photometric settings (fit_flame.photo).
@@ -124,7 +125,7 @@ def refine_tracking(
 @torch.no_grad()
 def _lmk_rmse(flame, params, prob: PhotometricProblem, lmk_px, lmk_w, chunk: int = 64):
     """(T,) float32 RMSE over the weighted points (NaN on invalid frames), like the tracker's."""
-    r = _Renderer(flame, prob)
+    r = PhotometricRenderer(flame, prob)
     T = len(prob.valid)
     out = np.full(T, np.nan, np.float32)
     for i0 in range(0, T, chunk):
