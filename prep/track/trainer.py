@@ -74,7 +74,8 @@ def make_trainer(
     return L.Trainer(
         accelerator=accelerator,
         devices=devices,
-        precision=cfg.precision.value,  # one of Lightning's precision strings
+        # a Precision (a str enum) whose values are Lightning's precision strings
+        precision=cfg.precision,  # type: ignore[arg-type]
         deterministic=cfg.deterministic,
         max_steps=max_steps,
         max_epochs=max_epochs,
