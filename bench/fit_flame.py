@@ -54,6 +54,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.lib import reference_cache  # noqa: E402
+from bench.lib.flame_dense import DenseNoise, dense_observations  # noqa: E402
 from bench.lib.flame_metrics import TruthEvaluator  # noqa: E402
 from bench.lib.flame_reference import (  # noqa: E402
     DecaNoise,
@@ -101,12 +103,17 @@ def write_assets(tmp: Path, seed: int, tiny: bool) -> tuple[dict, str]:
 
 
 def make_case(args, tmp: Path, seed: int, frames: int):
-    """Assets, truth and corrupted observations of `seed` (`frames` long)."""
+    """Assets, truth and corrupted observations of `seed` (`frames` long), with the dense
+    MediaPipe points (bench/lib/flame_dense.py) that the default landmark backend also gives."""
     assets, model = write_assets(tmp, seed, args.tiny)
-    oracle = FlameOracle.from_assets(assets, N_SHAPE, N_EXPR)
+    oracle = FlameOracle.from_assets(assets, N_SHAPE, N_EXPR, dense=True)
     seq = make_sequence(oracle, frames, seed=seed, noise_px=args.noise_px,
                         missing=missing_run(frames))  # fmt: skip
     data = corrupt(seq.data, np.random.default_rng(seed), outlier_rate=0.01, drop_rate=0.01)
+    c = (float(data.image_size[1]) - 1) / 2
+    data.dense_px, data.dense_w = dense_observations(
+        oracle, seq.gt, seq.focal, c, data.valid, seed, DenseNoise(noise_px=args.noise_px)
+    )
     return assets, model, seq, data
 
 
@@ -129,8 +136,8 @@ def _job_ours(assets, data, focal, threads, iters_per_phase=None, code=None) -> 
     from prep.track.flame_fit import Camera, build_flame, fit_sequence, init_from_deca_code
 
     torch.set_num_threads(threads)
-    flame = build_flame(assets, FlameConfig(n_shape=N_SHAPE, n_expr=N_EXPR), dense=False)
     cfg = TrackerConfig()
+    flame = build_flame(assets, FlameConfig(n_shape=N_SHAPE, n_expr=N_EXPR), dense=cfg.w.dense > 0)
     for ph in cfg.phases if iters_per_phase else ():
         ph.iters = iters_per_phase
     c = (data.image_size[1] - 1) / 2
@@ -140,11 +147,12 @@ def _job_ours(assets, data, focal, threads, iters_per_phase=None, code=None) -> 
             str(n): {k: v[i] for k, v in code.items()} for i, n in enumerate(data.frame_names)
         }
         init = init_from_deca_code(per_frame, data.frame_names, N_SHAPE, N_EXPR)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fit_sequence(flame, data, Camera(focal, focal, c, c), cfg, init=init)
-    sec = time.perf_counter() - t0
+    sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"params": out.params, "lmk_px": out.lmk_px.astype(np.float64), "seconds": sec,
-            "focal_px": float(out.K_orig[0, 0]), "peak_rss_gb": _peak_rss_gb()}  # fmt: skip
+            "cpu_seconds": cpu, "focal_px": float(out.K_orig[0, 0]),
+            "peak_rss_gb": _peak_rss_gb(), "load_avg_1min": os.getloadavg()[0]}  # fmt: skip
 
 
 def _job_reference(assets, data, intrinsics, code, threads, ref_cfg) -> dict:
@@ -158,11 +166,30 @@ def _job_reference(assets, data, intrinsics, code, threads, ref_cfg) -> dict:
     cfg = FlameConfig(n_shape=ref_cfg.n_shape, n_expr=ref_cfg.n_expr)
     flame = build_flame(assets, cfg, dense=False)
     lmk = np.concatenate([data.lmk_px, data.iris_px], 1)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     p = hravatar_fit(flame, lmk, data.valid, int(data.image_size[1]), intrinsics, code, ref_cfg)
-    sec = time.perf_counter() - t0
-    return {"params": p, "lmk_px": p.pop("lmk_px"), "seconds": sec,
-            "focal_px": float(intrinsics[0]), "peak_rss_gb": _peak_rss_gb()}  # fmt: skip
+    sec, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"params": p, "lmk_px": p.pop("lmk_px"), "seconds": sec, "cpu_seconds": cpu,
+            "focal_px": float(intrinsics[0]), "peak_rss_gb": _peak_rss_gb(),
+            "load_avg_1min": os.getloadavg()[0]}  # fmt: skip
+
+
+def run_reference(args, assets, data, intrinsics, code, ref_cfg, seed: int) -> dict:
+    """The reference fit, from ``--reference-cache`` when it holds these exact inputs."""
+    if args.reference_cache is None:
+        return isolated(_job_reference, assets, data, intrinsics, code, args.threads, ref_cfg)
+    arrays = {f"code_{k}": v for k, v in code.items()}
+    arrays.update(lmk=data.lmk_px, iris=data.iris_px, valid=data.valid,
+                  intrinsics=np.asarray(intrinsics, np.float64))  # fmt: skip
+    settings = {**vars(ref_cfg), "threads": args.threads, "size": int(data.image_size[1])}
+    key = reference_cache.reference_key(arrays, settings, assets["flame2020"])
+    hit = reference_cache.load(args.reference_cache, key)
+    if hit is not None:
+        return hit
+    r = isolated(_job_reference, assets, data, intrinsics, code, args.threads, ref_cfg)
+    note = {"seed": seed, "frames": len(data.valid), "intrinsics": list(map(float, intrinsics))}
+    reference_cache.store(args.reference_cache, key, r, note)
+    return {**r, "cache": {"key": key, "hit": False, **note}}
 
 
 def _job_idle() -> dict:
@@ -187,20 +214,25 @@ def compare_seed(args, seed: int, tmp: Path) -> dict:
     ev = TruthEvaluator(FlameOracle.from_assets(assets, N_SHAPE, ReferenceConfig().n_expr),
                         seq.gt, seq.clean_px, data.lmk_px, data.lmk_w)  # fmt: skip
     focal = None if args.estimate_focal else seq.focal
-    ours = isolated(_job_ours, assets, data, focal, args.threads)
+    ours = None if args.reference_only else isolated(_job_ours, assets, data, focal, args.threads)
     noise = {k: v * args.deca_noise for k, v in vars(DecaNoise()).items()}
     gt64 = {k: np.asarray(v, np.float64) for k, v in seq.gt.items()}
     code = deca_code_from_truth(gt64, np.random.default_rng(1000 + seed), DecaNoise(**noise))
     intr = REF_DEFAULT_INTRINSICS if args.estimate_focal else (seq.focal, seq.focal, c, c)
     ref_cfg = ReferenceConfig(iters=args.ref_iters, eye_iters=args.ref_eye_iters)
-    ref = isolated(_job_reference, assets, data, intr, code, args.threads, ref_cfg)
+    ref = run_reference(args, assets, data, intr, code, ref_cfg, seed)
+    if args.reference_only:
+        return {"reference": {k: ref[k] for k in ("seconds", "cpu_seconds", "cache") if k in ref}}
     ours_deca = isolated(_job_ours, assets, data, focal, args.threads, None, code)
     yaw = np.degrees(seq.gt["global_pose"][:, 1])
     out = {"model": model, "yaw_range_deg": [float(yaw.min()), float(yaw.max())]}
     for name, r in (("ours", ours), ("reference", ref), ("ours_from_deca_code", ours_deca)):
         m = ev.evaluate(r["params"], r["lmk_px"], r["focal_px"], seq.focal)
-        out[name] = {**m, "seconds": r["seconds"], "peak_rss_gb": r["peak_rss_gb"]}
+        out[name] = {**m, **{k: r[k] for k in ("seconds", "cpu_seconds", "peak_rss_gb",
+                                                "load_avg_1min") if k in r}}  # fmt: skip
     out["reference"]["intrinsics"] = list(map(float, intr))
+    if "cache" in ref:
+        out["reference"]["cache"] = ref["cache"]
     out["deca_code_itself"] = ev.param_errors(deca_params(code))
     return out
 
@@ -238,7 +270,7 @@ def summarise(per_seed: dict[str, dict]) -> dict:
     def means(seeds: list[str]) -> dict:
         first = per_seed[seeds[0]]
         return {who: {k: float(np.mean([per_seed[s][who][k] for s in seeds])) for k in first[who]
-                      if not isinstance(first[who][k], list)} for who in FITS}  # fmt: skip
+                      if isinstance(first[who][k], int | float)} for who in FITS}  # fmt: skip
 
     sets = {name: [str(s) for s in seeds if str(s) in per_seed] for name, seeds in HELD_OUT.items()}
     sets = {k: v for k, v in sets.items() if v}
@@ -282,6 +314,14 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--mem-frames", type=int, default=10000, help="0 = skip the memory run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--noise-px", type=float, default=1.0)
+    ap.add_argument("--reference-cache", type=Path, default=None,
+                    help="reuse reference fits stored here for the exact same inputs and store "
+                    "new ones (recorded per seed in the JSON); default: always run it")  # fmt: skip
+    ap.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="only run (and cache) the reference fits; writes no results JSON",
+    )
     ap.add_argument("--tiny", action="store_true", help="use the tiny model even with shared data")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fit_flame.json")
     return ap.parse_args()
@@ -293,12 +333,18 @@ def main() -> None:
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             r = per_seed[str(seed)] = compare_seed(args, seed, Path(tmp))
+        if args.reference_only:
+            print(f"seed {seed}: reference {json.dumps(r['reference'])}", flush=True)
+            continue
         print(f"seed {seed}: " + " | ".join(
             f"{who} head {r[who]['head_rot_err_deg']:.2f} deg, RMSE "
             f"{r[who]['lmk_rmse_vs_truth_px']:.2f} px, {r[who]['seconds']:.0f} s"
             for who in ("ours", "reference")), flush=True)  # fmt: skip
+    if args.reference_only:
+        return
     result = {
         "frames": args.frames,
+        "reference_cache": None if args.reference_cache is None else str(args.reference_cache),
         "seeds": args.seeds,
         "held_out_sets": {k: list(v) for k, v in HELD_OUT.items()},
         "tuning_seeds": list(TUNING_SEEDS),
