@@ -152,12 +152,39 @@ def _world_rotations(R_local: torch.Tensor, parents: list[int]) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _landmark_bases(flame, with_mp: bool):
+    """Per landmark and joint, the skinning-weighted blendshape basis ``G (.., N, 5, 3, K)`` and
+    skinning weights ``Wb (.., N, 5)`` of its barycentric vertices: dynamic contour per yaw bin
+    ``(79, 17, ...)``, then the static (+ MediaPipe) points ``(N_s, ...)``. They depend only on
+    the model, so they are computed once per model, device and dtype."""
+    key = (str(flame.dirs.device), flame.dirs.dtype, with_mp)
+    cache = flame.__dict__.setdefault("_coefficient_bases", {})
+    if key in cache:
+        return cache[key]
+    vidx = flame.lmk_vertex_idx
+    W = flame.lbs_weights[vidx]  # (Vs, 5)
+    B = flame.dirs[vidx]  # (Vs, 3, K)
+
+    def bases(tri: torch.Tensor, bary: torch.Tensor):  # (..., N, 3) vertex ids and weights
+        Wl = W[tri] * bary[..., None]  # (..., N, 3, 5)
+        return torch.einsum("...vj,...vbk->...jbk", Wl, B[tri]), Wl.sum(-2)
+
+    tri_s, bary_s = flame.static_vlocal, flame.static_bary
+    if with_mp and flame.mediapipe is not None:
+        tri_s, bary_s = torch.cat([tri_s, flame.mp_vlocal]), torch.cat([bary_s, flame.mp_bary])
+    out = (*bases(flame.dynamic_vlocal, flame.dynamic_bary), *bases(tri_s, bary_s))
+    cache[key] = out
+    return out
+
+
+@torch.no_grad()
 def coefficient_jacobian(flame, v: dict, bins: torch.Tensor, with_mp: bool) -> torch.Tensor:
     """Exact derivative of the posed 3D landmarks w.r.t. the blendshape coefficients.
 
     Vertices are linear in the coefficients for fixed joint rotations: a vertex moves by
     ``sum_j w_j R_j B_v`` plus the motion of the joints (which are linear in the coefficients
-    through the joint regressor) carried down the kinematic chain.
+    through the joint regressor) carried down the kinematic chain. Summed over a landmark's
+    barycentric vertices that is ``sum_j R_j G_j`` with the model-only `_landmark_bases`.
 
     Returns:
         (T, N, 3, K) with K = n_shape + n_expr (+ 2 eyelids); N = 68|70 (+ M dense points).
@@ -168,23 +195,19 @@ def coefficient_jacobian(flame, v: dict, bins: torch.Tensor, with_mp: bool) -> t
         flame.parents,
     )
     Jd = flame.J_dirs  # (5, 3, K)
+    K = Jd.shape[-1]
     dposed = [Jd[0].expand(T, -1, -1)]
     for j in range(1, Jd.shape[0]):  # kinematic chain of 5 joints
         pj = flame.parents[j]
         dposed.append(dposed[pj] + R[:, pj] @ (Jd[j] - Jd[pj]))
     dt_joint = torch.stack(dposed, 1) - R @ Jd  # (T, 5, 3, K)
-    vidx = flame.lmk_vertex_idx
-    W = flame.lbs_weights[vidx]  # (Vs, 5)
-    B = flame.dirs[vidx]  # (Vs, 3, K)
-    tri = [flame.dynamic_vlocal[bins], flame.static_vlocal.expand(T, -1, -1)]
-    bary = [flame.dynamic_bary[bins], flame.static_bary.expand(T, -1, -1)]
-    if with_mp and flame.mediapipe is not None:
-        tri.append(flame.mp_vlocal.expand(T, -1, -1))
-        bary.append(flame.mp_bary.expand(T, -1, -1))
-    tri, bary = torch.cat(tri, 1), torch.cat(bary, 1)  # (T, N, 3)
-    Wl = W[tri]  # (T, N, 3, 5)
-    Mv = torch.einsum("tnvj,tjab->tnvab", Wl, R)  # blended rotation per landmark vertex
-    rot_part = ((Mv * bary[..., None, None]) @ B[tri]).sum(2)  # (T, N, 3, K)
-    Wb = (Wl * bary[..., None]).sum(2)  # (T, N, 5)
-    joint_part = (Wb @ dt_joint.reshape(T, dt_joint.shape[1], -1)).reshape(rot_part.shape)
-    return rot_part + joint_part
+    G_dyn, W_dyn, G_st, W_st = _landmark_bases(flame, with_mp)
+    Rf = R.permute(0, 2, 1, 3).reshape(T, 3, -1)  # (T, 3, 5*3): [a, (j, b)]
+    Gd = G_dyn[bins]  # (T, 17, 5, 3, K)
+    rot_dyn = Rf @ Gd.permute(0, 2, 3, 1, 4).reshape(T, Rf.shape[-1], -1)  # (T, 3, 17 K)
+    n_st = G_st.shape[0]
+    rot_st = Rf.reshape(T * 3, -1) @ G_st.permute(1, 2, 0, 3).reshape(Rf.shape[-1], -1)
+    rot = torch.cat([rot_dyn.reshape(T, 3, -1, K), rot_st.reshape(T, 3, n_st, K)], 2)
+    Wb = torch.cat([W_dyn[bins], W_st.expand(T, -1, -1)], 1)  # (T, N, 5)
+    joint_part = (Wb @ dt_joint.reshape(T, dt_joint.shape[1], -1)).reshape(T, -1, 3, K)
+    return rot.permute(0, 2, 1, 3) + joint_part
