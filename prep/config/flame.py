@@ -158,8 +158,12 @@ class TrackerConfig:
     deca_code: str | None = None  # init=deca_code: path of DECA's code.json
     shape_from: str | None = None  # reuse the shape of this subject (same dataset), kept fixed
     with_translation: bool = True  # per-frame translation; false = one shared translation
-    estimate_focal: bool = True  # optimise a shared focal when fx/fy are not given
-    focal_init_fov_deg: float = 14.0  # initial horizontal field of view when estimating
+    # fx/fy not given: the focal that puts the (mean) head this far from the camera, from the
+    # face's size in the crop. A prior, not an estimate: on bench/fit_flame.py the landmark
+    # objective changes by < 0.5 % between 0.6x and 1.5x the true focal (even with the true
+    # identity), so optimising it (estimate_focal) wanders (-60 % / +22 % measured).
+    focal_prior_distance_m: float = 1.0
+    estimate_focal: bool = False  # then optimise the shared focal from the prior's value
     solver: Solver = Solver.gn
     gn_chunk: int = 512  # frames per Jacobian chunk (bounds memory for long videos)
     lbfgs_history: int = 20  # L-BFGS memory

@@ -105,7 +105,7 @@ RULES: list[Rule] = [
     ("fit_flame.w.*", _non_negative, "must be >= 0 (0 switches the term off)"),
     ("fit_flame.charbonnier_eps_px", _positive, "must be positive"),
     ("fit_flame.min_score", _unit, "must be in [0, 1]"),
-    ("fit_flame.focal_init_fov_deg", _between(1, 170), "must be a field of view in 1..170 degrees"),
+    ("fit_flame.focal_prior_distance_m", _between(0.05, 100), "must be a distance in 0.05..100 m"),
     ("fit_flame.lbfgs_lr", _positive, "must be positive"),
     ("fit_flame.gn_chunk", _at_least(1), "must be at least 1"),
     ("fit_flame.lbfgs_history", _at_least(1), "must be at least 1"),

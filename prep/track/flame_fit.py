@@ -20,7 +20,7 @@ from prep.config.core import TrainerConfig
 from prep.config.flame import FlameConfig, TrackerConfig
 from prep.errors import BadConfigError, BadInputError
 from prep.models import flame_tracking
-from prep.models.camera import focal_from_fov, shared_or_per_frame
+from prep.models.camera import shared_or_per_frame
 from prep.models.flame import FlameModel
 from prep.models.flame_io import (
     load_flame_model,
@@ -92,6 +92,39 @@ class FitOutput:
 
 
 @torch.no_grad()
+def _face_spread(flame: FlameModel, data: TrackingData, shape: torch.Tensor):
+    """Centre and RMS spread of the inner-face points: model ``(3,)`` m and ``()`` m at rest,
+    observed ``(T, 2)`` and ``(T,)`` crop pixels (the contour is left out: it slides)."""
+    lmk3d, _, _ = flame_tracking.landmarks(flame, flame_tracking.rest_params(shape, flame.n_expr))
+    pts_m = lmk3d[0, 17:68].double().numpy()
+    c_m = pts_m.mean(0)
+    s_m = np.sqrt(((pts_m[:, :2] - c_m[:2]) ** 2).sum(-1).mean())
+    obs, w = data.lmk_px[:, 17:], data.lmk_w[:, 17:]
+    wsum = np.maximum(w.sum(1, keepdims=True), 1e-9)
+    c_px = (obs * w[..., None]).sum(1) / wsum
+    s_px = np.sqrt((((obs - c_px[:, None]) ** 2).sum(-1) * w).sum(1) / wsum[:, 0])
+    return c_m, s_m, c_px, s_px
+
+
+def focal_from_distance(flame: FlameModel, data: TrackingData, distance_m: float) -> float:
+    """The focal (original pixels) that puts the mean head's origin `distance_m` from the camera.
+
+    A pinhole sees a face of spread ``s_m`` metres at depth ``d`` as ``f s_m / d`` pixels, so
+    ``f = d s_px / s_m``; ``d`` is the face's depth (the origin's less the face's offset in
+    front of it), the observed spread is taken back to original pixels (the crop's scale), and
+    the median is over frames with landmarks.
+    """
+    shape = torch.zeros(flame.n_shape, dtype=flame.v_template.dtype)
+    c_m, s_m, _, s_px = _face_spread(flame, data, shape)
+    depth_m = distance_m - float(c_m[2])
+    crop_scale = np.sqrt(np.abs(np.linalg.det(data.orig_to_crop[:, :2, :2])))
+    ok = data.valid & (s_px > 0)
+    if not ok.any():
+        raise BadInputError("no frame with landmarks: the focal length cannot be set")
+    return float(np.median(depth_m * s_px[ok] / crop_scale[ok] / s_m))
+
+
+@torch.no_grad()
 def rigid_init(
     flame: FlameModel, data: TrackingData, K_orig: np.ndarray, shape: np.ndarray | None = None
 ) -> InitValues:
@@ -102,15 +135,8 @@ def rigid_init(
     """
     dt = flame.v_template.dtype
     sh = torch.zeros(flame.n_shape, dtype=dt) if shape is None else torch.as_tensor(shape, dtype=dt)
-    lmk3d, _, _ = flame_tracking.landmarks(flame, flame_tracking.rest_params(sh, flame.n_expr))
-    pts_m = lmk3d[0, 17:68].double().numpy()  # inner-face points (contour excluded)
-    c_m = pts_m.mean(0)
-    s_m = np.sqrt(((pts_m[:, :2] - c_m[:2]) ** 2).sum(-1).mean())
+    c_m, s_m, c_px, s_px = _face_spread(flame, data, sh)
     K = data.orig_to_crop @ K_orig  # (T, 3, 3)
-    obs, w = data.lmk_px[:, 17:], data.lmk_w[:, 17:]
-    wsum = np.maximum(w.sum(1, keepdims=True), 1e-9)
-    c_px = (obs * w[..., None]).sum(1) / wsum
-    s_px = np.sqrt((((obs - c_px[:, None]) ** 2).sum(-1) * w).sum(1) / wsum[:, 0])
     f = np.sqrt(K[:, 0, 0] * K[:, 1, 1])
     d = f * s_m / np.maximum(s_px, 1e-6)
     X = (c_px[:, 0] - K[:, 0, 2]) * d / K[:, 0, 0]
@@ -212,16 +238,31 @@ def fit_dtype(trainer: TrainerConfig) -> torch.dtype:
 
 
 def _make_params(flame: FlameModel, data: TrackingData, camera: Camera, cfg) -> FlameParams:
-    if camera.fx is None:
-        if not cfg.estimate_focal:
-            raise BadConfigError("fx/fy not given and fit_flame.estimate_focal=false: set fx")
-        fx, aspect = focal_from_fov(cfg.focal_init_fov_deg, float(data.orig_hw[1])), 1.0
+    if camera.fx is None:  # the prior (focal_prior_distance_m), then maybe optimised
+        fx, aspect = focal_from_distance(flame, data, cfg.focal_prior_distance_m), 1.0
+        log.info(
+            "fx not given: focal %.0f px from a head %.2f m away (fit_flame.focal_prior_"
+            "distance_m)%s",
+            fx,
+            cfg.focal_prior_distance_m,
+            ", optimised from there" if cfg.estimate_focal else "",
+        )
     else:
         fx, aspect = camera.fx, camera.fy / camera.fx
+    estimate = camera.fx is None and cfg.estimate_focal
     return FlameParams(
-        data.n_frames, flame.n_shape, flame.n_expr, flame.has_eyelids, cfg.with_translation,
-        fx, camera.fx is None, aspect, camera.cx, camera.cy, dtype=flame.v_template.dtype,
-    )  # fmt: skip
+        data.n_frames,
+        flame.n_shape,
+        flame.n_expr,
+        flame.has_eyelids,
+        cfg.with_translation,
+        fx,
+        estimate,
+        aspect,
+        camera.cx,
+        camera.cy,
+        dtype=flame.v_template.dtype,
+    )
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from prep.track.flame_fit import (
     Camera,
     build_flame,
     fit_sequence,
+    focal_from_distance,
     tracking_arrays,
 )
 from tests.fixtures.flame_oracle import FlameOracle
@@ -108,9 +109,35 @@ def test_gauss_newton_jacobian_matches_autograd(flame, oracle):
     flame.float()
 
 
+def test_focal_prior_from_head_distance(flame, oracle):
+    """Without fx the focal is the one that puts a mean head `focal_prior_distance_m` away: a
+    pinhole fact, checked on an oracle-drawn mean head at a known distance and focal."""
+    for distance, focal in ((0.6, 1200.0), (1.5, 2500.0)):
+        seq = make_sequence(
+            oracle,
+            20,
+            seed=2,
+            focal=focal,
+            distance=distance,
+            yaw_deg=5,
+            shape_scale=0.0,
+            noise_px=0.0,
+        )
+        assert focal_from_distance(flame, seq.data, distance) == pytest.approx(focal, rel=0.03)
+    out = fit_sequence(
+        flame,
+        seq.data,
+        Camera(None, None, 255.5, 255.5),
+        TrackerConfig(
+            focal_prior_distance_m=1.5, phases=[PhaseConfig("rigid", ["global_pose", "transl"], 2)]
+        ),
+    )
+    assert out.K_orig[0, 0] == pytest.approx(focal_from_distance(flame, seq.data, 1.5))
+
+
 def test_estimated_focal_and_shared_translation(flame, oracle):
     seq = make_sequence(oracle, 30, seed=3, yaw_deg=40, noise_px=0.5)
-    cfg = TrackerConfig(with_translation=False)
+    cfg = TrackerConfig(with_translation=False, estimate_focal=True)
     out = fit_sequence(flame, seq.data, Camera(None, None, 255.5, 255.5), cfg)
     # shared translation cannot follow the head's small translation; the fit still lands close
     assert np.nanmean(out.lmk_rmse_px) < 4.0
