@@ -183,11 +183,23 @@ def run_reference(args, assets, data, intrinsics, code, ref_cfg, seed: int) -> d
                   intrinsics=np.asarray(intrinsics, np.float64))  # fmt: skip
     settings = {**vars(ref_cfg), "threads": args.threads, "size": int(data.image_size[1])}
     key = reference_cache.reference_key(arrays, settings, assets["flame2020"])
+    note = {"seed": seed, "frames": len(data.valid), "intrinsics": list(map(float, intrinsics))}
+    if args.reference_import is not None:
+        src = json.loads(args.reference_import.read_text())
+        entry = src["per_seed"].get(str(seed), {}).get("reference")
+        same = (
+            src["frames"] == len(data.valid)
+            and src["threads"] == args.threads
+            and (src["reference"] == {**vars(ref_cfg), "deca_noise": _deca_noise(args)})
+        )
+        if entry and same and entry["intrinsics"] == note["intrinsics"]:
+            source = {"source": str(args.reference_import), "source_load_avg_1min_at_end":
+                      src["machine"]["load_avg_1min_at_end"]}  # fmt: skip
+            reference_cache.import_metrics(args.reference_cache, key, entry, {**note, **source})
     hit = reference_cache.load(args.reference_cache, key)
     if hit is not None:
         return hit
     r = isolated(_job_reference, assets, data, intrinsics, code, args.threads, ref_cfg)
-    note = {"seed": seed, "frames": len(data.valid), "intrinsics": list(map(float, intrinsics))}
     reference_cache.store(args.reference_cache, key, r, note)
     return {**r, "cache": {"key": key, "hit": False, **note}}
 
@@ -215,7 +227,7 @@ def compare_seed(args, seed: int, tmp: Path) -> dict:
                         seq.gt, seq.clean_px, data.lmk_px, data.lmk_w)  # fmt: skip
     focal = None if args.estimate_focal else seq.focal
     ours = None if args.reference_only else isolated(_job_ours, assets, data, focal, args.threads)
-    noise = {k: v * args.deca_noise for k, v in vars(DecaNoise()).items()}
+    noise = _deca_noise(args)
     gt64 = {k: np.asarray(v, np.float64) for k, v in seq.gt.items()}
     code = deca_code_from_truth(gt64, np.random.default_rng(1000 + seed), DecaNoise(**noise))
     intr = REF_DEFAULT_INTRINSICS if args.estimate_focal else (seq.focal, seq.focal, c, c)
@@ -227,7 +239,8 @@ def compare_seed(args, seed: int, tmp: Path) -> dict:
     yaw = np.degrees(seq.gt["global_pose"][:, 1])
     out = {"model": model, "yaw_range_deg": [float(yaw.min()), float(yaw.max())]}
     for name, r in (("ours", ours), ("reference", ref), ("ours_from_deca_code", ours_deca)):
-        m = ev.evaluate(r["params"], r["lmk_px"], r["focal_px"], seq.focal)
+        m = r["metrics"] if "metrics" in r else ev.evaluate(r["params"], r["lmk_px"],
+                                                             r["focal_px"], seq.focal)  # fmt: skip
         out[name] = {**m, **{k: r[k] for k in ("seconds", "cpu_seconds", "peak_rss_gb",
                                                 "load_avg_1min") if k in r}}  # fmt: skip
     out["reference"]["intrinsics"] = list(map(float, intr))
@@ -235,6 +248,10 @@ def compare_seed(args, seed: int, tmp: Path) -> dict:
         out["reference"]["cache"] = ref["cache"]
     out["deca_code_itself"] = ev.param_errors(deca_params(code))
     return out
+
+
+def _deca_noise(args) -> dict:
+    return {k: v * args.deca_noise for k, v in vars(DecaNoise()).items()}
 
 
 def deca_params(code: dict) -> dict:
@@ -268,9 +285,12 @@ def summarise(per_seed: dict[str, dict]) -> dict:
     """Means per held-out set and over all seeds run; which metrics ours is at or below."""
 
     def means(seeds: list[str]) -> dict:
-        first = per_seed[seeds[0]]
-        return {who: {k: float(np.mean([per_seed[s][who][k] for s in seeds])) for k in first[who]
-                      if isinstance(first[who][k], int | float)} for who in FITS}  # fmt: skip
+        def mean(who: str) -> dict:  # keys every seed has (imported reference entries lack
+            rows = [per_seed[s][who] for s in seeds]  # cpu_seconds)
+            keys = [k for k in rows[0] if all(isinstance(r.get(k), int | float) for r in rows)]
+            return {k: float(np.mean([r[k] for r in rows])) for k in keys}
+
+        return {who: mean(who) for who in FITS}
 
     sets = {name: [str(s) for s in seeds if str(s) in per_seed] for name, seeds in HELD_OUT.items()}
     sets = {k: v for k, v in sets.items() if v}
@@ -317,6 +337,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--reference-cache", type=Path, default=None,
                     help="reuse reference fits stored here for the exact same inputs and store "
                     "new ones (recorded per seed in the JSON); default: always run it")  # fmt: skip
+    ap.add_argument("--reference-import", type=Path, default=None,
+                    help="with --reference-cache: add the reference metrics of this earlier "
+                    "results JSON (same frames, settings, threads, intrinsics))")  # fmt: skip
     ap.add_argument(
         "--reference-only",
         action="store_true",
