@@ -26,8 +26,13 @@ What it does, per seed:
    against the clean 70 points (and the contour alone, the irises, the noisy observations), head
    rotation error in the camera frame (mean, max), jaw and gaze (per eye) angle errors,
    expression (+ eyelid) and identity vertex errors in mm on the face, the focal error, fit wall
-   time and the process's peak RSS; then ours alone on ``--long-frames`` frames (first seed) and
-   ours at ``--mem-frames`` frames with one iteration per phase (peak RSS).
+   and CPU time and the process's peak RSS; then ours alone on the first seed at each of
+   ``--long-frames`` (with ``--long-threads``; scored against the truth up to 1,000 frames) and
+   at ``--mem-frames`` frames with one iteration per phase (peak RSS).
+
+Reference fits take 10-17 minutes per 200-frame seed here; ``--reference-cache DIR`` reuses one
+only for byte-identical inputs (bench/lib/reference_cache.py), ``--reference-import OLD.json``
+adds an earlier results file's reference metrics to it; both are recorded per seed in the JSON.
 
 Seeds: the tracker defaults were tuned on seeds 0-3 and 12-23 (against the earlier truth,
 drawn with our own FLAME layer); 4-7, 8-11 and 24-27 are held out (each held-out set is
@@ -218,13 +223,18 @@ def isolated(fn, *args) -> dict:
         return ex.submit(fn, *args).result()
 
 
+def evaluator(assets, seq, data) -> TruthEvaluator:
+    """Scores fits of this case against its truth (oracle with the reference's n_expr = 100)."""
+    oracle = FlameOracle.from_assets(assets, N_SHAPE, ReferenceConfig().n_expr)
+    return TruthEvaluator(oracle, seq.gt, seq.clean_px, data.lmk_px, data.lmk_w)
+
+
 # ---- one seed ------------------------------------------------------------------------------
 def compare_seed(args, seed: int, tmp: Path) -> dict:
     assets, model, seq, data = make_case(args, tmp, seed, args.frames)
     size = float(data.image_size[1])
     c = (size - 1) / 2
-    ev = TruthEvaluator(FlameOracle.from_assets(assets, N_SHAPE, ReferenceConfig().n_expr),
-                        seq.gt, seq.clean_px, data.lmk_px, data.lmk_w)  # fmt: skip
+    ev = evaluator(assets, seq, data)
     focal = None if args.estimate_focal else seq.focal
     ours = None if args.reference_only else isolated(_job_ours, assets, data, focal, args.threads)
     noise = _deca_noise(args)
@@ -264,20 +274,29 @@ def deca_params(code: dict) -> dict:
 
 
 def long_and_memory(args) -> dict:
-    """Ours alone: the first seed at ``--long-frames`` (speed), and ``--mem-frames`` frames with
-    one iteration per phase (peak RSS)."""
+    """Ours alone on the first seed: at each of ``--long-frames`` (speed with ``--long-threads``;
+    accuracy against the truth up to 1,000 frames), and ``--mem-frames`` frames with one
+    iteration per phase (peak RSS)."""
     out = {}
     seed = args.seeds[0]
-    for key, frames, iters in (("long", args.long_frames, None), ("memory", args.mem_frames, 1)):
+    runs = [(f"long_{n}", n, None, args.long_threads or args.threads) for n in args.long_frames]
+    runs.append(("memory", args.mem_frames, 1, args.threads))
+    for key, frames, iters, threads in runs:
         if frames <= 0:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             assets, _, seq, data = make_case(args, Path(tmp), seed, frames)
             focal = None if args.estimate_focal else seq.focal
-            r = isolated(_job_ours, assets, data, focal, args.threads, iters)
-        out[key] = {"seed": seed, "frames": frames, "iterations_per_phase": iters or "default",
-                    "seconds": r["seconds"], "frames_per_second": frames / r["seconds"],
-                    "peak_rss_gb": r["peak_rss_gb"]}  # fmt: skip
+            r = isolated(_job_ours, assets, data, focal, threads, iters)
+            times = {k: r[k] for k in ("seconds", "cpu_seconds", "peak_rss_gb", "load_avg_1min")}
+            out[key] = {"seed": seed, "frames": frames, "threads": threads, **times,
+                        "iterations_per_phase": iters or "default",
+                        "frames_per_second": frames / r["seconds"]}  # fmt: skip
+            if iters is None and frames <= 1000:
+                ev = evaluator(assets, seq, data)
+                out[key]["metrics"] = ev.evaluate(
+                    r["params"], r["lmk_px"], r["focal_px"], seq.focal
+                )
     return out
 
 
@@ -330,7 +349,19 @@ def parse_args() -> argparse.Namespace:
         default=1.0,
         help="scale of the simulated DECA code's noise (0 = DECA exact)",
     )
-    ap.add_argument("--long-frames", type=int, default=1000, help="ours alone, first seed")
+    ap.add_argument(
+        "--long-frames",
+        type=int,
+        nargs="+",
+        default=[1000],
+        help="ours alone, first seed (0 = skip)",
+    )
+    ap.add_argument(
+        "--long-threads",
+        type=int,
+        default=None,
+        help="torch threads of the long runs (default: --threads)",
+    )
     ap.add_argument("--mem-frames", type=int, default=10000, help="0 = skip the memory run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--noise-px", type=float, default=1.0)
