@@ -26,9 +26,10 @@ import cv2
 import numpy as np
 import torch
 
+from prep.assets import asset_path
 from prep.config import Config
 from prep.datasets.sequence import is_sequence
-from prep.errors import BadConfigError, BadInputError, MissingInputError
+from prep.errors import BadConfigError, BadInputError, MissingAssetError, MissingInputError
 from prep.export.imavatar_json import flame_params_dict, write_flame_params_json
 from prep.io.files import read_image, read_json, write_json
 from prep.models.camera import intrinsics_for, project_np
@@ -38,6 +39,7 @@ from prep.subject import SubjectDir
 from prep.track.flame_collection import fit_collection
 from prep.track.flame_data import camera_intrinsics_orig, load_tracking_data
 from prep.track.flame_fit import (
+    DENSE_ASSET,
     Camera,
     build_flame,
     fit_dtype,
@@ -72,6 +74,9 @@ def _fingerprint(cfg: Config) -> dict:
         and Path(cfg.fit_flame.deca_code).exists()
     ):
         fp["deca_code"] = file_fingerprint(cfg.fit_flame.deca_code)
+    dense = asset_path(cfg, DENSE_ASSET)
+    if cfg.fit_flame.w.dense > 0 and dense.is_file():  # optional: its arrival changes the fit
+        fp["dense_embedding"] = file_fingerprint(dense)
     return fp
 
 
@@ -80,6 +85,18 @@ def _assets(cfg: Config) -> list[str]:
     if cfg.fit_flame.init == "deca":
         names.append("deca")
     return names
+
+
+def _dense_asset(ctx: StageContext, paths: dict) -> bool:
+    """Add FLAME's MediaPipe embedding to `paths` when it is there; without it the fit runs on
+    the 68 + 2 points with a warning (the default fit_flame.w.dense > 0 is an improvement, not a
+    requirement)."""
+    try:
+        paths[DENSE_ASSET] = ctx.asset(DENSE_ASSET)
+    except MissingAssetError as e:
+        log.warning("fit_flame: %s; the fit leaves fit_flame.w.dense out", e)
+        return False
+    return True
 
 
 @register_stage(
@@ -97,7 +114,8 @@ def run(ctx: StageContext) -> StageResult:
     if tc.threads:
         torch.set_num_threads(int(tc.threads))
     paths = {name: ctx.asset(name) for name in flame_assets(cfg.flame, tc)}
-    flame = build_flame(paths, cfg.flame, dense=tc.w.dense > 0, dtype=fit_dtype(cfg.trainer))
+    dense = tc.w.dense > 0 and _dense_asset(ctx, paths)
+    flame = build_flame(paths, cfg.flame, dense=dense, dtype=fit_dtype(cfg.trainer))
     mp_index = flame.mediapipe.mp_index if flame.mediapipe is not None else None
     data = load_tracking_data(subject, tc.min_score, mp_index)
     camera = _camera(cfg, data.orig_hw)

@@ -22,6 +22,7 @@ from prep.errors import BadConfigError, BadInputError, MissingInputError, NoUsab
 from prep.geometry.crop import CropTransforms
 from prep.io.files import load_npz, read_json
 from prep.subject import SubjectDir
+from prep.vision.landmarks.files import load_dense_mesh
 
 log = logging.getLogger(__name__)
 
@@ -146,21 +147,27 @@ def _load_iris(subject: SubjectDir, T: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_dense(subject, lm, mp_index, valid) -> tuple[np.ndarray, np.ndarray]:
+    """The dense MediaPipe points matched to the FLAME embedding; none (a warning, the fit runs
+    on the 68 + 2 points) when the subject has no dense mesh (imported landmarks)."""
     T = len(valid)
     if mp_index is None:
         return np.zeros((T, 0, 2)), np.zeros((T, 0))
-    if "dense_px" not in lm:
-        raise BadConfigError(
-            "fit_flame.w.dense > 0 needs dense MediaPipe points, absent in "
-            f"{subject.landmarks_npz} (use landmarks=mediapipe or set fit_flame.w.dense=0)"
+    try:
+        dense, ok = load_dense_mesh(subject)
+    except MissingInputError:
+        log.warning(
+            "%s: no dense MediaPipe mesh; the FLAME fit leaves fit_flame.w.dense out",
+            subject.landmarks_npz.parent,
         )
-    dense = np.asarray(lm["dense_px"], np.float64)
-    if dense.shape[1] != 478:
+        return np.zeros((T, 0, 2)), np.zeros((T, 0))
+    dense = np.asarray(dense, np.float64)
+    if dense.ndim != 3 or dense.shape[:2] != (T, 478):
         raise BadInputError(
-            f"{subject.landmarks_npz}: dense_px has {dense.shape[1]} points, not 478"
+            f"{subject.landmarks_npz.parent}: dense mesh has shape {dense.shape}, not ({T}, 478, .)"
         )
     pts = dense[:, mp_index, :2]
-    return _clean_points(pts, np.repeat(valid[:, None], len(mp_index), 1).astype(np.float64))
+    w = np.repeat((valid & np.asarray(ok, bool))[:, None], len(mp_index), 1)
+    return _clean_points(pts, w.astype(np.float64))
 
 
 def _load_crop(subject: SubjectDir, T: int, lm: dict):

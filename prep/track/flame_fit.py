@@ -42,9 +42,10 @@ def flame_assets(flame_cfg: FlameConfig, tracker_cfg: TrackerConfig) -> list[str
     names.append(
         "flame_lmk_embedding_eyes" if flame_cfg.embedding == "eyes" else "flame_lmk_embedding"
     )
-    if tracker_cfg.w.dense > 0:
-        names.append("flame_mediapipe_embedding")
-    return names
+    return names  # + DENSE_ASSET when there (optional: without it the fit leaves w.dense out)
+
+
+DENSE_ASSET = "flame_mediapipe_embedding"
 
 
 def build_flame(
@@ -54,7 +55,7 @@ def build_flame(
     data = load_flame_model(paths[flame_cfg.version])
     key = "flame_lmk_embedding_eyes" if flame_cfg.embedding == "eyes" else "flame_lmk_embedding"
     emb = load_landmark_embedding(paths[key])
-    mp = load_mediapipe_embedding(paths["flame_mediapipe_embedding"]) if dense else None
+    mp = load_mediapipe_embedding(paths[DENSE_ASSET]) if dense else None
     return FlameModel(data, flame_cfg.n_shape, flame_cfg.n_expr, emb, mp, dtype=dtype)
 
 

@@ -119,7 +119,8 @@ class FlameObjective:
 
     def __init__(self, flame, params: FlameParams, cfg: TrackerConfig, fixed_shape: bool, batch):
         self.flame, self.params, self.cfg = flame, params, cfg
-        self.use_dense = cfg.w.dense > 0 and flame.mediapipe is not None
+        has_dense = batch["dense_px"].shape[1] > 0  # none when the subject has no dense mesh
+        self.use_dense = cfg.w.dense > 0 and flame.mediapipe is not None and has_dense
         self.phase = PhaseConfig()
         self.batch = batch
         self.terms = [t for t in TERMS if self._applies(t, fixed_shape)]

@@ -76,9 +76,12 @@ def test_fit_flame_runs_the_photometric_phase(compose_cfg, tmp_path, tiny_flame_
         "fit_flame.overlay_max_frames=3",
         "fit_flame.photo.sizes=[48,96]",
         "fit_flame.photo.steps=[12,8]",
+        "fit_flame.estimate_focal=true",
     )
     run_plan(cfg, s)
     m = read_json(s.manifest_path("fit_flame"))["metrics"]
+    # The focal is estimated as when this was written (the default prior puts it a few % off the
+    # truth, and from there the phase ends 7 % up: the premise below needs the right camera).
     # The landmarks are exact here, so the landmark fit is already right: the phase must not
     # make it worse (that it lowers the error of a perturbed fit is tested in tests/track). Adam
     # needs a few steps to settle: with steps [6, 4] the photometric error could end 5% up.
