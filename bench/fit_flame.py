@@ -78,9 +78,17 @@ HELD_OUT = {"4-7": (4, 5, 6, 7), "8-11": (8, 9, 10, 11), "24-27": (24, 25, 26, 2
 N_SHAPE, N_EXPR = 100, 50  # our default FlameConfig; the truth is drawn in this space
 REF_DEFAULT_INTRINSICS = (1500.0, 1500.0, 256.0, 256.0)  # optimize.py argparse, 512 crop
 FITS = ("ours", "reference", "ours_from_deca_code", "deca_code_itself")
-METRICS_COMPARED = ("lmk_rmse_vs_truth_px", "head_rot_err_deg", "head_rot_err_max_deg",
-                    "jaw_err_deg", "gaze_err_left_deg", "gaze_err_right_deg",
-                    "expr_vertex_err_mm", "identity_vertex_err_mm", "seconds")  # fmt: skip
+METRICS_COMPARED = (
+    "lmk_rmse_vs_truth_px",
+    "head_rot_err_deg",
+    "head_rot_err_max_deg",
+    "jaw_err_deg",
+    "gaze_err_left_deg",
+    "gaze_err_right_deg",
+    "expr_vertex_err_mm",
+    "identity_vertex_err_mm",
+    "seconds",
+)
 
 
 def corrupt(data: TrackingData, rng, outlier_rate: float, drop_rate: float) -> TrackingData:
@@ -90,10 +98,18 @@ def corrupt(data: TrackingData, rng, outlier_rate: float, drop_rate: float) -> T
     pts[out] += rng.normal(0, 10, (out.sum(), 2))
     valid = data.valid & ~(rng.random(len(pts)) < drop_rate)
     return TrackingData(
-        data.frame_names, np.where(valid[:, None, None], pts, 0), data.lmk_w * valid[:, None],
-        valid, data.iris_px, data.iris_w * valid[:, None], data.dense_px, data.dense_w,
-        data.orig_to_crop, data.image_size, data.orig_hw,
-    )  # fmt: skip
+        data.frame_names,
+        np.where(valid[:, None, None], pts, 0),
+        data.lmk_w * valid[:, None],
+        valid,
+        data.iris_px,
+        data.iris_w * valid[:, None],
+        data.dense_px,
+        data.dense_w,
+        data.orig_to_crop,
+        data.image_size,
+        data.orig_hw,
+    )
 
 
 def missing_run(frames: int) -> tuple[int, int]:
@@ -112,8 +128,9 @@ def make_case(args, tmp: Path, seed: int, frames: int):
     MediaPipe points (bench/lib/flame_dense.py) that the default landmark backend also gives."""
     assets, model = write_assets(tmp, seed, args.tiny)
     oracle = FlameOracle.from_assets(assets, N_SHAPE, N_EXPR, dense=True)
-    seq = make_sequence(oracle, frames, seed=seed, noise_px=args.noise_px,
-                        missing=missing_run(frames))  # fmt: skip
+    seq = make_sequence(
+        oracle, frames, seed=seed, noise_px=args.noise_px, missing=missing_run(frames)
+    )
     data = corrupt(seq.data, np.random.default_rng(seed), outlier_rate=0.01, drop_rate=0.01)
     c = (float(data.image_size[1]) - 1) / 2
     data.dense_px, data.dense_w = dense_observations(
@@ -155,9 +172,15 @@ def _job_ours(assets, data, focal, threads, iters_per_phase=None, code=None) -> 
     t0, c0 = time.perf_counter(), time.process_time()
     out = fit_sequence(flame, data, Camera(focal, focal, c, c), cfg, init=init)
     sec, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"params": out.params, "lmk_px": out.lmk_px.astype(np.float64), "seconds": sec,
-            "cpu_seconds": cpu, "focal_px": float(out.K_orig[0, 0]),
-            "peak_rss_gb": _peak_rss_gb(), "load_avg_1min": os.getloadavg()[0]}  # fmt: skip
+    return {
+        "params": out.params,
+        "lmk_px": out.lmk_px.astype(np.float64),
+        "seconds": sec,
+        "cpu_seconds": cpu,
+        "focal_px": float(out.K_orig[0, 0]),
+        "peak_rss_gb": _peak_rss_gb(),
+        "load_avg_1min": os.getloadavg()[0],
+    }
 
 
 def _job_reference(assets, data, intrinsics, code, threads, ref_cfg) -> dict:
@@ -174,9 +197,15 @@ def _job_reference(assets, data, intrinsics, code, threads, ref_cfg) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     p = hravatar_fit(flame, lmk, data.valid, int(data.image_size[1]), intrinsics, code, ref_cfg)
     sec, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"params": p, "lmk_px": p.pop("lmk_px"), "seconds": sec, "cpu_seconds": cpu,
-            "focal_px": float(intrinsics[0]), "peak_rss_gb": _peak_rss_gb(),
-            "load_avg_1min": os.getloadavg()[0]}  # fmt: skip
+    return {
+        "params": p,
+        "lmk_px": p.pop("lmk_px"),
+        "seconds": sec,
+        "cpu_seconds": cpu,
+        "focal_px": float(intrinsics[0]),
+        "peak_rss_gb": _peak_rss_gb(),
+        "load_avg_1min": os.getloadavg()[0],
+    }
 
 
 def run_reference(args, assets, data, intrinsics, code, ref_cfg, seed: int) -> dict:
@@ -184,8 +213,12 @@ def run_reference(args, assets, data, intrinsics, code, ref_cfg, seed: int) -> d
     if args.reference_cache is None:
         return isolated(_job_reference, assets, data, intrinsics, code, args.threads, ref_cfg)
     arrays = {f"code_{k}": v for k, v in code.items()}
-    arrays.update(lmk=data.lmk_px, iris=data.iris_px, valid=data.valid,
-                  intrinsics=np.asarray(intrinsics, np.float64))  # fmt: skip
+    arrays.update(
+        lmk=data.lmk_px,
+        iris=data.iris_px,
+        valid=data.valid,
+        intrinsics=np.asarray(intrinsics, np.float64),
+    )
     settings = {**vars(ref_cfg), "threads": args.threads, "size": int(data.image_size[1])}
     key = reference_cache.reference_key(arrays, settings, assets["flame2020"])
     note = {"seed": seed, "frames": len(data.valid), "intrinsics": list(map(float, intrinsics))}
@@ -198,8 +231,10 @@ def run_reference(args, assets, data, intrinsics, code, ref_cfg, seed: int) -> d
             and (src["reference"] == {**vars(ref_cfg), "deca_noise": _deca_noise(args)})
         )
         if entry and same and entry["intrinsics"] == note["intrinsics"]:
-            source = {"source": str(args.reference_import), "source_load_avg_1min_at_end":
-                      src["machine"]["load_avg_1min_at_end"]}  # fmt: skip
+            source = {
+                "source": str(args.reference_import),
+                "source_load_avg_1min_at_end": src["machine"]["load_avg_1min_at_end"],
+            }
             reference_cache.import_metrics(args.reference_cache, key, entry, {**note, **source})
     hit = reference_cache.load(args.reference_cache, key)
     if hit is not None:
@@ -249,10 +284,19 @@ def compare_seed(args, seed: int, tmp: Path) -> dict:
     yaw = np.degrees(seq.gt["global_pose"][:, 1])
     out = {"model": model, "yaw_range_deg": [float(yaw.min()), float(yaw.max())]}
     for name, r in (("ours", ours), ("reference", ref), ("ours_from_deca_code", ours_deca)):
-        m = r["metrics"] if "metrics" in r else ev.evaluate(r["params"], r["lmk_px"],
-                                                             r["focal_px"], seq.focal)  # fmt: skip
-        out[name] = {**m, **{k: r[k] for k in ("seconds", "cpu_seconds", "peak_rss_gb",
-                                                "load_avg_1min") if k in r}}  # fmt: skip
+        m = (
+            r["metrics"]
+            if "metrics" in r
+            else ev.evaluate(r["params"], r["lmk_px"], r["focal_px"], seq.focal)
+        )
+        out[name] = {
+            **m,
+            **{
+                k: r[k]
+                for k in ("seconds", "cpu_seconds", "peak_rss_gb", "load_avg_1min")
+                if k in r
+            },
+        }
     out["reference"]["intrinsics"] = list(map(float, intr))
     if "cache" in ref:
         out["reference"]["cache"] = ref["cache"]
@@ -268,9 +312,15 @@ def deca_params(code: dict) -> dict:
     """The simulated DECA code as FLAME parameters (global rotation, identity averaged)."""
     T = len(code["pose"])
     z = np.zeros((T, 3))
-    return {"shape": code["shape"].mean(0), "expr": code["exp"], "eyelids": np.zeros((T, 2)),
-            "global_pose": code["pose"][:, :3], "neck_pose": z, "jaw_pose": code["pose"][:, 3:],
-            "eyes_pose": np.zeros((T, 6))}  # fmt: skip
+    return {
+        "shape": code["shape"].mean(0),
+        "expr": code["exp"],
+        "eyelids": np.zeros((T, 2)),
+        "global_pose": code["pose"][:, :3],
+        "neck_pose": z,
+        "jaw_pose": code["pose"][:, 3:],
+        "eyes_pose": np.zeros((T, 6)),
+    }
 
 
 def long_and_memory(args) -> dict:
@@ -289,9 +339,14 @@ def long_and_memory(args) -> dict:
             focal = None if args.estimate_focal else seq.focal
             r = isolated(_job_ours, assets, data, focal, threads, iters)
             times = {k: r[k] for k in ("seconds", "cpu_seconds", "peak_rss_gb", "load_avg_1min")}
-            out[key] = {"seed": seed, "frames": frames, "threads": threads, **times,
-                        "iterations_per_phase": iters or "default",
-                        "frames_per_second": frames / r["seconds"]}  # fmt: skip
+            out[key] = {
+                "seed": seed,
+                "frames": frames,
+                "threads": threads,
+                **times,
+                "iterations_per_phase": iters or "default",
+                "frames_per_second": frames / r["seconds"],
+            }
             if iters is None and frames <= 1000:
                 ev = evaluator(assets, seq, data)
                 out[key]["metrics"] = ev.evaluate(
@@ -333,9 +388,14 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--frames", type=int, default=200, help="frames both methods fit")
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(HELD_OUT["4-7"]),
-                    help="one synthetic model + sequence each; tuning seeds 0-3 and 12-23, "
-                    "held out 4-7, 8-11, 24-27")  # fmt: skip
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(HELD_OUT["4-7"]),
+        help="one synthetic model + sequence each; tuning seeds 0-3 and 12-23, "
+        "held out 4-7, 8-11, 24-27",
+    )
     ap.add_argument(
         "--estimate-focal",
         action="store_true",
@@ -365,12 +425,20 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--mem-frames", type=int, default=10000, help="0 = skip the memory run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--noise-px", type=float, default=1.0)
-    ap.add_argument("--reference-cache", type=Path, default=None,
-                    help="reuse reference fits stored here for the exact same inputs and store "
-                    "new ones (recorded per seed in the JSON); default: always run it")  # fmt: skip
-    ap.add_argument("--reference-import", type=Path, default=None,
-                    help="with --reference-cache: add the reference metrics of this earlier "
-                    "results JSON (same frames, settings, threads, intrinsics))")  # fmt: skip
+    ap.add_argument(
+        "--reference-cache",
+        type=Path,
+        default=None,
+        help="reuse reference fits stored here for the exact same inputs and store "
+        "new ones (recorded per seed in the JSON); default: always run it",
+    )
+    ap.add_argument(
+        "--reference-import",
+        type=Path,
+        default=None,
+        help="with --reference-cache: add the reference metrics of this earlier "
+        "results JSON (same frames, settings, threads, intrinsics))",
+    )
     ap.add_argument(
         "--reference-only",
         action="store_true",
@@ -390,10 +458,15 @@ def main() -> None:
         if args.reference_only:
             print(f"seed {seed}: reference {json.dumps(r['reference'])}", flush=True)
             continue
-        print(f"seed {seed}: " + " | ".join(
-            f"{who} head {r[who]['head_rot_err_deg']:.2f} deg, RMSE "
-            f"{r[who]['lmk_rmse_vs_truth_px']:.2f} px, {r[who]['seconds']:.0f} s"
-            for who in ("ours", "reference")), flush=True)  # fmt: skip
+        print(
+            f"seed {seed}: "
+            + " | ".join(
+                f"{who} head {r[who]['head_rot_err_deg']:.2f} deg, RMSE "
+                f"{r[who]['lmk_rmse_vs_truth_px']:.2f} px, {r[who]['seconds']:.0f} s"
+                for who in ("ours", "reference")
+            ),
+            flush=True,
+        )
     if args.reference_only:
         return
     result = {
@@ -403,19 +476,25 @@ def main() -> None:
         "held_out_sets": {k: list(v) for k, v in HELD_OUT.items()},
         "tuning_seeds": list(TUNING_SEEDS),
         "threads": args.threads,
-        "focal": "estimated by ours; reference at optimize.py's default" if args.estimate_focal
+        "focal": "estimated by ours; reference at optimize.py's default"
+        if args.estimate_focal
         else "given (the true fx) to both",
-        "reference": {**vars(ReferenceConfig(iters=args.ref_iters, eye_iters=args.ref_eye_iters)),
-                      "deca_noise": {k: v * args.deca_noise
-                                     for k, v in vars(DecaNoise()).items()}},
-        "noise": {"gaussian_px": args.noise_px, "outlier_rate": 0.01, "drop_rate": 0.01,
-                  "missing_run": list(missing_run(args.frames))},
+        "reference": {
+            **vars(ReferenceConfig(iters=args.ref_iters, eye_iters=args.ref_eye_iters)),
+            "deca_noise": {k: v * args.deca_noise for k, v in vars(DecaNoise()).items()},
+        },
+        "noise": {
+            "gaussian_px": args.noise_px,
+            "outlier_rate": 0.01,
+            "drop_rate": 0.01,
+            "missing_run": list(missing_run(args.frames)),
+        },
         **summarise(per_seed),
         "per_seed": per_seed,
         "ours_alone": long_and_memory(args),
         "idle_process_rss_gb": isolated(_job_idle)["peak_rss_gb"],
         "machine": {"cpu_count": os.cpu_count(), "load_avg_1min_at_end": os.getloadavg()[0]},
-    }  # fmt: skip
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "per_seed"}, indent=1))
