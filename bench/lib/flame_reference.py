@@ -156,16 +156,26 @@ class HRAvatarFit:
     def predict(self, pose: torch.Tensor) -> torch.Tensor:
         """Projected 70 points in [-1, 1] coordinates, ``(T, 70, 2)``."""
         f, ne = self.flame, self.flame.n_expr
-        out = f(self.shape[0], self.exp[:, :ne], pose[:, :3], pose[:, 3:6], pose[:, 6:9],
-                pose[:, 9:], transl=self.transl, eyelids=self.eyelid)  # fmt: skip
+        out = f(
+            self.shape[0],
+            self.exp[:, :ne],
+            pose[:, :3],
+            pose[:, 3:6],
+            pose[:, 6:9],
+            pose[:, 9:],
+            transl=self.transl,
+            eyelids=self.eyelid,
+        )
         lmk, _ = f.landmarks_from_vertices(out.vertices, pose[:, :3], pose[:, 3:6])
         return _project(lmk * self.cfg.scale, self.cam, self.t_cam)
 
     def stage1(self) -> None:
         c = self.cfg
-        groups = [{"params": [self.pose, self.exp, self.shape], "lr": c.lr},
-                  {"params": [self.transl], "lr": c.lr_translation},
-                  {"params": [self.t_cam], "lr": c.lr}]  # fmt: skip
+        groups = [
+            {"params": [self.pose, self.exp, self.shape], "lr": c.lr},
+            {"params": [self.transl], "lr": c.lr_translation},
+            {"params": [self.t_cam], "lr": c.lr},
+        ]
         if self.eyelid is not None:
             groups.append({"params": [self.eyelid], "lr": c.lr_eyelid})
         opt = torch.optim.Adam(groups)
@@ -217,10 +227,13 @@ class HRAvatarFit:
             "shape": self.shape[0].detach().double().numpy(),
             "expr": self.exp.detach().double().numpy(),
             "eyelids": lids,
-            "global_pose": p[:, :3], "neck_pose": p[:, 3:6], "jaw_pose": p[:, 6:9],
-            "eyes_pose": p[:, 9:], "transl": t,
+            "global_pose": p[:, :3],
+            "neck_pose": p[:, 3:6],
+            "jaw_pose": p[:, 6:9],
+            "eyes_pose": p[:, 9:],
+            "transl": t,
             "lmk_px": (pred.double().numpy() + 1) / 2 * self.size,
-        }  # fmt: skip
+        }
 
 
 def hravatar_fit(flame, lmk_px, valid, size, intrinsics, code, cfg=None) -> dict[str, np.ndarray]:

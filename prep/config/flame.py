@@ -1,4 +1,4 @@
-"""Schemas of the FLAME model and tracker (owned by the FLAME engineer).
+"""Schemas of the FLAME model and tracker.
 
 Loss units: landmark residuals are measured in normalised crop coordinates (pixels divided by
 half the crop size, IMAvatar's [-1, 1] convention). Priors and smoothness terms are means of
@@ -7,14 +7,12 @@ coefficients otherwise).
 
 Weight scale: IMAvatar's weights (prior 1e-2, smoothness pose 10 / expression 0.1 / translation
 5) balance a plain Euclidean landmark distance ``|r|``. Our point term is Charbonnier,
-``sqrt(|r|^2 + eps^2) - eps`` with eps = 3 px, which is quadratic (``|r|^2 / (2 eps)``) at
-detector-noise residuals. Compared as Gauss-Newton/IRLS curvature, a point weighs
-``1 / sqrt(|r|^2 + eps^2)`` here against ``1 / |r|`` in IMAvatar: at the typical residual of 1 px
-per-axis noise (``|r|`` ~ 1.25 px) that is 1.25 / sqrt(1.25^2 + 3^2) ~ 0.4. Every prior and
-smoothness weight is therefore IMAvatar's times 0.4, so data and regularisers keep IMAvatar's
-balance. Measured on bench/fit_flame.py (300 frames): head-pose error 1.72 -> 1.32 deg, landmark
-RMSE 2.16 -> 1.91 px; with IMAvatar's unscaled weights the priors over-shrink shape and
-expression and the head rotation absorbs the misfit.
+``sqrt(|r|^2 + eps^2) - eps`` (``charbonnier_eps_px``, 1 px by default), quadratic within eps and
+Euclidean beyond it. The priors and smoothness weights started as IMAvatar's times 0.4, the
+Gauss-Newton curvature ratio ``|r| / sqrt(|r|^2 + eps^2)`` at a typical 1.25 px residual when eps
+was 3 px; with eps = 1 px that ratio is ~0.78, but doubling the regularisers towards it was worse
+on every metric of bench/fit_flame.py's tuning seeds, so the weights below are the measured
+optimum, not a derived scale (their sweeps are in `TrackerWeights`).
 """
 
 from __future__ import annotations
@@ -88,12 +86,10 @@ class FlameConfig:
 
 @dataclass
 class TrackerWeights:
-    """Loss weights of the FLAME tracker: IMAvatar's, with priors and smoothness x 0.4.
+    """Loss weights of the FLAME tracker, tuned on bench/fit_flame.py's tuning seeds.
 
-    The 0.4 rescales IMAvatar's regularisers from its Euclidean landmark distance to our
-    Charbonnier point term (see the module docstring); `lmk`, `contour`, `iris` are unchanged.
-    The shape prior is half that again (x 0.2): it lowered the mean head-pose error on the
-    synthetic benchmark's tuning seeds.
+    Priors and smoothness began as IMAvatar's x 0.4 (see the module docstring); the shape prior
+    then went to x 0.2, and the expression prior, contour and dense weights were set as below.
 
     Chosen on bench/fit_flame.py (200 frames, mean head-pose error; the benchmark's default
     seeds are held out), with the Charbonnier loss quadratic within 1 px and a Euclidean

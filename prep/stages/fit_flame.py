@@ -244,7 +244,7 @@ def _write_metrics(subject: SubjectDir, data, out, summary: dict) -> None:
                 "valid": [bool(v) for v in data.valid],
                 "lmk_rmse_px": col(out.lmk_rmse_px),
                 "iris_err_px": col(out.iris_err_px),
-                "jitter_px": col(out.jitter_px),
+                "lmk_accel_px": col(out.lmk_accel_px),
             },
         },
     )

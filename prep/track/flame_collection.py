@@ -46,7 +46,7 @@ class CollectionFit(FitOutput):
         return {
             "lmk_rmse_px": nanmean(self.lmk_rmse_px),
             "iris_err_px": nanmean(self.iris_err_px),
-            "jitter_px": float("nan"),  # no time axis in a collection
+            "lmk_accel_px": float("nan"),  # no time axis in a collection
             "focal_px": float(np.median(self.K_orig[:, 0, 0])),
             "fit_seconds": self.seconds,
         }
@@ -152,7 +152,7 @@ def _scatter(
         lmk_px=lmk,
         lmk_rmse_px=rmse,
         iris_err_px=iris,
-        jitter_px=np.full(T, np.nan, np.float32),
+        lmk_accel_px=np.full(T, np.nan, np.float32),
         phases=_phase_totals([f.phases for f in fits]),
         seconds=seconds,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prep.config.core import TrainerConfig
+from prep.config.core import Precision, TrainerConfig
 from prep.config.flame import FlameConfig, TrackerConfig
 from prep.errors import BadConfigError, BadInputError
 from prep.models import flame_tracking
@@ -30,7 +30,7 @@ from prep.models.flame_io import (
 from prep.track.flame_data import FlameDataModule, TrackingData
 from prep.track.flame_params import FlameParams, InitValues, w2c_flame
 from prep.track.flame_tracker import FlameTracker, PhaseLog, fit_phases
-from prep.track.metrics import jitter_px, landmark_rmse_px, mean_point_error_px, nanmean
+from prep.track.metrics import landmark_rmse_px, lmk_accel_px, mean_point_error_px, nanmean
 from prep.track.trainer import precision_dtype
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def flame_assets(flame_cfg: FlameConfig, tracker_cfg: TrackerConfig) -> list[str]:
     """Asset names fit_flame needs for this config."""
-    names = [flame_cfg.version]
+    names = [str(flame_cfg.version)]
     names.append(
         "flame_lmk_embedding_eyes" if flame_cfg.embedding == "eyes" else "flame_lmk_embedding"
     )
@@ -78,7 +78,7 @@ class FitOutput:
     lmk_px: np.ndarray  # (T, 68|70, 2) fitted landmarks, crop pixels
     lmk_rmse_px: np.ndarray  # (T,) NaN where invalid
     iris_err_px: np.ndarray  # (T,)
-    jitter_px: np.ndarray  # (T,)
+    lmk_accel_px: np.ndarray  # (T,)
     phases: list[PhaseLog] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -86,7 +86,7 @@ class FitOutput:
         return {
             "lmk_rmse_px": nanmean(self.lmk_rmse_px),
             "iris_err_px": nanmean(self.iris_err_px),
-            "jitter_px": nanmean(self.jitter_px),
+            "lmk_accel_px": nanmean(self.lmk_accel_px),
             "focal_px": float(self.K_orig[0, 0]),
             "fit_seconds": self.seconds,
         }
@@ -205,7 +205,9 @@ def fit_sequence(
     """
     t0 = time.perf_counter()
     dt = flame.v_template.dtype
-    trainer = trainer or TrainerConfig(precision="64-true" if dt == torch.float64 else "32-true")
+    trainer = trainer or TrainerConfig(
+        precision=Precision["64-true" if dt == torch.float64 else "32-true"]
+    )
     if precision_dtype(trainer.precision) != dt:
         raise BadConfigError(
             f"trainer.precision={trainer.precision} but the FLAME model is {dt}; build it with "
@@ -249,7 +251,8 @@ def _make_params(flame: FlameModel, data: TrackingData, camera: Camera, cfg) -> 
             ", optimised from there" if cfg.estimate_focal else "",
         )
     else:
-        fx, aspect = camera.fx, camera.fy / camera.fx
+        fy = camera.fx if camera.fy is None else camera.fy  # fx alone: square pixels
+        fx, aspect = camera.fx, fy / camera.fx
     estimate = camera.fx is None and cfg.estimate_focal
     return FlameParams(
         data.n_frames,
@@ -269,8 +272,8 @@ def _make_params(flame: FlameModel, data: TrackingData, camera: Camera, cfg) -> 
 @torch.no_grad()
 def _finish(tracker: FlameTracker, dm: FlameDataModule, data: TrackingData, logs, seconds):
     tracker.cpu()
-    lmk, _ = tracker.predict(dm.batch)
-    lmk = lmk.double().numpy()
+    lmk_t, _ = tracker.predict(dm.batch)
+    lmk = lmk_t.double().numpy()
     rmse = landmark_rmse_px(lmk[:, :68], data.lmk_px, data.lmk_w)
     if lmk.shape[1] == 70:
         iris = mean_point_error_px(lmk[:, 68:70], data.iris_px, data.iris_w)
@@ -282,7 +285,7 @@ def _finish(tracker: FlameTracker, dm: FlameDataModule, data: TrackingData, logs
         lmk_px=lmk.astype(np.float32),
         lmk_rmse_px=rmse,
         iris_err_px=iris,
-        jitter_px=jitter_px(lmk[:, :68]),
+        lmk_accel_px=lmk_accel_px(lmk[:, :68]),
         phases=logs,
         seconds=seconds,
     )

@@ -50,7 +50,3 @@ def nanmean(x: np.ndarray) -> float:
     x = np.asarray(x, np.float64)
     ok = np.isfinite(x)
     return float(x[ok].mean()) if ok.any() else float("nan")
-
-
-# The name prep.track.flame_fit still imports; branch lead renames it there, then this goes.
-jitter_px = lmk_accel_px

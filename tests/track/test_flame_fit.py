@@ -170,7 +170,7 @@ def test_single_frame_and_fixed_shape(flame, oracle):
     )
     np.testing.assert_allclose(out.params["shape"], seq.gt["shape"], atol=1e-6)
     assert out.lmk_rmse_px[0] < 3.0
-    assert np.isnan(out.jitter_px).all()
+    assert np.isnan(out.lmk_accel_px).all()
 
 
 def test_chunked_jacobians_give_the_same_fit(flame, oracle):
