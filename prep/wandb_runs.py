@@ -135,13 +135,21 @@ def read_offline_run(folder: Path | str, wait_s: float = 30.0) -> OfflineRun:
     """Read an offline run folder (``.../wandb/offline-run-<time>-<id>``) with wandb's reader.
 
     W&B's service writes the file after ``run.finish()`` returns, so a run without its closing
-    record is read again until it has one or `wait_s` has passed (then what is there).
+    record, or one whose last record is still half written (wandb's reader then fails its
+    checksum assertion), is read again until it is whole or `wait_s` has passed (then what is
+    there, or the reader's error).
     """
     deadline = time.monotonic() + wait_s
     while True:
-        run, complete = _scan(folder)
-        if complete or time.monotonic() > deadline:
-            return run
+        try:
+            run, complete = _scan(folder)
+        except AssertionError:  # a torn record at the end: the service is still writing
+            if time.monotonic() > deadline:
+                raise
+            complete = False
+        else:
+            if complete or time.monotonic() > deadline:
+                return run
         time.sleep(0.2)
 
 
