@@ -107,6 +107,7 @@ def point_jacobians(obj, lay: Layout, sl: slice):
             for n, i, d in entries:
                 if n in COEFFICIENTS:
                     target[..., i : i + d] = Jc[..., cols[n]]
+        del Jc
     for target, entries in ((jf, lay.frame), (js, lay.shared)):
         for n, i, d in entries:
             if n not in COEFFICIENTS:
@@ -129,7 +130,9 @@ def _coefficient_columns(obj, v: dict, bins: torch.Tensor, sl: slice) -> torch.T
     """(T, R, K) derivatives of the residuals w.r.t. [shape, expression, eyelids]."""
     dL = coefficient_jacobian(obj.flame, v, bins, obj.use_dense)  # (T, N, 3, K)
     P = _projection_derivative(obj, v, bins, sl)  # (T, N, 2, 3): d crop px / d X_flame
-    J = torch.einsum("tnab,tnbk->tnak", P, dL) / obj.scale[None, None, :, None]
+    J = torch.einsum("tnab,tnbk->tnak", P, dL)
+    del dL
+    J /= obj.scale[None, None, :, None]
     return J.reshape(J.shape[0], -1, J.shape[-1])
 
 
@@ -205,9 +208,11 @@ def coefficient_jacobian(flame, v: dict, bins: torch.Tensor, with_mp: bool) -> t
     Rf = R.permute(0, 2, 1, 3).reshape(T, 3, -1)  # (T, 3, 5*3): [a, (j, b)]
     Gd = G_dyn[bins]  # (T, 17, 5, 3, K)
     rot_dyn = Rf @ Gd.permute(0, 2, 3, 1, 4).reshape(T, Rf.shape[-1], -1)  # (T, 3, 17 K)
+    del Gd  # the (T, N, 3, K) temporaries dominate the tracker's peak memory: free each early
     n_st = G_st.shape[0]
     rot_st = Rf.reshape(T * 3, -1) @ G_st.permute(1, 2, 0, 3).reshape(Rf.shape[-1], -1)
     rot = torch.cat([rot_dyn.reshape(T, 3, -1, K), rot_st.reshape(T, 3, n_st, K)], 2)
+    del rot_dyn, rot_st
     Wb = torch.cat([W_dyn[bins], W_st.expand(T, -1, -1)], 1)  # (T, N, 5)
     joint_part = (Wb @ dt_joint.reshape(T, dt_joint.shape[1], -1)).reshape(T, -1, 3, K)
-    return rot.permute(0, 2, 1, 3) + joint_part
+    return joint_part.add_(rot.permute(0, 2, 1, 3))  # in place: one fewer (T, N, 3, K)

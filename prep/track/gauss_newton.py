@@ -66,6 +66,7 @@ def normal_equations(
             Hff[sl] = wjf.transpose(1, 2) @ jf
             Hfs[sl] = wjf.transpose(1, 2) @ js
             Hss += torch.einsum("trd,tre->de", js * om[..., None], js)
+            del e, jf, js, om, wjf  # else they live on while the next chunk is built
     n_nb = torch.full((T,), 2.0, dtype=dt, device=dev)  # neighbours of each frame in the chain
     n_nb[0] = n_nb[-1] = 1.0 if T > 1 else 0.0
     smooth = []
@@ -184,12 +185,12 @@ class GaussNewton(torch.optim.Optimizer):
         f0 = float(loss)
         sysm = normal_equations(self.obj, lay, self.chunk)
         dt, dev = gf.dtype, gf.device
-        eye_f = torch.eye(lay.n_frame, dtype=dt, device=dev)
         eye_s = torch.eye(lay.n_shared, dtype=dt, device=dev)
         pf, sh = self._get(lay)
         for _attempt in range(4):
-            diag_f = torch.diag_embed(sysm.Hff.diagonal(dim1=1, dim2=2))
-            Af = sysm.Hff + self.lam * (diag_f + 1e-9 * eye_f)
+            Af = sysm.Hff.clone()  # Hff + lam (diag(Hff) + 1e-9 I), without (T, Dp, Dp) temporaries
+            d = Af.diagonal(dim1=1, dim2=2)
+            d += self.lam * (d + 1e-9)
             As = sysm.Hss + self.lam * (torch.diag(sysm.Hss.diagonal()) + 1e-9 * eye_s)
             xf, xs = solve_frames_shared(Af, sysm.Hfs, As, sysm.smooth, -gf, -gs)
             for alpha in (1.0, 0.5, 0.25):
