@@ -12,14 +12,12 @@ import torch
 
 from prep.errors import MissingAssetError
 from prep.io.files import read_image, read_json, save_npz, write_image, write_json
-from prep.models.flame import FlameModel
-from prep.models.flame_io import load_flame_model
 from prep.render import render_mesh
 from prep.runner import run_plan
 from prep.subject import SubjectDir
 from prep.vision.albedo.decompose import linear_to_srgb, lowfreq_std, srgb_to_linear
 from tests.fixtures.flame_fixtures import tiny_flame_assets  # noqa: F401
-from tests.render.tracked import w2c_flame
+from tests.render.tracked import tiny_tracking
 
 T, H, W = 4, 64, 64
 
@@ -66,34 +64,8 @@ def test_retinex_removes_a_light_gradient(compose_cfg, tmp_path):
 
 
 def _tiny_mesh_frames(assets):
-    model = FlameModel(load_flame_model(assets["flame2020"]), 5, 5)
-    v = model.v_template
-    centre = (v.min(0).values + v.max(0).values) / 2
-    extent = float((v.max(0).values - v.min(0).values).max())
-    f = 1.6 * W * 0.6 / extent  # the head spans ~60% of the frame at 1.6 extents away
-    K = np.array([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1]], np.float32)
-    transl = (-centre + torch.tensor([0, 0, -1.6 * extent])).numpy().astype(np.float32)
-    z = np.zeros((T, 3), np.float32)
-    trk = dict(
-        frame_names=np.array([f"{i:06d}.png" for i in range(T)]),
-        lmk_rmse_px=np.ones(T),
-        valid=np.ones(T, bool),
-        shape=np.zeros(5, np.float32),
-        expr=np.zeros((T, 5), np.float32),
-        eyelids=np.zeros((T, 2), np.float32),
-        global_pose=(z + [0, 0.2, 0]).astype(np.float32),
-        neck_pose=z,
-        jaw_pose=z,
-        eyes_pose=np.zeros((T, 6), np.float32),
-        transl=(z + transl).astype(np.float32),
-        w2c=np.tile(w2c_flame(), (T, 1, 1)),
-        K=K,
-        image_size=np.array([H, W]),
-        crop_to_orig=np.tile(np.eye(3), (T, 1, 1)),
-        model=np.array("flame2020"),
-        n_shape=np.array(5),
-        n_expr=np.array(5),
-    )
+    model, trk = tiny_tracking(assets, T, H, W, yaw=0.2)
+    K = trk["K"]
     verts = model(
         torch.zeros(5),
         torch.zeros(T, 5),
