@@ -5,9 +5,10 @@ The residuals are `FlameObjective.points_px` minus the observations, in normalis
 the shared ones (shape, shared translation, focal), so the Jacobian is returned as a per-frame
 block ``(t, 2N, Dp)`` and a shared block ``(t, 2N, Ds)``; columns follow a `Layout`.
 
-Coefficient columns (shape, expression, eyelids) are analytic (`coefficient_jacobian`); pose,
-translation and focal columns come from forward-mode derivatives, one batched jvp per parameter
-dimension over all frames at once. Contour bins are held fixed while differentiating.
+Coefficient columns (shape, expression, eyelids), pose and translation columns are closed-form
+(`coefficient_jacobian`, `prep.track.pose_jacobian`), chained through the projection's
+derivative; only the focal length's column comes from a forward-mode derivative (one batched
+jvp over all frames at once). Contour bins are held fixed while differentiating.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from torch.func import vmap
 from prep.models.camera import flip_yz, project
 from prep.models.flame import contour_bins
 from prep.models.flame_tracking import PER_FRAME, landmarks
+from prep.track.landmark_bases import bary_sums, landmark_bases, rotate_bases
+from prep.track.pose_jacobian import pose_jacobian
 
 PER_FRAME_ORDER = PER_FRAME
 COEFFICIENTS = ("shape", "expr", "eyelids")
+# columns of `pose_jacobian`'s (joint, axis) flattening that each pose parameter owns
+POSES = {"global_pose": (0, 3), "neck_pose": (3, 6), "jaw_pose": (6, 9), "eyes_pose": (9, 15)}
 
 
 @dataclass
@@ -99,20 +104,42 @@ def point_jacobians(obj, lay: Layout, sl: slice):
     T, R = e.shape
     jf = e.new_zeros(T, R, lay.n_frame)
     js = e.new_zeros(T, R, lay.n_shared)
+    P = _projection_derivative(obj, v, bins, sl)  # (T, N, 2, 3): d crop px / d X_flame
+    P /= obj.scale[None, None, :, None]  # residuals are in normalised units
     if any(n in COEFFICIENTS for n in lay.names):
-        Jc = _coefficient_columns(obj, v, bins, sl)  # (T, R, K)
+        Jc = _chain(P, coefficient_jacobian(obj.flame, v, bins, obj.use_dense))  # (T, R, K)
         ns, ne = obj.flame.n_shape, obj.flame.n_expr
         cols = {"shape": slice(0, ns), "expr": slice(ns, ns + ne), "eyelids": slice(ns + ne, None)}
-        for target, entries in ((jf, lay.frame), (js, lay.shared)):
-            for n, i, d in entries:
-                if n in COEFFICIENTS:
-                    target[..., i : i + d] = Jc[..., cols[n]]
+        _place(jf, js, lay, Jc, {n: c for n, c in cols.items()})
         del Jc
+    if any(n in POSES for n in lay.names):
+        dL = pose_jacobian(obj.flame, v, bins, obj.use_dense)  # (T, N, 3, 5, 3)
+        Jp = _chain(P, dL.reshape(T, dL.shape[1], 3, -1))  # (T, R, 15)
+        del dL
+        _place(jf, js, lay, Jp, {n: slice(*POSES[n]) for n in POSES})
+        del Jp
+    if "transl" in lay.names:  # a landmark moves with transl by its barycentric weights' sum
+        dX = P * bary_sums(obj.flame, bins, obj.use_dense)[..., None, None]
+        _place(jf, js, lay, dX.reshape(T, R, 3), {"transl": slice(0, 3)})
     for target, entries in ((jf, lay.frame), (js, lay.shared)):
         for n, i, d in entries:
-            if n not in COEFFICIENTS:
+            if n not in (*COEFFICIENTS, *POSES, "transl"):
                 target[..., i : i + d] = _jvp_columns(residuals, v, n)
     return e, jf, js
+
+
+def _place(jf, js, lay: Layout, cols: torch.Tensor, where: dict[str, slice]) -> None:
+    """Copy the columns ``cols[..., where[name]]`` of each parameter in `where` into place."""
+    for target, entries in ((jf, lay.frame), (js, lay.shared)):
+        for n, i, d in entries:
+            if n in where:
+                target[..., i : i + d] = cols[..., where[n]]
+
+
+def _chain(P: torch.Tensor, dX: torch.Tensor) -> torch.Tensor:
+    """``(T, N, 2, 3) x (T, N, 3, K)`` -> residual columns ``(T, 2N, K)``."""
+    J = P @ dX
+    return J.reshape(J.shape[0], -1, J.shape[-1])
 
 
 def _jvp_columns(f, v: dict, name: str) -> torch.Tensor:
@@ -124,16 +151,6 @@ def _jvp_columns(f, v: dict, name: str) -> torch.Tensor:
         tangents[k, ..., k] = 1.0
     cols = vmap(lambda t: torch.func.jvp(lambda xx: f({**v, name: xx}), (x,), (t,))[1])(tangents)
     return cols.permute(1, 2, 0)
-
-
-def _coefficient_columns(obj, v: dict, bins: torch.Tensor, sl: slice) -> torch.Tensor:
-    """(T, R, K) derivatives of the residuals w.r.t. [shape, expression, eyelids]."""
-    dL = coefficient_jacobian(obj.flame, v, bins, obj.use_dense)  # (T, N, 3, K)
-    P = _projection_derivative(obj, v, bins, sl)  # (T, N, 2, 3): d crop px / d X_flame
-    J = torch.einsum("tnab,tnbk->tnak", P, dL)
-    del dL
-    J /= obj.scale[None, None, :, None]
-    return J.reshape(J.shape[0], -1, J.shape[-1])
 
 
 @torch.no_grad()
@@ -155,48 +172,20 @@ def _world_rotations(R_local: torch.Tensor, parents: list[int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _landmark_bases(flame, with_mp: bool):
-    """Per landmark and joint, the skinning-weighted blendshape basis ``G (.., N, 5, 3, K)`` and
-    skinning weights ``Wb (.., N, 5)`` of its barycentric vertices: dynamic contour per yaw bin
-    ``(79, 17, ...)``, then the static (+ MediaPipe) points ``(N_s, ...)``. They depend only on
-    the model, so they are computed once per model, device and dtype."""
-    key = (str(flame.dirs.device), flame.dirs.dtype, with_mp)
-    cache = flame.__dict__.setdefault("_coefficient_bases", {})
-    if key in cache:
-        return cache[key]
-    vidx = flame.lmk_vertex_idx
-    W = flame.lbs_weights[vidx]  # (Vs, 5)
-    B = flame.dirs[vidx]  # (Vs, 3, K)
-
-    def bases(tri: torch.Tensor, bary: torch.Tensor):  # (..., N, 3) vertex ids and weights
-        Wl = W[tri] * bary[..., None]  # (..., N, 3, 5)
-        return torch.einsum("...vj,...vbk->...jbk", Wl, B[tri]), Wl.sum(-2)
-
-    tri_s, bary_s = flame.static_vlocal, flame.static_bary
-    if with_mp and flame.mediapipe is not None:
-        tri_s, bary_s = torch.cat([tri_s, flame.mp_vlocal]), torch.cat([bary_s, flame.mp_bary])
-    out = (*bases(flame.dynamic_vlocal, flame.dynamic_bary), *bases(tri_s, bary_s))
-    cache[key] = out
-    return out
-
-
-@torch.no_grad()
 def coefficient_jacobian(flame, v: dict, bins: torch.Tensor, with_mp: bool) -> torch.Tensor:
     """Exact derivative of the posed 3D landmarks w.r.t. the blendshape coefficients.
 
     Vertices are linear in the coefficients for fixed joint rotations: a vertex moves by
     ``sum_j w_j R_j B_v`` plus the motion of the joints (which are linear in the coefficients
     through the joint regressor) carried down the kinematic chain. Summed over a landmark's
-    barycentric vertices that is ``sum_j R_j G_j`` with the model-only `_landmark_bases`.
+    barycentric vertices that is ``sum_j R_j G_j`` with the model-only `landmark_bases`.
 
     Returns:
         (T, N, 3, K) with K = n_shape + n_expr (+ 2 eyelids); N = 68|70 (+ M dense points).
     """
     T = v["expr"].shape[0]
-    R = _world_rotations(
-        flame.rot_mats(v["global_pose"], v["neck_pose"], v["jaw_pose"], v["eyes_pose"]),
-        flame.parents,
-    )
+    R_local = flame.rot_mats(v["global_pose"], v["neck_pose"], v["jaw_pose"], v["eyes_pose"])
+    R = _world_rotations(R_local, flame.parents)
     Jd = flame.J_dirs  # (5, 3, K)
     K = Jd.shape[-1]
     dposed = [Jd[0].expand(T, -1, -1)]
@@ -204,15 +193,11 @@ def coefficient_jacobian(flame, v: dict, bins: torch.Tensor, with_mp: bool) -> t
         pj = flame.parents[j]
         dposed.append(dposed[pj] + R[:, pj] @ (Jd[j] - Jd[pj]))
     dt_joint = torch.stack(dposed, 1) - R @ Jd  # (T, 5, 3, K)
-    G_dyn, W_dyn, G_st, W_st = _landmark_bases(flame, with_mp)
-    Rf = R.permute(0, 2, 1, 3).reshape(T, 3, -1)  # (T, 3, 5*3): [a, (j, b)]
+    G_dyn, W_dyn, G_st, W_st = landmark_bases(flame, with_mp)
     Gd = G_dyn[bins]  # (T, 17, 5, 3, K)
-    rot_dyn = Rf @ Gd.permute(0, 2, 3, 1, 4).reshape(T, Rf.shape[-1], -1)  # (T, 3, 17 K)
-    del Gd  # the (T, N, 3, K) temporaries dominate the tracker's peak memory: free each early
-    n_st = G_st.shape[0]
-    rot_st = Rf.reshape(T * 3, -1) @ G_st.permute(1, 2, 0, 3).reshape(Rf.shape[-1], -1)
-    rot = torch.cat([rot_dyn.reshape(T, 3, -1, K), rot_st.reshape(T, 3, n_st, K)], 2)
-    del rot_dyn, rot_st
+    # the (T, N, 3, K) temporaries dominate the tracker's peak memory: free each early
+    rot = rotate_bases(R, Gd, G_st)
+    del Gd
     Wb = torch.cat([W_dyn[bins], W_st.expand(T, -1, -1)], 1)  # (T, N, 5)
     joint_part = (Wb @ dt_joint.reshape(T, dt_joint.shape[1], -1)).reshape(T, -1, 3, K)
-    return joint_part.add_(rot.permute(0, 2, 1, 3))  # in place: one fewer (T, N, 3, K)
+    return joint_part.add_(rot)  # in place: one fewer (T, N, 3, K)
