@@ -41,19 +41,20 @@ def solve_frames_shared(
         ``(xf (T, P), xs (S,))``.
     """
 
+    # the chain's off-diagonal weight per column (groups on the same columns add up)
+    c_col = torch.zeros(bf.shape[1], dtype=bf.dtype, device=bf.device)
+    for idx, c in smooth:
+        c_col[idx] += c
+
     def matvec(xf, xs):
         yf = (Af @ xf[..., None])[..., 0]
         if xs.numel():
-            yf = yf + (Hfs @ xs)
-        for idx, c in smooth:  # graph Laplacian of the frame chain (off-diagonal part)
-            d = xf[1:, idx] - xf[:-1, idx]
-            off = torch.zeros_like(xf[:, idx])
-            off[:-1] -= d
-            off[1:] += d
-            diag_part = torch.zeros_like(off)
-            diag_part[:-1] += xf[:-1, idx]
-            diag_part[1:] += xf[1:, idx]
-            yf[:, idx] += c * (off - diag_part)  # Af already holds the diagonal part
+            yf += Hfs @ xs
+        if smooth:  # graph Laplacian of the frame chain, off the diagonal: -c (x[t-1] + x[t+1])
+            nb = torch.zeros_like(xf)
+            nb[:-1] += xf[1:]
+            nb[1:] += xf[:-1]
+            yf -= c_col * nb
         ys = As @ xs + torch.einsum("tds,td->s", Hfs, xf) if xs.numel() else xs
         return yf, ys
 

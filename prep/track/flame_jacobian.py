@@ -21,7 +21,7 @@ from torch.func import vmap
 from prep.models.camera import flip_yz, project
 from prep.models.flame import contour_bins
 from prep.models.flame_tracking import PER_FRAME, landmarks
-from prep.track.landmark_bases import bary_sums, landmark_bases, rotate_bases
+from prep.track.landmark_bases import FrameBases, bary_sums
 from prep.track.pose_jacobian import pose_jacobian
 
 PER_FRAME_ORDER = PER_FRAME
@@ -106,18 +106,24 @@ def point_jacobians(obj, lay: Layout, sl: slice):
     js = e.new_zeros(T, R, lay.n_shared)
     P = _projection_derivative(obj, v, bins, sl)  # (T, N, 2, 3): d crop px / d X_flame
     P /= obj.scale[None, None, :, None]  # residuals are in normalised units
+    fb = (
+        FrameBases(obj.flame, bins, obj.use_dense)
+        if set(lay.names) & {*COEFFICIENTS, *POSES}
+        else None
+    )
     if any(n in COEFFICIENTS for n in lay.names):
-        Jc = _chain(P, coefficient_jacobian(obj.flame, v, bins, obj.use_dense))  # (T, R, K)
+        Jc = _chain(P, coefficient_jacobian(obj.flame, v, fb))  # (T, R, K)
         ns, ne = obj.flame.n_shape, obj.flame.n_expr
         cols = {"shape": slice(0, ns), "expr": slice(ns, ns + ne), "eyelids": slice(ns + ne, None)}
-        _place(jf, js, lay, Jc, {n: c for n, c in cols.items()})
+        _place(jf, js, lay, Jc, cols)
         del Jc
     if any(n in POSES for n in lay.names):
-        dL = pose_jacobian(obj.flame, v, bins, obj.use_dense)  # (T, N, 3, 5, 3)
+        dL = pose_jacobian(obj.flame, v, fb)  # (T, N, 3, 5, 3)
         Jp = _chain(P, dL.reshape(T, dL.shape[1], 3, -1))  # (T, R, 15)
         del dL
         _place(jf, js, lay, Jp, {n: slice(*POSES[n]) for n in POSES})
         del Jp
+    del fb
     if "transl" in lay.names:  # a landmark moves with transl by its barycentric weights' sum
         dX = P * bary_sums(obj.flame, bins, obj.use_dense)[..., None, None]
         _place(jf, js, lay, dX.reshape(T, R, 3), {"transl": slice(0, 3)})
@@ -172,13 +178,17 @@ def _world_rotations(R_local: torch.Tensor, parents: list[int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def coefficient_jacobian(flame, v: dict, bins: torch.Tensor, with_mp: bool) -> torch.Tensor:
+def coefficient_jacobian(flame, v: dict, fb: FrameBases) -> torch.Tensor:
     """Exact derivative of the posed 3D landmarks w.r.t. the blendshape coefficients.
 
     Vertices are linear in the coefficients for fixed joint rotations: a vertex moves by
     ``sum_j w_j R_j B_v`` plus the motion of the joints (which are linear in the coefficients
     through the joint regressor) carried down the kinematic chain. Summed over a landmark's
     barycentric vertices that is ``sum_j R_j G_j`` with the model-only `landmark_bases`.
+
+    Args:
+        flame: the `FlameModel`. v: parameter values for T frames.
+        fb: the landmark bases of these frames.
 
     Returns:
         (T, N, 3, K) with K = n_shape + n_expr (+ 2 eyelids); N = 68|70 (+ M dense points).
@@ -187,17 +197,13 @@ def coefficient_jacobian(flame, v: dict, bins: torch.Tensor, with_mp: bool) -> t
     R_local = flame.rot_mats(v["global_pose"], v["neck_pose"], v["jaw_pose"], v["eyes_pose"])
     R = _world_rotations(R_local, flame.parents)
     Jd = flame.J_dirs  # (5, 3, K)
-    K = Jd.shape[-1]
     dposed = [Jd[0].expand(T, -1, -1)]
     for j in range(1, Jd.shape[0]):  # kinematic chain of 5 joints
         pj = flame.parents[j]
         dposed.append(dposed[pj] + R[:, pj] @ (Jd[j] - Jd[pj]))
     dt_joint = torch.stack(dposed, 1) - R @ Jd  # (T, 5, 3, K)
-    G_dyn, W_dyn, G_st, W_st = landmark_bases(flame, with_mp)
-    Gd = G_dyn[bins]  # (T, 17, 5, 3, K)
-    # the (T, N, 3, K) temporaries dominate the tracker's peak memory: free each early
-    rot = rotate_bases(R, Gd, G_st)
-    del Gd
-    Wb = torch.cat([W_dyn[bins], W_st.expand(T, -1, -1)], 1)  # (T, N, 5)
-    joint_part = (Wb @ dt_joint.reshape(T, dt_joint.shape[1], -1)).reshape(T, -1, 3, K)
-    return joint_part.add_(rot)  # in place: one fewer (T, N, 3, K)
+    K = fb.n_dirs  # the blendshape columns of the bases
+    # the (T, N, 3, K) temporaries dominate the tracker's peak memory: add in place
+    rot = fb.rotate(R, "dirs")  # (T, 3, N, K)
+    joint_part = (fb.W @ dt_joint.reshape(T, dt_joint.shape[1], -1)).reshape(T, -1, 3, K)
+    return joint_part.add_(rot.permute(0, 2, 1, 3))

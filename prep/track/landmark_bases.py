@@ -3,7 +3,7 @@
 A landmark is a barycentric combination of mesh vertices and a vertex is skinned by its joints'
 transforms, so the Jacobians sum per-vertex arrays (blendshapes, pose correctives) weighted by
 barycentric times skinning weights. Those sums depend only on the model: they are taken once
-per model, here, and combined per frame with the joints' world rotations (`rotate_bases`).
+per model, here, and combined per frame with the joints' world rotations (`FrameBases`).
 """
 
 from __future__ import annotations
@@ -43,21 +43,76 @@ def landmark_bases(flame, with_mp: bool, basis: str = DIRS):
     return out
 
 
-def rotate_bases(R: torch.Tensor, g_dyn: torch.Tensor, g_st: torch.Tensor) -> torch.Tensor:
-    """``sum_j R_j G_nj``: the bases turned by the joints' world rotations, ``(T, N, 3, K)``.
+class FrameBases:
+    """The `POSED` landmark bases of T frames, shared by the coefficient and pose Jacobians.
+
+    The contour's bases depend on each frame's yaw bin. Gathering them per frame would copy
+    ``(T, 17, 5, 3, K + 37)`` floats per chunk, the costliest step of the Jacobian (memory
+    bound), so frames are grouped by bin instead and each group multiplies its bin's basis: a
+    loop over the bins present (at most 79), not over frames.
 
     Args:
-        R: (T, 5, 3, 3) world rotations.
-        g_dyn: (T, 17, 5, 3, K) the contour's bases, already picked by each frame's yaw bin.
-        g_st: (N_s, 5, 3, K) the static points' bases.
+        flame: the `FlameModel`. bins: (T,) contour yaw bins. with_mp: also the dense points.
+
+    Attributes:
+        W: (T, N, 5) skinning weights per landmark. n_dirs: K, the blendshape columns.
     """
-    T, K = R.shape[0], g_st.shape[-1]
-    Rf = R.permute(0, 2, 1, 3).reshape(T, 3, -1)  # (T, 3, 5*3): [a, (j, b)]
-    rot_dyn = Rf @ g_dyn.permute(0, 2, 3, 1, 4).reshape(T, Rf.shape[-1], -1)  # (T, 3, 17 K)
-    n_st = g_st.shape[0]
-    rot_st = Rf.reshape(T * 3, -1) @ g_st.permute(1, 2, 0, 3).reshape(Rf.shape[-1], -1)
-    rot = torch.cat([rot_dyn.reshape(T, 3, -1, K), rot_st.reshape(T, 3, n_st, K)], 2)
-    return rot.permute(0, 2, 1, 3)
+
+    def __init__(self, flame, bins: torch.Tensor, with_mp: bool):
+        self.key = (str(flame.dirs.device), flame.dirs.dtype, with_mp, POSED)
+        self.cache = flame.__dict__.setdefault("_coefficient_bases", {})
+        g_dyn, w_dyn, self.st, w_st = landmark_bases(flame, with_mp, POSED)
+        self.dyn = g_dyn  # (79, 17, 5, 3, F) per bin
+        self.W = torch.cat([w_dyn[bins], w_st.expand(len(bins), -1, -1)], 1)
+        self.n_dirs = flame.dirs.shape[-1]
+        self.T = len(bins)
+        present, inv = torch.unique(bins, return_inverse=True)
+        order = torch.argsort(inv, stable=True)
+        counts = torch.bincount(inv, minlength=len(present)).tolist()
+        self.groups = list(zip(present.tolist(), torch.split(order, counts), strict=True))
+
+    def columns(self, part: str) -> slice:
+        """The basis columns of `part`: "dirs", "rest" (template) or "pose" (correctives)."""
+        K = self.n_dirs
+        return {"dirs": slice(0, K), "rest": slice(K, K + 1), "pose": slice(K + 1, None)}[part]
+
+    def combine(self, x: torch.Tensor) -> torch.Tensor:
+        """``sum_f G_njf x_tf`` per landmark and joint: ``(T, N, 5, 3)`` for ``x (T, F)``."""
+        T, F = x.shape
+        n_dyn, rest = self.dyn.shape[1], self.dyn.shape[2:4]
+        dyn = x.new_empty(T, n_dyn * rest.numel())
+        flat = self.dyn.reshape(self.dyn.shape[0], -1, F)
+        for b, idx in self.groups:
+            dyn[idx] = x[idx] @ flat[b].T
+        st = x @ self.st.reshape(-1, F).T
+        return torch.cat([dyn.reshape(T, n_dyn, *rest), st.reshape(T, -1, *rest)], 1)
+
+    def rotate(self, R: torch.Tensor, part: str) -> torch.Tensor:
+        """``sum_j R_j G_nj`` over the columns of `part`, turned by world rotations
+        ``R (T, 5, 3, 3)``: ``(T, 3, N, K')``."""
+        dyn, st = self._rotation_layout(part)  # (79, 15, 17 K'), (15, N_s K')
+        T, n_dyn, n_st = R.shape[0], self.dyn.shape[1], self.st.shape[0]
+        K = st.shape[1] // n_st
+        Rf = R.permute(0, 2, 1, 3).reshape(T, 3, -1)  # (T, 3, 5*3): [a, (j, b)]
+        out = R.new_empty(T, 3, n_dyn + n_st, K)
+        flat = out.view(T, 3, -1)
+        for b, idx in self.groups:
+            flat[idx, :, : n_dyn * K] = Rf[idx] @ dyn[b]
+        # straight into place: a concatenation would copy the (T, 3, N, K') result once more
+        torch.mm(Rf.reshape(T * 3, -1), st, out=flat.view(T * 3, -1)[:, n_dyn * K :])
+        return out
+
+    def _rotation_layout(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (*self.key, "rotation", part)
+        if key not in self.cache:
+            cols = self.columns(part)
+            dyn, st = self.dyn[..., cols], self.st[..., cols]
+            jb = dyn.shape[2] * dyn.shape[3]  # (joint, axis) pairs
+            self.cache[key] = (
+                dyn.permute(0, 2, 3, 1, 4).reshape(dyn.shape[0], jb, -1).contiguous(),
+                st.permute(1, 2, 0, 3).reshape(jb, -1).contiguous(),
+            )
+        return self.cache[key]
 
 
 def bary_sums(flame, bins: torch.Tensor, with_mp: bool) -> torch.Tensor:

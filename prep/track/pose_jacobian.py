@@ -20,13 +20,16 @@ import torch
 
 from prep.models.lbs import pose_features, rigid_transforms
 from prep.models.rotations import axis_angle_to_matrix
-from prep.track.landmark_bases import POSED, landmark_bases, rotate_bases
+from prep.track.landmark_bases import FrameBases
 
 
-def _cross_columns(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(..., 3, 3)`` matrix whose column i is ``a_i x b``, for the columns ``a_i`` of `a`."""
-    a, b = torch.broadcast_tensors(a.mT, b[..., None, :])
-    return torch.linalg.cross(a, b, dim=-1).mT
+def _cross_columns(a: torch.Tensor, b: torch.Tensor, dim: int = -2) -> torch.Tensor:
+    """Matrix whose column i is ``a_i x b``, for the columns ``a_i`` of ``a (..., 3, 3)`` and
+    ``b (..., 3)``; the result's row axis is `dim` (-2: ``(..., 3, 3)``). Written out: linalg.cross
+    on broadcast operands is several times slower here."""
+    a0, a1, a2 = a[..., 0, :], a[..., 1, :], a[..., 2, :]
+    b0, b1, b2 = b[..., 0, None], b[..., 1, None], b[..., 2, None]
+    return torch.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], dim)
 
 
 def so3_right_jacobian(omega: torch.Tensor) -> torch.Tensor:
@@ -60,14 +63,13 @@ def _subtree_matrix(parents: list[int], dtype, device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def pose_jacobian(flame, v: dict, bins: torch.Tensor, with_mp: bool) -> torch.Tensor:
+def pose_jacobian(flame, v: dict, fb: FrameBases) -> torch.Tensor:
     """Exact derivative of the posed 3D landmarks w.r.t. each joint's axis-angle.
 
     Args:
         flame: the `FlameModel` (with a landmark embedding).
         v: parameter values for T frames (shape, expr, eyelids, poses).
-        bins: (T,) contour yaw bins.
-        with_mp: also the dense MediaPipe points.
+        fb: the landmark bases of these frames.
 
     Returns:
         (T, N, 3, 5, 3): ``[t, n, :, k, i]`` = d landmark n / d axis-angle component i of joint k
@@ -84,36 +86,28 @@ def pose_jacobian(flame, v: dict, bins: torch.Tensor, with_mp: bool) -> torch.Te
     T, J = G.shape[:2]
     # U[t, n, j] = sum_v bary_v w_vj u_v, u = template + dirs c + posedirs (R - I): the landmark's
     # rest position as skinned to joint j
-    g_dyn, W_dyn, b_st, W_st = landmark_bases(flame, with_mp, POSED)
     x = torch.cat([c, torch.ones_like(c[:, :1]), pose_features(R)], 1)  # (T, K + 1 + 36)
-    b_dyn = g_dyn[bins]  # (T, 17, 5, 3, K + 1 + 36)
-    n_dyn, n_st = b_dyn.shape[1], b_st.shape[0]
-    U = torch.cat(
-        [
-            (b_dyn.reshape(T, -1, x.shape[1]) @ x[..., None]).reshape(T, n_dyn, J, 3),
-            (x @ b_st.reshape(-1, x.shape[1]).T).reshape(T, n_st, J, 3),
-        ],
-        1,
-    )
-    W = torch.cat([W_dyn[bins], W_st.expand(T, -1, -1)], 1)  # (T, N, 5)
+    U = fb.combine(x)  # (T, N, 5, 3)
+    W = fb.W  # (T, N, 5)
     # Y_j = G_j U_j + W_j (P_j - G_j J_j); S_k = sum over k's subtree of Y_j - W_j P_k
     Y = (G[:, None] * U[..., None, :]).sum(-1) + W[..., None] * A[:, None, :, :, 3]
     sub = _subtree_matrix(flame.parents, c.dtype, c.device)
     S = (Y.mT @ sub.T).mT - (W @ sub.T)[..., None] * P[:, None]  # (T, N, 5, 3)
     del U, Y
     Jr = so3_right_jacobian(aa)  # (T, 5, 3, 3)
-    dL = _cross_columns((G @ Jr)[:, None], S)  # (T, N, 5, 3, 3): column i is (G_k J_r e_i) x S_k
+    # dL[t, n, :, k, i] = (G_k J_r e_i) x S_k: (T, N, 3, 5, 3)
+    dL = _cross_columns((G @ Jr)[:, None], S, dim=-3)
     # pose correctives of joints k >= 1: d u = posedirs_k . vec(R_k [J_r e_i]x), turned by G_j
     npf = 9 * (J - 1)
-    pd = rotate_bases(G, b_dyn[..., -npf:], b_st[..., -npf:])  # (T, N, 3, 9 (J - 1))
-    del b_dyn, b_st
+    pd = fb.rotate(G, "pose")  # (T, 3, N, 9 (J - 1))
     eye = torch.eye(3, dtype=c.dtype, device=c.device)
     rows, axes = torch.broadcast_tensors(R[:, 1:, None], eye[:, None, :])
     # row a of R_k [e_i]x is (row a of R_k) x e_i; flattened row-major like `pose_features`
     Re = torch.linalg.cross(rows, axes, dim=-1).reshape(T, J - 1, 3, 9)  # [t, k, i, (a, b)]
     E = Re.mT @ Jr[:, 1:]  # (T, J - 1, 9, 3)
+    # block-diagonal over the joints: one product for all of them, no transposed copy of pd
+    E = torch.einsum("tkfi,kl->tkfli", E, torch.eye(J - 1, dtype=c.dtype, device=c.device))
     N = S.shape[1]
-    corr = pd.reshape(T, N * 3, J - 1, 9).transpose(1, 2) @ E  # (T, J - 1, 3 N, 3)
-    dL = dL.permute(0, 1, 3, 2, 4)  # (T, N, 3, 5, 3)
-    dL[..., 1:, :] += corr.reshape(T, J - 1, N, 3, 3).permute(0, 2, 3, 1, 4)
+    corr = pd.reshape(T, 3 * N, npf) @ E.reshape(T, npf, 3 * (J - 1))  # (T, 3 N, 3 (J - 1))
+    dL[..., 1:, :] += corr.reshape(T, 3, N, J - 1, 3).transpose(1, 2)
     return dL
