@@ -106,11 +106,7 @@ def point_jacobians(obj, lay: Layout, sl: slice):
     js = e.new_zeros(T, R, lay.n_shared)
     P = _projection_derivative(obj, v, bins, sl)  # (T, N, 2, 3): d crop px / d X_flame
     P /= obj.scale[None, None, :, None]  # residuals are in normalised units
-    fb = (
-        FrameBases(obj.flame, bins, obj.use_dense)
-        if set(lay.names) & {*COEFFICIENTS, *POSES}
-        else None
-    )
+    fb = FrameBases(obj.flame, bins, obj.use_dense)  # model-only: cheap until used
     if any(n in COEFFICIENTS for n in lay.names):
         Jc = _chain(P, coefficient_jacobian(obj.flame, v, fb))  # (T, R, K)
         ns, ne = obj.flame.n_shape, obj.flame.n_expr
