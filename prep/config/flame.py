@@ -123,6 +123,7 @@ class TrackerWeights:
     neck_prior: float = 4e-3  # mean square of neck pose (rad); resolves global/neck ambiguity
     eyes_prior: float = 4e-4  # mean square of eye poses (rad)
     eyelids_prior: float = 4e-4  # mean square of eyelid coefficients (models with eyelids)
+    size_prior: float = 0.0  # square of the face's relative size change from the template's
     smooth_pose: float = 4.0  # mean square frame-to-frame change of global, neck, jaw pose
     smooth_expr: float = 0.04  # mean square frame-to-frame change of expression
     smooth_transl: float = 2.0  # mean square frame-to-frame change of translation (m)

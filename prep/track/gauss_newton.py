@@ -79,6 +79,11 @@ def normal_equations(
             for i, d in shared:
                 k = torch.arange(i, i + d, device=dev)
                 Hss[k, k] += c
+        elif t.kind == "size":  # a rank-one prior on the shape columns: c g g^T
+            _, shared = lay.columns(t.params)
+            for i, d in shared:
+                g = obj.size_direction.to(dt)
+                Hss[i : i + d, i : i + d] += c * torch.outer(g, g)
         elif idx is not None and c != 0:
             Hff[:, idx, idx] += c * n_nb[:, None]
             smooth.append((idx, c))
@@ -104,6 +109,9 @@ def gn_gradient(obj: FlameObjective, lay: Layout, terms: list[Term] | None = Non
                 continue
             shared, i, d = where
             x = v[n].reshape(-1) if shared else v[n]
+            if t.kind == "size":
+                g = obj.size_direction.to(x.dtype)
+                x = g * (g @ x)
             if t.kind == "smooth":  # D^T D x over the frame chain
                 dx = x[1:] - x[:-1]
                 x = torch.zeros_like(x)

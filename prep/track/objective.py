@@ -21,6 +21,7 @@ The tracker's autograd loss is the sum of `FlameObjective.evaluate`. The Gauss-N
 - ``points``: projected FLAME points minus observations; dense per-frame columns and shared
   columns (`prep.track.flame_jacobian`);
 - ``prior``: the parameter values (identity on their columns);
+- ``size``: the face's relative size change ``g . shape`` (a rank-one block ``g g^T``);
 - ``smooth``: differences of consecutive frames (couples neighbouring frames).
 
 so that ``J^T W r`` is exactly the autograd gradient of each term (tests/track/test_objective.py).
@@ -55,11 +56,33 @@ def prior_residual(obj: FlameObjective, term: Term, v: dict, pts: torch.Tensor |
     return x[:, None], torch.full_like(x, 1.0 / max(x.numel(), 1))
 
 
+def size_residual(obj: FlameObjective, term: Term, v: dict, pts: torch.Tensor | None):
+    """The face's relative change in size from the template's ``(1, 1)``, one share."""
+    r = (obj.size_direction @ v["shape"].reshape(-1)).reshape(1, 1)
+    return r, torch.ones(1, dtype=r.dtype, device=r.device)
+
+
 def smooth_residual(obj: FlameObjective, term: Term, v: dict, pts: torch.Tensor | None):
     """Frame-to-frame differences ``(T - 1, D, 1)`` of the term's per-frame parameters."""
     x = torch.cat([v[n] for n in term.params if obj.per_frame(n)], 1)
     d = x[1:] - x[:-1]
     return d[..., None], torch.full_like(d, 1.0 / max(d.numel(), 1))
+
+
+@torch.no_grad()
+def face_size_direction(flame) -> torch.Tensor:
+    """``g (n_shape,)``: the inner face's relative size change is ``g . shape``.
+
+    The size change is the least-squares scale of the identity's displacement of the 51 inner
+    landmarks (brows, eyes, nose, mouth: what `rigid_init` sizes the face by) about their
+    centroid at rest, ``sum_i d_i . (t_i - c) / sum_i |t_i - c|^2`` (template t, displacement
+    d, linear in the shape).
+    """
+    tri, bary = flame.static_vglobal[:51], flame.static_bary[:51]  # (51, 3) vertices, weights
+    t = (flame.v_template[tri] * bary[..., None]).sum(1)
+    t = t - t.mean(0)
+    dirs = (flame.dirs[tri, :, : flame.n_shape] * bary[..., None, None]).sum(1)  # (51, 3, K)
+    return torch.einsum("nck,nc->k", dirs, t) / (t * t).sum()
 
 
 @dataclass(frozen=True)
@@ -69,7 +92,8 @@ class Term:
     Attributes:
         name: logged as ``loss/<name>``; point terms name their point set (lmk, iris, dense).
         weight: the `prep.config.flame.TrackerWeights` field holding its weight.
-        kind: points | prior | smooth (the Jacobian structure the Gauss-Newton solver uses).
+        kind: points | prior | size | smooth (the Jacobian structure the Gauss-Newton solver
+            uses).
         params: prior/smooth: the parameters forming the residual (points: all, via FLAME).
         phase_scale: a `PhaseConfig` field multiplying the weight in each phase, or None.
     """
@@ -82,9 +106,12 @@ class Term:
 
     @property
     def residual(self) -> Residual:
-        return {"points": point_residual, "prior": prior_residual, "smooth": smooth_residual}[
-            self.kind
-        ]
+        return {
+            "points": point_residual,
+            "prior": prior_residual,
+            "size": size_residual,
+            "smooth": smooth_residual,
+        }[self.kind]
 
 
 POSE = ("global_pose", "neck_pose", "jaw_pose")
@@ -98,6 +125,7 @@ TERMS: tuple[Term, ...] = (
     Term("prior/neck", "neck_prior", "prior", ("neck_pose",)),
     Term("prior/eyes", "eyes_prior", "prior", ("eyes_pose",)),
     Term("prior/eyelids", "eyelids_prior", "prior", ("eyelids",)),
+    Term("prior/size", "size_prior", "size", ("shape",)),
     Term("smooth/pose", "smooth_pose", "smooth", POSE),
     Term("smooth/expr", "smooth_expr", "smooth", ("expr",)),
     Term("smooth/transl", "smooth_transl", "smooth", ("transl",)),
@@ -123,6 +151,7 @@ class FlameObjective:
         self.use_dense = cfg.w.dense > 0 and flame.mediapipe is not None and has_dense
         self.phase = PhaseConfig()
         self.batch = batch
+        self.size_direction = face_size_direction(flame)
         self.terms = [t for t in TERMS if self._applies(t, fixed_shape)]
 
     def _applies(self, t: Term, fixed_shape: bool) -> bool:

@@ -31,11 +31,37 @@ T = 4
 
 
 @pytest.fixture(scope="module")
-def problem(tmp_path_factory):
-    torch.set_num_threads(1)
+def oracle(tmp_path_factory):
     assets = write_tiny_assets(tmp_path_factory.mktemp("flame_eyelids"), seed=1, eyelids=True)
+    return assets, FlameOracle.from_assets(assets, 6, 5, dense=True)
+
+
+def oracle_size_direction(oracle: FlameOracle) -> np.ndarray:
+    """``g``: the inner face's relative size change is ``g . shape``, from the oracle's rest
+    landmarks: the least-squares scale ``sum d . (t - c) / sum |t - c|^2`` of each unit shape
+    coefficient's displacement ``d`` of the 51 inner landmarks (17-67) about their centroid."""
+    zero = {
+        "expr": np.zeros((1, oracle.n_expr)),
+        "global_pose": np.zeros((1, 3)),
+        "neck_pose": np.zeros((1, 3)),
+        "jaw_pose": np.zeros((1, 3)),
+        "eyes_pose": np.zeros((1, 6)),
+    }
+
+    def inner(shape):
+        return oracle.draw({**zero, "shape": shape})[1][0, 17:68]
+
+    t = inner(np.zeros(oracle.n_shape))
+    t = t - t.mean(0)
+    d = [inner(e) - inner(np.zeros(oracle.n_shape)) for e in np.eye(oracle.n_shape)]
+    return np.array([(di * t).sum() / (t * t).sum() for di in d])
+
+
+@pytest.fixture(scope="module")
+def problem(oracle):
+    torch.set_num_threads(1)
+    assets, oracle = oracle
     flame = build_flame(assets, FlameConfig(n_shape=6, n_expr=5), dense=True, dtype=torch.float64)
-    oracle = FlameOracle.from_assets(assets, 6, 5, dense=True)
     seq = make_sequence(oracle, T, seed=3, size=256, focal=900.0, noise_px=1.5)
     verts, _ = oracle.draw({k: np.asarray(v, np.float64) for k, v in seq.gt.items()})
     dense = project_px(oracle.mediapipe_points(verts), 900.0, 127.5)
@@ -45,6 +71,7 @@ def problem(tmp_path_factory):
     data = dataclasses.replace(seq.data, dense_px=dense_px, dense_w=dense_w)
     cfg = TrackerConfig()
     cfg.w.dense = 0.7
+    cfg.w.size_prior = 0.5
     cfg.charbonnier_eps_px = 2.0
     p = FlameParams(
         T,
@@ -65,6 +92,7 @@ def problem(tmp_path_factory):
     p.set_value("eyelids", torch.as_tensor(rng.normal(0, 0.3, (T, 2))))
     obj = FlameObjective(flame, p, cfg, False, FlameDataModule(data, torch.float64).batch)
     obj.phase = PhaseConfig("eyes", ["all"], 1, iris_scale=3.0)
+    obj.oracle_size_g = torch.as_tensor(oracle_size_direction(oracle))  # the truth, not ours
     return obj
 
 
@@ -158,6 +186,7 @@ def _residuals_and_weights(obj, lay, x):
     for names, c in smooth:
         z = torch.cat([v[n] for n in names], 1)
         regs.append(((z[1:] - z[:-1]).reshape(-1), c))
+    regs.append(((obj.oracle_size_g @ v["shape"].reshape(-1)).reshape(1), w.size_prior))
     for r, c in regs:
         loss = loss + c * (r**2).mean()
         rs.append(r)
