@@ -65,8 +65,10 @@ def normal_equations(
             wjf = jf * om[..., None]
             Hff[sl] = wjf.transpose(1, 2) @ jf
             Hfs[sl] = wjf.transpose(1, 2) @ js
-            Hss += torch.einsum("trd,tre->de", js * om[..., None], js)
-            del e, jf, js, om, wjf  # else they live on while the next chunk is built
+            # one (Ds, t R) x (t R, Ds) product (einsum over t and r was 2.5x slower)
+            js2 = js.reshape(om.numel(), Ds)
+            Hss += (js2 * om.reshape(-1, 1)).T @ js2
+            del e, jf, js, js2, om, wjf  # else they live on while the next chunk is built
     n_nb = torch.full((T,), 2.0, dtype=dt, device=dev)  # neighbours of each frame in the chain
     n_nb[0] = n_nb[-1] = 1.0 if T > 1 else 0.0
     smooth = []
