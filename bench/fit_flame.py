@@ -37,8 +37,9 @@ adds an earlier results file's reference metrics to it; both are recorded per se
 Seeds: the tracker defaults were tuned on seeds 0-3 and 12-23 (against the earlier truth,
 drawn with our own FLAME layer); 4-7, 8-11 and 24-27 are held out (each held-out set is
 summarised separately). Committed results: bench/results/fit_flame.json (seeds 4-7, fx given),
-fit_flame_focal_estimated.json (seeds 4-7, ``--estimate-focal``) and fit_flame_1000.json (seed
-4 at 1,000 frames, fx given: ``--frames 1000 --seeds 4 --long-frames 0 --mem-frames 0``). A
+fit_flame_focal_estimated.json (seeds 4-7, ``--estimate-focal``), fit_flame_1000.json and
+fit_flame_1000_focal_estimated.json (seed 4 at 1,000 frames: ``--frames 1000 --seeds 4
+--long-frames 0 --mem-frames 0``, with and without ``--estimate-focal``). A
 reference seed takes 10-17 minutes at 200 frames and 50 minutes at 1,000 on the shared 2-core
 machine.
 """
