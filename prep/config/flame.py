@@ -178,6 +178,9 @@ class TrackerConfig:
     deca_code: str | None = None  # init=deca_code: path of DECA's code.json
     shape_from: str | None = None  # reuse the shape of this subject (same dataset), kept fixed
     with_translation: bool = True  # per-frame translation; false = one shared translation
+    # the expression prior over the inner face's size relative to the template's, so that
+    # shrinking the face with its expressions does not lower it (see TrackerWeights)
+    expr_prior_per_size: bool = True
     # fx/fy not given: the focal that puts the (mean) head this far from the camera, from the
     # face's size in the crop. A prior, not an estimate: on bench/fit_flame.py the landmark
     # objective changes by < 0.5 % between 0.6x and 1.5x the true focal (even with the true

@@ -81,6 +81,8 @@ def normal_equations(
             for i, d in shared:
                 k = torch.arange(i, i + d, device=dev)
                 Hss[k, k] += c
+        elif t.kind == "relative":
+            _relative_prior_block(obj, lay, t, c, Hff, Hfs, Hss)
         elif t.kind == "size":  # a rank-one prior on the shape columns: c g g^T
             _, shared = lay.columns(t.params)
             for i, d in shared:
@@ -90,6 +92,27 @@ def normal_equations(
             Hff[:, idx, idx] += c * n_nb[:, None]
             smooth.append((idx, c))
     return System(Hff, Hfs, Hss, smooth)
+
+
+def _relative_prior_block(obj, lay: Layout, t: Term, c: float, Hff, Hfs, Hss) -> None:
+    """``J^T W J`` of a prior over the face scale, ``r = x / k`` with ``k = 1 + g . shape``:
+    ``dr/dx = 1 / k`` and ``dr/dshape = -x g^T / k^2`` (the second only when k follows the
+    shape, `FlameObjective.face_scale`)."""
+    v = obj.values(detach=True)
+    k = float(obj.face_scale(v))
+    (name,) = t.params
+    x = v[name].to(Hff.dtype)  # (T, D) per-frame values
+    g = obj.size_direction.to(Hff.dtype) if obj.cfg.expr_prior_per_size else None
+    frame, shared = lay.find(name), lay.find("shape")
+    idx = None if frame is None else torch.arange(frame[1], frame[1] + frame[2])
+    if idx is not None:
+        Hff[:, idx, idx] += c / k**2
+    if g is None or shared is None:
+        return
+    s = torch.arange(shared[1], shared[1] + shared[2])
+    Hss[s[:, None], s] += c * float((x * x).sum()) / k**4 * torch.outer(g, g)
+    if idx is not None:
+        Hfs[:, idx[:, None], s] += -c / k**3 * x[..., None] * g
 
 
 def gn_gradient(obj: FlameObjective, lay: Layout, terms: list[Term] | None = None):
@@ -114,12 +137,20 @@ def gn_gradient(obj: FlameObjective, lay: Layout, terms: list[Term] | None = Non
             if t.kind == "size":
                 g = obj.size_direction.to(x.dtype)
                 x = g * (g @ x)
+            if t.kind == "relative":
+                k = obj.face_scale(v)
+                x = x / k**2
             if t.kind == "smooth":  # D^T D x over the frame chain
                 dx = x[1:] - x[:-1]
                 x = torch.zeros_like(x)
                 x[:-1] -= dx
                 x[1:] += dx
             (gs if shared else gf)[..., i : i + d] += c * x
+        at = lay.find("shape")
+        if t.kind == "relative" and obj.cfg.expr_prior_per_size and at is not None:
+            x = torch.cat([v[n].reshape(-1) for n in t.params])  # d(x / k)/dshape = -x g / k^2
+            k = obj.face_scale(v)
+            gs[at[1] : at[1] + at[2]] -= c * (x * x).sum() / k**3 * obj.size_direction.to(x.dtype)
     return gf, gs
 
 

@@ -21,6 +21,10 @@ The tracker's autograd loss is the sum of `FlameObjective.evaluate`. The Gauss-N
 - ``points``: projected FLAME points minus observations; dense per-frame columns and shared
   columns (`prep.track.flame_jacobian`);
 - ``prior``: the parameter values (identity on their columns);
+- ``relative``: the expression coefficients over the inner face's relative size
+  ``k = 1 + g . shape`` (`FlameObjective.face_scale`; 1 without ``fit_flame.expr_prior_per_size``):
+  a face that shrinks with its expressions earns no smaller prior; couples the expression
+  and shape columns;
 - ``size``: the face's relative size change ``g . shape`` (a rank-one block ``g g^T``);
 - ``smooth``: differences of consecutive frames (couples neighbouring frames).
 
@@ -54,6 +58,12 @@ def prior_residual(obj: FlameObjective, term: Term, v: dict, pts: torch.Tensor |
     """The parameter values ``(n, 1)``, each an equal share of the mean."""
     x = torch.cat([v[n].reshape(-1) for n in term.params])
     return x[:, None], torch.full_like(x, 1.0 / max(x.numel(), 1))
+
+
+def relative_prior_residual(obj: FlameObjective, term: Term, v: dict, pts: torch.Tensor | None):
+    """The values over the inner face's relative size ``1 + g . shape`` (`face_scale`)."""
+    x, a = prior_residual(obj, term, v, pts)
+    return x / obj.face_scale(v), a
 
 
 def size_residual(obj: FlameObjective, term: Term, v: dict, pts: torch.Tensor | None):
@@ -92,8 +102,8 @@ class Term:
     Attributes:
         name: logged as ``loss/<name>``; point terms name their point set (lmk, iris, dense).
         weight: the `prep.config.flame.TrackerWeights` field holding its weight.
-        kind: points | prior | size | smooth (the Jacobian structure the Gauss-Newton solver
-            uses).
+        kind: points | prior | relative | size | smooth (the Jacobian structure the Gauss-Newton
+            solver uses).
         params: prior/smooth: the parameters forming the residual (points: all, via FLAME).
         phase_scale: a `PhaseConfig` field multiplying the weight in each phase, or None.
     """
@@ -109,6 +119,7 @@ class Term:
         return {
             "points": point_residual,
             "prior": prior_residual,
+            "relative": relative_prior_residual,
             "size": size_residual,
             "smooth": smooth_residual,
         }[self.kind]
@@ -120,7 +131,7 @@ TERMS: tuple[Term, ...] = (
     Term("iris", "iris", "points", phase_scale="iris_scale"),
     Term("dense", "dense", "points"),
     Term("prior/shape", "shape_prior", "prior", ("shape",)),
-    Term("prior/expr", "expr_prior", "prior", ("expr",)),
+    Term("prior/expr", "expr_prior", "relative", ("expr",)),
     Term("prior/jaw", "jaw_prior", "prior", ("jaw_pose",)),
     Term("prior/neck", "neck_prior", "prior", ("neck_pose",)),
     Term("prior/eyes", "eyes_prior", "prior", ("eyes_pose",)),
@@ -197,6 +208,14 @@ class FlameObjective:
         """
         rows, obs, w = self._sets[name]
         return rows, obs[sl], w
+
+    def face_scale(self, v: dict) -> torch.Tensor:
+        """``k``: the inner face's size relative to the template's, ``1 + g . shape`` (at least
+        0.5), or 1 when the expression prior is not measured per size."""
+        shape = v["shape"].reshape(-1)
+        if not self.cfg.expr_prior_per_size:
+            return shape.new_ones(())
+        return (1 + self.size_direction.to(shape.dtype) @ shape).clamp(min=0.5)
 
     def per_frame(self, name: str) -> bool:
         return self.params.value(name).shape[0] == self.params.n_frames and name != "shape"

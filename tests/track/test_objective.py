@@ -72,6 +72,7 @@ def problem(oracle):
     cfg = TrackerConfig()
     cfg.w.dense = 0.7
     cfg.w.size_prior = 0.5
+    cfg.expr_prior_per_size = True
     cfg.charbonnier_eps_px = 2.0
     p = FlameParams(
         T,
@@ -183,6 +184,9 @@ def _residuals_and_weights(obj, lay, x):
         (["eyelids"], w.smooth_expr),
     ]
     regs = [(v[n].reshape(-1), c) for n, c in priors]
+    # the expression prior over the inner face's relative size, from the oracle's size direction
+    k = 1 + obj.oracle_size_g @ v["shape"].reshape(-1)
+    regs[1] = (v["expr"].reshape(-1) / k, w.expr_prior)
     for names, c in smooth:
         z = torch.cat([v[n] for n in names], 1)
         regs.append(((z[1:] - z[:-1]).reshape(-1), c))
