@@ -59,7 +59,8 @@ def contour_bins(global_pose: torch.Tensor, neck_pose: torch.Tensor) -> torch.Te
     R = axis_angle_to_matrix(global_pose) @ axis_angle_to_matrix(neck_pose)
     sy = torch.sqrt(R[:, 0, 0] ** 2 + R[:, 1, 0] ** 2)
     yaw = torch.rad2deg(torch.atan2(-R[:, 2, 0], sy))
-    yaw = torch.round(yaw.detach()).clamp(-YAW_BINS, YAW_BINS).long()
+    # a non-finite pose (a rejected solver trial) gets bin 0 rather than an out-of-range index
+    yaw = torch.round(torch.nan_to_num(yaw.detach(), nan=0.0)).clamp(-YAW_BINS, YAW_BINS).long()
     return torch.where(yaw >= 0, yaw, YAW_BINS - yaw)
 
 

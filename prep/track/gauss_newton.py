@@ -233,7 +233,13 @@ class GaussNewton(torch.optim.Optimizer):
             d = Af.diagonal(dim1=1, dim2=2)
             d += self.lam * (d + 1e-9)
             As = sysm.Hss + self.lam * (torch.diag(sysm.Hss.diagonal()) + 1e-9 * eye_s)
-            xf, xs = solve_frames_shared(Af, sysm.Hfs, As, sysm.smooth, -gf, -gs)
+            try:
+                xf, xs = solve_frames_shared(Af, sysm.Hfs, As, sysm.smooth, -gf, -gs)
+            except torch.linalg.LinAlgError:  # a block lost definiteness in float32
+                xf = xs = gf.new_full((1,), float("nan"))
+            if not (torch.isfinite(xf).all() and torch.isfinite(xs).all()):
+                self.lam *= 10  # a near-singular system (tiny priors): damp harder, never step
+                continue  # to NaN (the contour's yaw bins cannot take it)
             for alpha in (1.0, 0.5, 0.25):
                 self._set(lay, pf + alpha * xf, sh + alpha * xs)
                 f1 = self.value()

@@ -194,3 +194,36 @@ def test_cuda_fit_equals_cpu(flame, oracle, precision):
     np.testing.assert_allclose(gpu.lmk_px, cpu.lmk_px, atol=tol)
     for k in ("global_pose", "jaw_pose", "expr", "shape"):
         np.testing.assert_allclose(gpu.params[k], cpu.params[k], atol=tol / 10)
+
+
+def test_a_failed_linear_solve_damps_harder_and_never_steps_to_nan(flame, oracle, monkeypatch):
+    """A block that loses definiteness (tiny prior weights in float32) or a non-finite solution
+    is retried with 10x the damping; the fit goes on from finite parameters."""
+    import prep.track.gauss_newton as gn
+
+    solve, calls = gn.solve_frames_shared, []
+
+    def failing(*args, **kwargs):
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise torch.linalg.LinAlgError("not positive-definite")
+        xf, xs = solve(*args, **kwargs)
+        return (xf * float("nan"), xs) if len(calls) == 2 else (xf, xs)
+
+    monkeypatch.setattr(gn, "solve_frames_shared", failing)
+    seq = make_sequence(oracle, 8, seed=3, size=256, focal=900.0, noise_px=1.0)
+    phases = [PhaseConfig("rigid", ["global_pose", "transl"], 2)]
+    out = fit_sequence(
+        flame, seq.data, Camera(900.0, 900.0, 127.5, 127.5), TrackerConfig(phases=phases)
+    )
+    assert len(calls) >= 3  # two failures, then real steps
+    assert all(np.isfinite(v).all() for v in out.params.values())
+    assert np.isfinite(out.lmk_rmse_px).all() and np.nanmean(out.lmk_rmse_px) < 20
+
+
+def test_contour_bins_of_a_non_finite_pose_stay_in_range():
+    from prep.models.flame import contour_bins
+
+    pose = torch.tensor([[float("nan"), 0.0, 0.0], [0.0, float("inf"), 0.0], [0.0, 0.3, 0.0]])
+    bins = contour_bins(pose, torch.zeros(3, 3))
+    assert ((bins >= 0) & (bins <= 78)).all() and bins[2] == 17  # 0.3 rad = 17.2 deg
