@@ -131,6 +131,12 @@ class TrackerWeights:
     1.51 -> 1.37 deg, identity 3.68 -> 2.80 mm, jaw 0.89 -> 0.86 deg, gaze 5.54 / 6.08 -> 5.41 /
     5.96 deg, expression 1.34 -> 1.31 mm, landmark RMSE 0.763 -> 0.755 px; on the 60-frame test
     case the head error goes from 0.84 to 1.76 deg.
+
+    The expression's smoothness shrinks the face the same way (a smaller face moves its
+    expressions less); ``TrackerConfig.expr_smooth_per_size`` measures it over the face's size
+    too. It trades head pose for identity, so it stays off: seeds 0-3 and 12-15, head 1.37 ->
+    1.35 deg and identity 2.80 -> 2.44 mm; seeds 16-23, head 2.20 -> 2.31 deg, identity 3.78 ->
+    3.66 mm, expression 1.28 -> 1.31 mm.
     """
 
     lmk: float = 1.0  # 2D landmarks (68 iBUG points), confidence-weighted
@@ -188,6 +194,9 @@ class TrackerConfig:
     # the expression prior over the inner face's size relative to the template's, so that
     # shrinking the face with its expressions does not lower it (see TrackerWeights)
     expr_prior_per_size: bool = True
+    # the expression's frame-to-frame smoothness over the face's size too (identity better,
+    # head pose worse on the tuning seeds: see TrackerWeights)
+    expr_smooth_per_size: bool = False
     # fx/fy not given: the focal that puts the (mean) head this far from the camera, from the
     # face's size in the crop. A prior, not an estimate: on bench/fit_flame.py the landmark
     # objective changes by < 0.5 % between 0.6x and 1.5x the true focal (even with the true

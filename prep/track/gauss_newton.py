@@ -71,7 +71,7 @@ def normal_equations(
             del e, jf, js, js2, om, wjf  # else they live on while the next chunk is built
     n_nb = torch.full((T,), 2.0, dtype=dt, device=dev)  # neighbours of each frame in the chain
     n_nb[0] = n_nb[-1] = 1.0 if T > 1 else 0.0
-    smooth = []
+    smooth: list[tuple[torch.Tensor, float]] = []
     for t, c in obj.regulariser_terms(terms):
         idx = _frame_columns(lay, t.params, dev)
         if t.kind == "prior":
@@ -83,6 +83,8 @@ def normal_equations(
                 Hss[k, k] += c
         elif t.kind == "relative":
             _relative_prior_block(obj, lay, t, c, Hff, Hfs, Hss)
+        elif t.kind == "relative_smooth":
+            _relative_smooth_block(obj, lay, t, c, Hff, Hfs, Hss, n_nb, smooth)
         elif t.kind == "size":  # a rank-one prior on the shape columns: c g g^T
             _, shared = lay.columns(t.params)
             for i, d in shared:
@@ -99,10 +101,10 @@ def _relative_prior_block(obj, lay: Layout, t: Term, c: float, Hff, Hfs, Hss) ->
     ``dr/dx = 1 / k`` and ``dr/dshape = -x g^T / k^2`` (the second only when k follows the
     shape, `FlameObjective.face_scale`)."""
     v = obj.values(detach=True)
-    k = float(obj.face_scale(v))
+    k = float(obj.face_scale(v, t))
     (name,) = t.params
     x = v[name].to(Hff.dtype)  # (T, D) per-frame values
-    g = obj.size_direction.to(Hff.dtype) if obj.cfg.expr_prior_per_size else None
+    g = obj.size_direction.to(Hff.dtype) if obj.per_size(t) else None
     frame, shared = lay.find(name), lay.find("shape")
     idx = None if frame is None else torch.arange(frame[1], frame[1] + frame[2])
     if idx is not None:
@@ -113,6 +115,38 @@ def _relative_prior_block(obj, lay: Layout, t: Term, c: float, Hff, Hfs, Hss) ->
     Hss[s[:, None], s] += c * float((x * x).sum()) / k**4 * torch.outer(g, g)
     if idx is not None:
         Hfs[:, idx[:, None], s] += -c / k**3 * x[..., None] * g
+
+
+def _relative_smooth_block(obj, lay: Layout, t: Term, c: float, Hff, Hfs, Hss, n_nb, smooth):
+    """``J^T W J`` of frame differences over the face scale, ``r = D x / k``: the frame chain's
+    Laplacian with weight ``c / k^2``; when k follows the shape, ``dr/dshape = -D x g^T / k^2``
+    adds ``c |D x|^2 g g^T / k^4`` to the shape block and ``-c (D^T D x) g^T / k^3`` to the
+    coupling."""
+    v = obj.values(detach=True)
+    k = float(obj.face_scale(v, t))
+    idx = _frame_columns(lay, t.params, Hff.device)
+    if idx is not None and c != 0:
+        Hff[:, idx, idx] += c / k**2 * n_nb[:, None]
+        smooth.append((idx, c / k**2))
+    shared = lay.find("shape")
+    if not obj.per_size(t) or shared is None:
+        return
+    x = torch.cat([v[n] for n in t.params if obj.per_frame(n)], 1).to(Hff.dtype)
+    dx = x[1:] - x[:-1]
+    g = obj.size_direction.to(Hff.dtype)
+    s = torch.arange(shared[1], shared[1] + shared[2])
+    Hss[s[:, None], s] += c * float((dx * dx).sum()) / k**4 * torch.outer(g, g)
+    if idx is not None:
+        Hfs[:, idx[:, None], s] += -c / k**3 * _chain_laplacian(x)[..., None] * g
+
+
+def _chain_laplacian(x: torch.Tensor) -> torch.Tensor:
+    """``D^T D x`` over the frame chain (D: consecutive differences), ``(T, D)``."""
+    dx = x[1:] - x[:-1]
+    out = torch.zeros_like(x)
+    out[:-1] -= dx
+    out[1:] += dx
+    return out
 
 
 def gn_gradient(obj: FlameObjective, lay: Layout, terms: list[Term] | None = None):
@@ -137,20 +171,18 @@ def gn_gradient(obj: FlameObjective, lay: Layout, terms: list[Term] | None = Non
             if t.kind == "size":
                 g = obj.size_direction.to(x.dtype)
                 x = g * (g @ x)
-            if t.kind == "relative":
-                k = obj.face_scale(v)
-                x = x / k**2
-            if t.kind == "smooth":  # D^T D x over the frame chain
-                dx = x[1:] - x[:-1]
-                x = torch.zeros_like(x)
-                x[:-1] -= dx
-                x[1:] += dx
+            if t.smooth:
+                x = _chain_laplacian(x)
+            if t.kind in ("relative", "relative_smooth"):
+                x = x / obj.face_scale(v, t) ** 2
             (gs if shared else gf)[..., i : i + d] += c * x
         at = lay.find("shape")
-        if t.kind == "relative" and obj.cfg.expr_prior_per_size and at is not None:
-            x = torch.cat([v[n].reshape(-1) for n in t.params])  # d(x / k)/dshape = -x g / k^2
-            k = obj.face_scale(v)
-            gs[at[1] : at[1] + at[2]] -= c * (x * x).sum() / k**3 * obj.size_direction.to(x.dtype)
+        if obj.per_size(t) and at is not None:
+            # d(z / k)/dshape = -z g / k^2, z: the values (relative) or their differences
+            z = torch.cat([v[n] for n in t.params], 1)
+            z = z[1:] - z[:-1] if t.smooth else z
+            k = obj.face_scale(v, t)
+            gs[at[1] : at[1] + at[2]] -= c * (z * z).sum() / k**3 * obj.size_direction.to(z.dtype)
     return gf, gs
 
 

@@ -26,7 +26,9 @@ The tracker's autograd loss is the sum of `FlameObjective.evaluate`. The Gauss-N
   a face that shrinks with its expressions earns no smaller prior; couples the expression
   and shape columns;
 - ``size``: the face's relative size change ``g . shape`` (a rank-one block ``g g^T``);
-- ``smooth``: differences of consecutive frames (couples neighbouring frames).
+- ``smooth``: differences of consecutive frames (couples neighbouring frames);
+- ``relative_smooth``: the expression's frame-to-frame differences over ``k`` (1 without
+  ``fit_flame.expr_smooth_per_size``; couples neighbouring frames and the shape).
 
 so that ``J^T W r`` is exactly the autograd gradient of each term (tests/track/test_objective.py).
 Camera and pixel conventions: `prep.track.flame_params`.
@@ -63,7 +65,13 @@ def prior_residual(obj: FlameObjective, term: Term, v: dict, pts: torch.Tensor |
 def relative_prior_residual(obj: FlameObjective, term: Term, v: dict, pts: torch.Tensor | None):
     """The values over the inner face's relative size ``1 + g . shape`` (`face_scale`)."""
     x, a = prior_residual(obj, term, v, pts)
-    return x / obj.face_scale(v), a
+    return x / obj.face_scale(v, term), a
+
+
+def relative_smooth_residual(obj: FlameObjective, term: Term, v: dict, pts: torch.Tensor | None):
+    """Frame-to-frame differences over the inner face's relative size (`face_scale`)."""
+    d, a = smooth_residual(obj, term, v, pts)
+    return d / obj.face_scale(v, term), a
 
 
 def size_residual(obj: FlameObjective, term: Term, v: dict, pts: torch.Tensor | None):
@@ -102,8 +110,8 @@ class Term:
     Attributes:
         name: logged as ``loss/<name>``; point terms name their point set (lmk, iris, dense).
         weight: the `prep.config.flame.TrackerWeights` field holding its weight.
-        kind: points | prior | relative | size | smooth (the Jacobian structure the Gauss-Newton
-            solver uses).
+        kind: points | prior | relative | size | smooth | relative_smooth (the Jacobian
+            structure the Gauss-Newton solver uses).
         params: prior/smooth: the parameters forming the residual (points: all, via FLAME).
         phase_scale: a `PhaseConfig` field multiplying the weight in each phase, or None.
     """
@@ -122,7 +130,13 @@ class Term:
             "relative": relative_prior_residual,
             "size": size_residual,
             "smooth": smooth_residual,
+            "relative_smooth": relative_smooth_residual,
         }[self.kind]
+
+    @property
+    def smooth(self) -> bool:
+        """A frame-to-frame difference term."""
+        return self.kind in ("smooth", "relative_smooth")
 
 
 POSE = ("global_pose", "neck_pose", "jaw_pose")
@@ -138,7 +152,7 @@ TERMS: tuple[Term, ...] = (
     Term("prior/eyelids", "eyelids_prior", "prior", ("eyelids",)),
     Term("prior/size", "size_prior", "size", ("shape",)),
     Term("smooth/pose", "smooth_pose", "smooth", POSE),
-    Term("smooth/expr", "smooth_expr", "smooth", ("expr",)),
+    Term("smooth/expr", "smooth_expr", "relative_smooth", ("expr",)),
     Term("smooth/transl", "smooth_transl", "smooth", ("transl",)),
     Term("smooth/eyes", "smooth_eyes", "smooth", ("eyes_pose",)),
     Term("smooth/eyelids", "smooth_expr", "smooth", ("eyelids",)),
@@ -173,7 +187,7 @@ class FlameObjective:
         if fixed_shape and "shape" in t.params:
             return False
         v = [self.params.value(n) for n in t.params]
-        if t.kind == "smooth":
+        if t.smooth:
             v = [x for n, x in zip(t.params, v, strict=True) if self.per_frame(n)]
             return bool(v) and self.params.n_frames > 1 and sum(x.shape[1] for x in v) > 0
         return sum(x.numel() for x in v) > 0
@@ -209,11 +223,17 @@ class FlameObjective:
         rows, obs, w = self._sets[name]
         return rows, obs[sl], w
 
-    def face_scale(self, v: dict) -> torch.Tensor:
+    def per_size(self, term: Term) -> bool:
+        """The term is measured over the face's size (``expr_prior_per_size`` for the prior,
+        ``expr_smooth_per_size`` for the smoothness)."""
+        flag = {"relative": "expr_prior_per_size", "relative_smooth": "expr_smooth_per_size"}
+        return term.kind in flag and bool(getattr(self.cfg, flag[term.kind]))
+
+    def face_scale(self, v: dict, term: Term) -> torch.Tensor:
         """``k``: the inner face's size relative to the template's, ``1 + g . shape`` (at least
-        0.5), or 1 when the expression prior is not measured per size."""
+        0.5), or 1 when `term` is not measured per size (`per_size`)."""
         shape = v["shape"].reshape(-1)
-        if not self.cfg.expr_prior_per_size:
+        if not self.per_size(term):
             return shape.new_ones(())
         return (1 + self.size_direction.to(shape.dtype) @ shape).clamp(min=0.5)
 

@@ -72,7 +72,7 @@ def problem(oracle):
     cfg = TrackerConfig()
     cfg.w.dense = 0.7
     cfg.w.size_prior = 0.5
-    cfg.expr_prior_per_size = True
+    cfg.expr_prior_per_size = cfg.expr_smooth_per_size = True
     cfg.charbonnier_eps_px = 2.0
     p = FlameParams(
         T,
@@ -124,15 +124,28 @@ def test_gauss_newton_gradient_equals_autograd(problem, name):
     torch.testing.assert_close(gs, as_, rtol=1e-8, atol=1e-12)
 
 
-def _residuals_and_weights(obj, lay, x):
-    """Every residual of the loss and its Gauss-Newton weight, written from the definition."""
-    p, cfg, b = obj.params, obj.cfg, obj.batch
-    v = {n: p.value(n).detach() for n in ALL_PARAMS}
+def _values(obj, lay, x) -> dict[str, torch.Tensor]:
+    """The parameter values with the layout's columns taken from the flat vector `x`."""
+    v = {n: obj.params.value(n).detach() for n in ALL_PARAMS}
     Dp = lay.n_frame
     for n, i, d in lay.frame:
         v[n] = x[: T * Dp].reshape(T, Dp)[:, i : i + d]
     for n, i, d in lay.shared:
         v[n] = x[T * Dp + i : T * Dp + i + d].reshape(v[n].shape)
+    return v
+
+
+def _flat(obj, lay) -> torch.Tensor:
+    p = obj.params
+    pf = torch.cat([p.value(n).detach().reshape(T, -1) for n, _, _ in lay.frame], 1)
+    ps = torch.cat([p.value(n).detach().reshape(-1) for n, _, _ in lay.shared])
+    return torch.cat([pf.reshape(-1), ps])
+
+
+def _residuals_and_weights(obj, lay, x):
+    """Every residual of the loss and its Gauss-Newton weight, written from the definition."""
+    cfg, b = obj.cfg, obj.batch
+    v = _values(obj, lay, x)
     lmk, mp, _ = obj.flame.landmarks(
         v["shape"],
         v["expr"],
@@ -187,9 +200,9 @@ def _residuals_and_weights(obj, lay, x):
     # the expression prior over the inner face's relative size, from the oracle's size direction
     k = 1 + obj.oracle_size_g @ v["shape"].reshape(-1)
     regs[1] = (v["expr"].reshape(-1) / k, w.expr_prior)
-    for names, c in smooth:
+    for names, c in smooth:  # the expression's differences over the face's size, as its prior
         z = torch.cat([v[n] for n in names], 1)
-        regs.append(((z[1:] - z[:-1]).reshape(-1), c))
+        regs.append(((z[1:] - z[:-1]).reshape(-1) / (k if names == ["expr"] else 1), c))
     regs.append(((obj.oracle_size_g @ v["shape"].reshape(-1)).reshape(1), w.size_prior))
     for r, c in regs:
         loss = loss + c * (r**2).mean()
@@ -216,9 +229,7 @@ def _dense(sysm, lay):
 
 def test_gauss_newton_matrix_is_jtwj_of_autograd_jacobians(problem):
     lay = make_layout(problem.params, ["all"])
-    pf = torch.cat([problem.params.value(n).detach().reshape(T, -1) for n, _, _ in lay.frame], 1)
-    ps = torch.cat([problem.params.value(n).detach().reshape(-1) for n, _, _ in lay.shared])
-    x = torch.cat([pf.reshape(-1), ps])
+    x = _flat(problem, lay)
     r, w, loss = _residuals_and_weights(problem, lay, x)
     # the residuals written here are those of the objective: same loss value
     total = sum(problem.evaluate().values())
@@ -230,3 +241,29 @@ def test_gauss_newton_matrix_is_jtwj_of_autograd_jacobians(problem):
     got = _dense(normal_equations(problem, lay, chunk=3), lay)  # chunks of 3 and 1 frames
     scale = expected.abs().max()
     torch.testing.assert_close(got / scale, expected / scale, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["prior/expr", "smooth/expr"])
+def test_size_relative_blocks_on_their_own(problem, name):
+    """The expression terms measured over the face's size, alone (their shape blocks are too
+    small to show beside the point terms): ``J^T W J`` of ``z / k``, z the expression (prior)
+    or its frame differences (smoothness), k from the oracle's size direction."""
+    lay = make_layout(problem.params, ["all"])
+    term = next(t for t in problem.terms if t.name == name)
+
+    def residual(xx):
+        v = _values(problem, lay, xx)
+        z = v["expr"][1:] - v["expr"][:-1] if name.startswith("smooth") else v["expr"]
+        return z.reshape(-1) / (1 + problem.oracle_size_g @ v["shape"].reshape(-1))
+
+    x = _flat(problem, lay)
+    r = residual(x)
+    J = torch.autograd.functional.jacobian(residual, x)
+    c = 2 * problem.weight(term) / r.numel()
+    expected = c * J.T @ J
+    got = _dense(normal_equations(problem, lay, chunk=3, terms=[term]), lay)
+    scale = expected.abs().max()
+    torch.testing.assert_close(got / scale, expected / scale, rtol=0, atol=1e-10)
+    s = slice(T * lay.n_frame, None)  # the shape block is there and matches on its own
+    assert expected[s, s].abs().max() > 1e-6 * scale
+    torch.testing.assert_close(got[s, s], expected[s, s], rtol=1e-8, atol=0)
