@@ -81,10 +81,8 @@ def normal_equations(
             for i, d in shared:
                 k = torch.arange(i, i + d, device=dev)
                 Hss[k, k] += c
-        elif t.kind == "relative":
-            _relative_prior_block(obj, lay, t, c, Hff, Hfs, Hss)
-        elif t.kind == "relative_smooth":
-            _relative_smooth_block(obj, lay, t, c, Hff, Hfs, Hss, n_nb, smooth)
+        elif t.relative:
+            _size_relative_block(obj, lay, t, c, Hff, Hfs, Hss, n_nb, smooth)
         elif t.kind == "size":  # a rank-one prior on the shape columns: c g g^T
             _, shared = lay.columns(t.params)
             for i, d in shared:
@@ -96,48 +94,33 @@ def normal_equations(
     return System(Hff, Hfs, Hss, smooth)
 
 
-def _relative_prior_block(obj, lay: Layout, t: Term, c: float, Hff, Hfs, Hss) -> None:
-    """``J^T W J`` of a prior over the face scale, ``r = x / k`` with ``k = 1 + g . shape``:
-    ``dr/dx = 1 / k`` and ``dr/dshape = -x g^T / k^2`` (the second only when k follows the
-    shape, `FlameObjective.face_scale`)."""
+def _size_relative_block(obj, lay: Layout, t: Term, c: float, Hff, Hfs, Hss, n_nb, smooth):
+    """``J^T W J`` of a term over the face scale, ``r = z / k`` with ``k = 1 + g . shape`` and z
+    the values x (``relative``) or their frame differences ``D x`` (``relative_smooth``).
+
+    On the frame columns: ``c / k^2`` times the identity or the chain's Laplacian ``D^T D``.
+    When k follows the shape (`FlameObjective.per_size`), ``dr/dshape = -z g^T / k^2`` adds
+    ``c |z|^2 g g^T / k^4`` to the shape block and ``-c (J^T z) g^T / k^3`` to the coupling
+    (``J^T z``: x, or ``D^T D x``).
+    """
     v = obj.values(detach=True)
     k = float(obj.face_scale(v, t))
-    (name,) = t.params
-    x = v[name].to(Hff.dtype)  # (T, D) per-frame values
-    g = obj.size_direction.to(Hff.dtype) if obj.per_size(t) else None
-    frame, shared = lay.find(name), lay.find("shape")
-    idx = None if frame is None else torch.arange(frame[1], frame[1] + frame[2])
-    if idx is not None:
-        Hff[:, idx, idx] += c / k**2
-    if g is None or shared is None:
-        return
-    s = torch.arange(shared[1], shared[1] + shared[2])
-    Hss[s[:, None], s] += c * float((x * x).sum()) / k**4 * torch.outer(g, g)
-    if idx is not None:
-        Hfs[:, idx[:, None], s] += -c / k**3 * x[..., None] * g
-
-
-def _relative_smooth_block(obj, lay: Layout, t: Term, c: float, Hff, Hfs, Hss, n_nb, smooth):
-    """``J^T W J`` of frame differences over the face scale, ``r = D x / k``: the frame chain's
-    Laplacian with weight ``c / k^2``; when k follows the shape, ``dr/dshape = -D x g^T / k^2``
-    adds ``c |D x|^2 g g^T / k^4`` to the shape block and ``-c (D^T D x) g^T / k^3`` to the
-    coupling."""
-    v = obj.values(detach=True)
-    k = float(obj.face_scale(v, t))
+    x = torch.cat([v[n] for n in t.params], 1).to(Hff.dtype)  # (T, D) per-frame values
     idx = _frame_columns(lay, t.params, Hff.device)
     if idx is not None and c != 0:
-        Hff[:, idx, idx] += c / k**2 * n_nb[:, None]
-        smooth.append((idx, c / k**2))
+        Hff[:, idx, idx] += c / k**2 * (n_nb[:, None] if t.smooth else 1.0)
+        if t.smooth:
+            smooth.append((idx, c / k**2))
     shared = lay.find("shape")
     if not obj.per_size(t) or shared is None:
         return
-    x = torch.cat([v[n] for n in t.params if obj.per_frame(n)], 1).to(Hff.dtype)
-    dx = x[1:] - x[:-1]
+    z = x[1:] - x[:-1] if t.smooth else x
     g = obj.size_direction.to(Hff.dtype)
     s = torch.arange(shared[1], shared[1] + shared[2])
-    Hss[s[:, None], s] += c * float((dx * dx).sum()) / k**4 * torch.outer(g, g)
+    Hss[s[:, None], s] += c * float((z * z).sum()) / k**4 * torch.outer(g, g)
     if idx is not None:
-        Hfs[:, idx[:, None], s] += -c / k**3 * _chain_laplacian(x)[..., None] * g
+        jtz = _chain_laplacian(x) if t.smooth else x
+        Hfs[:, idx[:, None], s] += -c / k**3 * jtz[..., None] * g
 
 
 def _chain_laplacian(x: torch.Tensor) -> torch.Tensor:
@@ -173,7 +156,7 @@ def gn_gradient(obj: FlameObjective, lay: Layout, terms: list[Term] | None = Non
                 x = g * (g @ x)
             if t.smooth:
                 x = _chain_laplacian(x)
-            if t.kind in ("relative", "relative_smooth"):
+            if t.relative:
                 x = x / obj.face_scale(v, t) ** 2
             (gs if shared else gf)[..., i : i + d] += c * x
         at = lay.find("shape")
@@ -267,11 +250,12 @@ class GaussNewton(torch.optim.Optimizer):
             As = sysm.Hss + self.lam * (torch.diag(sysm.Hss.diagonal()) + 1e-9 * eye_s)
             try:
                 xf, xs = solve_frames_shared(Af, sysm.Hfs, As, sysm.smooth, -gf, -gs)
+                solved = bool(torch.isfinite(xf).all() and torch.isfinite(xs).all())
             except torch.linalg.LinAlgError:  # a block lost definiteness in float32
-                xf = xs = gf.new_full((1,), float("nan"))
-            if not (torch.isfinite(xf).all() and torch.isfinite(xs).all()):
-                self.lam *= 10  # a near-singular system (tiny priors): damp harder, never step
-                continue  # to NaN (the contour's yaw bins cannot take it)
+                solved = False
+            if not solved:  # a near-singular system (tiny priors): damp harder, never step to
+                self.lam *= 10  # NaN (the contour's yaw bins cannot take it)
+                continue
             for alpha in (1.0, 0.5, 0.25):
                 self._set(lay, pf + alpha * xf, sh + alpha * xs)
                 f1 = self.value()

@@ -138,6 +138,11 @@ class Term:
         """A frame-to-frame difference term."""
         return self.kind in ("smooth", "relative_smooth")
 
+    @property
+    def relative(self) -> bool:
+        """A term that can be measured over the face's size (`FlameObjective.per_size`)."""
+        return self.kind in ("relative", "relative_smooth")
+
 
 POSE = ("global_pose", "neck_pose", "jaw_pose")
 TERMS: tuple[Term, ...] = (
